@@ -1,0 +1,116 @@
+// Events on GET /sessions/{id}/ws (server → client) and the frames a client may send on it (SPEC §7).
+import Type, { type Static } from 'typebox';
+import { ParticipantKind, StateName } from './session.ts';
+
+export const Participant = Type.Object({
+  identity: Type.String(),
+  kind: ParticipantKind,
+  name: Type.Optional(Type.String()),
+});
+export type Participant = Static<typeof Participant>;
+
+/** The envelope of every room message. */
+export const Envelope = Type.Object({
+  id: Type.String(),
+  sessionId: Type.String(),
+  type: Type.String({ minLength: 1, maxLength: 64 }),
+  from: Type.Object({ identity: Type.String(), kind: ParticipantKind }),
+  at: Type.String({ format: 'date-time' }),
+  data: Type.Unknown(),
+});
+export type Envelope = Static<typeof Envelope>;
+
+/** Message types the recorder keeps; everything else is relayed only. */
+export const RECORDED_TYPES = [
+  'transcript',
+  'agent_text',
+  'user_text',
+  'participant_joined',
+  'participant_left',
+  'complete_todo_list',
+  'state_change_notification',
+  'debug',
+] as const;
+export type RecordedType = (typeof RECORDED_TYPES)[number];
+
+const Base = { sessionId: Type.String(), at: Type.String({ format: 'date-time' }) };
+
+export const StatusChanged = Type.Object({
+  type: Type.Literal('session.status_changed'),
+  ...Base,
+  status: StateName,
+  previous: Type.Union([StateName, Type.Null()]),
+  cause: Type.String(),
+  endCode: Type.Optional(Type.Integer()),
+  endReason: Type.Optional(Type.String()),
+  outcome: Type.Optional(Type.Union([Type.Literal('disconnected'), Type.Literal('failed')])),
+});
+export const QueuePosition = Type.Object({
+  type: Type.Literal('session.queue_position'),
+  ...Base,
+  position: Type.Integer({ minimum: 1 }),
+  queueLength: Type.Integer({ minimum: 1 }),
+  estimatedWaitMs: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
+});
+export const ParticipantJoined = Type.Object({
+  type: Type.Literal('session.participant_joined'),
+  ...Base,
+  participant: Participant,
+});
+export const ParticipantLeft = Type.Object({
+  type: Type.Literal('session.participant_left'),
+  ...Base,
+  participant: Participant,
+});
+export const MessageEvent = Type.Object({
+  type: Type.Literal('session.message'),
+  ...Base,
+  message: Envelope,
+});
+export const ErrorEvent = Type.Object({
+  type: Type.Literal('session.error'),
+  ...Base,
+  code: Type.String(),
+  message: Type.String(),
+  recoverable: Type.Boolean(),
+});
+export const AfkWarning = Type.Object({
+  type: Type.Literal('session.afk_warning'),
+  ...Base,
+  disconnectAt: Type.String({ format: 'date-time' }),
+  remainingMs: Type.Integer({ minimum: 0 }),
+});
+
+export const SessionEvent = Type.Union([
+  StatusChanged,
+  QueuePosition,
+  ParticipantJoined,
+  ParticipantLeft,
+  MessageEvent,
+  ErrorEvent,
+  AfkWarning,
+]);
+export type SessionEvent = Static<typeof SessionEvent>;
+export type SessionEventType = SessionEvent['type'];
+export type SessionEventOf<T extends SessionEventType> = Extract<SessionEvent, { type: T }>;
+
+/** Frames a participant may send on the session socket. */
+export const ClientFrame = Type.Union([
+  Type.Object({ type: Type.Literal('input') }, { additionalProperties: false }),
+  Type.Object(
+    { type: Type.Literal('ping'), id: Type.Optional(Type.Union([Type.String(), Type.Number()])) },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('message'),
+      messageType: Type.String({ minLength: 1, maxLength: 64 }),
+      data: Type.Unknown(),
+    },
+    { additionalProperties: false },
+  ),
+]);
+export type ClientFrame = Static<typeof ClientFrame>;
+
+/** The largest frame a client may send on a session socket, in bytes. */
+export const MAX_CLIENT_FRAME_BYTES = 64 * 1024;

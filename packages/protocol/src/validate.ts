@@ -1,0 +1,38 @@
+// Runtime validation of the protocol's schemas, with one readable message per failure.
+import type { Static, TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+
+export interface Validator<T extends TSchema> {
+  /** Returns the value typed, or an error message naming the first offending path. */
+  parse(value: unknown): { ok: true; value: Static<T> } | { ok: false; message: string };
+}
+
+export function validator<T extends TSchema>(schema: T): Validator<T> {
+  const compiled = Compile(schema);
+  return {
+    parse(value) {
+      if (compiled.Check(value)) return { ok: true, value: value as Static<T> };
+      return { ok: false, message: describeErrors(compiled.Errors(value)) };
+    },
+  };
+}
+
+interface SchemaError {
+  instancePath: string;
+  message: string;
+  keyword: string;
+  params: unknown;
+}
+
+function describeErrors(errors: Iterable<unknown>): string {
+  const list = [...errors] as SchemaError[];
+  const addl = list.find((e) => e.keyword === 'additionalProperties');
+  if (addl) {
+    const names = (addl.params as { additionalProperties?: string[] }).additionalProperties ?? [];
+    return `${addl.instancePath || 'body'} has unknown field${names.length > 1 ? 's' : ''} ${names.map((n) => `"${n}"`).join(', ')}`;
+  }
+  // a union's "must match a schema in anyOf" hides the useful inner message, so prefer the deepest path
+  const first = [...list].sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
+  if (!first) return 'invalid value';
+  return `${first.instancePath || 'value'} ${first.message}`;
+}

@@ -1,0 +1,119 @@
+// The worker protocol on /workers/ws: each direction is one discriminated union (SPEC §5).
+import Type, { type Static } from 'typebox';
+import { Envelope, Participant } from './events.ts';
+
+export const WorkerState = {
+  Starting: 'starting',
+  Ready: 'ready',
+  Reserved: 'reserved',
+  Busy: 'busy',
+  Stopping: 'stopping',
+  Stopped: 'stopped',
+} as const;
+export type WorkerState = (typeof WorkerState)[keyof typeof WorkerState];
+
+/** Worker → server. The first frame must be `register`; anything else closes the socket with 1008. */
+export const WorkerFrame = Type.Union([
+  Type.Object(
+    {
+      type: Type.Literal('register'),
+      token: Type.String({ minLength: 1, maxLength: 4096 }),
+      protocolVersion: Type.Optional(Type.String()),
+      name: Type.Optional(Type.String({ maxLength: 200 })),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object({ type: Type.Literal('ready') }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('heartbeat') }, { additionalProperties: false }),
+  Type.Object(
+    { type: Type.Literal('session_started'), sessionId: Type.String() },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('message'),
+      sessionId: Type.String(),
+      messageType: Type.String({ minLength: 1, maxLength: 64 }),
+      data: Type.Unknown(),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    { type: Type.Literal('save_state'), sessionId: Type.String(), state: Type.Unknown() },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('control'),
+      sessionId: Type.String(),
+      action: Type.Union([Type.Literal('pause'), Type.Literal('resume'), Type.Literal('end')]),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object({ type: Type.Literal('stopped') }, { additionalProperties: false }),
+]);
+export type WorkerFrame = Static<typeof WorkerFrame>;
+
+export const Assignment = Type.Object({
+  sessionId: Type.String(),
+  projectId: Type.String(),
+  region: Type.String(),
+  agentType: Type.Union([Type.String(), Type.Null()]),
+  config: Type.Record(Type.String(), Type.Unknown()),
+  token: Type.String({ description: 'worker token scoped to this session' }),
+  savedState: Type.Unknown({
+    description: 'the last state saved by a previous worker of this session, or null',
+  }),
+  restarts: Type.Integer({ minimum: 0 }),
+  participants: Type.Array(Participant),
+});
+export type Assignment = Static<typeof Assignment>;
+
+/** Server → worker. */
+export const ServerToWorkerFrame = Type.Union([
+  Type.Object({
+    type: Type.Literal('registered'),
+    workerId: Type.String(),
+    heartbeatIntervalMs: Type.Integer(),
+  }),
+  Type.Object({ type: Type.Literal('assign'), assignment: Assignment }),
+  Type.Object({ type: Type.Literal('message'), message: Envelope }),
+  Type.Object({
+    type: Type.Literal('participant_joined'),
+    sessionId: Type.String(),
+    participant: Participant,
+  }),
+  Type.Object({ type: Type.Literal('participant_left'), sessionId: Type.String(), participant: Participant }),
+  Type.Object({ type: Type.Literal('session_state'), sessionId: Type.String(), state: Type.String() }),
+  Type.Object({
+    type: Type.Literal('shutdown'),
+    sessionId: Type.Union([Type.String(), Type.Null()]),
+    graceMs: Type.Integer({ minimum: 0 }),
+    reason: Type.String(),
+  }),
+  Type.Object({ type: Type.Literal('error'), code: Type.String(), message: Type.String() }),
+]);
+export type ServerToWorkerFrame = Static<typeof ServerToWorkerFrame>;
+
+/** WebSocket close codes used on control connections (not session end codes). */
+export const SocketCloseCode = {
+  /** the handshake or a frame broke the protocol: first frame not `register`, bad token, wrong session */
+  PolicyViolation: 1008,
+  /** a frame was larger than allowed */
+  TooLarge: 1009,
+  /** the server is shutting down; reconnect to another server or later */
+  ServerShutdown: 1001,
+  /** the worker was replaced or reaped */
+  Replaced: 4100,
+} as const;
+
+/** Environment variables the process driver gives a worker it starts. */
+export const WORKER_ENV = {
+  url: 'USHER_WORKER_URL',
+  token: 'USHER_WORKER_TOKEN',
+  workerId: 'USHER_WORKER_ID',
+  projectId: 'USHER_PROJECT_ID',
+  region: 'USHER_REGION',
+  sessionId: 'USHER_SESSION_ID',
+  sessionToken: 'USHER_SESSION_TOKEN',
+} as const;

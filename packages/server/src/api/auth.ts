@@ -1,0 +1,56 @@
+// Who is calling: an admin (API key), a participant or worker (signed token), or nobody.
+import { UsherError } from '@usher/protocol';
+import type { FastifyRequest } from 'fastify';
+import type { AdminKeys, TokenIssuer, TokenRole, VerifiedToken } from '../auth/tokens.ts';
+
+export type Caller = { kind: 'admin' } | { kind: 'token'; token: VerifiedToken } | { kind: 'anonymous' };
+
+export interface AuthContext {
+  adminKeys: AdminKeys;
+  tokens: TokenIssuer;
+}
+
+const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+
+/** Reads `Authorization: Bearer …`, `x-api-key`, or (for WebSockets, which cannot set headers) `?token=`. */
+export function credentialOf(req: FastifyRequest): string | null {
+  const header = req.headers.authorization;
+  if (header) {
+    const m = /^Bearer\s+(.+)$/i.exec(header);
+    if (!m)
+      throw new UsherError('UNAUTHORIZED', 'the Authorization header must be "Bearer <admin key or token>"');
+    return m[1]!.trim();
+  }
+  const key = req.headers['x-api-key'];
+  if (typeof key === 'string' && key) return key;
+  const token = (req.query as Record<string, unknown> | undefined)?.token;
+  if (typeof token === 'string' && token) return token;
+  return null;
+}
+
+export async function callerOf(req: FastifyRequest, auth: AuthContext): Promise<Caller> {
+  const credential = credentialOf(req);
+  if (credential === null) return { kind: 'anonymous' };
+  if (JWT_SHAPE.test(credential)) return { kind: 'token', token: await auth.tokens.verify(credential) };
+  if (auth.adminKeys.check(credential)) return { kind: 'admin' };
+  throw new UsherError('UNAUTHORIZED', 'the admin key is not valid');
+}
+
+export function requireAdmin(caller: Caller): void {
+  if (caller.kind === 'admin') return;
+  if (caller.kind === 'anonymous') {
+    throw new UsherError('UNAUTHORIZED', 'this needs an admin API key: send "Authorization: Bearer <key>"');
+  }
+  throw new UsherError('FORBIDDEN', 'this needs an admin API key; a session token is not enough');
+}
+
+/** Admins may act on any session; a token only on its own session, and only in the given roles. */
+export function requireSession(caller: Caller, sessionId: string, roles: readonly TokenRole[]): void {
+  if (caller.kind === 'admin') return;
+  if (caller.kind === 'anonymous') {
+    throw new UsherError('UNAUTHORIZED', 'this needs a session token or an admin API key');
+  }
+  const { token } = caller;
+  if (token.sid !== sessionId) throw new UsherError('FORBIDDEN', 'this token belongs to another session');
+  if (!roles.includes(token.role)) throw new UsherError('FORBIDDEN', `a ${token.role} token cannot do this`);
+}

@@ -1,0 +1,54 @@
+// The one place that turns any error into `{error:{code,message}}` with the right HTTP status.
+import { type ErrorCode, UsherError } from '@usher/protocol';
+import type { FastifyError, FastifyInstance } from 'fastify';
+
+/** Fastify's own error codes, mapped to ours. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'BAD_REQUEST',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'BAD_REQUEST',
+  FST_ERR_VALIDATION: 'BAD_REQUEST',
+  FST_ERR_RATE_LIMITED: 'RATE_LIMITED',
+};
+
+export function toUsherError(err: unknown): UsherError {
+  if (err instanceof UsherError) return err;
+  const e = err as FastifyError & { validationContext?: string };
+  if (e.code && FASTIFY_CODES[e.code]) {
+    let message = e.message;
+    if (e.code === 'FST_ERR_VALIDATION' && e.validation?.[0]) {
+      const v = e.validation[0];
+      const where = `${e.validationContext ?? 'body'}${v.instancePath ? v.instancePath.replaceAll('/', '.') : ''}`;
+      const params = v.params as { additionalProperty?: string; allowedValues?: unknown[] };
+      if (v.keyword === 'additionalProperties' && params.additionalProperty) {
+        message = `${where} has an unknown field "${params.additionalProperty}"`;
+      } else {
+        message = `${where} ${v.message ?? 'is invalid'}`;
+      }
+      if (e.validationContext === 'querystring') return new UsherError('BAD_PARAMETER', message);
+    } else if (
+      e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
+      (e as { statusCode?: number }).statusCode === 400
+    ) {
+      message = `the body is not valid JSON: ${e.message}`;
+    }
+    return new UsherError(FASTIFY_CODES[e.code]!, message);
+  }
+  if (e instanceof SyntaxError)
+    return new UsherError('BAD_REQUEST', `the body is not valid JSON: ${e.message}`);
+  return new UsherError('INTERNAL', 'an unexpected error happened; it was logged');
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err, req, reply) => {
+    const ue = toUsherError(err);
+    if (ue.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
+    void reply.status(ue.status).send(ue.toBody());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const ue = new UsherError('ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+    void reply.status(ue.status).send(ue.toBody());
+  });
+}

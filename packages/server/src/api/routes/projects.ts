@@ -1,0 +1,103 @@
+// Project routes: create, read, list, update settings, enable, disable.
+import { Project, ProjectInput } from '@usher/protocol';
+import type { FastifyInstance } from 'fastify';
+import Type, { type Static } from 'typebox';
+import { projectView } from '../../engine/views.ts';
+import { callerOf, requireAdmin } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { ErrorResponse, IdParams } from '../schemas.ts';
+
+const tags = ['projects'];
+
+export function projectRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const { engine } = ctx;
+  const admin = async (req: Parameters<typeof callerOf>[0]) => requireAdmin(await callerOf(req, ctx.auth));
+
+  app.post<{ Body: Static<typeof ProjectInput> }>(
+    '/projects',
+    {
+      schema: {
+        tags,
+        summary: 'Create a project; every setting not given takes its default',
+        body: ProjectInput,
+        response: { 201: Project, '4xx': ErrorResponse },
+      },
+    },
+    async (req, reply) => {
+      await admin(req);
+      reply.status(201);
+      return projectView(await engine.createProject(req.body));
+    },
+  );
+
+  app.get(
+    '/projects',
+    {
+      schema: {
+        tags,
+        summary: 'List projects',
+        response: { 200: Type.Object({ projects: Type.Array(Project) }), '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      await admin(req);
+      return { projects: engine.listProjects().map(projectView) };
+    },
+  );
+
+  app.get<{ Params: Static<typeof IdParams> }>(
+    '/projects/:id',
+    {
+      schema: {
+        tags,
+        summary: 'A project and its settings',
+        params: IdParams,
+        response: { 200: Project, '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      await admin(req);
+      return projectView(engine.getProject(req.params.id));
+    },
+  );
+
+  app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof ProjectInput> }>(
+    '/projects/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Update settings (only the fields given); disabling ends live and queued sessions with 4000',
+        params: IdParams,
+        body: ProjectInput,
+        response: { 200: Project, '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      await admin(req);
+      return projectView(await engine.updateProject(req.params.id, req.body));
+    },
+  );
+
+  for (const [action, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    app.post<{ Params: Static<typeof IdParams> }>(
+      `/projects/:id/${action}`,
+      {
+        schema: {
+          tags,
+          summary: enabled
+            ? 'Enable a project'
+            : 'Disable a project: its live and queued sessions end with 4000',
+          params: IdParams,
+          response: { 200: Project, '4xx': ErrorResponse },
+        },
+      },
+      async (req) => {
+        await admin(req);
+        return projectView(await engine.updateProject(req.params.id, { enabled }));
+      },
+    );
+  }
+}

@@ -1,0 +1,169 @@
+// Session routes: create, read, list, join, pause, resume, end.
+import {
+  CreateSessionRequest,
+  JoinRequest,
+  JoinResponse,
+  SESSION_STATES,
+  Session,
+  type SessionState,
+  UsherError,
+} from '@usher/protocol';
+import type { FastifyInstance } from 'fastify';
+import Type, { type Static } from 'typebox';
+import { newId } from '../../engine/ids.ts';
+import { sessionView } from '../../engine/views.ts';
+import { callerOf, requireAdmin, requireSession } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { ErrorResponse, IdParams } from '../schemas.ts';
+
+const CreatedSession = Type.Intersect([
+  Session,
+  Type.Object({
+    token: Type.String({ description: 'viewer token, scoped to this session' }),
+    url: Type.String({ description: 'WebSocket URL of the session: events, and the viewer connection' }),
+  }),
+]);
+
+const ListQuery = Type.Object(
+  {
+    projectId: Type.Optional(Type.String()),
+    state: Type.Optional(
+      Type.String({ description: `one or more of ${SESSION_STATES.join(', ')}, comma-separated` }),
+    ),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  },
+  { additionalProperties: false },
+);
+
+const tags = ['sessions'];
+
+export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const { engine } = ctx;
+
+  app.post<{ Body: Static<typeof CreateSessionRequest> }>(
+    '/sessions',
+    {
+      schema: {
+        tags,
+        summary: 'Ask for a session: it is seated on a worker, or queued',
+        body: CreateSessionRequest,
+        response: { 201: CreatedSession, '4xx': ErrorResponse, '5xx': ErrorResponse },
+      },
+    },
+    async (req, reply) => {
+      const caller = await callerOf(req, ctx.auth);
+      const project = engine.getProject(req.body.projectId).settings;
+      if (!project.public) requireAdmin(caller);
+      else if (caller.kind === 'token')
+        throw new UsherError('FORBIDDEN', 'a session token cannot create sessions');
+      const { session, queuePosition, estimatedWaitMs } = await engine.createSession(req.body);
+      const token = await engine.issueSessionToken(session, 'viewer', newId('viewer', engine.clock.now()));
+      reply.status(201);
+      return {
+        ...sessionView(session, { queuePosition, estimatedWaitMs }),
+        token,
+        url: ctx.sessionSocketUrl(session.id),
+      };
+    },
+  );
+
+  app.get<{ Querystring: Static<typeof ListQuery> }>(
+    '/sessions',
+    {
+      schema: {
+        tags,
+        summary: 'List sessions, newest first',
+        querystring: ListQuery,
+        response: { 200: Type.Object({ sessions: Type.Array(Session) }), '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      requireAdmin(await callerOf(req, ctx.auth));
+      const states = req.query.state?.split(',').map((s) => s.trim());
+      for (const s of states ?? []) {
+        if (!(SESSION_STATES as readonly string[]).includes(s)) {
+          throw new UsherError(
+            'BAD_PARAMETER',
+            `state "${s}" is not a session state (${SESSION_STATES.join(', ')})`,
+          );
+        }
+      }
+      const list = await engine.store.read.listSessions({
+        projectId: req.query.projectId,
+        states: states as SessionState[] | undefined,
+        limit: req.query.limit ?? 100,
+      });
+      return {
+        sessions: await Promise.all(list.map(async (s) => sessionView(s, await engine.withQueue(s)))),
+      };
+    },
+  );
+
+  app.get<{ Params: Static<typeof IdParams> }>(
+    '/sessions/:id',
+    {
+      schema: {
+        tags,
+        summary: 'A session with its timeline',
+        params: IdParams,
+        response: { 200: Session, '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      const caller = await callerOf(req, ctx.auth);
+      requireSession(caller, req.params.id, ['viewer', 'user', 'observer', 'agent']);
+      const s = await engine.getSession(req.params.id);
+      const q = await engine.withQueue(s);
+      return sessionView(s, { ...q, timeline: await engine.store.read.timeline(s.id) });
+    },
+  );
+
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof JoinRequest> }>(
+    '/sessions/:id/join',
+    {
+      schema: {
+        tags,
+        summary: 'A token and URL for one more participant of the session',
+        params: IdParams,
+        body: Type.Optional(JoinRequest),
+        response: { 200: JoinResponse, '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      const caller = await callerOf(req, ctx.auth);
+      requireSession(caller, req.params.id, ['viewer', 'user']);
+      const s = await engine.getSession(req.params.id);
+      if (s.state === 'ended' || s.state === 'ending')
+        throw new UsherError('ILLEGAL_TRANSITION', `session "${s.id}" is ${s.state}; nobody can join it`);
+      const role = req.body?.role ?? 'user';
+      const identity = req.body?.identity ?? newId(role, engine.clock.now());
+      return {
+        token: await engine.issueSessionToken(s, role, identity),
+        url: ctx.sessionSocketUrl(s.id),
+        identity,
+      };
+    },
+  );
+
+  const control = (action: 'pause' | 'resume' | 'end', summary: string) =>
+    app.post<{ Params: Static<typeof IdParams> }>(
+      `/sessions/:id/${action}`,
+      { schema: { tags, summary, params: IdParams, response: { 200: Session, '4xx': ErrorResponse } } },
+      async (req) => {
+        const caller = await callerOf(req, ctx.auth);
+        requireSession(caller, req.params.id, ['viewer', 'user']);
+        const by = caller.kind === 'admin' ? 'api' : caller.kind === 'token' ? caller.token.role : 'api';
+        const id = req.params.id;
+        const s =
+          action === 'pause'
+            ? await engine.pauseSession(id, `${by}:pause`)
+            : action === 'resume'
+              ? await engine.resumeSession(id, `${by}:resume`)
+              : await engine.endSession(id, `${by}:end`);
+        return sessionView(s);
+      },
+    );
+  control('pause', 'Pause a live session (the paused timeout starts)');
+  control('resume', 'Resume a paused session');
+  control('end', 'End a session: a waiting one is canceled, a seated one shuts its worker down');
+}

@@ -1,0 +1,73 @@
+// Worker routes: list and drain.
+import type { FastifyInstance } from 'fastify';
+import Type, { type Static } from 'typebox';
+import type { WorkerRecord } from '../../storage/records.ts';
+import { callerOf, requireAdmin } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { ErrorResponse, IdParams } from '../schemas.ts';
+
+const Worker = Type.Object({
+  id: Type.String(),
+  projectId: Type.String(),
+  region: Type.String(),
+  driver: Type.String(),
+  state: Type.String(),
+  sessionId: Type.Union([Type.String(), Type.Null()]),
+  draining: Type.Boolean(),
+  connected: Type.Boolean({ description: 'its control socket is on this server' }),
+  createdAt: Type.String({ format: 'date-time' }),
+  readyAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+
+const tags = ['workers'];
+
+export function workerRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const { engine } = ctx;
+  const view = (w: WorkerRecord) => ({
+    id: w.id,
+    projectId: w.projectId,
+    region: w.region,
+    driver: w.driver,
+    state: w.state,
+    sessionId: w.sessionId,
+    draining: w.draining,
+    connected: engine.isWorkerConnected(w.id),
+    createdAt: new Date(w.createdAt).toISOString(),
+    readyAt: w.readyAt === null ? null : new Date(w.readyAt).toISOString(),
+  });
+
+  app.get<{ Querystring: { projectId?: string } }>(
+    '/workers',
+    {
+      schema: {
+        tags,
+        summary: 'Live workers',
+        querystring: Type.Object(
+          { projectId: Type.Optional(Type.String()) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ workers: Type.Array(Worker) }), '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      requireAdmin(await callerOf(req, ctx.auth));
+      return { workers: (await engine.listWorkers({ projectId: req.query.projectId })).map(view) };
+    },
+  );
+
+  app.post<{ Params: Static<typeof IdParams> }>(
+    '/workers/:id/drain',
+    {
+      schema: {
+        tags,
+        summary: 'Drain a worker: no new sessions; an idle one stops now, a busy one after its session',
+        params: IdParams,
+        response: { 200: Worker, '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      requireAdmin(await callerOf(req, ctx.auth));
+      return view(await engine.drainWorker(req.params.id));
+    },
+  );
+}

@@ -1,0 +1,29 @@
+// JSON-schema validation for routes: bodies strictly (no coercion, unknown fields refused), query strings
+// with type coercion (they arrive as strings).
+import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { FastifyInstance } from 'fastify';
+
+export function installValidation(app: FastifyInstance): void {
+  const strict = addFormats.default(
+    new Ajv({ removeAdditional: false, coerceTypes: false, useDefaults: false, strict: false }),
+  );
+  const coercing = addFormats.default(
+    new Ajv({ removeAdditional: false, coerceTypes: true, useDefaults: true, strict: false }),
+  );
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    const ajv = httpPart === 'body' ? strict : coercing;
+    return ajv.compile(schema);
+  });
+}
+
+/** JSON bodies as Fastify parses them (prototype-poisoning safe), except that an empty body means none. */
+export function installJsonParser(app: FastifyInstance): void {
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    json(req, text, done);
+  });
+}

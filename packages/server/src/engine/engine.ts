@@ -1,0 +1,1323 @@
+// The session engine: every state change of sessions and workers happens here, in one transaction each.
+import {
+  type Assignment,
+  type CloseCode,
+  type CreateSessionRequest,
+  canTransition,
+  END_REASONS,
+  ENDING_TIMEOUT_MS,
+  type EndReason,
+  LIVE_STATES,
+  outcomeOf,
+  PENDING_STATES,
+  type ProjectInput,
+  type ServerToWorkerFrame,
+  type SessionEvent,
+  type SessionState,
+  UsherError,
+  WORKER_ENV,
+  type WorkerFrame,
+} from '@usher/protocol';
+import type { TokenIssuer } from '../auth/tokens.ts';
+import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
+import type {
+  ProjectRecord,
+  ProjectSettings,
+  SessionRecord,
+  TimerRecord,
+  WorkerRecord,
+} from '../storage/records.ts';
+import { TimerKind } from '../storage/records.ts';
+import type { Repo } from '../storage/repo.ts';
+import type { Store } from '../storage/store.ts';
+import type { Logger } from '../util/logger.ts';
+import { type Clock, systemClock, type TimerHandle } from './clock.ts';
+import { Effects, parsePoolKey, poolKey } from './effects.ts';
+import type { EventHub } from './event-hub.ts';
+import { newId } from './ids.ts';
+import { validateProject } from './project-input.ts';
+import { estimateWaitMs, needsViewerToStart, unrunnableReason, usesAfk, usesIdle } from './project-rules.ts';
+import { Scheduler } from './scheduler.ts';
+
+/** A connected worker socket on this server. */
+export interface WorkerLink {
+  send(frame: ServerToWorkerFrame): void;
+  close(code: number, reason: string): void;
+}
+
+export interface EngineOptions {
+  store: Store;
+  clock: Clock;
+  hub: EventHub;
+  tokens: TokenIssuer;
+  drivers: Record<string, WorkerDriver>;
+  log: Logger;
+  /** this server's id, stored on the workers it starts */
+  serverId: string;
+  /** the WebSocket URL workers dial (known once the server listens) */
+  workerUrl: () => string;
+  heartbeatIntervalMs?: number;
+  /** a worker whose socket is gone this long is lost */
+  workerLossMs?: number;
+  /** after a restart, how long workers of the previous run have to re-attach before they are reaped */
+  reattachMs?: number;
+  /** at most one queue-position broadcast per pool this often (real time) */
+  positionIntervalMs?: number;
+  workerTokenTtlMs?: number;
+  sessionTokenTtlMs?: number;
+  /** re-read the earliest deadline this often, to see timers set by other servers; 0 = never */
+  timerPollMs?: number;
+  /**
+   * The clock for worker liveness (heartbeats, re-attach, launch backoff). It measures the real world, so it
+   * stays the system clock when tests drive session deadlines with a manual one.
+   */
+  livenessClock?: Clock;
+}
+
+type Resolved = Required<EngineOptions>;
+
+/** After SIGTERM, how long a worker process has before SIGKILL. */
+const STOP_KILL_AFTER_MS = 2_000;
+
+const DEFAULTS = {
+  heartbeatIntervalMs: 5_000,
+  workerLossMs: 15_000,
+  reattachMs: 15_000,
+  positionIntervalMs: 250,
+  workerTokenTtlMs: 24 * 3_600_000,
+  sessionTokenTtlMs: 3_600_000,
+  timerPollMs: 0,
+  livenessClock: systemClock,
+};
+
+/** Timers that belong to a state and are cleared when the session leaves it. */
+const STATE_TIMERS: Record<SessionState, TimerKind[]> = {
+  requesting: [TimerKind.Pending],
+  queued: [TimerKind.Pending],
+  connecting: [TimerKind.Connecting, TimerKind.SeatHold],
+  active: [TimerKind.AfkWarning, TimerKind.Idle],
+  idle: [TimerKind.AfkDisconnect, TimerKind.Idle],
+  paused: [TimerKind.Paused],
+  ending: [TimerKind.Ending],
+  ended: [],
+};
+
+export interface SessionWithQueue {
+  session: SessionRecord;
+  queuePosition: number | null;
+  estimatedWaitMs: number | null;
+}
+
+export class Engine {
+  readonly o: Resolved;
+  readonly #scheduler: Scheduler;
+  readonly #links = new Map<string, WorkerLink>();
+  readonly #liveness = new Map<string, TimerHandle>();
+  readonly #viewers = new Map<string, number>();
+  /** last AFK/idle due written per session, so input does not write on every event */
+  readonly #activityDue = new Map<string, number>();
+  readonly #projects = new Map<string, ProjectRecord>();
+  readonly #positions = new Map<string, { timer: NodeJS.Timeout | null; last: number }>();
+  readonly #sentPositions = new Map<string, number>();
+  readonly #meanCache = new Map<string, { at: number; value: number | null }>();
+  readonly #launchBackoff = new Map<string, { failures: number; until: number; timer: TimerHandle | null }>();
+  readonly #pendingTasks = new Set<Promise<unknown>>();
+  readonly #graceTimers = new Set<NodeJS.Timeout>();
+  #started = false;
+  #closed = false;
+
+  constructor(options: EngineOptions) {
+    this.o = { ...DEFAULTS, ...options } as Resolved;
+    this.#scheduler = new Scheduler({
+      store: options.store,
+      clock: options.clock,
+      handle: (t) => this.#onTimer(t),
+      onError: (err, t) => this.o.log.error({ err, timer: t }, 'timer handler failed'),
+      pollIntervalMs: this.o.timerPollMs,
+    });
+  }
+
+  get store(): Store {
+    return this.o.store;
+  }
+  get clock(): Clock {
+    return this.o.clock;
+  }
+  get hub(): EventHub {
+    return this.o.hub;
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /** Recovers what an earlier run left (timers, workers, viewers, queues) and starts the timers. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    for (const p of await this.store.read.listProjects()) this.#projects.set(p.settings.id, p);
+    await this.#recover();
+    await this.#scheduler.start();
+  }
+
+  /** Stops timers and waits for work in flight. Workers are left to the drivers' close(). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#scheduler.stop();
+    await this.#scheduler.idle();
+    for (const h of this.#liveness.values()) this.o.livenessClock.clearTimer(h);
+    this.#liveness.clear();
+    for (const b of this.#launchBackoff.values()) if (b.timer) this.o.livenessClock.clearTimer(b.timer);
+    for (const t of this.#graceTimers) clearTimeout(t);
+    for (const p of this.#positions.values()) if (p.timer) clearTimeout(p.timer);
+    while (this.#pendingTasks.size) await Promise.allSettled([...this.#pendingTasks]);
+  }
+
+  /** Resolves when every after-commit task started so far has finished (tests use it). */
+  async settled(): Promise<void> {
+    while (this.#pendingTasks.size) await Promise.allSettled([...this.#pendingTasks]);
+    await this.#scheduler.idle();
+  }
+
+  async #recover(): Promise<void> {
+    const now = this.clock.now();
+    // viewers' sockets died with the previous run: their reconnect windows start now
+    await this.#tx(async (r, fx) => {
+      const attached = (
+        await r.listSessions({
+          states: ['queued', 'connecting', 'active', 'idle', 'paused'],
+          limit: 1_000_000,
+        })
+      ).filter((s) => s.viewerAttached);
+      for (const s of attached) {
+        const p = this.#project(s.projectId);
+        await r.updateSession(s.id, { viewerAttached: false, updatedAt: now });
+        await this.#setTimer(r, fx, s.id, TimerKind.Reconnect, now + p.timeouts.reconnectWindowMs);
+      }
+    });
+    // workers of the previous run: alive ones get time to re-attach, dead ones are handled as exits
+    const workers = (
+      await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
+    ).filter((w) => w.serverId === this.o.serverId || w.driver !== 'process');
+    for (const w of workers) {
+      const driver = this.o.drivers[w.driver];
+      const alive = driver && w.handle ? await driver.isAlive(w.id, w.handle) : w.driver === 'external';
+      if (!alive) {
+        await this.onWorkerExit({
+          workerId: w.id,
+          code: null,
+          signal: null,
+          expected: w.state === 'stopping',
+        });
+        continue;
+      }
+      this.#watchLiveness(w.id, this.o.reattachMs, async () => {
+        this.o.log.warn({ workerId: w.id }, 'worker did not re-attach after restart; reaping it');
+        if (driver && w.handle) await driver.reap(w.id, w.handle).catch(() => {});
+        await this.onWorkerExit({ workerId: w.id, code: null, signal: null, expected: false });
+      });
+    }
+    // queues and warm pools
+    await this.#tx(async (r, fx) => {
+      for (const p of this.#projects.values()) {
+        if (!p.settings.enabled) continue;
+        for (const region of Object.keys(p.settings.regions)) await this.#dispatch(r, fx, p.settings, region);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ transactions and effects
+
+  /** Runs fn in a transaction, then (only if it committed) its effects. */
+  async #tx<T>(fn: (r: Repo, fx: Effects) => Promise<T>): Promise<T> {
+    let fx = new Effects();
+    const result = await this.store.tx(async (r) => {
+      fx = new Effects();
+      return fn(r, fx);
+    });
+    this.#apply(fx);
+    return result;
+  }
+
+  #apply(fx: Effects): void {
+    for (const e of fx.events) this.hub.publish(e);
+    if (fx.earliestTimer !== null) this.#scheduler.notify(fx.earliestTimer);
+    for (const key of fx.dirtyPools) this.#schedulePositions(key);
+    for (const task of fx.tasks) this.#track(task);
+  }
+
+  #track(task: () => void | Promise<void>): void {
+    const p = (async () => task())().catch((err) => this.o.log.error({ err }, 'after-commit task failed'));
+    this.#pendingTasks.add(p);
+    void p.finally(() => this.#pendingTasks.delete(p));
+  }
+
+  #event(fx: Effects, sessionId: string, e: DistributiveOmit<SessionEvent, 'sessionId' | 'at'>): void {
+    fx.event({ ...e, sessionId, at: new Date(this.clock.now()).toISOString() } as SessionEvent);
+  }
+
+  async #setTimer(r: Repo, fx: Effects, sessionId: string, kind: TimerKind, dueAt: number): Promise<void> {
+    await r.setTimer(sessionId, kind, dueAt);
+    fx.timerSet(dueAt);
+  }
+
+  // ------------------------------------------------------------------ projects
+
+  #project(id: string): ProjectSettings {
+    const p = this.#projects.get(id);
+    if (!p) throw new UsherError('NOT_FOUND', `no project "${id}"`);
+    return p.settings;
+  }
+
+  getProject(id: string): ProjectRecord {
+    const p = this.#projects.get(id);
+    if (!p) throw new UsherError('NOT_FOUND', `no project "${id}"`);
+    return p;
+  }
+
+  listProjects(): ProjectRecord[] {
+    return [...this.#projects.values()].sort((a, b) => a.settings.id.localeCompare(b.settings.id));
+  }
+
+  async createProject(input: ProjectInput): Promise<ProjectRecord> {
+    if (!input.id) throw new UsherError('BAD_REQUEST', 'body.id is required to create a project');
+    const settings = validateProject(null, input);
+    const now = this.clock.now();
+    const record: ProjectRecord = { settings, createdAt: now, updatedAt: now };
+    await this.#tx(async (r, fx) => {
+      if (!(await r.insertProject(record)))
+        throw new UsherError('CONFLICT', `project "${settings.id}" already exists`);
+      this.#projects.set(settings.id, record);
+      if (settings.enabled)
+        for (const region of Object.keys(settings.regions)) await this.#dispatch(r, fx, settings, region);
+    });
+    return record;
+  }
+
+  /** Updates settings; disabling ends every live and queued session with 4000. */
+  async updateProject(id: string, input: ProjectInput): Promise<ProjectRecord> {
+    if (input.id !== undefined && input.id !== id)
+      throw new UsherError('BAD_REQUEST', "body.id cannot change a project's id");
+    return this.#tx(async (r, fx) => {
+      const current = await r.getProject(id);
+      if (!current) throw new UsherError('NOT_FOUND', `no project "${id}"`);
+      const settings = validateProject(current.settings, input);
+      const record: ProjectRecord = { ...current, settings, updatedAt: this.clock.now() };
+      await r.updateProject(settings, record.updatedAt);
+      this.#projects.set(id, record);
+      if (current.settings.enabled && !settings.enabled) {
+        const open = await r.listSessions({
+          projectId: id,
+          states: ['requesting', 'queued', 'connecting', 'active', 'idle', 'paused'],
+          limit: 1_000_000,
+        });
+        for (const s of open) await this.#end(r, fx, s, 'project_disabled', 'project:disabled');
+      }
+      if (settings.enabled)
+        for (const region of Object.keys(settings.regions)) await this.#dispatch(r, fx, settings, region);
+      return record;
+    });
+  }
+
+  // ------------------------------------------------------------------ sessions
+
+  /**
+   * Admits a session: refused ones end at once (4000, 4001, 4002) and the error says why; the others are
+   * seated on a ready worker, given a new one, or queued.
+   */
+  async createSession(req: CreateSessionRequest): Promise<SessionWithQueue> {
+    const project = this.#project(req.projectId);
+    const region = req.region ?? project.defaultRegion;
+    const now = this.clock.now();
+    const result = await this.#tx(async (r, fx) => {
+      await r.lockPool(project.id, region);
+      const s: SessionRecord = {
+        id: newId('s', now),
+        projectId: project.id,
+        region,
+        agentType: req.agentType ?? null,
+        config: req.config ?? {},
+        state: 'requesting',
+        workerId: null,
+        queuedAt: null,
+        restarts: 0,
+        savedState: null,
+        viewerAttached: false,
+        workerStarted: false,
+        pendingEnd: null,
+        createdAt: now,
+        updatedAt: now,
+        activeAt: null,
+        endedAt: null,
+        endCode: null,
+        endReason: null,
+        outcome: null,
+      };
+      await r.insertSession(s);
+      await r.addTransition(s.id, { from: null, to: 'requesting', at: now, cause: 'api:create' });
+      this.#event(fx, s.id, {
+        type: 'session.status_changed',
+        status: 'requesting',
+        previous: null,
+        cause: 'api:create',
+      });
+
+      let refusal: { reason: EndReason; error: UsherError } | null = null;
+      const unrunnable = unrunnableReason(project, region, s.agentType);
+      if (!project.enabled)
+        refusal = {
+          reason: 'project_disabled',
+          error: new UsherError('PROJECT_DISABLED', `project "${project.id}" is disabled`),
+        };
+      else if (unrunnable)
+        refusal = { reason: 'app_not_found', error: new UsherError('APP_NOT_FOUND', unrunnable) };
+      else if ((await r.countQueued(project.id, region)) >= project.maxQueueLength) {
+        refusal = {
+          reason: 'queue_full',
+          error: new UsherError(
+            'QUEUE_FULL',
+            `the queue of project "${project.id}" in region "${region}" is full (maxQueueLength ${project.maxQueueLength})`,
+          ),
+        };
+      }
+      if (refusal) {
+        const ended = await this.#end(r, fx, s, refusal.reason, 'admission');
+        return { refusal, session: ended };
+      }
+      const queued = await this.#transition(r, fx, s, 'queued', 'admission', { queuedAt: now });
+      await this.#setTimer(r, fx, s.id, TimerKind.Pending, s.createdAt + project.timeouts.pendingMs);
+      await this.#dispatch(r, fx, project, region);
+      const after = (await r.getSession(s.id))!;
+      return { refusal: null, session: after, queued };
+    });
+    if (result.refusal) {
+      const { error } = result.refusal;
+      throw new UsherError(error.code, error.message, {
+        sessionId: result.session.id,
+        closeCode: result.session.endCode,
+        endReason: result.session.endReason,
+      });
+    }
+    return this.withQueue(result.session);
+  }
+
+  /** A session with its queue position and estimated wait (while queued). */
+  async withQueue(s: SessionRecord): Promise<SessionWithQueue> {
+    if (s.state !== 'queued') return { session: s, queuePosition: null, estimatedWaitMs: null };
+    const ids = await this.store.read.queuedSessionIds(s.projectId, s.region);
+    const position = ids.indexOf(s.id) + 1 || null;
+    const estimatedWaitMs = position === null ? null : await this.#estimate(s.projectId, s.region, position);
+    return { session: s, queuePosition: position, estimatedWaitMs };
+  }
+
+  async getSession(id: string): Promise<SessionRecord> {
+    const s = await this.store.read.getSession(id);
+    if (!s) throw new UsherError('NOT_FOUND', `no session "${id}"`);
+    return s;
+  }
+
+  /** Ends a session on request: pending ones end at once (canceled), seated ones go through `ending`. */
+  async endSession(id: string, cause: string): Promise<SessionRecord> {
+    return this.#tx(async (r, fx) => {
+      const s = await this.#lockSession(r, id);
+      if (s.state === 'ended' || s.state === 'ending') {
+        throw new UsherError('ILLEGAL_TRANSITION', `session "${id}" is already ${s.state}`);
+      }
+      return this.#end(r, fx, s, PENDING_STATES.includes(s.state) ? 'canceled' : 'completed', cause);
+    });
+  }
+
+  async pauseSession(id: string, cause: string): Promise<SessionRecord> {
+    return this.#tx(async (r, fx) => {
+      const s = await this.#lockSession(r, id);
+      this.#assertTransition(s, 'paused');
+      const p = this.#project(s.projectId);
+      const paused = await this.#transition(r, fx, s, 'paused', cause);
+      await this.#setTimer(r, fx, s.id, TimerKind.Paused, this.clock.now() + p.timeouts.pausedMs);
+      this.#activityDue.delete(s.id);
+      this.#notifyWorker(fx, paused, { type: 'session_state', sessionId: s.id, state: 'paused' });
+      return paused;
+    });
+  }
+
+  async resumeSession(id: string, cause: string): Promise<SessionRecord> {
+    return this.#tx(async (r, fx) => {
+      const s = await this.#lockSession(r, id);
+      if (s.state !== 'paused')
+        throw new UsherError(
+          'ILLEGAL_TRANSITION',
+          `session "${id}" is ${s.state}, not paused; only a paused session can resume`,
+        );
+      const resumed = await this.#enterActive(r, fx, s, cause);
+      this.#notifyWorker(fx, resumed, { type: 'session_state', sessionId: s.id, state: 'active' });
+      return resumed;
+    });
+  }
+
+  /** Viewer input: keeps AFK away, and brings an idle session back to active. */
+  async recordInput(id: string): Promise<void> {
+    await this.#recordActivity(id, 'input');
+  }
+
+  /** Any room activity: keeps an agent session's idle timeout away. */
+  async recordActivity(id: string): Promise<void> {
+    await this.#recordActivity(id, 'activity');
+  }
+
+  async #recordActivity(id: string, kind: 'input' | 'activity'): Promise<void> {
+    const now = this.clock.now();
+    const last = this.#activityDue.get(id);
+    // cheap path: active session whose deadline was written less than a second ago
+    if (last !== undefined && last > 0) {
+      const s = await this.store.read.getSession(id);
+      if (!s) return;
+      const p = this.#project(s.projectId);
+      const timer =
+        kind === 'input' && usesAfk(p) ? TimerKind.AfkWarning : usesIdle(p) ? TimerKind.Idle : null;
+      const span = timer === TimerKind.AfkWarning ? p.timeouts.afkWarningMs : p.timeouts.idleMs;
+      if (s.state === 'active' && timer && now + span - last < 1000) return;
+    }
+    await this.#tx(async (r, fx) => {
+      const s = await r.getSession(id, { lock: true });
+      if (!s) return;
+      const p = this.#project(s.projectId);
+      if (s.state === 'idle' && kind === 'input') {
+        await this.#enterActive(r, fx, s, 'viewer:input');
+        return;
+      }
+      if (s.state !== 'active') return;
+      if (kind === 'input' && usesAfk(p)) {
+        const due = now + p.timeouts.afkWarningMs;
+        await this.#setTimer(r, fx, s.id, TimerKind.AfkWarning, due);
+        this.#activityDue.set(s.id, due);
+      }
+      if (usesIdle(p)) {
+        const due = now + p.timeouts.idleMs;
+        await this.#setTimer(r, fx, s.id, TimerKind.Idle, due);
+        this.#activityDue.set(s.id, due);
+      }
+    });
+  }
+
+  /** The viewer's connection came up (first socket) or came back (within the reconnect window). */
+  async viewerAttached(id: string): Promise<void> {
+    const n = (this.#viewers.get(id) ?? 0) + 1;
+    this.#viewers.set(id, n);
+    if (n > 1) return;
+    await this.#tx(async (r, fx) => {
+      const s = await r.getSession(id, { lock: true });
+      if (!s || s.state === 'ended' || s.state === 'ending') return;
+      await r.updateSession(id, { viewerAttached: true, updatedAt: this.clock.now() });
+      await r.clearTimer(id, TimerKind.Reconnect);
+      const p = this.#project(s.projectId);
+      if (s.state === 'connecting' && s.workerStarted && needsViewerToStart(p)) {
+        await this.#enterActive(r, fx, { ...s, viewerAttached: true }, 'viewer:attached');
+      }
+    });
+  }
+
+  /**
+   * The viewer's connection closed. 1000/1001 end the session (a queued one is canceled); anything else
+   * opens the reconnect window.
+   */
+  async viewerDetached(id: string, code: number): Promise<void> {
+    const n = Math.max(0, (this.#viewers.get(id) ?? 0) - 1);
+    if (n > 0) {
+      this.#viewers.set(id, n);
+      return;
+    }
+    this.#viewers.delete(id);
+    await this.#tx(async (r, fx) => {
+      const s = await r.getSession(id, { lock: true });
+      if (!s || s.state === 'ended' || s.state === 'ending') return;
+      const now = this.clock.now();
+      await r.updateSession(id, { viewerAttached: false, updatedAt: now });
+      if (code === 1000 || code === 1001) {
+        const reason: EndReason = PENDING_STATES.includes(s.state)
+          ? 'canceled'
+          : code === 1000
+            ? 'completed'
+            : 'viewer_left';
+        await this.#end(r, fx, s, reason, `viewer:closed:${code}`);
+        return;
+      }
+      const p = this.#project(s.projectId);
+      await this.#setTimer(r, fx, id, TimerKind.Reconnect, now + p.timeouts.reconnectWindowMs);
+    });
+  }
+
+  isViewerConnected(id: string): boolean {
+    return (this.#viewers.get(id) ?? 0) > 0;
+  }
+
+  async issueSessionToken(
+    s: SessionRecord,
+    role: 'viewer' | 'user' | 'observer' | 'agent',
+    identity: string,
+  ): Promise<string> {
+    return this.o.tokens.sign({ role, sid: s.id, pid: s.projectId, idn: identity }, this.o.sessionTokenTtlMs);
+  }
+
+  // ------------------------------------------------------------------ transitions
+
+  async #lockSession(r: Repo, id: string): Promise<SessionRecord> {
+    const s = await r.getSession(id, { lock: true });
+    if (!s) throw new UsherError('NOT_FOUND', `no session "${id}"`);
+    return s;
+  }
+
+  #assertTransition(s: SessionRecord, to: SessionState): void {
+    if (!canTransition(s.state, to)) {
+      throw new UsherError('ILLEGAL_TRANSITION', `session "${s.id}" is ${s.state}; it cannot become ${to}`);
+    }
+  }
+
+  /** Applies one legal transition: the row, the timeline, the state's timers and the event. */
+  async #transition(
+    r: Repo,
+    fx: Effects,
+    s: SessionRecord,
+    to: SessionState,
+    cause: string,
+    patch: Partial<SessionRecord> = {},
+  ): Promise<SessionRecord> {
+    this.#assertTransition(s, to);
+    const now = this.clock.now();
+    const next: SessionRecord = { ...s, ...patch, state: to, updatedAt: now };
+    await r.updateSession(s.id, { ...patch, state: to, updatedAt: now });
+    await r.addTransition(s.id, { from: s.state, to, at: now, cause });
+    const leaving = STATE_TIMERS[s.state].filter((k) => !STATE_TIMERS[to].includes(k));
+    if (to === 'ended' || to === 'ending') await r.clearTimers(s.id);
+    else await r.clearTimers(s.id, leaving);
+    if (PENDING_STATES.includes(s.state) || PENDING_STATES.includes(to))
+      fx.poolChanged(s.projectId, s.region);
+    const event: DistributiveOmit<SessionEvent, 'sessionId' | 'at'> =
+      to === 'ended'
+        ? {
+            type: 'session.status_changed',
+            status: to,
+            previous: s.state,
+            cause,
+            endCode: next.endCode!,
+            endReason: next.endReason!,
+            outcome: next.outcome!,
+          }
+        : { type: 'session.status_changed', status: to, previous: s.state, cause };
+    this.#event(fx, s.id, event);
+    if (to === 'ended' || to === 'ending') this.#activityDue.delete(s.id);
+    return next;
+  }
+
+  /** connecting/idle/paused → active, with the timers of an active session. */
+  async #enterActive(r: Repo, fx: Effects, s: SessionRecord, cause: string): Promise<SessionRecord> {
+    const p = this.#project(s.projectId);
+    const now = this.clock.now();
+    const first = s.activeAt === null;
+    const next = await this.#transition(r, fx, s, 'active', cause, first ? { activeAt: now } : {});
+    if (first && p.timeouts.maxRuntimeMs > 0)
+      await this.#setTimer(r, fx, s.id, TimerKind.MaxRuntime, now + p.timeouts.maxRuntimeMs);
+    if (usesAfk(p)) {
+      await this.#setTimer(r, fx, s.id, TimerKind.AfkWarning, now + p.timeouts.afkWarningMs);
+      this.#activityDue.set(s.id, now + p.timeouts.afkWarningMs);
+    }
+    if (usesIdle(p) && s.state !== 'idle') {
+      await this.#setTimer(r, fx, s.id, TimerKind.Idle, now + p.timeouts.idleMs);
+      this.#activityDue.set(s.id, now + p.timeouts.idleMs);
+    }
+    return next;
+  }
+
+  /**
+   * Ends a session for a reason. Pending sessions hold nothing and end at once; seated ones go to `ending`,
+   * their worker is told to shut down, and they end when it is gone (or when the 60 s limit forces it).
+   */
+  async #end(
+    r: Repo,
+    fx: Effects,
+    s: SessionRecord,
+    reason: EndReason,
+    cause: string,
+  ): Promise<SessionRecord> {
+    const code = END_REASONS[reason].code;
+    if (s.state === 'ended' || s.state === 'ending') return s;
+    if (PENDING_STATES.includes(s.state)) {
+      return this.#transition(r, fx, s, 'ended', cause, this.#endFields(code, reason));
+    }
+    const pendingEnd = { code, reason, cause };
+    const ending = await this.#transition(r, fx, s, 'ending', cause, { pendingEnd });
+    await this.#setTimer(r, fx, s.id, TimerKind.Ending, this.clock.now() + ENDING_TIMEOUT_MS);
+    const worker = s.workerId ? await r.getWorker(s.workerId, { lock: true }) : undefined;
+    if (!worker || worker.state === 'stopped') return this.#finishEnding(r, fx, ending, `${cause}:no-worker`);
+    const p = this.#project(s.projectId);
+    const graceMs = Math.min(p.timeouts.shutdownGraceMs, ENDING_TIMEOUT_MS);
+    this.#sendToWorker(fx, worker.id, { type: 'shutdown', sessionId: s.id, graceMs, reason });
+    if (!this.#reusable(p, worker)) {
+      await r.updateWorker(worker.id, { state: 'stopping', updatedAt: this.clock.now() });
+      this.#stopWorkerAfterCommit(fx, worker, graceMs);
+    }
+    return ending;
+  }
+
+  #endFields(code: CloseCode, reason: EndReason): Partial<SessionRecord> {
+    return {
+      endCode: code,
+      endReason: reason,
+      outcome: outcomeOf(code),
+      endedAt: this.clock.now(),
+      queuedAt: null,
+      pendingEnd: null,
+    };
+  }
+
+  /** ending → ended; the worker goes back to the pool or is recycled, and the pool is dispatched. */
+  async #finishEnding(r: Repo, fx: Effects, s: SessionRecord, cause: string): Promise<SessionRecord> {
+    const end = s.pendingEnd ?? { code: 1000 as CloseCode, reason: 'completed' as EndReason };
+    const ended = await this.#transition(r, fx, s, 'ended', cause, this.#endFields(end.code, end.reason));
+    const p = this.#project(s.projectId);
+    if (s.workerId) {
+      const w = await r.getWorker(s.workerId, { lock: true });
+      if (w && w.state !== 'stopped' && w.sessionId === s.id) {
+        if (this.#reusable(p, w) && w.state !== 'stopping') {
+          await r.updateWorker(w.id, {
+            state: 'ready',
+            sessionId: null,
+            readyAt: this.clock.now(),
+            updatedAt: this.clock.now(),
+          });
+        } else if (w.state !== 'stopping') {
+          await r.updateWorker(w.id, { state: 'stopping', updatedAt: this.clock.now() });
+          this.#stopWorkerAfterCommit(fx, w, 0);
+        }
+      }
+    }
+    this.#meanCache.delete(poolKey(s.projectId, s.region));
+    await this.#dispatch(r, fx, p, s.region);
+    return ended;
+  }
+
+  #reusable(p: ProjectSettings, w: WorkerRecord): boolean {
+    return (p.reuseWorkers || w.driver === 'external') && !w.draining;
+  }
+
+  // ------------------------------------------------------------------ timers
+
+  async #onTimer(t: TimerRecord): Promise<void> {
+    await this.#tx(async (r, fx) => {
+      const s = await r.getSession(t.sessionId, { lock: true });
+      const current = await r.getTimer(t.sessionId, t.kind);
+      if (!current || current.dueAt > this.clock.now()) return; // pushed back or handled elsewhere
+      await r.clearTimer(t.sessionId, t.kind);
+      if (!s || s.state === 'ended') return;
+      const p = this.#project(s.projectId);
+      const cause = `timer:${t.kind}`;
+      switch (t.kind) {
+        case TimerKind.Pending:
+          if (PENDING_STATES.includes(s.state)) await this.#end(r, fx, s, 'pending_timeout', cause);
+          return;
+        case TimerKind.Connecting:
+          if (s.state === 'connecting') {
+            this.o.log.error(
+              { sessionId: s.id, projectId: s.projectId, workerId: s.workerId },
+              'operator alert: connecting timeout',
+            );
+            await this.#end(r, fx, s, 'connecting_timeout', cause);
+          }
+          return;
+        case TimerKind.SeatHold:
+          if (s.state === 'connecting') await this.#end(r, fx, s, 'seat_expired', cause);
+          return;
+        case TimerKind.AfkWarning:
+          if (s.state === 'active' && usesAfk(p)) {
+            await this.#transition(r, fx, s, 'idle', cause);
+            const disconnectAt = this.clock.now() + p.timeouts.afkDisconnectMs;
+            await this.#setTimer(r, fx, s.id, TimerKind.AfkDisconnect, disconnectAt);
+            this.#activityDue.delete(s.id);
+            this.#event(fx, s.id, {
+              type: 'session.afk_warning',
+              disconnectAt: new Date(disconnectAt).toISOString(),
+              remainingMs: p.timeouts.afkDisconnectMs,
+            });
+          }
+          return;
+        case TimerKind.AfkDisconnect:
+          if (s.state === 'idle') await this.#end(r, fx, s, 'afk_timeout', cause);
+          return;
+        case TimerKind.Idle:
+          if (s.state === 'active' || s.state === 'idle') await this.#end(r, fx, s, 'idle_timeout', cause);
+          return;
+        case TimerKind.Paused:
+          if (s.state === 'paused') await this.#end(r, fx, s, 'paused_timeout', cause);
+          return;
+        case TimerKind.MaxRuntime:
+          if (s.state !== 'ending') await this.#end(r, fx, s, 'max_runtime', cause);
+          return;
+        case TimerKind.Reconnect:
+          if (s.state !== 'ending' && !s.viewerAttached) await this.#end(r, fx, s, 'reconnect_failed', cause);
+          return;
+        case TimerKind.Ending:
+          if (s.state === 'ending') {
+            const w = s.workerId ? await r.getWorker(s.workerId) : undefined;
+            if (w && w.state !== 'stopped') {
+              await r.updateWorker(w.id, { state: 'stopping', updatedAt: this.clock.now() });
+              this.#stopWorkerAfterCommit(fx, w, 0);
+            }
+            await this.#finishEnding(r, fx, s, cause);
+          }
+          return;
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ queue and pools
+
+  /**
+   * Seats queued sessions of one pool on ready workers in FIFO order, starts workers for the rest while the
+   * pool is below `max`, and refills the warm pool to `min`. Runs inside the caller's transaction.
+   */
+  async #dispatch(r: Repo, fx: Effects, p: ProjectSettings, region: string): Promise<void> {
+    const pool = p.regions[region];
+    if (!pool || !p.worker || !p.enabled) return;
+    await r.lockPool(p.id, region);
+    const queue = await r.queuedSessionIds(p.id, region, pool.max + 1000);
+    let seated = 0;
+    if (queue.length > 0) {
+      const ready = await r.readyWorkers(p.id, region, queue.length);
+      for (const w of ready) {
+        const s = await r.getSession(queue[seated]!, { lock: true });
+        if (s?.state !== 'queued') continue;
+        await this.#seat(r, fx, p, s, w);
+        seated++;
+      }
+    }
+    const counts = await r.poolCounts(p.id, region);
+    let total = Object.values(counts).reduce((a, b) => a + b, 0);
+    const canStart = p.worker.driver !== 'external' && !this.#inBackoff(p.id, region);
+    // start a worker for each session still waiting, while below max
+    while (canStart && seated < queue.length && total < pool.max) {
+      const s = await r.getSession(queue[seated]!, { lock: true });
+      seated++;
+      if (s?.state !== 'queued') continue;
+      const w = await this.#startWorker(r, fx, p, region, s.id);
+      await this.#seat(r, fx, p, s, w);
+      total++;
+    }
+    // keep `min` workers warm (ready or on their way)
+    let warm = (counts.ready ?? 0) + (await this.#unboundStarting(r, p.id, region));
+    while (canStart && warm < pool.min && total < pool.max) {
+      await this.#startWorker(r, fx, p, region, null);
+      warm++;
+      total++;
+    }
+  }
+
+  async #unboundStarting(r: Repo, projectId: string, region: string): Promise<number> {
+    const starting = await r.listWorkers({ projectId, region, states: ['starting'] });
+    return starting.filter((w) => w.sessionId === null && !w.draining).length;
+  }
+
+  /** queued → connecting on a worker (ready, or just started for this session). */
+  async #seat(r: Repo, fx: Effects, p: ProjectSettings, s: SessionRecord, w: WorkerRecord): Promise<void> {
+    const now = this.clock.now();
+    const seated = await this.#transition(
+      r,
+      fx,
+      s,
+      'connecting',
+      w.state === 'ready' ? 'dispatch:ready-worker' : 'dispatch:new-worker',
+      {
+        workerId: w.id,
+        queuedAt: null,
+        workerStarted: false,
+      },
+    );
+    await this.#setTimer(r, fx, s.id, TimerKind.Connecting, now + p.timeouts.connectingMs);
+    if (w.state === 'ready') {
+      await r.updateWorker(w.id, { state: 'reserved', sessionId: s.id, updatedAt: now });
+      await this.#sendAssignment(fx, seated, w.id);
+    } else {
+      await r.updateWorker(w.id, { sessionId: s.id, updatedAt: now });
+    }
+    this.#sentPositions.delete(s.id);
+  }
+
+  async #startWorker(
+    r: Repo,
+    fx: Effects,
+    p: ProjectSettings,
+    region: string,
+    sessionId: string | null,
+  ): Promise<WorkerRecord> {
+    const now = this.clock.now();
+    const driverName = p.worker!.driver;
+    const w: WorkerRecord = {
+      id: newId('w', now),
+      projectId: p.id,
+      region,
+      driver: driverName,
+      state: 'starting',
+      sessionId,
+      handle: null,
+      serverId: this.o.serverId,
+      draining: false,
+      createdAt: now,
+      readyAt: null,
+      updatedAt: now,
+      stoppedAt: null,
+    };
+    await r.insertWorker(w);
+    fx.after(async () => {
+      const driver = this.o.drivers[driverName];
+      try {
+        if (!driver) throw new Error(`no "${driverName}" driver is configured on this server`);
+        const token = await this.o.tokens.sign(
+          { role: 'worker', wid: w.id, pid: p.id },
+          this.o.workerTokenTtlMs,
+        );
+        const env: Record<string, string> = {
+          [WORKER_ENV.url]: this.o.workerUrl(),
+          [WORKER_ENV.token]: token,
+          [WORKER_ENV.workerId]: w.id,
+          [WORKER_ENV.projectId]: p.id,
+          [WORKER_ENV.region]: region,
+        };
+        if (sessionId) {
+          env[WORKER_ENV.sessionId] = sessionId;
+          env[WORKER_ENV.sessionToken] = await this.o.tokens.sign(
+            { role: 'agent', sid: sessionId, pid: p.id, idn: w.id },
+            this.o.sessionTokenTtlMs,
+          );
+        }
+        const { handle } = await driver.start({
+          workerId: w.id,
+          projectId: p.id,
+          region,
+          spec: p.worker as Record<string, unknown>,
+          env,
+        });
+        await this.store.read.updateWorker(w.id, { handle, updatedAt: this.clock.now() });
+        if (!this.#links.has(w.id)) {
+          this.#watchLiveness(w.id, p.timeouts.connectingMs, () =>
+            this.#workerLost(w.id, 'never registered'),
+          );
+        }
+      } catch (err) {
+        this.o.log.error({ err, workerId: w.id, projectId: p.id }, 'worker failed to start');
+        await this.onWorkerExit({
+          workerId: w.id,
+          code: null,
+          signal: null,
+          expected: false,
+          error: String(err),
+        });
+      }
+    });
+    return w;
+  }
+
+  #inBackoff(projectId: string, region: string): boolean {
+    const b = this.#launchBackoff.get(poolKey(projectId, region));
+    return !!b && b.until > this.o.livenessClock.now();
+  }
+
+  /** Consecutive launch failures slow down the warm refill (1 s, 2 s, 4 s … 60 s). */
+  #launchFailed(projectId: string, region: string): void {
+    const key = poolKey(projectId, region);
+    const b = this.#launchBackoff.get(key) ?? { failures: 0, until: 0, timer: null };
+    b.failures++;
+    const delay = Math.min(60_000, 1000 * 2 ** (b.failures - 1));
+    b.until = this.o.livenessClock.now() + delay;
+    if (b.timer) this.o.livenessClock.clearTimer(b.timer);
+    b.timer = this.o.livenessClock.setTimer(b.until, () => {
+      b.timer = null;
+      return this.#redispatch(projectId, region);
+    });
+    this.#launchBackoff.set(key, b);
+  }
+
+  async #redispatch(projectId: string, region: string): Promise<void> {
+    if (this.#closed) return;
+    const p = this.#projects.get(projectId)?.settings;
+    if (!p) return;
+    await this.#tx((r, fx) => this.#dispatch(r, fx, p, region));
+  }
+
+  async #sendAssignment(fx: Effects, s: SessionRecord, workerId: string): Promise<void> {
+    const assignmentBase = {
+      sessionId: s.id,
+      projectId: s.projectId,
+      region: s.region,
+      agentType: s.agentType,
+      config: s.config,
+      savedState: s.savedState ?? null,
+      restarts: s.restarts,
+      participants: [],
+    };
+    fx.after(async () => {
+      const token = await this.o.tokens.sign(
+        { role: 'agent', sid: s.id, pid: s.projectId, idn: workerId },
+        this.o.sessionTokenTtlMs,
+      );
+      const assignment: Assignment = { ...assignmentBase, token };
+      this.#links.get(workerId)?.send({ type: 'assign', assignment });
+    });
+  }
+
+  #sendToWorker(fx: Effects, workerId: string, frame: ServerToWorkerFrame): void {
+    fx.after(() => this.#links.get(workerId)?.send(frame));
+  }
+
+  #notifyWorker(fx: Effects, s: SessionRecord, frame: ServerToWorkerFrame): void {
+    if (s.workerId) this.#sendToWorker(fx, s.workerId, frame);
+  }
+
+  /**
+   * Stops a worker after the commit. A connected worker that was sent `shutdown` gets graceMs to answer
+   * `stopped` (or exit) before the driver stops it; otherwise the driver stops it now.
+   */
+  #stopWorkerAfterCommit(fx: Effects, w: WorkerRecord, graceMs: number): void {
+    fx.after(async () => {
+      const driver = this.o.drivers[w.driver];
+      if (!driver) return;
+      if (w.driver === 'external') {
+        if (graceMs === 0)
+          this.#links.get(w.id)?.send({ type: 'shutdown', sessionId: null, graceMs, reason: 'recycle' });
+        return;
+      }
+      if (graceMs > 0 && this.#links.has(w.id)) {
+        const t = setTimeout(() => {
+          this.#graceTimers.delete(t);
+          this.#track(() => driver.stop(w.id, STOP_KILL_AFTER_MS));
+        }, graceMs);
+        this.#graceTimers.add(t);
+        return;
+      }
+      await driver.stop(w.id, STOP_KILL_AFTER_MS);
+    });
+  }
+
+  // ------------------------------------------------------------------ queue positions
+
+  #schedulePositions(key: string): void {
+    const state = this.#positions.get(key) ?? { timer: null, last: 0 };
+    this.#positions.set(key, state);
+    if (state.timer) return;
+    const wait = Math.max(0, state.last + this.o.positionIntervalMs - Date.now());
+    state.timer = setTimeout(() => {
+      state.timer = null;
+      state.last = Date.now();
+      this.#track(() => this.#broadcastPositions(key));
+    }, wait);
+  }
+
+  async #broadcastPositions(key: string): Promise<void> {
+    if (this.#closed) return;
+    const { projectId, region } = parsePoolKey(key);
+    const ids = await this.store.read.queuedSessionIds(projectId, region);
+    const mean = await this.#mean(projectId, region);
+    const poolMax = this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0;
+    const at = new Date(this.clock.now()).toISOString();
+    for (let i = 0; i < ids.length; i++) {
+      const sessionId = ids[i]!;
+      const position = i + 1;
+      if (this.#sentPositions.get(sessionId) === position) continue;
+      this.#sentPositions.set(sessionId, position);
+      if (!this.hub.hasListeners(sessionId)) continue;
+      this.hub.publish({
+        type: 'session.queue_position',
+        sessionId,
+        at,
+        position,
+        queueLength: ids.length,
+        estimatedWaitMs: estimateWaitMs(position, mean, poolMax),
+      });
+    }
+  }
+
+  async #estimate(projectId: string, region: string, position: number): Promise<number | null> {
+    const poolMax = this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0;
+    return estimateWaitMs(position, await this.#mean(projectId, region), poolMax);
+  }
+
+  async #mean(projectId: string, region: string): Promise<number | null> {
+    const key = poolKey(projectId, region);
+    const cached = this.#meanCache.get(key);
+    if (cached && this.clock.now() - cached.at < 5000) return cached.value;
+    const value = await this.store.read.meanSessionDurationMs(projectId, region);
+    this.#meanCache.set(key, { at: this.clock.now(), value });
+    return value;
+  }
+
+  /** Queue position right now, read from the store (for late joiners). */
+  async queuePosition(
+    s: SessionRecord,
+  ): Promise<{ position: number; queueLength: number; estimatedWaitMs: number | null } | null> {
+    if (s.state !== 'queued') return null;
+    const ids = await this.store.read.queuedSessionIds(s.projectId, s.region);
+    const position = ids.indexOf(s.id) + 1;
+    if (position === 0) return null;
+    this.#sentPositions.set(s.id, position);
+    return {
+      position,
+      queueLength: ids.length,
+      estimatedWaitMs: await this.#estimate(s.projectId, s.region, position),
+    };
+  }
+
+  // ------------------------------------------------------------------ workers
+
+  /** A worker socket registered with a valid token. Returns the worker id, or throws. */
+  async workerRegistered(
+    claims: { role: string; wid?: string; pid: string; reg?: string },
+    link: WorkerLink,
+  ): Promise<WorkerRecord> {
+    let worker: WorkerRecord | undefined;
+    if (claims.role === 'worker' && claims.wid) {
+      worker = await this.store.read.getWorker(claims.wid);
+      if (!worker) throw new UsherError('FORBIDDEN', `no worker "${claims.wid}"`);
+      if (worker.state === 'stopped')
+        throw new UsherError(
+          'FORBIDDEN',
+          `worker "${claims.wid}" has been stopped; it cannot register again`,
+        );
+    } else if (claims.role === 'pool') {
+      const p = this.#project(claims.pid);
+      const region = claims.reg ?? p.defaultRegion;
+      const now = this.clock.now();
+      worker = {
+        id: newId('w', now),
+        projectId: p.id,
+        region,
+        driver: 'external',
+        state: 'starting',
+        sessionId: null,
+        handle: 'external',
+        serverId: this.o.serverId,
+        draining: false,
+        createdAt: now,
+        readyAt: null,
+        updatedAt: now,
+        stoppedAt: null,
+      };
+      await this.store.read.insertWorker(worker);
+    } else {
+      throw new UsherError('FORBIDDEN', 'this token is not a worker token');
+    }
+    const old = this.#links.get(worker.id);
+    if (old && old !== link) old.close(4100, 'replaced by a newer connection');
+    this.#links.set(worker.id, link);
+    this.#heartbeat(worker.id);
+    link.send({ type: 'registered', workerId: worker.id, heartbeatIntervalMs: this.o.heartbeatIntervalMs });
+    return worker;
+  }
+
+  /** Heartbeat (or any frame): the worker is alive. */
+  #heartbeat(workerId: string): void {
+    this.#watchLiveness(workerId, this.o.workerLossMs, () => this.#workerLost(workerId, 'missed heartbeats'));
+  }
+
+  #watchLiveness(workerId: string, ms: number, onLost: () => Promise<void>): void {
+    const clock = this.o.livenessClock;
+    const prev = this.#liveness.get(workerId);
+    if (prev) clock.clearTimer(prev);
+    const handle = clock.setTimer(clock.now() + ms, () => {
+      this.#liveness.delete(workerId);
+      return onLost();
+    });
+    this.#liveness.set(workerId, handle);
+  }
+
+  async #workerLost(workerId: string, why: string): Promise<void> {
+    const w = await this.store.read.getWorker(workerId);
+    if (!w || w.state === 'stopped') return;
+    this.o.log.warn({ workerId, why }, 'worker lost');
+    this.#links.get(workerId)?.close(4100, `lost: ${why}`);
+    this.#links.delete(workerId);
+    const driver = this.o.drivers[w.driver];
+    if (driver && w.driver !== 'external') await driver.stop(workerId, 0).catch(() => {});
+    await this.onWorkerExit({ workerId, code: null, signal: null, expected: false, error: why });
+  }
+
+  /** Handles one frame from a registered worker. */
+  async workerFrame(workerId: string, frame: Exclude<WorkerFrame, { type: 'register' }>): Promise<void> {
+    this.#heartbeat(workerId);
+    switch (frame.type) {
+      case 'heartbeat':
+        return;
+      case 'ready':
+        return this.#workerReady(workerId);
+      case 'session_started':
+        return this.#sessionStarted(workerId, frame.sessionId);
+      case 'save_state':
+        await this.#ownSession(workerId, frame.sessionId);
+        await this.store.read.updateSession(frame.sessionId, {
+          savedState: frame.state ?? null,
+          updatedAt: this.clock.now(),
+        });
+        return;
+      case 'control': {
+        await this.#ownSession(workerId, frame.sessionId);
+        if (frame.action === 'pause') await this.pauseSession(frame.sessionId, 'worker:pause');
+        else if (frame.action === 'resume') await this.resumeSession(frame.sessionId, 'worker:resume');
+        else await this.endSession(frame.sessionId, 'worker:end');
+        return;
+      }
+      case 'message':
+        await this.#ownSession(workerId, frame.sessionId);
+        await this.recordActivity(frame.sessionId);
+        return;
+      case 'stopped':
+        return this.#workerStopped(workerId);
+    }
+  }
+
+  async #ownSession(workerId: string, sessionId: string): Promise<void> {
+    const w = await this.store.read.getWorker(workerId);
+    if (!w || w.sessionId !== sessionId)
+      throw new UsherError('FORBIDDEN', `worker "${workerId}" does not serve session "${sessionId}"`);
+  }
+
+  async #workerReady(workerId: string): Promise<void> {
+    await this.#tx(async (r, fx) => {
+      const w = await r.getWorker(workerId, { lock: true });
+      if (!w || w.state === 'stopped' || w.state === 'stopping') return;
+      const now = this.clock.now();
+      this.#launchBackoff.delete(poolKey(w.projectId, w.region));
+      if (w.sessionId) {
+        const s = await r.getSession(w.sessionId);
+        if (w.state === 'starting')
+          await r.updateWorker(w.id, { state: 'reserved', readyAt: now, updatedAt: now });
+        if (s && s.state === 'connecting' && !s.workerStarted) await this.#sendAssignment(fx, s, w.id);
+        return;
+      }
+      if (w.state === 'starting') {
+        await r.updateWorker(w.id, { state: 'ready', readyAt: now, updatedAt: now });
+        const p = this.#project(w.projectId);
+        await this.#dispatch(r, fx, p, w.region);
+      }
+    });
+  }
+
+  async #sessionStarted(workerId: string, sessionId: string): Promise<void> {
+    await this.#tx(async (r, fx) => {
+      const w = await r.getWorker(workerId, { lock: true });
+      if (!w || w.sessionId !== sessionId)
+        throw new UsherError('FORBIDDEN', `worker "${workerId}" was not assigned session "${sessionId}"`);
+      const s = await this.#lockSession(r, sessionId);
+      if (s.state !== 'connecting' || s.workerStarted) return;
+      const now = this.clock.now();
+      await r.updateWorker(w.id, { state: 'busy', readyAt: w.readyAt ?? now, updatedAt: now });
+      await r.updateSession(s.id, { workerStarted: true, updatedAt: now });
+      const p = this.#project(s.projectId);
+      if (!needsViewerToStart(p) || s.viewerAttached) {
+        await this.#enterActive(r, fx, { ...s, workerStarted: true }, 'worker:started');
+      } else {
+        await r.clearTimer(s.id, TimerKind.Connecting);
+        await this.#setTimer(r, fx, s.id, TimerKind.SeatHold, now + p.timeouts.seatHoldMs);
+      }
+    });
+  }
+
+  /** The worker finished its shutdown (after a session, or a recycle). */
+  async #workerStopped(workerId: string): Promise<void> {
+    await this.#tx(async (r, fx) => {
+      const w = await r.getWorker(workerId, { lock: true });
+      if (!w?.sessionId) return;
+      const s = await r.getSession(w.sessionId, { lock: true });
+      if (s?.state === 'ending') await this.#finishEnding(r, fx, s, 'worker:stopped');
+      if (w.state === 'stopping' && w.driver !== 'external') {
+        const driver = this.o.drivers[w.driver];
+        fx.after(() => driver?.stop(w.id, STOP_KILL_AFTER_MS));
+      }
+    });
+  }
+
+  /** A worker's socket closed. It may come back (restart, network); if not, liveness declares it lost. */
+  workerSocketClosed(workerId: string, link: WorkerLink): void {
+    if (this.#links.get(workerId) === link) this.#links.delete(workerId);
+  }
+
+  /**
+   * A worker is gone (process exit, pod failure, lost socket). Its session ends: 4003 if the worker never
+   * became ready, 4005 if it vanished before the viewer was seated, 4006 if the session was live.
+   */
+  async onWorkerExit(exit: WorkerExit & { error?: string }): Promise<void> {
+    const prev = this.#liveness.get(exit.workerId);
+    if (prev) this.o.livenessClock.clearTimer(prev);
+    this.#liveness.delete(exit.workerId);
+    this.#links.get(exit.workerId)?.close(4100, 'worker exited');
+    this.#links.delete(exit.workerId);
+    await this.#tx(async (r, fx) => {
+      const w = await r.getWorker(exit.workerId, { lock: true });
+      if (!w || w.state === 'stopped') return;
+      const now = this.clock.now();
+      await r.updateWorker(w.id, { state: 'stopped', stoppedAt: now, updatedAt: now });
+      const p = this.#projects.get(w.projectId)?.settings;
+      if (!w.readyAt && !exit.expected) this.#launchFailed(w.projectId, w.region);
+      if (w.sessionId) {
+        const s = await r.getSession(w.sessionId, { lock: true });
+        if (s && s.workerId === w.id) {
+          if (s.state === 'ending') {
+            await this.#finishEnding(r, fx, s, exit.expected ? 'worker:stopped' : 'worker:exit');
+          } else if (s.state === 'connecting') {
+            await this.#end(r, fx, s, w.readyAt ? 'worker_lost' : 'launch_failed', 'worker:exit');
+          } else if (LIVE_STATES.includes(s.state)) {
+            const recoverable = !!p && p.autoRestart.enabled && s.restarts < p.autoRestart.maxRestarts;
+            this.#event(fx, s.id, {
+              type: 'session.error',
+              code: 'AGENT_CRASHED',
+              message: `the worker of session "${s.id}" died (${exit.error ?? (exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`)})`,
+              recoverable,
+            });
+            if (recoverable && p) await this.#restartOnFreshWorker(r, fx, p, s);
+            else await this.#end(r, fx, s, 'worker_crashed', 'worker:crashed');
+          }
+        }
+      }
+      if (p?.enabled) await this.#dispatch(r, fx, p, w.region);
+    });
+  }
+
+  /** Auto-restart: a crashed live session goes back to `connecting` on a fresh worker with its saved state. */
+  async #restartOnFreshWorker(r: Repo, fx: Effects, p: ProjectSettings, s: SessionRecord): Promise<void> {
+    const ready = await r.readyWorkers(p.id, s.region, 1);
+    const now = this.clock.now();
+    const w = ready[0] ?? (await this.#startWorker(r, fx, p, s.region, s.id));
+    const next = await this.#transition(r, fx, s, 'connecting', 'worker:crashed:auto-restart', {
+      workerId: w.id,
+      workerStarted: false,
+      restarts: s.restarts + 1,
+    });
+    await this.#setTimer(r, fx, s.id, TimerKind.Connecting, now + p.timeouts.connectingMs);
+    if (w.state === 'ready') {
+      await r.updateWorker(w.id, { state: 'reserved', sessionId: s.id, updatedAt: now });
+      await this.#sendAssignment(fx, next, w.id);
+    }
+  }
+
+  async listWorkers(filter: { projectId?: string } = {}): Promise<WorkerRecord[]> {
+    return this.store.read.listWorkers({
+      ...filter,
+      states: ['starting', 'ready', 'reserved', 'busy', 'stopping'],
+    });
+  }
+
+  /** Draining: the worker takes no new session; an idle one is stopped now, a busy one after its session. */
+  async drainWorker(id: string): Promise<WorkerRecord> {
+    return this.#tx(async (r, fx) => {
+      const w = await r.getWorker(id, { lock: true });
+      if (!w || w.state === 'stopped') throw new UsherError('NOT_FOUND', `no live worker "${id}"`);
+      const now = this.clock.now();
+      await r.updateWorker(id, { draining: true, updatedAt: now });
+      if (w.state === 'ready' || (w.state === 'starting' && !w.sessionId)) {
+        await r.updateWorker(id, { state: 'stopping', updatedAt: now });
+        this.#stopWorkerAfterCommit(fx, w, 0);
+      }
+      return { ...w, draining: true };
+    });
+  }
+
+  isWorkerConnected(id: string): boolean {
+    return this.#links.has(id);
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -1,0 +1,38 @@
+// Delivers session events to whoever listens on this server (sockets, webhooks, the dashboard).
+import type { SessionEvent } from '@usher/protocol';
+
+export type SessionListener = (event: SessionEvent) => void;
+
+export class EventHub {
+  readonly #bySession = new Map<string, Set<SessionListener>>();
+  readonly #all = new Set<SessionListener>();
+
+  subscribe(sessionId: string, listener: SessionListener): () => void {
+    let set = this.#bySession.get(sessionId);
+    if (!set) {
+      set = new Set();
+      this.#bySession.set(sessionId, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.#bySession.delete(sessionId);
+    };
+  }
+
+  /** Every event of every session. */
+  subscribeAll(listener: SessionListener): () => void {
+    this.#all.add(listener);
+    return () => this.#all.delete(listener);
+  }
+
+  publish(event: SessionEvent): void {
+    for (const l of this.#all) l(event);
+    const set = this.#bySession.get(event.sessionId);
+    if (set) for (const l of [...set]) l(event);
+  }
+
+  hasListeners(sessionId: string): boolean {
+    return this.#bySession.has(sessionId);
+  }
+}

@@ -1,0 +1,12 @@
+// @usher/server: the Usher server as a library.
+
+export { AdminKeys, TokenIssuer } from './auth/tokens.ts';
+export type { WorkerDriver, WorkerExit, WorkerLaunch } from './drivers/driver.ts';
+export { ExternalDriver } from './drivers/external.ts';
+export { ProcessDriver } from './drivers/process.ts';
+export { type Clock, ManualClock, systemClock } from './engine/clock.ts';
+export { Engine, type EngineOptions, type WorkerLink } from './engine/engine.ts';
+export { EventHub } from './engine/event-hub.ts';
+export { UsherServer, type UsherServerOptions, VERSION } from './server.ts';
+export { openStore, redact, type StorageOptions, Store } from './storage/store.ts';
+export type { Logger } from './util/logger.ts';

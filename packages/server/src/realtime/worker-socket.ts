@@ -1,0 +1,79 @@
+// GET /workers/ws: the worker protocol. The first frame must be `register` with a valid token; frames are
+// handled one at a time, in order.
+import { SocketCloseCode, UsherError, validator, WorkerFrame } from '@usher/protocol';
+import type { FastifyInstance } from 'fastify';
+import type { WebSocket } from 'ws';
+import type { ApiContext } from '../api/context.ts';
+import type { WorkerLink } from '../engine/engine.ts';
+import { parseFrame, truncate } from './frames.ts';
+
+const workerFrame = validator(WorkerFrame);
+/** Worker frames may carry saved state, so they may be larger than a viewer's. */
+export const MAX_WORKER_FRAME_BYTES = 1024 * 1024;
+const REGISTER_WITHIN_MS = 10_000;
+
+export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
+  const { engine } = ctx;
+  app.get('/workers/ws', { websocket: true }, (socket: WebSocket, req) => {
+    let workerId: string | null = null;
+    let chain: Promise<void> = Promise.resolve();
+    const link: WorkerLink = {
+      send: (frame) => {
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(frame));
+      },
+      close: (code, reason) => socket.close(code, reason),
+    };
+    const deadline = setTimeout(
+      () => socket.close(SocketCloseCode.PolicyViolation, 'the first frame must be register'),
+      REGISTER_WITHIN_MS,
+    );
+    const refuse = (message: string) => {
+      link.send({ type: 'error', code: 'FORBIDDEN', message });
+      socket.close(SocketCloseCode.PolicyViolation, message.slice(0, 120));
+    };
+
+    const handle = async (raw: Parameters<typeof parseFrame>[0], isBinary: boolean) => {
+      const parsed = parseFrame(raw, isBinary, workerFrame, MAX_WORKER_FRAME_BYTES);
+      if (!parsed.ok) {
+        req.log.warn({ workerId, problem: parsed.message }, 'bad worker frame');
+        if (!workerId) return refuse(parsed.message);
+        link.send({ type: 'error', code: parsed.code, message: parsed.message });
+        return;
+      }
+      const frame = parsed.value;
+      if (!workerId) {
+        if (frame.type !== 'register')
+          return refuse(`the first frame must be register, not ${truncate(frame.type, 40)}`);
+        try {
+          const claims = await ctx.auth.tokens.verify(frame.token);
+          const w = await engine.workerRegistered(claims, link);
+          workerId = w.id;
+          clearTimeout(deadline);
+        } catch (err) {
+          refuse(err instanceof UsherError ? err.message : 'registration failed');
+        }
+        return;
+      }
+      if (frame.type === 'register') {
+        link.send({ type: 'error', code: 'BAD_REQUEST', message: 'already registered' });
+        return;
+      }
+      try {
+        await engine.workerFrame(workerId, frame);
+      } catch (err) {
+        const e =
+          err instanceof UsherError ? err : new UsherError('INTERNAL', 'the frame could not be handled');
+        if (e.code === 'INTERNAL') req.log.error({ err, workerId }, 'worker frame failed');
+        link.send({ type: 'error', code: e.code, message: e.message });
+      }
+    };
+
+    socket.on('message', (raw, isBinary) => {
+      chain = chain.then(() => handle(raw, isBinary));
+    });
+    socket.on('close', () => {
+      clearTimeout(deadline);
+      if (workerId) engine.workerSocketClosed(workerId, link);
+    });
+  });
+}

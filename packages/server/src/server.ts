@@ -1,0 +1,219 @@
+// The Usher server as a library: construct with options (no I/O), then listen() and close().
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
+import type { ProjectInput } from '@usher/protocol';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { AuthContext } from './api/auth.ts';
+import type { ApiContext } from './api/context.ts';
+import { installErrorHandling } from './api/errors.ts';
+import { healthRoutes } from './api/routes/health.ts';
+import { projectRoutes } from './api/routes/projects.ts';
+import { sessionRoutes } from './api/routes/sessions.ts';
+import { workerRoutes } from './api/routes/workers.ts';
+import { installJsonParser, installValidation } from './api/validation.ts';
+import { AdminKeys, TokenIssuer } from './auth/tokens.ts';
+import type { WorkerDriver } from './drivers/driver.ts';
+import { ExternalDriver } from './drivers/external.ts';
+import { ProcessDriver } from './drivers/process.ts';
+import { type Clock, systemClock } from './engine/clock.ts';
+import { Engine, type EngineOptions } from './engine/engine.ts';
+import { EventHub } from './engine/event-hub.ts';
+import { sessionSocketRoute } from './realtime/session-socket.ts';
+import { MAX_WORKER_FRAME_BYTES, workerSocketRoute } from './realtime/worker-socket.ts';
+import { openStore, type StorageOptions, Store } from './storage/store.ts';
+import { type Logger, silentLogger } from './util/logger.ts';
+
+export const VERSION = '0.1.0';
+
+export interface UsherServerOptions {
+  /** where sessions, workers and timers are kept: a SQLite file or a PostgreSQL URL, or an open Store */
+  storage: StorageOptions | Store;
+  host?: string;
+  /** 0 picks a free port */
+  port?: number;
+  /** the URL clients and workers use to reach this server, if not http://host:port */
+  publicUrl?: string;
+  /** admin API keys; when none is given a random one is generated and logged at start-up */
+  adminKeys?: readonly string[];
+  /** the secret that signs tokens (at least 32 characters); default: one generated once and kept in the database */
+  secret?: string;
+  /** the clock for session deadlines (tests pass a ManualClock) */
+  clock?: Clock;
+  log?: Logger;
+  /** this server's id; default host:port, stable across restarts */
+  serverId?: string;
+  /** worker drivers by name; `process` and `external` are built in */
+  drivers?: Partial<Record<'process' | 'external' | 'kubernetes', WorkerDriver>>;
+  /** projects declared in configuration: created when missing, updated when present */
+  projects?: readonly ProjectInput[];
+  /** the largest HTTP body accepted, in bytes (default 1 MiB) */
+  bodyLimitBytes?: number;
+  engine?: Partial<
+    Omit<EngineOptions, 'store' | 'clock' | 'hub' | 'tokens' | 'drivers' | 'log' | 'serverId' | 'workerUrl'>
+  >;
+}
+
+export class UsherServer {
+  readonly options: UsherServerOptions;
+  readonly hub = new EventHub();
+  #app: FastifyInstance | null = null;
+  #engine: Engine | null = null;
+  #store: Store | null = null;
+  #ownsStore = false;
+  #drivers: Record<string, WorkerDriver> = {};
+  #url: string | null = null;
+  #adminKey: string | null = null;
+  #closing: Promise<void> | null = null;
+
+  constructor(options: UsherServerOptions) {
+    this.options = options;
+  }
+
+  /** The engine (available after listen()). */
+  get engine(): Engine {
+    if (!this.#engine) throw new Error('the server is not listening yet: call listen() first');
+    return this.#engine;
+  }
+
+  get app(): FastifyInstance {
+    if (!this.#app) throw new Error('the server is not listening yet: call listen() first');
+    return this.#app;
+  }
+
+  /** http://host:port (available after listen()). */
+  get url(): string {
+    if (!this.#url) throw new Error('the server is not listening yet: call listen() first');
+    return this.#url;
+  }
+
+  /** The admin key generated at start-up when none was configured. */
+  get generatedAdminKey(): string | null {
+    return this.#adminKey;
+  }
+
+  async listen(): Promise<{ url: string }> {
+    const o = this.options;
+    const log = o.log ?? silentLogger;
+    const clock = o.clock ?? systemClock;
+    if (o.storage instanceof Store) this.#store = o.storage;
+    else {
+      this.#store = await openStore(o.storage, () => clock.now());
+      this.#ownsStore = true;
+    }
+    const store = this.#store;
+    const secret =
+      o.secret ?? (await store.read.getOrInitSetting('token_secret', randomBytes(32).toString('base64url')));
+    const tokens = new TokenIssuer(secret, () => clock.now());
+    let keys = o.adminKeys ?? [];
+    if (keys.length === 0) {
+      this.#adminKey = `usk_${randomBytes(24).toString('base64url')}`;
+      keys = [this.#adminKey];
+    }
+    const auth: AuthContext = { adminKeys: new AdminKeys(keys), tokens };
+
+    const processDriver =
+      o.drivers?.process ??
+      new ProcessDriver({ logger: (workerId, stream, line) => log.info({ workerId, stream }, line) });
+    const externalDriver = o.drivers?.external ?? new ExternalDriver();
+    this.#drivers = { process: processDriver, external: externalDriver };
+    if (o.drivers?.kubernetes) this.#drivers.kubernetes = o.drivers.kubernetes;
+
+    const app = Fastify({
+      bodyLimit: o.bodyLimitBytes ?? 1024 * 1024,
+      logController: new LogController({ disableRequestLogging: true }),
+      return503OnClosing: true,
+      forceCloseConnections: true,
+      ...(o.log ? { loggerInstance: o.log as unknown as FastifyBaseLogger } : { logger: false }),
+    }) as unknown as FastifyInstance;
+    this.#app = app;
+    installValidation(app);
+    installJsonParser(app);
+    installErrorHandling(app);
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'Usher',
+          version: VERSION,
+          description: 'Session orchestrator for GPU-streamed apps and realtime agents',
+        },
+        components: {
+          securitySchemes: {
+            bearer: { type: 'http', scheme: 'bearer', description: 'admin API key or session token' },
+          },
+        },
+        security: [{ bearer: [] }],
+      },
+    });
+    await app.register(websocket, { options: { maxPayload: MAX_WORKER_FRAME_BYTES } });
+
+    let baseUrl = '';
+    const engine = new Engine({
+      ...o.engine,
+      store,
+      clock,
+      hub: this.hub,
+      tokens,
+      drivers: this.#drivers,
+      log,
+      serverId: o.serverId ?? `${hostname()}:${o.port ?? 8080}`,
+      workerUrl: () => `${toWs(baseUrl)}/workers/ws`,
+    });
+    this.#engine = engine;
+    processDriver.onExit(
+      (exit) =>
+        void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
+    );
+    externalDriver.onExit(
+      (exit) =>
+        void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
+    );
+
+    const ctx: ApiContext = {
+      engine,
+      auth,
+      version: VERSION,
+      sessionSocketUrl: (id) => `${toWs(baseUrl)}/sessions/${encodeURIComponent(id)}/ws`,
+    };
+    await app.register(async (scope) => {
+      healthRoutes(scope, ctx);
+      sessionRoutes(scope, ctx);
+      projectRoutes(scope, ctx);
+      workerRoutes(scope, ctx);
+      sessionSocketRoute(scope, ctx);
+      workerSocketRoute(scope, ctx);
+      scope.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    });
+
+    const address = await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
+    this.#url = address.replace('[::1]', 'localhost');
+    baseUrl = (o.publicUrl ?? this.#url).replace(/\/$/, '');
+    if (this.#adminKey)
+      log.warn({}, `no admin key configured; generated one for this run: ${this.#adminKey}`);
+
+    await engine.start();
+    for (const p of o.projects ?? []) {
+      const exists = engine.listProjects().some((x) => x.settings.id === p.id);
+      if (exists && p.id) await engine.updateProject(p.id, p);
+      else await engine.createProject(p);
+    }
+    return { url: this.#url };
+  }
+
+  /** Stops accepting connections, stops the engine's timers and every worker this server started. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#app?.close();
+      await this.#engine?.close();
+      await Promise.all(Object.values(this.#drivers).map((d) => d.close()));
+      if (this.#ownsStore) await this.#store?.close();
+    })();
+    return this.#closing;
+  }
+}
+
+function toWs(httpUrl: string): string {
+  return httpUrl.replace(/^http/, 'ws');
+}

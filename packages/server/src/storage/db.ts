@@ -1,0 +1,25 @@
+// The thin database adapter both storage back-ends implement: run SQL written once with `?` placeholders.
+
+export type Dialect = 'sqlite' | 'postgres';
+export type SqlValue = string | number | null;
+
+export interface Queryable {
+  readonly dialect: Dialect;
+  all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]>;
+  get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined>;
+  run(sql: string, params?: readonly SqlValue[]): Promise<number>;
+}
+
+export interface Db extends Queryable {
+  /** Runs fn in one transaction; on SQLite transactions are serialized, on PostgreSQL they run in parallel. */
+  tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
+  /** Runs a script of several statements (migrations). */
+  exec(sql: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Rewrites `?` placeholders to PostgreSQL's `$1, $2, …` (no `?` may appear inside SQL string literals). */
+export function toPgPlaceholders(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+}

@@ -1,0 +1,126 @@
+// Schema migrations, written once for both SQLite and PostgreSQL; `{{id}}` is each dialect's auto id.
+import type { Db, Dialect } from './db.ts';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'core: projects, sessions, transitions, workers, timers, settings',
+    sql: `
+CREATE TABLE projects (
+  id TEXT PRIMARY KEY,
+  settings TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE sessions (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  region TEXT NOT NULL,
+  agent_type TEXT,
+  config TEXT NOT NULL,
+  state TEXT NOT NULL,
+  worker_id TEXT,
+  queued_at BIGINT,
+  restarts INTEGER NOT NULL DEFAULT 0,
+  saved_state TEXT,
+  viewer_attached INTEGER NOT NULL DEFAULT 0,
+  worker_started INTEGER NOT NULL DEFAULT 0,
+  pending_end TEXT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  active_at BIGINT,
+  ended_at BIGINT,
+  end_code INTEGER,
+  end_reason TEXT,
+  outcome TEXT
+);
+CREATE INDEX sessions_queue ON sessions (project_id, region, queued_at, id) WHERE state = 'queued';
+CREATE INDEX sessions_state ON sessions (state, project_id);
+CREATE INDEX sessions_created ON sessions (project_id, created_at);
+CREATE INDEX sessions_ended ON sessions (project_id, region, ended_at) WHERE ended_at IS NOT NULL;
+CREATE TABLE transitions (
+  id {{id}},
+  session_id TEXT NOT NULL,
+  from_state TEXT,
+  to_state TEXT NOT NULL,
+  at BIGINT NOT NULL,
+  cause TEXT NOT NULL
+);
+CREATE INDEX transitions_session ON transitions (session_id, id);
+CREATE TABLE workers (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  region TEXT NOT NULL,
+  driver TEXT NOT NULL,
+  state TEXT NOT NULL,
+  session_id TEXT,
+  handle TEXT,
+  server_id TEXT,
+  draining INTEGER NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL,
+  ready_at BIGINT,
+  updated_at BIGINT NOT NULL,
+  stopped_at BIGINT
+);
+CREATE INDEX workers_pool ON workers (project_id, region, state, ready_at);
+CREATE TABLE timers (
+  session_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  due_at BIGINT NOT NULL,
+  PRIMARY KEY (session_id, kind)
+);
+CREATE INDEX timers_due ON timers (due_at);
+CREATE TABLE settings (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`,
+  },
+];
+
+const AUTO_ID: Record<Dialect, string> = {
+  sqlite: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+  postgres: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
+};
+
+export function migrationSql(m: Migration, dialect: Dialect): string {
+  return m.sql.replaceAll('{{id}}', AUTO_ID[dialect]);
+}
+
+/** Applies every migration not applied yet; safe to run from several servers at once on PostgreSQL. */
+export async function migrate(db: Db, now: () => number = Date.now): Promise<number[]> {
+  return db.tx(async (q) => {
+    if (q.dialect === 'postgres') await q.run("SELECT pg_advisory_xact_lock(hashtext('usher_migrations'))");
+    await q.run(
+      'CREATE TABLE IF NOT EXISTS usher_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+    );
+    const done = new Set(
+      (await q.all<{ version: number }>('SELECT version FROM usher_migrations')).map((r) => r.version),
+    );
+    const applied: number[] = [];
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      for (const statement of splitStatements(migrationSql(m, q.dialect))) await q.run(statement);
+      await q.run('INSERT INTO usher_migrations (version, name, applied_at) VALUES (?, ?, ?)', [
+        m.version,
+        m.name,
+        now(),
+      ]);
+      applied.push(m.version);
+    }
+    return applied;
+  });
+}
+
+function splitStatements(sql: string): string[] {
+  return sql
+    .split(/;\s*\n/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}

@@ -1,0 +1,102 @@
+// SQLite through Node's built-in node:sqlite: the embedded default, one file, nothing to install.
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { Db, Queryable, SqlValue } from './db.ts';
+
+export interface SqliteOptions {
+  /** a file path, or ':memory:' */
+  path: string;
+}
+
+export class SqliteDb implements Db {
+  readonly dialect = 'sqlite' as const;
+  readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
+  /** tail of the chain of transactions waiting for the single connection */
+  #lock: Promise<void> = Promise.resolve();
+  #locked = false;
+  #closed = false;
+  readonly #direct: Queryable;
+
+  constructor(options: SqliteOptions) {
+    this.#db = new DatabaseSync(options.path);
+    this.#db.exec(
+      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;',
+    );
+    const self = this;
+    this.#direct = {
+      dialect: 'sqlite',
+      async all<T>(sql: string, params: readonly SqlValue[] = []) {
+        return self.#stmt(sql).all(...params) as T[];
+      },
+      async get<T>(sql: string, params: readonly SqlValue[] = []) {
+        return self.#stmt(sql).get(...params) as T | undefined;
+      },
+      async run(sql: string, params: readonly SqlValue[] = []) {
+        return Number(self.#stmt(sql).run(...params).changes);
+      },
+    };
+  }
+
+  #stmt(sql: string): StatementSync {
+    let s = this.#statements.get(sql);
+    if (!s) {
+      s = this.#db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Statements outside a transaction wait for any open one, so they never join it by accident. */
+  async #outside<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    if (!this.#locked) return fn(this.#direct);
+    return this.tx(fn);
+  }
+
+  all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
+    return this.#outside((q) => q.all<T>(sql, params));
+  }
+  get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined> {
+    return this.#outside((q) => q.get<T>(sql, params));
+  }
+  run(sql: string, params?: readonly SqlValue[]): Promise<number> {
+    return this.#outside((q) => q.run(sql, params));
+  }
+
+  async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    const previous = this.#lock;
+    let release!: () => void;
+    this.#lock = new Promise<void>((r) => {
+      release = r;
+    });
+    await previous;
+    this.#locked = true;
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = await fn(this.#direct);
+        this.#db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw err;
+      }
+    } finally {
+      this.#locked = false;
+      release();
+    }
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.#outside(async () => {
+      this.#db.exec(sql);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#lock;
+    this.#statements.clear();
+    this.#db.close();
+  }
+}

@@ -1,0 +1,65 @@
+// The store: a database plus its migrations and repository. `openStore` picks the back-end from a URL.
+import type { Db } from './db.ts';
+import { migrate } from './migrations.ts';
+import { PostgresDb } from './postgres.ts';
+import { Repo } from './repo.ts';
+import { SqliteDb } from './sqlite.ts';
+
+export type StorageOptions =
+  | { type: 'sqlite'; path: string }
+  | { type: 'postgres'; url: string; schema?: string; poolSize?: number };
+
+export class Store {
+  readonly db: Db;
+  /** reads and single statements outside any transaction */
+  readonly read: Repo;
+
+  constructor(db: Db) {
+    this.db = db;
+    this.read = new Repo(db);
+  }
+
+  get dialect() {
+    return this.db.dialect;
+  }
+
+  tx<T>(fn: (r: Repo) => Promise<T>): Promise<T> {
+    return this.db.tx((q) => fn(new Repo(q)));
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}
+
+/** Opens the database and brings its schema up to date. */
+export async function openStore(options: StorageOptions, now: () => number = Date.now): Promise<Store> {
+  let db: Db;
+  if (options.type === 'sqlite') {
+    db = new SqliteDb({ path: options.path });
+  } else {
+    const pg = new PostgresDb(options);
+    try {
+      await pg.ensureSchema();
+    } catch (err) {
+      await pg.close();
+      throw new Error(
+        `cannot reach PostgreSQL at ${redact(options.url)}: ${(err as Error).message}. Check storage.postgres.url (env USHER_DATABASE_URL) and that the server is running.`,
+      );
+    }
+    db = pg;
+  }
+  await migrate(db, now);
+  return new Store(db);
+}
+
+/** A connection string without its password, for messages and logs. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<unparseable url>';
+  }
+}

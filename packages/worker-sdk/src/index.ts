@@ -1,0 +1,17 @@
+// @usher/worker: the Node SDK for Usher workers and agents.
+
+export type { Assignment, Envelope, Participant } from '@usher/protocol';
+export { type BackoffPolicy, backoffDelayMs } from './backoff.ts';
+export { WORKER_ERRORS, WorkerError, type WorkerErrorCode, WorkerServerError } from './errors.ts';
+export type { RegisteredInfo, SessionStateInfo, ShutdownInfo, WorkerEventMap, WorkerHooks } from './hooks.ts';
+export { createConsoleLogger, type Logger, type LogLevel, truncate } from './logger.ts';
+export {
+  DEFAULT_RECONNECT,
+  type ReconnectOptions,
+  type ResolvedWorkerOptions,
+  resolveWorkerOptions,
+  type Timers,
+  type WorkerOptions,
+} from './options.ts';
+export { DefaultWebSocket, type SocketConstructor, type SocketLike } from './socket.ts';
+export { UsherWorker, type WorkerConnectionState } from './worker.ts';

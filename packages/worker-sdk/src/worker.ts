@@ -1,0 +1,511 @@
+// UsherWorker: dials /workers/ws, registers, heartbeats, reconnects, and turns server frames into hooks and events.
+import { EventEmitter } from 'node:events';
+import {
+  type Assignment,
+  type Envelope,
+  type Participant,
+  PROTOCOL_VERSION,
+  ServerToWorkerFrame,
+  SocketCloseCode,
+  validator,
+  type WorkerFrame,
+} from '@usher/protocol';
+import { backoffDelayMs } from './backoff.ts';
+import { errorMessage, WorkerError, WorkerServerError } from './errors.ts';
+import type { SessionStateInfo, ShutdownInfo, WorkerEventMap, WorkerHooks } from './hooks.ts';
+import { truncate } from './logger.ts';
+import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.ts';
+import { frameText, SOCKET_OPEN, type SocketLike } from './socket.ts';
+
+const serverFrame = validator(ServerToWorkerFrame);
+
+/** idle → connecting → registered → closing → closed; `connecting` again while reconnecting. */
+export type WorkerConnectionState = 'idle' | 'connecting' | 'registered' | 'closing' | 'closed';
+
+const HOOK_NAMES = [
+  'onConnect',
+  'onParticipantJoined',
+  'onParticipantLeft',
+  'onMessage',
+  'onSessionState',
+  'onDisconnect',
+  'onShutdown',
+] as const satisfies readonly (keyof WorkerHooks)[];
+
+export class UsherWorker extends EventEmitter<WorkerEventMap> {
+  readonly options: ResolvedWorkerOptions;
+  readonly #hooks: WorkerHooks = {};
+  #state: WorkerConnectionState = 'idle';
+  #socket: SocketLike | null = null;
+  #registered = false;
+  #workerId: string | null = null;
+  #session: Assignment | null = null;
+  /** onDisconnect already ran for #session */
+  #left = false;
+  #wantReady: boolean;
+  #heartbeatMs: number;
+  #heartbeatTimer: unknown = null;
+  #registerTimer: unknown = null;
+  #reconnectTimer: unknown = null;
+  #failures = 0;
+  #lastServerError: WorkerServerError | null = null;
+  #inbox: Promise<void> = Promise.resolve();
+  #started: PromiseWithResolvers<void> | null = null;
+  #startSettled = false;
+  readonly #closed = Promise.withResolvers<void>();
+
+  /** Resolves options (throws WorkerError WORKER_CONFIG naming what to fix); opens nothing until start(). */
+  constructor(options: WorkerOptions = {}) {
+    super();
+    this.options = resolveWorkerOptions(options);
+    for (const name of HOOK_NAMES) if (options[name]) Object.assign(this.#hooks, { [name]: options[name] });
+    this.#wantReady = this.options.autoReady;
+    this.#heartbeatMs = this.options.heartbeatIntervalMs;
+  }
+
+  /** The current assignment (with `savedState`), or null. */
+  get session(): Assignment | null {
+    return this.#session;
+  }
+  get workerId(): string | null {
+    return this.#workerId;
+  }
+  get state(): WorkerConnectionState {
+    return this.#state;
+  }
+  /** Resolves once the worker is closed for good (shutdown, close(), rejection or reconnect given up). */
+  get closed(): Promise<void> {
+    return this.#closed.promise;
+  }
+
+  // ---- lifecycle hooks: override in a subclass, or pass as options ----
+  onConnect(assignment: Assignment): void | Promise<void> {
+    return this.#hooks.onConnect?.(assignment, this);
+  }
+  onParticipantJoined(participant: Participant): void | Promise<void> {
+    return this.#hooks.onParticipantJoined?.(participant, this);
+  }
+  onParticipantLeft(participant: Participant): void | Promise<void> {
+    return this.#hooks.onParticipantLeft?.(participant, this);
+  }
+  onMessage(envelope: Envelope): void | Promise<void> {
+    return this.#hooks.onMessage?.(envelope, this);
+  }
+  onSessionState(info: SessionStateInfo): void | Promise<void> {
+    return this.#hooks.onSessionState?.(info, this);
+  }
+  onDisconnect(): void | Promise<void> {
+    return this.#hooks.onDisconnect?.(this);
+  }
+  onShutdown(info: ShutdownInfo): void | Promise<void> {
+    return this.#hooks.onShutdown?.(info, this);
+  }
+
+  // ---- public API ----
+  /** Connects and registers; resolves when `registered` arrives, rejects if the server refuses or retries run out. */
+  start(): Promise<void> {
+    if (this.#state === 'closing' || this.#state === 'closed') {
+      return Promise.reject(
+        new WorkerError('WORKER_CLOSED', 'start(): the worker is closed; create a new UsherWorker'),
+      );
+    }
+    if (!this.#started) {
+      this.#started = Promise.withResolvers<void>();
+      this.#open();
+    }
+    return this.#started.promise;
+  }
+
+  /** Tells the server the worker can take a session; sent now if registered, else as soon as it is. */
+  ready(): void {
+    this.#wantReady = true;
+    if (this.#canSend()) this.#sendFrame({ type: 'ready' });
+  }
+
+  /** Sends a room message of type `type` to the current session. */
+  send(type: string, data: unknown = null): void {
+    const sessionId = this.#requireSession('send');
+    if (typeof type !== 'string' || type.length < 1 || type.length > 64) {
+      throw new WorkerError(
+        'WORKER_BAD_ARGUMENT',
+        `send(type, data): \`type\` must be a string of 1 to 64 characters, got ${truncate(JSON.stringify(type) ?? String(type), 80)}`,
+      );
+    }
+    this.#sendFrame({ type: 'message', sessionId, messageType: type, data });
+  }
+
+  /** Saves state that a replacement worker receives as `assignment.savedState` after a crash. */
+  saveState(state: unknown): void {
+    const sessionId = this.#requireSession('saveState');
+    this.#sendFrame({ type: 'save_state', sessionId, state: state ?? null });
+  }
+
+  pause(): void {
+    this.#sendFrame({ type: 'control', sessionId: this.#requireSession('pause'), action: 'pause' });
+  }
+  resume(): void {
+    this.#sendFrame({ type: 'control', sessionId: this.#requireSession('resume'), action: 'resume' });
+  }
+  /** Asks the server to end the current session. */
+  end(): void {
+    this.#sendFrame({ type: 'control', sessionId: this.#requireSession('end'), action: 'end' });
+  }
+
+  /** Leaves the session (onDisconnect), sends `stopped`, closes the socket and never reconnects. */
+  async close(): Promise<void> {
+    if (this.#state === 'closing' || this.#state === 'closed') return this.#closed.promise;
+    this.#state = 'closing';
+    this.#clearTimer('reconnect');
+    // a caller may close() without awaiting start(); that rejection must not crash the process
+    this.#started?.promise.catch(() => {});
+    this.#settleStart(
+      new WorkerError('WORKER_CLOSED', 'start(): the worker was closed before it registered'),
+    );
+    await this.#leaveSession();
+    this.#stopAndClose();
+    return this.#closed.promise;
+  }
+
+  // ---- connection ----
+  #open(): void {
+    this.#state = 'connecting';
+    this.#registered = false;
+    const { url, token, name, logger } = this.options;
+    let socket: SocketLike;
+    try {
+      socket = new this.options.WebSocket(url);
+    } catch (err) {
+      void this.#fail(
+        new WorkerError('WORKER_CONFIG', `cannot open ${url}: ${errorMessage(err)}`, { cause: err }),
+      );
+      return;
+    }
+    this.#socket = socket;
+    logger.debug('connecting', { url });
+    socket.addEventListener('open', () => {
+      if (socket !== this.#socket) return;
+      this.#write({ type: 'register', token, protocolVersion: PROTOCOL_VERSION, ...(name ? { name } : {}) });
+    });
+    socket.addEventListener('message', (event) => {
+      if (socket === this.#socket) this.#onData(event.data);
+    });
+    socket.addEventListener('error', (event) => {
+      if (socket !== this.#socket) return;
+      const message = (event as { message?: unknown; error?: unknown }).message ?? 'socket error';
+      logger.debug('socket error', { message: String(message) });
+    });
+    socket.addEventListener('close', (event) => {
+      if (socket === this.#socket) this.#onSocketClose(event.code, event.reason);
+    });
+    this.#registerTimer = this.options.timers.setTimeout(() => {
+      this.#registerTimer = null;
+      logger.warn(`not registered within ${this.options.registerTimeoutMs} ms; closing the connection`);
+      this.#closeSocket(socket, 1000, 'register timeout');
+    }, this.options.registerTimeoutMs);
+  }
+
+  #onSocketClose(code: number, reason: string): void {
+    this.#socket = null;
+    this.#registered = false;
+    this.#clearTimer('heartbeat');
+    this.#clearTimer('register');
+    if (this.#state === 'closing' || this.#state === 'closed') {
+      this.#finish();
+      return;
+    }
+    const why = `${code}${reason ? ` ${reason}` : ''}`;
+    if (code === SocketCloseCode.PolicyViolation || code === SocketCloseCode.Replaced) {
+      const server = this.#lastServerError
+        ? `: ${this.#lastServerError.code} ${this.#lastServerError.message}`
+        : '';
+      void this.#fail(
+        new WorkerError('WORKER_REJECTED', `the server closed the worker connection (${why})${server}`),
+      );
+      return;
+    }
+    const policy = this.options.reconnect;
+    this.#failures += 1;
+    if (!policy || this.#failures > policy.maxAttempts) {
+      const detail = policy
+        ? `gave up after ${policy.maxAttempts} reconnect attempts`
+        : 'reconnect is disabled';
+      void this.#fail(
+        new WorkerError(
+          'WORKER_RECONNECT_FAILED',
+          `connection to ${this.options.url} closed (${why}); ${detail}`,
+        ),
+      );
+      return;
+    }
+    this.#state = 'connecting';
+    const delayMs = backoffDelayMs(this.#failures, policy, this.options.random);
+    this.options.logger.warn('connection closed; reconnecting', {
+      code,
+      reason,
+      attempt: this.#failures,
+      delayMs,
+    });
+    this.emit('reconnecting', { attempt: this.#failures, delayMs, code, reason });
+    this.#reconnectTimer = this.options.timers.setTimeout(() => {
+      this.#reconnectTimer = null;
+      if (this.#state === 'connecting') this.#open();
+    }, delayMs);
+  }
+
+  #onData(data: unknown): void {
+    const { logger } = this.options;
+    const text = frameText(data);
+    if (text === null) {
+      logger.warn('ignored a binary frame; the worker protocol is JSON text');
+      return;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      logger.warn(`ignored a frame that is not JSON: ${truncate(text)}`);
+      return;
+    }
+    const parsed = serverFrame.parse(json);
+    if (!parsed.ok) {
+      logger.warn(`ignored an unexpected frame (${parsed.message}): ${truncate(text)}`);
+      return;
+    }
+    try {
+      this.#dispatch(parsed.value);
+    } catch (err) {
+      this.#emitError(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** Every server frame, in one switch. Session frames run in order through #inbox; shutdown does not wait. */
+  #dispatch(frame: ServerToWorkerFrame): void {
+    switch (frame.type) {
+      case 'registered':
+        this.#onRegistered(frame.workerId, frame.heartbeatIntervalMs);
+        return;
+      case 'assign':
+        this.#enqueue('onConnect', () => this.#onAssign(frame.assignment));
+        return;
+      case 'message':
+        this.#enqueue('onMessage', () => {
+          this.emit('message', frame.message);
+          return this.onMessage(frame.message);
+        });
+        return;
+      case 'participant_joined':
+        this.#enqueue('onParticipantJoined', () => {
+          this.emit('participantJoined', frame.participant);
+          return this.onParticipantJoined(frame.participant);
+        });
+        return;
+      case 'participant_left':
+        this.#enqueue('onParticipantLeft', () => {
+          this.emit('participantLeft', frame.participant);
+          return this.onParticipantLeft(frame.participant);
+        });
+        return;
+      case 'session_state': {
+        const info = { sessionId: frame.sessionId, state: frame.state };
+        this.#enqueue('onSessionState', () => {
+          this.emit('sessionState', info);
+          return this.onSessionState(info);
+        });
+        return;
+      }
+      case 'shutdown':
+        void this.#onShutdown({ reason: frame.reason, graceMs: frame.graceMs, sessionId: frame.sessionId });
+        return;
+      case 'error':
+        this.#lastServerError = new WorkerServerError(frame.code, frame.message);
+        this.#emitError(this.#lastServerError);
+        return;
+      default: {
+        const unknownFrame: never = frame;
+        this.options.logger.warn(`unhandled frame: ${truncate(JSON.stringify(unknownFrame))}`);
+      }
+    }
+  }
+
+  #onRegistered(workerId: string, heartbeatIntervalMs: number): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#clearTimer('register');
+    this.#state = 'registered';
+    this.#registered = true;
+    this.#failures = 0;
+    this.#lastServerError = null;
+    this.#workerId = workerId;
+    this.#heartbeatMs = heartbeatIntervalMs > 0 ? heartbeatIntervalMs : this.options.heartbeatIntervalMs;
+    this.options.logger.info('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
+    // after a reconnect a worker that holds a session does not announce itself free
+    if (this.#wantReady && !this.#session) this.#sendFrame({ type: 'ready' });
+    this.#scheduleHeartbeat();
+    this.#settleStart();
+    this.emit('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
+  }
+
+  async #onAssign(assignment: Assignment): Promise<void> {
+    this.#session = assignment;
+    this.#left = false;
+    this.options.logger.info('session assigned', {
+      sessionId: assignment.sessionId,
+      restarts: assignment.restarts,
+    });
+    this.emit('connect', assignment);
+    await this.onConnect(assignment);
+    if (this.#session === assignment && this.#canSend()) {
+      this.#sendFrame({ type: 'session_started', sessionId: assignment.sessionId });
+    }
+  }
+
+  async #onShutdown(info: ShutdownInfo): Promise<void> {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#state = 'closing';
+    this.options.logger.info('shutdown requested', { ...info });
+    const work = (async () => {
+      this.emit('shutdown', info);
+      await this.onShutdown(info);
+    })()
+      .catch((err) => this.#hookFailed('onShutdown', err))
+      .then(() => this.#leaveSession());
+    let timer: unknown = null;
+    const timedOut = await Promise.race([
+      work.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = this.options.timers.setTimeout(() => resolve(true), info.graceMs);
+      }),
+    ]);
+    this.options.timers.clearTimeout(timer);
+    if (timedOut)
+      this.options.logger.warn(`shutdown hooks still running after graceMs=${info.graceMs}; stopping anyway`);
+    this.#stopAndClose();
+  }
+
+  /** Calls onDisconnect once for the current session. */
+  async #leaveSession(): Promise<void> {
+    if (!this.#session || this.#left) return;
+    this.#left = true;
+    try {
+      this.emit('disconnect');
+      await this.onDisconnect();
+    } catch (err) {
+      this.#hookFailed('onDisconnect', err);
+    }
+  }
+
+  /** Sends `stopped` if it can, then closes; #finish runs on the close event (or now, without a socket). */
+  #stopAndClose(): void {
+    const socket = this.#socket;
+    if (!socket) {
+      this.#finish();
+      return;
+    }
+    if (this.#canSend()) this.#sendFrame({ type: 'stopped' });
+    this.#closeSocket(socket, 1000, 'stopped');
+  }
+
+  async #fail(error: WorkerError): Promise<void> {
+    this.#state = 'closing';
+    if (!this.#settleStart(error)) this.#emitError(error);
+    await this.#leaveSession();
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#clearTimer('heartbeat');
+    this.#clearTimer('register');
+    this.#clearTimer('reconnect');
+    this.#session = null;
+    this.#socket = null;
+    this.options.logger.info('closed');
+    this.emit('close');
+    this.#closed.resolve();
+  }
+
+  // ---- helpers ----
+  #enqueue(hook: string, run: () => void | Promise<void>): void {
+    this.#inbox = this.#inbox
+      .then(() => (this.#state === 'closed' ? undefined : run()))
+      .catch((err) => this.#hookFailed(hook, err));
+  }
+
+  #hookFailed(hook: string, err: unknown): void {
+    this.#emitError(
+      new WorkerError('WORKER_HOOK_FAILED', `${hook} threw: ${errorMessage(err)}`, { cause: err }),
+    );
+  }
+
+  /** Emits `error` when someone listens (EventEmitter would throw otherwise), else logs it. */
+  #emitError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else this.options.logger.error(error.message, { code: (error as { code?: unknown }).code });
+  }
+
+  /** Settles a pending start(); returns true when there was one to settle. */
+  #settleStart(error?: Error): boolean {
+    if (!this.#started || this.#startSettled) return false;
+    this.#startSettled = true;
+    if (error) this.#started.reject(error);
+    else this.#started.resolve();
+    return true;
+  }
+
+  #requireSession(method: string): string {
+    if (!this.#session) {
+      throw new WorkerError(
+        'WORKER_NO_SESSION',
+        `${method}(): no session is assigned to this worker yet (wait for onConnect)`,
+      );
+    }
+    return this.#session.sessionId;
+  }
+
+  #canSend(): boolean {
+    return this.#registered && this.#socket !== null && this.#socket.readyState === SOCKET_OPEN;
+  }
+
+  #sendFrame(frame: WorkerFrame): void {
+    if (!this.#canSend()) {
+      throw new WorkerError(
+        'WORKER_NOT_CONNECTED',
+        `cannot send "${frame.type}": the worker is not connected (${this.#state})`,
+      );
+    }
+    this.#write(frame);
+  }
+
+  #write(frame: WorkerFrame): void {
+    this.#socket?.send(JSON.stringify(frame));
+  }
+
+  #scheduleHeartbeat(): void {
+    this.#clearTimer('heartbeat');
+    this.#heartbeatTimer = this.options.timers.setTimeout(() => {
+      this.#heartbeatTimer = null;
+      if (!this.#canSend()) return;
+      this.#write({ type: 'heartbeat' });
+      this.#scheduleHeartbeat();
+    }, this.#heartbeatMs);
+  }
+
+  #closeSocket(socket: SocketLike, code: number, reason: string): void {
+    try {
+      socket.close(code, reason);
+    } catch (err) {
+      this.options.logger.debug('closing the socket failed', { message: errorMessage(err) });
+      if (socket === this.#socket) this.#onSocketClose(1006, 'close failed');
+    }
+  }
+
+  #clearTimer(which: 'heartbeat' | 'register' | 'reconnect'): void {
+    const { timers } = this.options;
+    if (which === 'heartbeat' && this.#heartbeatTimer !== null) timers.clearTimeout(this.#heartbeatTimer);
+    if (which === 'register' && this.#registerTimer !== null) timers.clearTimeout(this.#registerTimer);
+    if (which === 'reconnect' && this.#reconnectTimer !== null) timers.clearTimeout(this.#reconnectTimer);
+    if (which === 'heartbeat') this.#heartbeatTimer = null;
+    if (which === 'register') this.#registerTimer = null;
+    if (which === 'reconnect') this.#reconnectTimer = null;
+  }
+}
