@@ -230,12 +230,22 @@ export class Engine {
   /** Runs fn in a transaction, then (only if it committed) its effects. */
   async #tx<T>(fn: (r: Repo, fx: Effects) => Promise<T>): Promise<T> {
     let fx = new Effects();
+    let changed: Set<string> = new Set();
     const result = await this.store.tx(async (r) => {
       fx = new Effects();
+      changed = r.changedWorkers;
       return fn(r, fx);
     });
     this.#apply(fx);
+    if (changed.size > 0 && this.hub.hasWorkerListeners) this.#track(() => this.#announceWorkers(changed));
     return result;
+  }
+
+  async #announceWorkers(ids: Set<string>): Promise<void> {
+    for (const id of ids) {
+      const w = await this.store.read.getWorker(id);
+      if (w) this.hub.publishWorker(w);
+    }
   }
 
   #apply(fx: Effects): void {
@@ -777,41 +787,44 @@ export class Engine {
     const pool = p.regions[region];
     if (!pool || !p.worker || !p.enabled) return;
     await r.lockPool(p.id, region);
-    const queue = await r.queuedSessionIds(p.id, region, pool.max + 1000);
-    let seated = 0;
-    if (queue.length > 0) {
-      const ready = await r.readyWorkers(p.id, region, queue.length);
-      for (const w of ready) {
-        const s = await r.getSession(queue[seated]!, { lock: true });
-        if (s?.state !== 'queued') continue;
-        await this.#seat(r, fx, p, s, w);
-        seated++;
+    // at most `max` sessions can be seated at once, so that many from the head of the queue is enough
+    const queue = await r.queuedSessionIds(p.id, region, pool.max);
+    let cursor = 0;
+    const nextQueued = async (): Promise<SessionRecord | null> => {
+      while (cursor < queue.length) {
+        const s = await r.getSession(queue[cursor++]!, { lock: true });
+        if (s?.state === 'queued') return s;
       }
+      return null;
+    };
+    // 1. ready workers, longest ready first; 2. workers already starting for no one
+    const available = queue.length === 0 ? [] : await r.readyWorkers(p.id, region, queue.length);
+    if (available.length < queue.length) {
+      available.push(...(await r.unboundStartingWorkers(p.id, region, queue.length - available.length)));
+    }
+    for (const w of available) {
+      const s = await nextQueued();
+      if (!s) break;
+      await this.#seat(r, fx, p, s, w);
     }
     const counts = await r.poolCounts(p.id, region);
     let total = Object.values(counts).reduce((a, b) => a + b, 0);
     const canStart = p.worker.driver !== 'external' && !this.#inBackoff(p.id, region);
-    // start a worker for each session still waiting, while below max
-    while (canStart && seated < queue.length && total < pool.max) {
-      const s = await r.getSession(queue[seated]!, { lock: true });
-      seated++;
-      if (s?.state !== 'queued') continue;
+    // 3. a new worker for each session still waiting, while the pool is below max
+    while (canStart && total < pool.max) {
+      const s = await nextQueued();
+      if (!s) break;
       const w = await this.#startWorker(r, fx, p, region, s.id);
       await this.#seat(r, fx, p, s, w);
       total++;
     }
-    // keep `min` workers warm (ready or on their way)
-    let warm = (counts.ready ?? 0) + (await this.#unboundStarting(r, p.id, region));
+    // 4. keep `min` workers warm: ready, or on their way for no one
+    let warm = (counts.ready ?? 0) + (await r.unboundStartingWorkers(p.id, region, pool.min)).length;
     while (canStart && warm < pool.min && total < pool.max) {
       await this.#startWorker(r, fx, p, region, null);
       warm++;
       total++;
     }
-  }
-
-  async #unboundStarting(r: Repo, projectId: string, region: string): Promise<number> {
-    const starting = await r.listWorkers({ projectId, region, states: ['starting'] });
-    return starting.filter((w) => w.sessionId === null && !w.draining).length;
   }
 
   /** queued → connecting on a worker (ready, or just started for this session). */

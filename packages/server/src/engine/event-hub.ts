@@ -1,11 +1,14 @@
 // Delivers session events to whoever listens on this server (sockets, webhooks, the dashboard).
 import type { SessionEvent } from '@usher/protocol';
+import type { WorkerRecord } from '../storage/records.ts';
 
 export type SessionListener = (event: SessionEvent) => void;
+export type WorkerListener = (worker: WorkerRecord) => void;
 
 export class EventHub {
   readonly #bySession = new Map<string, Set<SessionListener>>();
   readonly #all = new Set<SessionListener>();
+  readonly #workers = new Set<WorkerListener>();
 
   subscribe(sessionId: string, listener: SessionListener): () => void {
     let set = this.#bySession.get(sessionId);
@@ -30,6 +33,20 @@ export class EventHub {
     for (const l of this.#all) l(event);
     const set = this.#bySession.get(event.sessionId);
     if (set) for (const l of [...set]) l(event);
+  }
+
+  /** Every change of a worker's state, session or draining flag, after it is committed. */
+  subscribeWorkers(listener: WorkerListener): () => void {
+    this.#workers.add(listener);
+    return () => this.#workers.delete(listener);
+  }
+
+  get hasWorkerListeners(): boolean {
+    return this.#workers.size > 0;
+  }
+
+  publishWorker(worker: WorkerRecord): void {
+    for (const l of [...this.#workers]) l(worker);
   }
 
   hasListeners(sessionId: string): boolean {

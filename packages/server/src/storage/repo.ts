@@ -171,6 +171,8 @@ export interface WorkerFilter {
 
 export class Repo {
   readonly q: Queryable;
+  /** workers inserted or updated through this repo (the engine announces them after commit) */
+  readonly changedWorkers = new Set<string>();
   readonly #forUpdate: string;
 
   constructor(q: Queryable) {
@@ -328,6 +330,7 @@ export class Repo {
   async insertWorker(w: WorkerRecord): Promise<void> {
     const [sql, params] = insertSql('workers', WORKER_COLUMNS, w);
     await this.q.run(sql, params);
+    this.changedWorkers.add(w.id);
   }
 
   async getWorker(id: string, options: { lock?: boolean } = {}): Promise<WorkerRecord | undefined> {
@@ -341,6 +344,7 @@ export class Repo {
   async updateWorker(id: string, patch: Partial<WorkerRecord>): Promise<void> {
     const [sql, params] = updateSql('workers', WORKER_COLUMNS, id, patch);
     await this.q.run(sql, params);
+    this.changedWorkers.add(id);
   }
 
   async listWorkers(filter: WorkerFilter = {}): Promise<WorkerRecord[]> {
@@ -371,6 +375,17 @@ export class Repo {
     const rows = await this.q.all<WorkerRow>(
       `SELECT * FROM workers WHERE project_id = ? AND region = ? AND state = 'ready' AND draining = 0
        ORDER BY ready_at, id LIMIT ?${skip}`,
+      [projectId, region, limit],
+    );
+    return rows.map(workerFromRow);
+  }
+
+  /** Workers of a pool being started for no session yet, oldest first. */
+  async unboundStartingWorkers(projectId: string, region: string, limit: number): Promise<WorkerRecord[]> {
+    const skip = this.q.dialect === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
+    const rows = await this.q.all<WorkerRow>(
+      `SELECT * FROM workers WHERE project_id = ? AND region = ? AND state = 'starting' AND session_id IS NULL AND draining = 0
+       ORDER BY created_at, id LIMIT ?${skip}`,
       [projectId, region, limit],
     );
     return rows.map(workerFromRow);

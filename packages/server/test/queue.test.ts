@@ -1,0 +1,75 @@
+// The queue and worker pools, on both databases: FIFO, positions, seating, warm refill, recycling.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  createTestDatabase,
+  databaseKinds,
+  streamProject,
+  type TestDatabase,
+  TestServer,
+} from '@usher/testing';
+
+for (const kind of databaseKinds()) {
+  describe(`queue and pools (${kind})`, () => {
+    let db: TestDatabase;
+    let t: TestServer;
+
+    before(async () => {
+      db = await createTestDatabase(kind);
+      t = await new TestServer({ storage: db.storage }).start();
+    });
+    after(async () => {
+      await t.close();
+      await db.drop();
+    });
+
+    test('three viewers on two workers: the third queues at position 1 and is seated when one leaves', async () => {
+      await t.createProject(streamProject('q3', { min: 2, max: 2 }));
+      await t.readyWorkers('q3', 2);
+      const a = await t.createSession('q3');
+      const b = await t.createSession('q3');
+      const c = await t.createSession('q3');
+      assert.equal(a.state, 'connecting');
+      assert.equal(b.state, 'connecting');
+      assert.equal(c.state, 'queued');
+      assert.equal(c.queuePosition, 1);
+
+      const va = await t.connect(a);
+      await va.state('active');
+      const vc = await t.connect(c);
+      const pos = await vc.waitFor((e) => e.type === 'session.queue_position');
+      assert.equal(pos.type === 'session.queue_position' && pos.position, 1);
+
+      await va.close(1000);
+      await vc.state('connecting');
+      await vc.state('active');
+      assert.deepEqual(vc.states, ['queued', 'connecting', 'active']);
+      const final = await t.waitForState(a.id, 'ended');
+      assert.equal(final.endCode, 1000);
+      assert.equal(final.endReason, 'completed');
+      assert.equal(final.outcome, 'disconnected');
+      await vc.close(1001);
+      assert.equal((await t.waitForState(c.id, 'ended')).endReason, 'viewer_left');
+    });
+
+    test('positions move up one by one as the queue drains', async () => {
+      await t.createProject(streamProject('q1', { min: 0, max: 1 }));
+      const first = await t.createSession('q1');
+      const waiting = [];
+      for (let i = 0; i < 3; i++) waiting.push(await t.createSession('q1'));
+      assert.deepEqual(
+        waiting.map((s) => s.queuePosition),
+        [1, 2, 3],
+      );
+      const last = await t.connect(waiting[2]!);
+      await last.waitFor((e) => e.type === 'session.queue_position' && e.position === 3);
+      await t.api('POST', `/sessions/${first.id}/end`);
+      await last.waitFor((e) => e.type === 'session.queue_position' && e.position === 2);
+      await t.api('POST', `/sessions/${waiting[0]!.id}/end`);
+      await last.waitFor((e) => e.type === 'session.queue_position' && e.position === 1);
+      const positions = last.events.flatMap((e) => (e.type === 'session.queue_position' ? [e.position] : []));
+      assert.deepEqual(positions, [3, 2, 1]);
+      for (const s of waiting) await t.api('POST', `/sessions/${s.id}/end`);
+    });
+  });
+}

@@ -1,0 +1,110 @@
+// A worker driver that runs each worker in-process with the real worker SDK over a real WebSocket.
+// Tests script how a worker behaves (never ready, crash, refuse) and crash it on demand.
+import type { WorkerDriver, WorkerExit, WorkerLaunch } from '@usher/server';
+import { type Assignment, UsherWorker } from '@usher/worker';
+
+export interface FakeBehaviour {
+  /** say `ready` after registering (default true) */
+  ready?: boolean;
+  /** take assignments (send `session_started`) (default true) */
+  startSessions?: boolean;
+  /** answer `shutdown` with `stopped` (default true) */
+  stopOnShutdown?: boolean;
+}
+
+export interface FakeWorker {
+  id: string;
+  launch: WorkerLaunch;
+  sdk: UsherWorker;
+  assignments: Assignment[];
+}
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+export class FakeDriver implements WorkerDriver {
+  readonly name = 'process' as const;
+  readonly workers = new Map<string, FakeWorker>();
+  /** how workers started from now on behave; may depend on the launch */
+  behaviour: (launch: WorkerLaunch) => FakeBehaviour = () => ({});
+  /** ids of every worker ever started, in order */
+  readonly started: string[] = [];
+  readonly #listeners: ((e: WorkerExit) => void)[] = [];
+  readonly #waiters: ((w: FakeWorker) => void)[] = [];
+
+  async start(launch: WorkerLaunch): Promise<{ handle: string }> {
+    const b = { ready: true, startSessions: true, stopOnShutdown: true, ...this.behaviour(launch) };
+    const fake: FakeWorker = {
+      id: launch.workerId,
+      launch,
+      sdk: null as unknown as UsherWorker,
+      assignments: [],
+    };
+    const sdk = new UsherWorker({
+      env: launch.env,
+      autoReady: b.ready,
+      logger: quiet,
+      reconnect: { initialDelayMs: 20, maxDelayMs: 200, multiplier: 2, jitter: 0, maxAttempts: 50 },
+      onConnect: async (a: Assignment) => {
+        fake.assignments.push(a);
+        if (!b.startSessions) throw new Error('this fake worker refuses sessions');
+      },
+      onShutdown: async () => {
+        if (!b.stopOnShutdown) await new Promise(() => {});
+      },
+    });
+    fake.sdk = sdk;
+    this.workers.set(launch.workerId, fake);
+    this.started.push(launch.workerId);
+    sdk.on('close', () => {
+      if (this.workers.get(launch.workerId) === fake) this.#exit(launch.workerId, 0, null, true);
+    });
+    void sdk.start().catch(() => {});
+    for (const w of this.#waiters.splice(0)) w(fake);
+    return { handle: `fake:${launch.workerId}` };
+  }
+
+  /** Resolves with the next worker started. */
+  nextStart(): Promise<FakeWorker> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** The worker dies: its socket drops without a close frame and the driver reports an unexpected exit. */
+  crash(workerId: string, code = 1): void {
+    const w = this.workers.get(workerId);
+    if (!w) throw new Error(`no fake worker ${workerId}`);
+    this.workers.delete(workerId);
+    void w.sdk.close().catch(() => {});
+    this.#exit(workerId, code, null, false);
+  }
+
+  async stop(workerId: string): Promise<void> {
+    const w = this.workers.get(workerId);
+    if (!w) return;
+    this.workers.delete(workerId);
+    await w.sdk.close().catch(() => {});
+    this.#exit(workerId, null, 'SIGTERM', true);
+  }
+
+  async isAlive(workerId: string): Promise<boolean> {
+    return this.workers.has(workerId);
+  }
+
+  async reap(workerId: string): Promise<void> {
+    await this.stop(workerId);
+  }
+
+  onExit(listener: (exit: WorkerExit) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #exited = new Set<string>();
+  #exit(workerId: string, code: number | null, signal: string | null, expected: boolean): void {
+    if (this.#exited.has(workerId)) return;
+    this.#exited.add(workerId);
+    for (const l of this.#listeners) l({ workerId, code, signal, expected });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.workers.keys()].map((id) => this.stop(id)));
+  }
+}

@@ -1,0 +1,219 @@
+// An Usher server for tests: real HTTP and WebSockets on loopback, a chosen database, a manual clock and
+// fake in-process workers by default.
+import type { ProjectInput, SessionEvent } from '@usher/protocol';
+import {
+  type Clock,
+  ManualClock,
+  type StorageOptions,
+  UsherServer,
+  type UsherServerOptions,
+  type WorkerDriver,
+} from '@usher/server';
+import { FakeDriver } from './fake-driver.ts';
+import { TestSocket } from './session-socket.ts';
+
+export const TEST_ADMIN_KEY = 'test-admin-key-0123456789';
+export const TEST_SECRET = 'test-secret-0123456789-0123456789-0123456789';
+
+export interface TestServerOptions {
+  storage: StorageOptions;
+  /** default: a ManualClock */
+  clock?: Clock;
+  /** default: a FakeDriver */
+  processDriver?: WorkerDriver;
+  projects?: ProjectInput[];
+  port?: number;
+  serverId?: string;
+  engine?: UsherServerOptions['engine'];
+}
+
+export interface ApiResult<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+}
+
+export class TestServer {
+  readonly server: UsherServer;
+  readonly clock: Clock;
+  readonly driver: WorkerDriver;
+  url = '';
+
+  constructor(options: TestServerOptions) {
+    this.clock = options.clock ?? new ManualClock();
+    this.driver = options.processDriver ?? new FakeDriver();
+    this.server = new UsherServer({
+      storage: options.storage,
+      port: options.port ?? 0,
+      adminKeys: [TEST_ADMIN_KEY],
+      secret: TEST_SECRET,
+      clock: this.clock,
+      serverId: options.serverId ?? 'test-server',
+      drivers: { process: this.driver },
+      projects: options.projects,
+      engine: { positionIntervalMs: 0, ...options.engine },
+    });
+  }
+
+  get fake(): FakeDriver {
+    if (!(this.driver instanceof FakeDriver)) throw new Error('this test server does not use the FakeDriver');
+    return this.driver;
+  }
+
+  get manualClock(): ManualClock {
+    if (!(this.clock instanceof ManualClock)) throw new Error('this test server does not use a ManualClock');
+    return this.clock;
+  }
+
+  get engine() {
+    return this.server.engine;
+  }
+
+  async start(): Promise<this> {
+    const { url } = await this.server.listen();
+    this.url = url;
+    return this;
+  }
+
+  /** Calls the HTTP API; `auth` is the admin key unless a token (or null for none) is given. */
+  async api<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    auth: string | null = TEST_ADMIN_KEY,
+  ): Promise<ApiResult<T>> {
+    const headers: Record<string, string> = {};
+    if (auth) headers.authorization = `Bearer ${auth}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(this.url + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
+  }
+
+  async createProject(input: ProjectInput): Promise<Record<string, unknown>> {
+    const r = await this.api('POST', '/projects', input);
+    if (r.status !== 201) throw new Error(`creating project failed: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+
+  /** POST /sessions; throws unless 201. */
+  async createSession(projectId: string, extra: Record<string, unknown> = {}): Promise<CreatedSession> {
+    const r = await this.api<CreatedSession>('POST', '/sessions', { projectId, ...extra });
+    if (r.status !== 201) throw new Error(`creating a session failed: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+
+  /** Opens the session socket with a token (the viewer's by default). */
+  async connect(session: { id: string; token?: string }, token = session.token): Promise<TestSocket> {
+    const url = `${this.url.replace(/^http/, 'ws')}/sessions/${session.id}/ws${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+    const s = new TestSocket(url);
+    await s.opened;
+    return s;
+  }
+
+  /** Waits until every after-commit task (assignments, driver calls, exits) has run. */
+  settled(): Promise<void> {
+    return this.engine.settled();
+  }
+
+  /** Advances the manual clock and waits for the work it caused. */
+  async advance(ms: number): Promise<void> {
+    await this.manualClock.advance(ms);
+    await this.settled();
+  }
+
+  async session(id: string): Promise<Record<string, unknown> & { state: string }> {
+    const r = await this.api<Record<string, unknown> & { state: string }>('GET', `/sessions/${id}`);
+    if (r.status !== 200) throw new Error(`GET /sessions/${id}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+
+  /** Waits for a session event through the engine's hub (no socket needed). */
+  nextEvent(sessionId: string, pred: (e: SessionEvent) => boolean): Promise<SessionEvent> {
+    return new Promise((resolve) => {
+      const off = this.server.hub.subscribe(sessionId, (e) => {
+        if (pred(e)) {
+          off();
+          resolve(e);
+        }
+      });
+    });
+  }
+
+  /** Resolves when the workers of a project satisfy pred (checked now and on every worker change). */
+  async workersWhere(
+    projectId: string,
+    pred: (workers: { state: string; sessionId: string | null }[]) => boolean,
+  ): Promise<void> {
+    const check = async () => pred(await this.engine.listWorkers({ projectId }));
+    if (await check()) return;
+    await new Promise<void>((resolve) => {
+      const off = this.server.hub.subscribeWorkers(() => {
+        void check().then((ok) => {
+          if (ok) {
+            off();
+            resolve();
+          }
+        });
+      });
+    });
+  }
+
+  /** Resolves when at least n workers of the project are ready. */
+  readyWorkers(projectId: string, n: number): Promise<void> {
+    return this.workersWhere(projectId, (ws) => ws.filter((w) => w.state === 'ready').length >= n);
+  }
+
+  /** Resolves when the session reaches a state (checked now, then on its events). */
+  async waitForState(sessionId: string, state: string): Promise<Record<string, unknown> & { state: string }> {
+    const reached = this.nextEvent(
+      sessionId,
+      (e) => e.type === 'session.status_changed' && e.status === state,
+    );
+    const now = await this.session(sessionId);
+    if (now.state !== state) await reached;
+    return this.session(sessionId);
+  }
+
+  close(): Promise<void> {
+    return this.server.close();
+  }
+}
+
+export interface CreatedSession {
+  id: string;
+  state: string;
+  token: string;
+  url: string;
+  queuePosition: number | null;
+  workerId: string | null;
+  [key: string]: unknown;
+}
+
+/** A streaming project whose workers are fake: `max` workers, `min` warm. */
+export function streamProject(
+  id: string,
+  pool: { min: number; max: number },
+  extra: Partial<ProjectInput> = {},
+): ProjectInput {
+  return {
+    id,
+    name: id,
+    kind: 'stream',
+    public: true,
+    worker: { driver: 'process', command: ['fake-worker'] },
+    regions: { default: pool },
+    ...extra,
+  };
+}
+
+export function agentProject(
+  id: string,
+  pool: { min: number; max: number },
+  extra: Partial<ProjectInput> = {},
+): ProjectInput {
+  return { ...streamProject(id, pool, extra), kind: 'agent', ...extra };
+}
