@@ -1,0 +1,207 @@
+// Resolves the server's configuration once: defaults, then the YAML file, then environment variables, then
+// flags (each overriding the one before), validated with messages that name the key to fix. Frozen.
+import { readFileSync } from 'node:fs';
+import { type ProjectInput, ProjectInput as ProjectInputSchema, validator } from '@usher/protocol';
+import type { StorageOptions } from '@usher/server';
+import Type, { type Static } from 'typebox';
+import { parse as parseYaml } from 'yaml';
+
+const ConfigFile = Type.Object(
+  {
+    server: Type.Optional(
+      Type.Object(
+        {
+          host: Type.Optional(Type.String()),
+          port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+          publicUrl: Type.Optional(Type.String()),
+          serverId: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    storage: Type.Optional(
+      Type.Object(
+        {
+          sqlite: Type.Optional(Type.Object({ path: Type.String() }, { additionalProperties: false })),
+          postgres: Type.Optional(
+            Type.Object(
+              {
+                url: Type.String(),
+                schema: Type.Optional(Type.String()),
+                poolSize: Type.Optional(Type.Integer({ minimum: 1 })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    adminKeys: Type.Optional(Type.Array(Type.String({ minLength: 16 }))),
+    secret: Type.Optional(Type.String({ minLength: 32 })),
+    log: Type.Optional(Type.Object({ level: Type.Optional(Type.String()) }, { additionalProperties: false })),
+    projects: Type.Optional(Type.Array(Type.Unknown())),
+  },
+  { additionalProperties: false },
+);
+type ConfigFile = Static<typeof ConfigFile>;
+
+export interface ResolvedConfig {
+  host: string;
+  port: number;
+  publicUrl: string | undefined;
+  serverId: string | undefined;
+  storage: StorageOptions;
+  adminKeys: readonly string[];
+  secret: string | undefined;
+  logLevel: string;
+  projects: readonly ProjectInput[];
+  /** where each setting came from, for `usher serve --print-config` */
+  sources: Readonly<Record<string, string>>;
+}
+
+export interface ConfigInputs {
+  file?: string;
+  env: Record<string, string | undefined>;
+  flags: {
+    host?: string;
+    port?: string;
+    database?: string;
+    'admin-key'?: string[];
+    'public-url'?: string;
+    'log-level'?: string;
+  };
+  /** defaults that differ per command (demo vs serve) */
+  defaults?: Partial<Pick<ResolvedConfig, 'host' | 'port' | 'storage' | 'projects' | 'logLevel'>>;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const fileValidator = validator(ConfigFile);
+const projectValidator = validator(ProjectInputSchema);
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** postgres://… → PostgreSQL; anything else is a SQLite file path (file: prefix allowed). */
+export function storageFromUrl(value: string, key: string): StorageOptions {
+  if (/^postgres(ql)?:\/\//.test(value)) return { type: 'postgres', url: value };
+  const path = value.replace(/^file:/, '');
+  if (!path) throw new ConfigError(`${key} is empty: give a SQLite file path or a postgres:// URL`);
+  return { type: 'sqlite', path };
+}
+
+export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
+  const sources: Record<string, string> = {};
+  const d = inputs.defaults ?? {};
+  let host = d.host ?? '127.0.0.1';
+  let port = d.port ?? 8080;
+  let publicUrl: string | undefined;
+  let serverId: string | undefined;
+  let storage: StorageOptions = d.storage ?? { type: 'sqlite', path: 'usher.db' };
+  let adminKeys: string[] = [];
+  let secret: string | undefined;
+  let logLevel = d.logLevel ?? 'info';
+  let projects: ProjectInput[] = [...(d.projects ?? [])];
+  for (const k of ['host', 'port', 'storage', 'adminKeys', 'logLevel', 'projects']) sources[k] = 'default';
+
+  // 1. the YAML file
+  if (inputs.file) {
+    let raw: unknown;
+    try {
+      raw = parseYaml(readFileSync(inputs.file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`cannot read the config file ${inputs.file}: ${(err as Error).message}`);
+    }
+    const parsed = fileValidator.parse(raw ?? {});
+    if (!parsed.ok)
+      throw new ConfigError(`${inputs.file}: ${parsed.message.replace(/^\//, '').replaceAll('/', '.')}`);
+    const f: ConfigFile = parsed.value;
+    const src = `file ${inputs.file}`;
+    if (f.server?.host !== undefined) [host, sources.host] = [f.server.host, src];
+    if (f.server?.port !== undefined) [port, sources.port] = [f.server.port, src];
+    if (f.server?.publicUrl !== undefined) [publicUrl, sources.publicUrl] = [f.server.publicUrl, src];
+    if (f.server?.serverId !== undefined) [serverId, sources.serverId] = [f.server.serverId, src];
+    if (f.storage?.sqlite && f.storage.postgres)
+      throw new ConfigError(`${inputs.file}: storage: give either sqlite or postgres, not both`);
+    if (f.storage?.sqlite)
+      [storage, sources.storage] = [{ type: 'sqlite', path: f.storage.sqlite.path }, src];
+    if (f.storage?.postgres) [storage, sources.storage] = [{ type: 'postgres', ...f.storage.postgres }, src];
+    if (f.adminKeys) [adminKeys, sources.adminKeys] = [f.adminKeys, src];
+    if (f.secret) [secret, sources.secret] = [f.secret, src];
+    if (f.log?.level) [logLevel, sources.logLevel] = [f.log.level, src];
+    if (f.projects) {
+      projects = f.projects.map((p, i) => {
+        const r = projectValidator.parse(p);
+        if (!r.ok)
+          throw new ConfigError(
+            `${inputs.file}: projects[${i}]${r.message.startsWith('/') ? '.' : ' '}${r.message.replace(/^\//, '').replaceAll('/', '.')}`,
+          );
+        if (!r.value.id) throw new ConfigError(`${inputs.file}: projects[${i}].id is required`);
+        return r.value;
+      });
+      sources.projects = src;
+    }
+  }
+
+  // 2. environment variables
+  const env = inputs.env;
+  if (env.USHER_HOST) [host, sources.host] = [env.USHER_HOST, 'env USHER_HOST'];
+  if (env.USHER_PORT) [port, sources.port] = [parsePort(env.USHER_PORT, 'env USHER_PORT'), 'env USHER_PORT'];
+  if (env.USHER_PUBLIC_URL) [publicUrl, sources.publicUrl] = [env.USHER_PUBLIC_URL, 'env USHER_PUBLIC_URL'];
+  if (env.USHER_SERVER_ID) [serverId, sources.serverId] = [env.USHER_SERVER_ID, 'env USHER_SERVER_ID'];
+  if (env.USHER_DATABASE_URL)
+    [storage, sources.storage] = [
+      storageFromUrl(env.USHER_DATABASE_URL, 'env USHER_DATABASE_URL'),
+      'env USHER_DATABASE_URL',
+    ];
+  if (env.USHER_ADMIN_KEYS)
+    [adminKeys, sources.adminKeys] = [
+      env.USHER_ADMIN_KEYS.split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+      'env USHER_ADMIN_KEYS',
+    ];
+  if (env.USHER_SECRET) [secret, sources.secret] = [env.USHER_SECRET, 'env USHER_SECRET'];
+  if (env.USHER_LOG_LEVEL) [logLevel, sources.logLevel] = [env.USHER_LOG_LEVEL, 'env USHER_LOG_LEVEL'];
+
+  // 3. flags
+  const fl = inputs.flags;
+  if (fl.host) [host, sources.host] = [fl.host, 'flag --host'];
+  if (fl.port) [port, sources.port] = [parsePort(fl.port, 'flag --port'), 'flag --port'];
+  if (fl['public-url']) [publicUrl, sources.publicUrl] = [fl['public-url'], 'flag --public-url'];
+  if (fl.database)
+    [storage, sources.storage] = [storageFromUrl(fl.database, 'flag --database'), 'flag --database'];
+  if (fl['admin-key']?.length) [adminKeys, sources.adminKeys] = [fl['admin-key'], 'flag --admin-key'];
+  if (fl['log-level']) [logLevel, sources.logLevel] = [fl['log-level'], 'flag --log-level'];
+
+  for (const k of adminKeys) {
+    if (k.length < 16)
+      throw new ConfigError(`admin keys must be at least 16 characters (${sources.adminKeys})`);
+  }
+  if (secret !== undefined && secret.length < 32)
+    throw new ConfigError(`the secret must be at least 32 characters (${sources.secret})`);
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new ConfigError(
+      `log level "${logLevel}" (${sources.logLevel}) must be one of ${LOG_LEVELS.join(', ')}`,
+    );
+  return Object.freeze({
+    host,
+    port,
+    publicUrl,
+    serverId,
+    storage,
+    adminKeys,
+    secret,
+    logLevel,
+    projects,
+    sources: Object.freeze(sources),
+  });
+}
+
+function parsePort(value: string, key: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new ConfigError(`${key} must be a port number (0-65535), not "${value}"`);
+  return n;
+}

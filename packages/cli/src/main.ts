@@ -1,0 +1,197 @@
+#!/usr/bin/env node
+// The `usher` command: serve, demo, migrate. Thin: it resolves configuration and runs the server library.
+import { parseArgs } from 'node:util';
+import { openStore, redact, UsherServer } from '@usher/server';
+import pino from 'pino';
+import { ConfigError, type ConfigInputs, type ResolvedConfig, resolveConfig } from './config.ts';
+import { demoProjects } from './demo.ts';
+
+const HELP: Record<string, string> = {
+  main: `usher: session orchestrator for GPU-streamed apps and realtime agents
+
+Usage: usher <command> [options]
+
+Commands:
+  serve     run the server (config file, environment and flags)
+  demo      run the server with the demo projects on http://localhost:8080 (what npm start does)
+  migrate   bring the database schema up to date and exit
+
+Run "usher <command> --help" for a command's options.`,
+  serve: `usher serve: run the server
+
+Options (each overrides the config file and the environment):
+  -c, --config <file>     YAML config file (env USHER_CONFIG)
+      --host <host>       address to listen on (env USHER_HOST; default 127.0.0.1)
+  -p, --port <port>       port (env USHER_PORT; default 8080; 0 picks a free one)
+      --public-url <url>  URL clients and workers use to reach this server (env USHER_PUBLIC_URL)
+      --database <url>    postgres://… or a SQLite file path (env USHER_DATABASE_URL; default usher.db)
+      --admin-key <key>   admin API key, repeatable (env USHER_ADMIN_KEYS, comma-separated)
+      --log-level <lvl>   fatal|error|warn|info|debug|trace|silent (env USHER_LOG_LEVEL; default info)
+      --print-config      print the resolved configuration (secrets hidden) and exit
+  -h, --help              this help
+
+Environment only: USHER_SECRET (token signing secret, 32+ characters), USHER_SERVER_ID.`,
+  demo: `usher demo: run the server with the demo projects
+
+Uses a SQLite file in .usher/demo.db and port 8080 unless told otherwise; takes the same options as serve.`,
+  migrate: `usher migrate: bring the database schema up to date and exit
+
+Options:
+  -c, --config <file>   YAML config file (env USHER_CONFIG)
+      --database <url>  postgres://… or a SQLite file path (env USHER_DATABASE_URL)`,
+};
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  host: { type: 'string' },
+  port: { type: 'string', short: 'p' },
+  'public-url': { type: 'string' },
+  database: { type: 'string' },
+  'admin-key': { type: 'string', multiple: true },
+  'log-level': { type: 'string' },
+  'print-config': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP.main);
+    return command ? 0 : 2;
+  }
+  if (!(command in HELP) || command === 'main') {
+    console.error(`usher: unknown command "${command}"\n\n${HELP.main}`);
+    return 2;
+  }
+  let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
+  try {
+    ({ values } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    console.error(`usher ${command}: ${(err as Error).message}\n\n${HELP[command]}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP[command]);
+    return 0;
+  }
+  const inputs: ConfigInputs = {
+    file: values.config ?? process.env.USHER_CONFIG,
+    env: process.env,
+    flags: values,
+    defaults:
+      command === 'demo'
+        ? { storage: { type: 'sqlite', path: '.usher/demo.db' }, projects: demoProjects() }
+        : undefined,
+  };
+  let config: ResolvedConfig;
+  try {
+    config = resolveConfig(inputs);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`usher ${command}: configuration error: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (values['print-config']) {
+    console.log(JSON.stringify(printable(config), null, 2));
+    return 0;
+  }
+  if (command === 'migrate') {
+    const store = await openStore(config.storage);
+    await store.close();
+    console.log(`usher migrate: the schema of ${describeStorage(config)} is up to date`);
+    return 0;
+  }
+  return serve(config, command === 'demo');
+}
+
+async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
+  if (config.storage.type === 'sqlite') {
+    const { mkdirSync } = await import('node:fs');
+    const { dirname } = await import('node:path');
+    mkdirSync(dirname(config.storage.path), { recursive: true });
+  }
+  const log = pino({
+    level: config.logLevel,
+    redact: {
+      paths: ['token', '*.token', 'secret', '*.secret', 'authorization', '*.authorization'],
+      censor: '[hidden]',
+    },
+  });
+  const server = new UsherServer({
+    storage: config.storage,
+    host: config.host,
+    port: config.port,
+    publicUrl: config.publicUrl,
+    serverId: config.serverId,
+    adminKeys: config.adminKeys,
+    secret: config.secret,
+    projects: config.projects,
+    log,
+  });
+  const { url } = await server.listen();
+  const shownUrl = url.replace('127.0.0.1', 'localhost');
+  log.info(
+    { url: shownUrl, storage: describeStorage(config), projects: config.projects.map((p) => p.id) },
+    'usher is listening',
+  );
+  if (demo) printDemoHelp(shownUrl, server.generatedAdminKey ?? '<one of your admin keys>');
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: stopping workers and closing connections');
+    await server.close();
+    log.info({}, 'stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  return new Promise<number>(() => {});
+}
+
+function printDemoHelp(url: string, adminKey: string): void {
+  console.log(`
+  Usher demo is running on ${url}
+
+  Project "echo": workers are examples/echo-worker (1 kept warm, 2 at most).
+  Try it (more sessions than workers, and watch them queue):
+
+    curl -s -X POST ${url}/sessions -H 'content-type: application/json' -d '{"projectId":"echo"}'
+    curl -s ${url}/sessions/<id> -H 'authorization: Bearer ${adminKey}'
+    curl -s ${url}/workers -H 'authorization: Bearer ${adminKey}'
+    curl -s -X POST ${url}/sessions/<id>/end -H 'authorization: Bearer ${adminKey}'
+
+  Live events of a session: connect a WebSocket to the "url" in the POST answer, with ?token=<its token>.
+  API reference: ${url}/openapi.json      Admin key for this run: ${adminKey}
+`);
+}
+
+function describeStorage(config: ResolvedConfig): string {
+  return config.storage.type === 'sqlite'
+    ? `SQLite ${config.storage.path}`
+    : `PostgreSQL ${redact(config.storage.url)}`;
+}
+
+function printable(config: ResolvedConfig): object {
+  return {
+    ...config,
+    storage:
+      config.storage.type === 'postgres'
+        ? { ...config.storage, url: redact(config.storage.url) }
+        : config.storage,
+    adminKeys: config.adminKeys.map(() => '[hidden]'),
+    secret: config.secret ? '[hidden]' : undefined,
+  };
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0 || !['serve', 'demo'].includes(process.argv[2] ?? '')) process.exit(code);
+  },
+  (err) => {
+    console.error(`usher: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);
