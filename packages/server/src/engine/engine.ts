@@ -815,7 +815,7 @@ export class Engine {
       const s = await nextQueued();
       if (!s) break;
       const w = await this.#startWorker(r, fx, p, region, s.id);
-      await this.#seat(r, fx, p, s, w);
+      await this.#seat(r, fx, p, s, w, true);
       total++;
     }
     // 4. keep `min` workers warm: ready, or on their way for no one
@@ -828,14 +828,25 @@ export class Engine {
   }
 
   /** queued → connecting on a worker (ready, or just started for this session). */
-  async #seat(r: Repo, fx: Effects, p: ProjectSettings, s: SessionRecord, w: WorkerRecord): Promise<void> {
+  async #seat(
+    r: Repo,
+    fx: Effects,
+    p: ProjectSettings,
+    s: SessionRecord,
+    w: WorkerRecord,
+    fresh = false,
+  ): Promise<void> {
     const now = this.clock.now();
     const seated = await this.#transition(
       r,
       fx,
       s,
       'connecting',
-      w.state === 'ready' ? 'dispatch:ready-worker' : 'dispatch:new-worker',
+      w.state === 'ready'
+        ? 'dispatch:ready-worker'
+        : fresh
+          ? 'dispatch:new-worker'
+          : 'dispatch:starting-worker',
       {
         workerId: w.id,
         queuedAt: null,
