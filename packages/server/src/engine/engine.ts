@@ -380,7 +380,8 @@ export class Engine {
         };
       else if (unrunnable)
         refusal = { reason: 'app_not_found', error: new UsherError('APP_NOT_FOUND', unrunnable) };
-      else if ((await r.countQueued(project.id, region)) >= project.maxQueueLength) {
+      const waiting = refusal ? 0 : await r.countQueued(project.id, region);
+      if (!refusal && waiting >= project.maxQueueLength) {
         refusal = {
           reason: 'queue_full',
           error: new UsherError(
@@ -393,11 +394,19 @@ export class Engine {
         const ended = await this.#end(r, fx, s, refusal.reason, 'admission');
         return { refusal, session: ended };
       }
-      const queued = await this.#transition(r, fx, s, 'queued', 'admission', { queuedAt: now });
+      // nobody waiting and a worker to hand: requesting → connecting, without queueing
+      if (waiting === 0) {
+        const seated = await this.#seatNow(r, fx, project, s);
+        if (seated) {
+          await this.#dispatch(r, fx, project, region); // refill the warm pool
+          return { refusal: null, session: seated };
+        }
+      }
+      await this.#transition(r, fx, s, 'queued', 'admission', { queuedAt: now });
       await this.#setTimer(r, fx, s.id, TimerKind.Pending, s.createdAt + project.timeouts.pendingMs);
       await this.#dispatch(r, fx, project, region);
       const after = (await r.getSession(s.id))!;
-      return { refusal: null, session: after, queued };
+      return { refusal: null, session: after };
     });
     if (result.refusal) {
       const { error } = result.refusal;
@@ -827,7 +836,20 @@ export class Engine {
     }
   }
 
-  /** queued → connecting on a worker (ready, or just started for this session). */
+  /** Seats a new session at once on a ready worker, a starting one, or a new one if below max; null if none. */
+  async #seatNow(r: Repo, fx: Effects, p: ProjectSettings, s: SessionRecord): Promise<SessionRecord | null> {
+    const w =
+      (await r.readyWorkers(p.id, s.region, 1))[0] ?? (await r.unboundStartingWorkers(p.id, s.region, 1))[0];
+    if (w) return this.#seat(r, fx, p, s, w);
+    const pool = p.regions[s.region]!;
+    const counts = await r.poolCounts(p.id, s.region);
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    if (p.worker?.driver === 'external' || total >= pool.max || this.#inBackoff(p.id, s.region)) return null;
+    const fresh = await this.#startWorker(r, fx, p, s.region, s.id);
+    return this.#seat(r, fx, p, s, fresh, true);
+  }
+
+  /** queued (or requesting) → connecting on a worker (ready, starting, or just started for this session). */
   async #seat(
     r: Repo,
     fx: Effects,
@@ -835,18 +857,14 @@ export class Engine {
     s: SessionRecord,
     w: WorkerRecord,
     fresh = false,
-  ): Promise<void> {
+  ): Promise<SessionRecord> {
     const now = this.clock.now();
     const seated = await this.#transition(
       r,
       fx,
       s,
       'connecting',
-      w.state === 'ready'
-        ? 'dispatch:ready-worker'
-        : fresh
-          ? 'dispatch:new-worker'
-          : 'dispatch:starting-worker',
+      `${s.state === 'requesting' ? 'admission' : 'dispatch'}:${w.state === 'ready' ? 'ready-worker' : fresh ? 'new-worker' : 'starting-worker'}`,
       {
         workerId: w.id,
         queuedAt: null,
@@ -861,6 +879,7 @@ export class Engine {
       await r.updateWorker(w.id, { sessionId: s.id, updatedAt: now });
     }
     this.#sentPositions.delete(s.id);
+    return seated;
   }
 
   async #startWorker(
