@@ -146,6 +146,15 @@ export class UsherServer {
         },
         security: [{ bearer: [] }],
       },
+      // @fastify/websocket hides WebSocket routes; they are part of the API (SPEC §8), so list them as the
+      // GET that upgrades
+      transform: ({ schema, url, route }) =>
+        route.websocket
+          ? {
+              schema: { ...schema, hide: false, summary: 'WebSocket: upgrade with GET' },
+              url,
+            }
+          : { schema, url },
     });
     await app.register(websocket, { options: { maxPayload: MAX_WORKER_FRAME_BYTES } });
 
@@ -177,6 +186,12 @@ export class UsherServer {
       version: VERSION,
       sessionSocketUrl: (id) => `${toWs(baseUrl)}/sessions/${encodeURIComponent(id)}/ws`,
     };
+    // requests wait until the engine has recovered what an earlier run left (projects, viewers, workers)
+    const started = Promise.withResolvers<void>();
+    started.promise.catch(() => {});
+    app.addHook('onRequest', async () => {
+      await started.promise;
+    });
     await app.register(async (scope) => {
       healthRoutes(scope, ctx);
       sessionRoutes(scope, ctx);
@@ -193,7 +208,13 @@ export class UsherServer {
     if (this.#adminKey)
       log.warn({}, `no admin key configured; generated one for this run: ${this.#adminKey}`);
 
-    await engine.start();
+    try {
+      await engine.start();
+      started.resolve();
+    } catch (err) {
+      started.reject(err);
+      throw err;
+    }
     for (const p of o.projects ?? []) {
       const exists = engine.listProjects().some((x) => x.settings.id === p.id);
       if (exists && p.id) await engine.updateProject(p.id, p);

@@ -16,6 +16,7 @@ import type { SessionStateInfo, ShutdownInfo, WorkerEventMap, WorkerHooks } from
 import { truncate } from './logger.ts';
 import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { frameText, SOCKET_OPEN, type SocketLike } from './socket.ts';
+import { surviveBrokenStdio } from './stdio.ts';
 
 const serverFrame = validator(ServerToWorkerFrame);
 
@@ -111,6 +112,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     }
     if (!this.#started) {
       this.#started = Promise.withResolvers<void>();
+      surviveBrokenStdio();
       this.#open();
     }
     return this.#started.promise;

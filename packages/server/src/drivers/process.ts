@@ -37,15 +37,28 @@ interface Running {
   readonly timers: Set<NodeJS.Timeout>;
 }
 
+/** A live worker left by an earlier server run, found by isAlive(): not our child, so watched through /proc. */
+interface Adopted {
+  readonly handle: { pid: number; startTime: number | null };
+  /** true once stop/close asked for the exit */
+  expected: boolean;
+  readonly poll: NodeJS.Timeout;
+  readonly timers: Set<NodeJS.Timeout>;
+  readonly exited: PromiseWithResolvers<void>;
+}
+
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const REAP_WAIT_STEPS = 200;
 const REAP_WAIT_STEP_MS = 10;
+/** how often an adopted worker is looked for, to notice its exit */
+const ADOPTED_POLL_MS = 100;
 
 export class ProcessDriver implements WorkerDriver {
   readonly name = 'process' as const;
   readonly #logger: WorkerLogger;
   readonly #closeGraceMs: number;
   readonly #workers = new Map<string, Running>();
+  readonly #adopted = new Map<string, Adopted>();
   readonly #listeners: Array<(exit: WorkerExit) => void> = [];
   #closed = false;
 
@@ -99,7 +112,7 @@ export class ProcessDriver implements WorkerDriver {
 
   async stop(workerId: string, graceMs: number): Promise<void> {
     const worker = this.#workers.get(workerId);
-    if (!worker) return;
+    if (!worker) return this.#stopAdopted(workerId, graceMs);
     if (!worker.done && worker.pid !== null) {
       const pid = worker.pid;
       worker.expected = true;
@@ -112,12 +125,18 @@ export class ProcessDriver implements WorkerDriver {
     await worker.exited.promise;
   }
 
+  /**
+   * Whether the worker still runs. A live worker left by an earlier server run is adopted: from then on
+   * stop() and close() stop it, and its exit is reported like that of a worker this driver started.
+   */
   async isAlive(workerId: string, handle: string): Promise<boolean> {
     const parsed = decodeHandle(handle);
     if (parsed === null) return false;
     const own = this.#workers.get(workerId);
     if (own && own.pid === parsed.pid) return !own.done;
-    return leftBehind(parsed);
+    const alive = leftBehind(parsed);
+    if (alive) this.#adopt(workerId, parsed);
+    return alive;
   }
 
   async reap(workerId: string, handle: string): Promise<void> {
@@ -132,6 +151,8 @@ export class ProcessDriver implements WorkerDriver {
       await own.exited.promise;
       return;
     }
+    // reaping reports no exit: the caller handles the worker as gone
+    this.#forgetAdopted(workerId);
     if (!leftBehind(parsed)) return;
     signalGroup(parsed.pid, 'SIGKILL');
     // not our child, so there is no exit event to wait for: look until the group is gone (SIGKILL is quick)
@@ -144,7 +165,52 @@ export class ProcessDriver implements WorkerDriver {
 
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all([...this.#workers.keys()].map((id) => this.stop(id, this.#closeGraceMs)));
+    const ids = [...this.#workers.keys(), ...this.#adopted.keys()];
+    await Promise.all(ids.map((id) => this.stop(id, this.#closeGraceMs)));
+  }
+
+  #adopt(workerId: string, handle: { pid: number; startTime: number | null }): void {
+    if (this.#closed || this.#workers.has(workerId)) return;
+    const known = this.#adopted.get(workerId);
+    if (known && known.handle.pid === handle.pid) return;
+    this.#forgetAdopted(workerId);
+    const poll = setInterval(() => {
+      if (leftBehind(handle)) return;
+      this.#forgetAdopted(workerId, { workerId, code: null, signal: null, expected: adopted.expected });
+    }, ADOPTED_POLL_MS); // kept referenced, as a child process would be, until the worker is gone
+    const adopted: Adopted = {
+      handle,
+      expected: false,
+      poll,
+      timers: new Set(),
+      exited: Promise.withResolvers<void>(),
+    };
+    this.#adopted.set(workerId, adopted);
+  }
+
+  /** SIGTERM to an adopted worker's group, SIGKILL after graceMs; resolves once the group is gone. */
+  async #stopAdopted(workerId: string, graceMs: number): Promise<void> {
+    const adopted = this.#adopted.get(workerId);
+    if (!adopted) return;
+    const pid = adopted.handle.pid;
+    adopted.expected = true;
+    trySignalGroup(pid, 'SIGTERM');
+    if (Number.isFinite(graceMs)) {
+      const delay = Math.min(Math.max(0, graceMs), MAX_TIMER_MS);
+      adopted.timers.add(setTimeout(() => trySignalGroup(pid, 'SIGKILL'), delay));
+    }
+    await adopted.exited.promise;
+  }
+
+  /** Stops watching an adopted worker; reports its exit, if given, before stop() resolves. */
+  #forgetAdopted(workerId: string, exit?: WorkerExit): void {
+    const adopted = this.#adopted.get(workerId);
+    if (!adopted) return;
+    this.#adopted.delete(workerId);
+    clearInterval(adopted.poll);
+    for (const timer of adopted.timers) clearTimeout(timer);
+    if (exit) this.#emit(exit);
+    adopted.exited.resolve();
   }
 
   #finish(

@@ -7,6 +7,7 @@ import {
   END_REASONS,
   ENDING_TIMEOUT_MS,
   type EndReason,
+  type Envelope,
   LIVE_STATES,
   outcomeOf,
   PENDING_STATES,
@@ -564,6 +565,28 @@ export class Engine {
     });
   }
 
+  /**
+   * A room message: every participant's socket gets it as `session.message`, and the session's worker gets it
+   * unless the worker sent it. Any message counts as activity for the idle timeout.
+   */
+  async relayMessage(
+    sessionId: string,
+    from: Envelope['from'],
+    type: string,
+    data: unknown,
+  ): Promise<Envelope> {
+    const now = this.clock.now();
+    const at = new Date(now).toISOString();
+    const message: Envelope = { id: newId('m', now), sessionId, type, from, at, data };
+    this.hub.publish({ type: 'session.message', sessionId, at, message });
+    if (from.kind !== 'agent') {
+      const s = await this.store.read.getSession(sessionId);
+      if (s?.workerId) this.#links.get(s.workerId)?.send({ type: 'message', message });
+    }
+    await this.recordActivity(sessionId);
+    return message;
+  }
+
   isViewerConnected(id: string): boolean {
     return (this.#viewers.get(id) ?? 0) > 0;
   }
@@ -937,6 +960,8 @@ export class Engine {
           env,
         });
         await this.store.read.updateWorker(w.id, { handle, updatedAt: this.clock.now() });
+        // that update held the worker's row: a seat decision meanwhile skipped it (SKIP LOCKED), so look again
+        if (this.store.dialect === 'postgres') await this.#redispatch(p.id, region);
         if (!this.#links.has(w.id)) {
           this.#watchLiveness(w.id, p.timeouts.connectingMs, () =>
             this.#workerLost(w.id, 'never registered'),
@@ -1205,7 +1230,12 @@ export class Engine {
       }
       case 'message':
         await this.#ownSession(workerId, frame.sessionId);
-        await this.recordActivity(frame.sessionId);
+        await this.relayMessage(
+          frame.sessionId,
+          { identity: workerId, kind: 'agent' },
+          frame.messageType,
+          frame.data,
+        );
         return;
       case 'stopped':
         return this.#workerStopped(workerId);
@@ -1283,6 +1313,8 @@ export class Engine {
    * became ready, 4005 if it vanished before the viewer was seated, 4006 if the session was live.
    */
   async onWorkerExit(exit: WorkerExit & { error?: string }): Promise<void> {
+    // after close() the server is going away: the next start finds out what is left
+    if (this.#closed) return;
     const prev = this.#liveness.get(exit.workerId);
     if (prev) this.o.livenessClock.clearTimer(prev);
     this.#liveness.delete(exit.workerId);

@@ -9,10 +9,10 @@ import {
   validator,
 } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
-import { newId } from '../engine/ids.ts';
+import type { TransitionRecord } from '../storage/records.ts';
 
 const clientFrame = validator(ClientFrame);
 
@@ -37,28 +37,45 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         }
       };
       const unsubscribe = engine.hub.subscribe(sessionId, (e) => (buffer ? buffer.push(e) : deliver(e)));
+      // frames and a close that arrive meanwhile are held as well: ws drops events nobody listens to yet
+      const early: [RawData, boolean][] = [];
+      let earlyClose: number | null = null;
+      const holdFrame = (raw: RawData, isBinary: boolean) => early.push([raw, isBinary]);
+      const holdClose = (code: number) => {
+        earlyClose = code;
+      };
+      socket.on('message', holdFrame);
+      socket.on('close', holdClose);
 
       let role: string;
+      let identity = 'admin';
+      let timeline: TransitionRecord[] = [];
+      let position: number | null = null;
       try {
         const caller = await callerOf(req, ctx.auth);
         requireSession(caller, sessionId, ['viewer', 'user', 'observer', 'agent']);
         role = caller.kind === 'token' ? caller.token.role : 'observer';
-        const s = await engine.getSession(sessionId);
-        const timeline = await engine.store.read.timeline(sessionId);
+        if (caller.kind === 'token') identity = caller.token.idn ?? caller.token.role;
+        let s = await engine.getSession(sessionId);
+        timeline = await engine.store.read.timeline(sessionId);
+        // the snapshot shows the timeline's state, so that the held events it already covers can be told apart
         const last = timeline[timeline.length - 1];
+        const status = last?.to ?? s.state;
+        if (status === 'ended' && s.state !== 'ended') s = await engine.getSession(sessionId);
         const snapshot: SessionEvent = {
           type: 'session.status_changed',
           sessionId,
           at: new Date(last?.at ?? s.updatedAt).toISOString(),
-          status: s.state,
+          status,
           previous: last?.from ?? null,
           cause: last?.cause ?? 'snapshot',
-          ...(s.state === 'ended'
+          ...(status === 'ended'
             ? { endCode: s.endCode!, endReason: s.endReason!, outcome: s.outcome! }
             : {}),
         };
         deliver(snapshot);
-        const q = await engine.queuePosition(s);
+        const q = status === 'queued' ? await engine.queuePosition(s) : null;
+        position = q?.position ?? null;
         if (q)
           send({
             type: 'session.queue_position',
@@ -77,9 +94,9 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       }
       const held = buffer;
       buffer = null;
-      for (const e of held) if (!ended) deliver(e);
+      for (const e of unseen(held, timeline, position)) if (!ended) deliver(e);
 
-      socket.on('message', (raw, isBinary) => {
+      const onMessage = (raw: RawData, isBinary: boolean) => {
         const parsed = (() => {
           const buf = raw as Buffer;
           if (buf.byteLength > MAX_CLIENT_FRAME_BYTES) return null;
@@ -111,37 +128,50 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
               send({ type: 'error', code: 'FORBIDDEN', message: 'observers cannot send room messages' });
               return;
             }
-            const token = role;
-            engine.hub.publish({
-              type: 'session.message',
-              sessionId,
-              at: new Date(engine.clock.now()).toISOString(),
-              message: {
-                id: newId('m', engine.clock.now()),
-                sessionId,
-                type: frame.messageType,
-                from: {
-                  identity: token,
-                  kind: role === 'agent' ? 'agent' : role === 'user' ? 'user' : 'viewer',
-                },
-                at: new Date(engine.clock.now()).toISOString(),
-                data: frame.data,
-              },
-            });
-            void engine.recordActivity(sessionId).catch(() => {});
+            const kind = role === 'agent' ? 'agent' : role === 'user' ? 'user' : 'viewer';
+            void engine
+              .relayMessage(sessionId, { identity, kind }, frame.messageType, frame.data)
+              .catch((err) => req.log.error({ err }, 'relay failed'));
             return;
           }
         }
-      });
+      };
 
-      socket.on('close', (code) => {
+      const onClose = (code: number) => {
         unsubscribe();
         if (role === 'viewer' && !ended) {
           void engine
             .viewerDetached(sessionId, code)
             .catch((err) => req.log.error({ err }, 'viewer detach failed'));
         }
-      });
+      };
+      socket.off('message', holdFrame);
+      socket.off('close', holdClose);
+      socket.on('message', onMessage);
+      socket.on('close', onClose);
+      for (const [raw, isBinary] of early) onMessage(raw, isBinary);
+      if (earlyClose !== null) onClose(earlyClose);
     },
+  );
+}
+
+/**
+ * The events held while the snapshot was read, minus what it already shows: the status changes committed
+ * before the timeline was read (its newest entries) and the queue position it sent, so a client never sees
+ * one state or position twice.
+ */
+function unseen(held: SessionEvent[], timeline: TransitionRecord[], position: number | null): SessionEvent[] {
+  const changes = held.filter((e) => e.type === 'session.status_changed');
+  const same = (e: SessionEvent, t: TransitionRecord | undefined) =>
+    e.type === 'session.status_changed' &&
+    !!t &&
+    e.status === t.to &&
+    e.previous === t.from &&
+    e.cause === t.cause;
+  let k = Math.min(changes.length, timeline.length);
+  while (k > 0 && !changes.slice(0, k).every((e, i) => same(e, timeline[timeline.length - k + i]))) k--;
+  const shown = new Set<SessionEvent>(changes.slice(0, k));
+  return held.filter(
+    (e) => !shown.has(e) && !(e.type === 'session.queue_position' && e.position === position),
   );
 }

@@ -1,0 +1,347 @@
+// Real worker processes (the process driver running examples/echo-worker) on both databases: warm pools,
+// credentials in the environment, crashes, auto-restart, launch failures, recycling, and no orphans.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ProjectInput, SessionEvent } from '@usher/protocol';
+import { ManualClock, systemClock, TokenIssuer } from '@usher/server';
+import {
+  agentProject,
+  createTestDatabase,
+  databaseKinds,
+  TEST_SECRET,
+  type TestDatabase,
+  TestServer,
+  type TestServerOptions,
+} from '@usher/testing';
+import { ECHO_COMMAND, environOf, isGone, WatchedProcessDriver } from './fixtures/processes.ts';
+
+type WorkerRow = Awaited<ReturnType<TestServer['engine']['listWorkers']>>[number];
+
+interface Ctx {
+  t: TestServer;
+  driver: WatchedProcessDriver;
+  db: TestDatabase;
+}
+
+/** An agent project whose workers are echo-worker processes. */
+function echoProject(id: string, pool: { min: number; max: number }, extra: Partial<ProjectInput> = {}) {
+  return agentProject(id, pool, {
+    worker: { driver: 'process', command: ECHO_COMMAND },
+    ...extra,
+  });
+}
+
+/** A server on a fresh database with a real process driver and the real clock; closed when the test ends. */
+async function setup(
+  kind: 'sqlite' | 'postgres',
+  ctx: { after: (fn: () => Promise<void>) => void },
+  options: Partial<TestServerOptions> = {},
+): Promise<Ctx> {
+  const db = await createTestDatabase(kind);
+  const driver = new WatchedProcessDriver();
+  const t = await new TestServer({
+    storage: db.storage,
+    clock: systemClock,
+    processDriver: driver,
+    ...options,
+  }).start();
+  ctx.after(async () => {
+    await t.close();
+    await db.drop();
+  });
+  return { t, driver, db };
+}
+
+/** Closes the server, then checks that every process its driver started is gone. */
+async function closeWithoutOrphans({ t, driver }: Ctx): Promise<void> {
+  await t.close();
+  assert.ok(driver.pids.size > 0, 'the test started worker processes');
+  const left = [...driver.pids].filter(([, pid]) => !isGone(pid));
+  assert.deepEqual(left, [], 'no worker process outlives server.close()');
+}
+
+/** Resolves with the project's live workers once they satisfy pred (checked now and on every worker change). */
+async function workersWhere(
+  t: TestServer,
+  projectId: string,
+  pred: (ws: WorkerRow[]) => boolean,
+): Promise<WorkerRow[]> {
+  let found: WorkerRow[] = [];
+  await t.workersWhere(projectId, (ws) => {
+    if (!pred(ws as WorkerRow[])) return false;
+    found = ws as WorkerRow[];
+    return true;
+  });
+  return found;
+}
+
+/** Every event of a session from now on, in order. */
+function record(t: TestServer, sessionId: string): SessionEvent[] {
+  const events: SessionEvent[] = [];
+  t.server.hub.subscribe(sessionId, (e) => events.push(e));
+  return events;
+}
+
+const statuses = (events: SessionEvent[]) =>
+  events.flatMap((e) => (e.type === 'session.status_changed' ? [e.status] : []));
+
+const tokens = new TokenIssuer(TEST_SECRET, () => Date.now());
+
+for (const kind of databaseKinds()) {
+  describe(`worker processes (${kind})`, () => {
+    test('a warm pool starts min real workers; a session is seated on a ready one at once and goes active', async (c) => {
+      const x = await setup(kind, c);
+      const { t, driver } = x;
+      await t.createProject(echoProject('warm', { min: 2, max: 3 }));
+      const ready = await workersWhere(t, 'warm', (ws) => ws.filter((w) => w.state === 'ready').length === 2);
+      assert.equal(driver.started.length, 2, 'exactly min workers were started');
+      for (const w of ready) {
+        assert.equal(isGone(driver.pid(w.id)), false, `worker ${w.id} runs as a process`);
+        assert.equal(t.engine.isWorkerConnected(w.id), true, `worker ${w.id} is registered`);
+        await driver.line(w.id, `registered as ${w.id}; ready`);
+      }
+
+      const s = await t.createSession('warm');
+      assert.equal(s.state, 'connecting', 'seated at once');
+      assert.ok(
+        ready.some((w) => w.id === s.workerId),
+        'on one of the ready workers',
+      );
+      const active = await t.waitForState(s.id, 'active');
+      assert.equal(active.workerId, s.workerId);
+      const causes = (active.timeline as { to: string; cause: string }[]).map((e) => `${e.to}:${e.cause}`);
+      assert.deepEqual(causes, [
+        'requesting:api:create',
+        'connecting:admission:ready-worker',
+        'active:worker:started',
+      ]);
+      await driver.line(s.workerId!, `session ${s.id} assigned (restarts=0, count=0)`);
+      const busy = await t.engine.listWorkers({ projectId: 'warm' });
+      assert.equal(busy.find((w) => w.id === s.workerId)?.state, 'busy');
+      await t.settled();
+      assert.equal(driver.started.length, 3, 'one more worker keeps min ready');
+      assert.ok(
+        [...driver.launches.values()].every((l) => l.env.USHER_SESSION_ID === undefined),
+        'a ready worker was used, none was started for the session',
+      );
+
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+      await closeWithoutOrphans(x);
+    });
+
+    test('a worker process gets its credentials in its environment, and its session ones when started for a session', async (c) => {
+      const x = await setup(kind, c);
+      const { t, driver } = x;
+      await t.createProject(
+        echoProject(
+          'creds',
+          { min: 1, max: 1 },
+          {
+            worker: { driver: 'process', command: ECHO_COMMAND, env: { ECHO_MARK: 'from-project' } },
+          },
+        ),
+      );
+      const [warm] = await workersWhere(t, 'creds', (ws) => ws.some((w) => w.state === 'ready'));
+      const env = environOf(driver.pid(warm!.id));
+      assert.equal(env.USHER_WORKER_URL, `${t.url.replace(/^http/, 'ws')}/workers/ws`);
+      assert.equal(env.USHER_WORKER_ID, warm!.id);
+      assert.equal(env.USHER_PROJECT_ID, 'creds');
+      assert.equal(env.USHER_REGION, 'default');
+      assert.equal(env.ECHO_MARK, 'from-project', "the project's worker.env reaches the process");
+      const claims = await tokens.verify(env.USHER_WORKER_TOKEN ?? '');
+      assert.equal(claims.role, 'worker');
+      assert.equal(claims.wid, warm!.id);
+      assert.equal(env.USHER_SESSION_ID, undefined, 'a warm worker has no session yet');
+      assert.equal(env.USHER_SESSION_TOKEN, undefined);
+
+      // no warm worker: the session gets a worker started for it, with the session's credentials too
+      await t.createProject(echoProject('cold', { min: 0, max: 1 }));
+      const s = await t.createSession('cold');
+      assert.equal(s.state, 'connecting');
+      await t.waitForState(s.id, 'active');
+      const env2 = environOf(driver.pid(s.workerId!));
+      assert.equal(env2.USHER_WORKER_ID, s.workerId);
+      assert.equal(env2.USHER_PROJECT_ID, 'cold');
+      assert.equal(env2.USHER_SESSION_ID, s.id);
+      const sessionClaims = await tokens.verify(env2.USHER_SESSION_TOKEN ?? '');
+      assert.equal(sessionClaims.role, 'agent');
+      assert.equal(sessionClaims.sid, s.id);
+      assert.equal((await tokens.verify(env2.USHER_WORKER_TOKEN ?? '')).wid, s.workerId);
+      await closeWithoutOrphans(x);
+    });
+
+    test('a worker that dies while its session is active: session.error AGENT_CRASHED, then 4006 worker_crashed; the pool refills', async (c) => {
+      const x = await setup(kind, c);
+      const { t, driver } = x;
+      await t.createProject(echoProject('crash', { min: 1, max: 1 }));
+      await t.readyWorkers('crash', 1);
+      const s = await t.createSession('crash');
+      await t.waitForState(s.id, 'active');
+      const events = record(t, s.id);
+      const crashed = s.workerId!;
+
+      process.kill(driver.pid(crashed), 'SIGKILL');
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.equal(ended.endCode, 4006);
+      assert.equal(ended.endReason, 'worker_crashed');
+      assert.equal(ended.outcome, 'failed');
+      const error = events.findIndex((e) => e.type === 'session.error');
+      assert.ok(error >= 0, 'a session.error event was sent');
+      assert.deepEqual(
+        { ...events[error], at: undefined, message: undefined },
+        {
+          type: 'session.error',
+          sessionId: s.id,
+          at: undefined,
+          code: 'AGENT_CRASHED',
+          message: undefined,
+          recoverable: false,
+        },
+      );
+      assert.match((events[error] as { message: string }).message, /signal SIGKILL/);
+      const end = events.findIndex((e) => e.type === 'session.status_changed' && e.status === 'ended');
+      assert.ok(error < end, 'the error comes before the end');
+      assert.deepEqual(statuses(events), ['ending', 'ended']);
+      assert.deepEqual(await driver.exit(crashed), {
+        workerId: crashed,
+        code: null,
+        signal: 'SIGKILL',
+        expected: false,
+      });
+
+      const [fresh] = await workersWhere(t, 'crash', (ws) => ws.some((w) => w.state === 'ready'));
+      assert.notEqual(fresh!.id, crashed, 'a new worker refills the warm pool');
+      assert.equal(isGone(driver.pid(fresh!.id)), false);
+      await closeWithoutOrphans(x);
+    });
+
+    test('auto-restart: a crash sends the session back to connecting on a fresh worker with its saved state; the next crash ends it 4006', async (c) => {
+      const x = await setup(kind, c);
+      const { t, driver } = x;
+      await t.createProject(
+        echoProject('restart', { min: 1, max: 2 }, { autoRestart: { enabled: true, maxRestarts: 1 } }),
+      );
+      await t.readyWorkers('restart', 1);
+      const s = await t.createSession('restart');
+      await t.waitForState(s.id, 'active');
+      const events = record(t, s.id);
+      const first = s.workerId!;
+      // The frame the echo worker sends after echoing a message (saveState({count})). Room messages are not
+      // relayed to workers yet, so the test sends it on the worker's behalf, through the same engine entry.
+      await t.engine.workerFrame(first, { type: 'save_state', sessionId: s.id, state: { count: 3 } });
+
+      process.kill(driver.pid(first), 'SIGKILL');
+      const restarted = await t.nextEvent(
+        s.id,
+        (e) => e.type === 'session.status_changed' && e.status === 'active',
+      );
+      assert.equal(restarted.type, 'session.status_changed');
+      const again = await t.session(s.id);
+      assert.equal(again.restarts, 1);
+      const second = again.workerId as string;
+      assert.notEqual(second, first, 'a fresh worker');
+      await driver.line(second, `session ${s.id} assigned (restarts=1, count=3)`);
+      const firstError = events.find((e) => e.type === 'session.error');
+      assert.equal(firstError?.type === 'session.error' && firstError.recoverable, true);
+      assert.equal(firstError?.type === 'session.error' && firstError.code, 'AGENT_CRASHED');
+      const timeline = (again.timeline as { to: string; cause: string }[]).slice(-2);
+      assert.deepEqual(timeline, [
+        { ...timeline[0]!, to: 'connecting', cause: 'worker:crashed:auto-restart' },
+        { ...timeline[1]!, to: 'active', cause: 'worker:started' },
+      ]);
+
+      process.kill(driver.pid(second), 'SIGKILL');
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.equal(ended.endCode, 4006);
+      assert.equal(ended.endReason, 'worker_crashed');
+      assert.equal(ended.restarts, 1);
+      const errors = events.flatMap((e) => (e.type === 'session.error' ? [e.recoverable] : []));
+      assert.deepEqual(errors, [true, false], 'the second crash is not recoverable (maxRestarts 1)');
+      assert.deepEqual(statuses(events), ['connecting', 'active', 'ending', 'ended']);
+      await closeWithoutOrphans(x);
+    });
+
+    test('a worker command that does not exist: its session ends 4003 launch_failed, and the pool backs off instead of respawning', async (c) => {
+      // the launch backoff runs on the liveness clock: a manual one makes it deterministic here
+      const liveness = new ManualClock(Date.now());
+      const x = await setup(kind, c, { engine: { livenessClock: liveness } });
+      const { t, driver } = x;
+      await t.createProject(
+        agentProject(
+          'nocmd',
+          { min: 1, max: 1 },
+          {
+            worker: { driver: 'process', command: ['/nonexistent/usher-no-such-worker'] },
+          },
+        ),
+      );
+      // the warm worker fails to launch: the pool is now in backoff (1 s)
+      await t.settled();
+      const firstExit = await driver.exit(driver.started[0]!);
+      assert.match(firstExit.error ?? '', /not found: \/nonexistent\/usher-no-such-worker/);
+      await workersWhere(t, 'nocmd', (ws) => ws.length === 0);
+      await t.settled();
+      assert.equal(driver.started.length, 1);
+
+      // a session asked for during the backoff waits in the queue instead of starting a worker
+      const s = await t.createSession('nocmd');
+      assert.equal(s.state, 'queued');
+      assert.equal(s.queuePosition, 1);
+      await liveness.advance(999);
+      await t.settled();
+      assert.equal(driver.started.length, 1, 'nothing is started before the backoff is over');
+      assert.equal((await t.session(s.id)).state, 'queued');
+
+      await liveness.advance(1);
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.equal(ended.endCode, 4003);
+      assert.equal(ended.endReason, 'launch_failed');
+      assert.equal(ended.outcome, 'failed');
+      assert.equal(driver.started.length, 2, 'one worker was started for the session');
+      assert.equal(driver.launches.get(driver.started[1]!)?.env.USHER_SESSION_ID, s.id);
+
+      // two failures in a row: the warm refill now waits 2 s
+      await t.settled();
+      await liveness.advance(1999);
+      await t.settled();
+      assert.equal(driver.started.length, 2, 'no hot loop: the backoff doubled');
+      await liveness.advance(1);
+      await t.settled();
+      await driver.exit(driver.started[2]!);
+      await workersWhere(t, 'nocmd', (ws) => ws.length === 0);
+      await t.settled();
+      assert.equal(driver.started.length, 3);
+      await t.close();
+      assert.equal(driver.pids.size, 0, 'no process was ever started');
+    });
+
+    test('recycle: when a session ends its worker process exits, and a new one keeps the pool at min', async (c) => {
+      const x = await setup(kind, c);
+      const { t, driver } = x;
+      await t.createProject(echoProject('recycle', { min: 1, max: 1 }));
+      await t.readyWorkers('recycle', 1);
+      const s = await t.createSession('recycle');
+      await t.waitForState(s.id, 'active');
+      const used = s.workerId!;
+      const pid = driver.pid(used);
+
+      const r = await t.api('POST', `/sessions/${s.id}/end`);
+      assert.equal(r.status, 200);
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.equal(ended.endCode, 1000);
+      assert.equal(ended.endReason, 'completed');
+      assert.equal(ended.outcome, 'disconnected');
+      await driver.line(used, 'shutdown: completed');
+      const exit = await driver.exit(used);
+      assert.equal(exit.code, 0, 'the echo worker stopped cleanly');
+      assert.equal(isGone(pid), true, 'the worker process is gone');
+
+      const [next] = await workersWhere(t, 'recycle', (ws) => ws.some((w) => w.state === 'ready'));
+      assert.notEqual(next!.id, used, 'a new worker replaces it');
+      assert.notEqual(driver.pid(next!.id), pid);
+      assert.equal(isGone(driver.pid(next!.id)), false);
+      await closeWithoutOrphans(x);
+    });
+  });
+}
