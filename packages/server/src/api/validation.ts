@@ -20,7 +20,9 @@ export function installValidation(app: FastifyInstance): void {
 /** JSON bodies as Fastify parses them (prototype-poisoning safe), except that an empty body means none. */
 export function installJsonParser(app: FastifyInstance): void {
   const json = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
+  // JSON only: Fastify's built-in text/plain parser would let a non-JSON body through to validation (400)
+  // instead of refusing its media type (415)
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.trim() === '') return done(null, undefined);

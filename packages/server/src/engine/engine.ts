@@ -851,7 +851,7 @@ export class Engine {
       total++;
     }
     // 4. keep `min` workers warm: ready, or on their way for no one
-    let warm = (counts.ready ?? 0) + (await r.unboundStartingWorkers(p.id, region, pool.min)).length;
+    let warm = (counts.ready ?? 0) + (await r.countUnboundStarting(p.id, region));
     while (canStart && warm < pool.min && total < pool.max) {
       await this.#startWorker(r, fx, p, region, null);
       warm++;

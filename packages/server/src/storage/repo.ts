@@ -391,6 +391,18 @@ export class Repo {
     return rows.map(workerFromRow);
   }
 
+  /**
+   * How many workers of a pool are being started for no session, locked or not: the warm count must not skip
+   * rows another transaction holds (that would start a worker too many).
+   */
+  async countUnboundStarting(projectId: string, region: string): Promise<number> {
+    const row = await this.q.get<{ n: number }>(
+      `SELECT COUNT(*) AS n FROM workers WHERE project_id = ? AND region = ? AND state = 'starting' AND session_id IS NULL AND draining = 0`,
+      [projectId, region],
+    );
+    return Number(row?.n ?? 0);
+  }
+
   /** Workers of a pool by state, stopped ones excluded. */
   async poolCounts(projectId: string, region: string): Promise<Record<string, number>> {
     const rows = await this.q.all<{ state: string; draining: number; n: number }>(

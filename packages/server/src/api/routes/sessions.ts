@@ -118,14 +118,15 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
     },
   );
 
-  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof JoinRequest> }>(
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof JoinRequest> | null }>(
     '/sessions/:id/join',
     {
       schema: {
         tags,
         summary: 'A token and URL for one more participant of the session',
         params: IdParams,
-        body: Type.Optional(JoinRequest),
+        // optional: Fastify validates a missing body as null
+        body: Type.Union([JoinRequest, Type.Null()]),
         response: { 200: JoinResponse, '4xx': ErrorResponse },
       },
     },

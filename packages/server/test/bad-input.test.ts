@@ -1,0 +1,501 @@
+// Bad input from the outside, on both databases: every malformed request gets a clear 4xx with
+// {error:{code,message}}, nothing is half-applied, the server keeps answering; bad WebSocket frames get an
+// error frame or a policy close, never a crash.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ERRORS, isErrorCode } from '@usher/protocol';
+import { TokenIssuer } from '@usher/server';
+import {
+  type ApiResult,
+  type CreatedSession,
+  createTestDatabase,
+  databaseKinds,
+  streamProject,
+  TEST_ADMIN_KEY,
+  type TestDatabase,
+  TestServer,
+  type TestSocket,
+} from '@usher/testing';
+import WebSocket from 'ws';
+
+interface ErrorBody {
+  error: { code: string; message: string; retryable?: boolean; details?: unknown };
+}
+
+/** An error response: the status, and a body that is exactly {error:{code,message,...}} with a known code. */
+function assertError(r: ApiResult<unknown>, status: number, code: string): ErrorBody['error'] {
+  assert.equal(r.status, status, `expected ${status} ${code}, got ${r.status} ${JSON.stringify(r.body)}`);
+  const body = r.body as ErrorBody;
+  assert.deepEqual(Object.keys(body), ['error'], `error body has only "error": ${JSON.stringify(body)}`);
+  const { error } = body;
+  assert.equal(error.code, code, error.message);
+  assert.ok(isErrorCode(error.code), `${error.code} is one of ERRORS`);
+  assert.equal(ERRORS[error.code as keyof typeof ERRORS].status, status, "the status is the code's status");
+  assert.equal(typeof error.message, 'string');
+  assert.ok(error.message.length > 0, 'the message is not empty');
+  for (const key of Object.keys(error))
+    assert.ok(['code', 'message', 'retryable', 'details'].includes(key), `unexpected field error.${key}`);
+  if (error.retryable !== undefined)
+    assert.equal(error.retryable, ERRORS[error.code as keyof typeof ERRORS].retryable);
+  return error;
+}
+
+/** The next non-event frame (pong, error) received after the first `from` ones. */
+function nextFrame(
+  s: TestSocket,
+  pred: (f: Record<string, unknown>) => boolean,
+  from = 0,
+): Promise<Record<string, unknown>> {
+  const find = () => s.other.slice(from).find(pred);
+  const seen = find();
+  if (seen) return Promise.resolve(seen);
+  return new Promise((resolve) => {
+    const on = () => {
+      const f = find();
+      if (f) {
+        s.ws.off('message', on);
+        resolve(f);
+      }
+    };
+    s.ws.on('message', on);
+  });
+}
+
+const json = { 'content-type': 'application/json' };
+
+for (const kind of databaseKinds()) {
+  describe(`bad input (${kind})`, () => {
+    let db: TestDatabase;
+    let t: TestServer;
+    let live: CreatedSession;
+    let waiting: CreatedSession;
+    let done: CreatedSession;
+    let viewer: TestSocket;
+    let baseline: unknown;
+
+    /** A request with any body and headers; the answer must be JSON. */
+    const raw = async (
+      method: string,
+      path: string,
+      body?: string | ReadableStream<Uint8Array>,
+      headers: Record<string, string> = {},
+    ): Promise<ApiResult<unknown>> => {
+      const init: RequestInit & { duplex?: 'half' } = {
+        method,
+        headers: { authorization: `Bearer ${TEST_ADMIN_KEY}`, ...headers },
+        body,
+      };
+      if (body instanceof ReadableStream) init.duplex = 'half';
+      const res = await fetch(t.url + path, init);
+      assert.match(
+        res.headers.get('content-type') ?? '',
+        /^application\/json/,
+        `${method} ${path} answers JSON`,
+      );
+      return { status: res.status, body: JSON.parse(await res.text()) };
+    };
+
+    /** Everything a client can read: projects, sessions with their timelines, workers. */
+    const snapshot = async () => {
+      const projects = (await t.api('GET', '/projects')).body;
+      const sessions = (await t.api<{ sessions: { id: string }[] }>('GET', '/sessions')).body;
+      const detail = [];
+      for (const s of sessions.sessions) detail.push((await t.api('GET', `/sessions/${s.id}`)).body);
+      const workers = (await t.api('GET', '/workers')).body;
+      return { projects, sessions, detail, workers };
+    };
+
+    /** The server still answers and nothing it stores has changed. */
+    const intact = async () => {
+      const health = await t.api<{ status: string }>('GET', '/healthz');
+      assert.equal(health.status, 200);
+      assert.equal(health.body.status, 'ok');
+      await t.settled();
+      assert.deepEqual(await snapshot(), baseline, 'the stored state is unchanged');
+    };
+
+    before(async () => {
+      db = await createTestDatabase(kind);
+      t = await new TestServer({ storage: db.storage }).start();
+      await t.createProject(streamProject('base', { min: 1, max: 1 }));
+      await t.readyWorkers('base', 1);
+      live = await t.createSession('base');
+      viewer = await t.connect(live);
+      await viewer.state('active');
+      waiting = await t.createSession('base');
+      done = await t.createSession('base');
+      await t.api('POST', `/sessions/${done.id}/end`);
+      await t.settled();
+      baseline = await snapshot();
+      assert.equal((await t.session(live.id)).state, 'active');
+      assert.equal((await t.session(waiting.id)).state, 'queued');
+      assert.equal((await t.session(done.id)).state, 'ended');
+    });
+    after(async () => {
+      await t.close();
+      await db.drop();
+    });
+
+    // ------------------------------------------------------------------ HTTP
+
+    test('malformed JSON is a 400 BAD_REQUEST that says so', async () => {
+      for (const [method, path] of [
+        ['POST', '/projects'],
+        ['PATCH', '/projects/base'],
+        ['POST', '/sessions'],
+        ['POST', `/sessions/${live.id}/join`],
+      ] as const) {
+        for (const body of ['{"id": "x",', '{name: "x"}', "{'a': 1}", 'nul']) {
+          const err = assertError(await raw(method, path, body, json), 400, 'BAD_REQUEST');
+          assert.match(err.message, /JSON/, `${method} ${path} ${body}: ${err.message}`);
+        }
+      }
+      await intact();
+    });
+
+    test('an empty or missing body where one is required is a 400', async () => {
+      for (const [method, path] of [
+        ['POST', '/projects'],
+        ['PATCH', '/projects/base'],
+        ['POST', '/sessions'],
+      ] as const) {
+        assertError(await raw(method, path, '', json), 400, 'BAD_REQUEST');
+        assertError(await raw(method, path, '   ', json), 400, 'BAD_REQUEST');
+        assertError(await raw(method, path), 400, 'BAD_REQUEST');
+        for (const body of ['null', '[]', '"text"', '42'])
+          assertError(await raw(method, path, body, json), 400, 'BAD_REQUEST');
+      }
+      const noId = assertError(await t.api('POST', '/projects', { name: 'no id' }), 400, 'BAD_REQUEST');
+      assert.match(noId.message, /\bid\b/, 'the message names the missing id');
+      const noProject = assertError(await t.api('POST', '/sessions', {}), 400, 'BAD_REQUEST');
+      assert.match(noProject.message, /projectId/);
+      await intact();
+    });
+
+    test('unknown fields are refused, and the message names the field', async () => {
+      const cases: [string, string, unknown, string][] = [
+        ['POST', '/projects', { id: 'new-1', colour: 'red' }, 'colour'],
+        ['POST', '/projects', { id: 'new-1', timeouts: { pendingSecs: 5 } }, 'pendingSecs'],
+        ['POST', '/projects', { id: 'new-1', regions: { default: { min: 0, max: 1, warm: 1 } } }, 'warm'],
+        ['PATCH', '/projects/base', { name: 'renamed', maxQueue: 5 }, 'maxQueue'],
+        ['PATCH', '/projects/base', { timeouts: { pendingSecs: 5 } }, 'pendingSecs'],
+        ['PATCH', '/projects/base', { session: { timeouts: { pending: 5, ending: 5 } } }, 'ending'],
+        ['PATCH', '/projects/base', { autoRestart: { enabled: true, forever: true } }, 'forever'],
+        ['POST', '/sessions', { projectId: 'base', priority: 1 }, 'priority'],
+        ['POST', `/sessions/${live.id}/join`, { role: 'user', admin: true }, 'admin'],
+      ];
+      for (const [method, path, body, field] of cases) {
+        const err = assertError(await t.api(method, path, body), 400, 'BAD_REQUEST');
+        assert.ok(err.message.includes(`"${field}"`), `${method} ${path}: "${err.message}" names ${field}`);
+      }
+      const q = assertError(await t.api('GET', '/sessions?projectId=base&colour=red'), 400, 'BAD_PARAMETER');
+      assert.match(q.message, /colour/);
+      await intact();
+    });
+
+    test('wrong types are refused (no coercion), naming the field', async () => {
+      const cases: [string, string, unknown, RegExp][] = [
+        ['POST', '/projects', { id: 'new-2', public: 'yes' }, /public/],
+        ['POST', '/projects', { id: 42 }, /id/],
+        ['POST', '/projects', { id: 'new-2', regions: { default: { min: '1', max: 2 } } }, /min/],
+        ['POST', '/projects', { id: 'new-2', regions: [] }, /regions/],
+        ['PATCH', '/projects/base', { maxQueueLength: '10' }, /maxQueueLength/],
+        ['PATCH', '/projects/base', { maxQueueLength: 1.5 }, /maxQueueLength/],
+        ['PATCH', '/projects/base', { enabled: 'false' }, /enabled/],
+        ['PATCH', '/projects/base', { timeouts: { pendingMs: '1000' } }, /pendingMs/],
+        ['PATCH', '/projects/base', { afkEnabled: 0 }, /afkEnabled/],
+        ['PATCH', '/projects/base', { kind: 'game' }, /kind/],
+        [
+          'PATCH',
+          '/projects/base',
+          { name: 'renamed', worker: { driver: 'process', command: 'run' } },
+          /worker|command/,
+        ],
+        ['POST', '/sessions', { projectId: 42 }, /projectId/],
+        ['POST', '/sessions', { projectId: 'base', config: 'x' }, /config/],
+        ['POST', `/sessions/${live.id}/join`, { role: 'viewer' }, /role/],
+      ];
+      for (const [method, path, body, field] of cases) {
+        const err = assertError(await t.api(method, path, body), 400, 'BAD_REQUEST');
+        assert.match(err.message, field, `${method} ${path} ${JSON.stringify(body)}`);
+      }
+      for (const query of ['limit=abc', 'limit=2.5']) {
+        const err = assertError(await t.api('GET', `/sessions?${query}`), 400, 'BAD_PARAMETER');
+        assert.match(err.message, /limit/);
+      }
+      await intact();
+    });
+
+    test('out-of-range values are refused, naming the field; a PATCH is all or nothing', async () => {
+      const minMax = assertError(
+        await t.api('PATCH', '/projects/base', { name: 'renamed', regions: { default: { min: 3, max: 1 } } }),
+        400,
+        'BAD_REQUEST',
+      );
+      assert.match(minMax.message, /regions\.default/);
+      assert.match(minMax.message, /min/);
+      const created = assertError(
+        await t.api('POST', '/projects', { id: 'new-3', regions: { eu: { min: 5, max: 2 } } }),
+        400,
+        'BAD_REQUEST',
+      );
+      assert.match(created.message, /regions\.eu/);
+      const cases: [string, string, unknown, RegExp][] = [
+        ['PATCH', '/projects/base', { maxQueueLength: -1 }, /maxQueueLength/],
+        ['PATCH', '/projects/base', { timeouts: { pendingMs: 0 } }, /pendingMs/],
+        ['PATCH', '/projects/base', { timeouts: { maxRuntimeMs: -5 } }, /maxRuntimeMs/],
+        ['PATCH', '/projects/base', { session: { timeouts: { pending: -5 } } }, /pending/],
+        ['PATCH', '/projects/base', { session: { timeouts: { idle: 0 } } }, /idle/],
+        ['PATCH', '/projects/base', { autoRestart: { maxRestarts: 1000 } }, /maxRestarts/],
+        ['PATCH', '/projects/base', { regions: { default: { min: 0, max: 20_000 } } }, /max/],
+        ['PATCH', '/projects/base', { name: '' }, /name/],
+        ['PATCH', '/projects/base', { defaultRegion: 'mars' }, /defaultRegion/],
+        ['PATCH', '/projects/base', { id: 'other' }, /id/],
+        ['POST', '/projects', { id: 'Bad_Id!' }, /id/],
+        ['POST', '/projects', { id: 'x'.repeat(64) }, /id/],
+        ['POST', '/sessions', { projectId: 'base', region: 'Not A Region' }, /region/],
+        ['POST', '/sessions', { projectId: 'base', agentType: '' }, /agentType/],
+      ];
+      for (const [method, path, body, field] of cases) {
+        const err = assertError(await t.api(method, path, body), 400, 'BAD_REQUEST');
+        assert.match(err.message, field, `${method} ${path} ${JSON.stringify(body)}: ${err.message}`);
+      }
+      for (const query of ['limit=0', 'limit=1001', 'limit=-3']) {
+        const err = assertError(await t.api('GET', `/sessions?${query}`), 400, 'BAD_PARAMETER');
+        assert.match(err.message, /limit/);
+      }
+      await intact();
+    });
+
+    test('a body over 1 MiB is a 413 PAYLOAD_TOO_LARGE', async () => {
+      const big = JSON.stringify({ projectId: 'base', config: { blob: 'x'.repeat(1024 * 1024) } });
+      assertError(await raw('POST', '/sessions', big, json), 413, 'PAYLOAD_TOO_LARGE');
+      const project = JSON.stringify({ id: 'big', name: 'x'.repeat(1024 * 1024 + 1) });
+      assertError(await raw('POST', '/projects', project, json), 413, 'PAYLOAD_TOO_LARGE');
+      // sent in chunks, without a Content-Length: the limit holds while reading
+      const chunk = new TextEncoder().encode('x'.repeat(64 * 1024));
+      let sent = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent === 0) controller.enqueue(new TextEncoder().encode('{"projectId":"base","config":{"b":"'));
+          if (sent > 20) {
+            controller.enqueue(new TextEncoder().encode('"}}'));
+            controller.close();
+            return;
+          }
+          sent++;
+          controller.enqueue(chunk);
+        },
+      });
+      assertError(await raw('PATCH', '/projects/base', stream, json), 413, 'PAYLOAD_TOO_LARGE');
+      // just under the limit the body is read (and this one is refused for what it says, not for its size)
+      const fits = JSON.stringify({ blob: 'x'.repeat(1024 * 1024 - 100) });
+      assertError(await raw('POST', '/sessions/s_nope/end', fits, json), 404, 'NOT_FOUND');
+      await intact();
+    });
+
+    test('unknown ids are 404 NOT_FOUND', async () => {
+      const cases: [string, string, unknown?][] = [
+        ['GET', '/sessions/s_nope'],
+        ['POST', '/sessions/s_nope/join'],
+        ['POST', '/sessions/s_nope/pause'],
+        ['POST', '/sessions/s_nope/resume'],
+        ['POST', '/sessions/s_nope/end'],
+        ['GET', '/projects/nope'],
+        ['PATCH', '/projects/nope', { name: 'x' }],
+        ['POST', '/projects/nope/enable'],
+        ['POST', '/projects/nope/disable'],
+        ['POST', '/workers/w_nope/drain'],
+        ['POST', '/sessions', { projectId: 'nope' }],
+      ];
+      for (const [method, path, body] of cases) {
+        const err = assertError(await t.api(method, path, body), 404, 'NOT_FOUND');
+        assert.match(err.message, /nope/, 'the message names the id');
+      }
+      const sock = new WebSocket(
+        `${t.url.replace(/^http/, 'ws')}/sessions/s_nope/ws?token=${TEST_ADMIN_KEY}`,
+      );
+      const frames: Record<string, unknown>[] = [];
+      sock.on('message', (d) => frames.push(JSON.parse(d.toString())));
+      const code = await new Promise<number>((resolve) => sock.once('close', (c) => resolve(c)));
+      assert.equal(code, 1008);
+      assert.equal(frames[0]?.code, 'NOT_FOUND');
+      await intact();
+    });
+
+    test('unknown routes and methods are 404 ROUTE_NOT_FOUND', async () => {
+      for (const [method, path] of [
+        ['GET', '/nope'],
+        ['GET', '/'],
+        ['POST', `/sessions/${live.id}/explode`],
+        ['DELETE', `/sessions/${live.id}`],
+        ['DELETE', '/projects/base'],
+        ['PUT', '/projects/base'],
+        ['GET', `/sessions/${live.id}/end`],
+        ['GET', '/workers/w_1/drain'],
+      ]) {
+        const err = assertError(await t.api(method!, path!), 404, 'ROUTE_NOT_FOUND');
+        assert.ok(err.message.includes(`${method} ${path}`), err.message);
+      }
+      await intact();
+    });
+
+    test('illegal transitions are 409 ILLEGAL_TRANSITION and change nothing', async () => {
+      const cases: [string, RegExp][] = [
+        [`/sessions/${live.id}/resume`, /active/],
+        [`/sessions/${waiting.id}/pause`, /queued/],
+        [`/sessions/${waiting.id}/resume`, /queued/],
+        [`/sessions/${done.id}/end`, /ended/],
+        [`/sessions/${done.id}/pause`, /ended/],
+        [`/sessions/${done.id}/resume`, /ended/],
+        [`/sessions/${done.id}/join`, /ended/],
+      ];
+      for (const [path, state] of cases) {
+        const err = assertError(await t.api('POST', path), 409, 'ILLEGAL_TRANSITION');
+        assert.match(err.message, state, `${path}: the message says the current state`);
+      }
+      assert.deepEqual(viewer.states, ['connecting', 'active'], 'the viewer saw no change');
+      await intact();
+    });
+
+    test('a body that is not JSON is a 415 UNSUPPORTED_MEDIA_TYPE', async () => {
+      const body = JSON.stringify({ id: 'typed', name: 'typed' });
+      for (const type of [
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=x',
+        'application/xml',
+        'application/octet-stream',
+      ]) {
+        assertError(
+          await raw('POST', '/projects', body, { 'content-type': type }),
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+        );
+        assertError(
+          await raw('PATCH', '/projects/base', '{"name":"typed"}', { 'content-type': type }),
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+        );
+        assertError(
+          await raw('POST', '/sessions', '{"projectId":"base"}', { 'content-type': type }),
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+        );
+      }
+      // the charset parameter is fine
+      const ok = await raw('POST', '/sessions/s_nope/end', '{}', {
+        'content-type': 'application/json; charset=utf-8',
+      });
+      assertError(ok, 404, 'NOT_FOUND');
+      await intact();
+    });
+
+    test('bad credentials in odd shapes are 401, not 500', async () => {
+      for (const authorization of ['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a.b.c', 'Bearer x.y', 'token']) {
+        const r = await raw('GET', '/projects', undefined, { authorization });
+        assertError(r, 401, 'UNAUTHORIZED');
+      }
+      await intact();
+    });
+
+    // ------------------------------------------------------------------ session socket
+
+    test('session socket: malformed JSON and unknown frames get a BAD_REQUEST frame; the socket stays open', async () => {
+      const sock = await t.connect(live, TEST_ADMIN_KEY);
+      await sock.waitFor((e) => e.type === 'session.status_changed');
+      const bad: (string | Buffer)[] = [
+        'not json{',
+        '',
+        JSON.stringify({ type: 'dance' }),
+        JSON.stringify({ kind: 'ping' }),
+        JSON.stringify({ type: 'ping', extra: true }),
+        JSON.stringify({ type: 'message', data: 1 }),
+        JSON.stringify([1, 2]),
+        Buffer.from([0xff, 0x00, 0x12]),
+      ];
+      for (const frame of bad) {
+        const from = sock.other.length;
+        sock.ws.send(frame);
+        const err = await nextFrame(sock, (f) => f.type === 'error', from);
+        assert.equal(err.code, 'BAD_REQUEST', `frame ${String(frame)}`);
+        assert.equal(typeof err.message, 'string');
+        assert.equal(sock.ws.readyState, WebSocket.OPEN);
+      }
+      const from = sock.other.length;
+      sock.send({ type: 'ping', id: 'still-here' });
+      assert.equal((await nextFrame(sock, (f) => f.type === 'pong', from)).id, 'still-here');
+
+      // the viewer's own socket too, without ending or changing its session
+      const vfrom = viewer.other.length;
+      viewer.ws.send('{oops');
+      assert.equal((await nextFrame(viewer, (f) => f.type === 'error', vfrom)).code, 'BAD_REQUEST');
+      assert.equal(viewer.ws.readyState, WebSocket.OPEN);
+      await sock.close(1000);
+      await intact();
+    });
+
+    test('session socket: a frame over 64 KiB closes it with 1009', async () => {
+      const sock = await t.connect(live, TEST_ADMIN_KEY);
+      await sock.waitFor((e) => e.type === 'session.status_changed');
+      sock.send({ type: 'message', messageType: 'user_text', data: 'x'.repeat(64 * 1024 + 1) });
+      assert.equal((await sock.closed).code, 1009);
+      await intact();
+    });
+
+    // ------------------------------------------------------------------ worker socket
+
+    const workerSocket = async (first: string | Buffer) => {
+      const ws = new WebSocket(`${t.url.replace(/^http/, 'ws')}/workers/ws`);
+      const frames: Record<string, unknown>[] = [];
+      ws.on('message', (d) => frames.push(JSON.parse(d.toString())));
+      const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+        ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+      );
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      ws.send(first);
+      return { closed: await closed, frames };
+    };
+
+    test('worker socket: a first frame that is not register closes it with 1008', async () => {
+      for (const first of [{ type: 'ready' }, { type: 'heartbeat' }, { type: 'stopped' }]) {
+        const { closed, frames } = await workerSocket(JSON.stringify(first));
+        assert.equal(closed.code, 1008);
+        assert.match(closed.reason, /register/);
+        assert.equal(frames[0]?.type, 'error');
+        assert.ok(isErrorCode(frames[0]?.code), 'the error frame carries a known code');
+      }
+      await intact();
+    });
+
+    test('worker socket: an invalid token closes it with 1008', async () => {
+      const otherSecret = new TokenIssuer('another-secret-0123456789-0123456789-0123', () => t.clock.now());
+      const forged = await otherSecret.sign({ role: 'worker', wid: 'w_forged', pid: 'base' }, 60_000);
+      for (const token of ['not-a-token', 'a.b.c', forged, live.token]) {
+        const { closed, frames } = await workerSocket(JSON.stringify({ type: 'register', token }));
+        assert.equal(closed.code, 1008, `token ${token.slice(0, 20)}`);
+        assert.equal(frames[0]?.type, 'error');
+        assert.ok(isErrorCode(frames[0]?.code), 'the error frame carries a known code');
+      }
+      await intact();
+    });
+
+    test('worker socket: malformed JSON or a bad register frame first closes it with 1008', async () => {
+      for (const first of [
+        '{"type": "register", "token":',
+        'hello',
+        JSON.stringify({ type: 'register' }),
+        JSON.stringify({ type: 'register', token: 'x', extra: 1 }),
+        JSON.stringify({ type: 'wave' }),
+        Buffer.from([1, 2, 3]),
+      ]) {
+        const { closed } = await workerSocket(first);
+        assert.equal(closed.code, 1008, `first frame ${String(first)}`);
+      }
+      await intact();
+    });
+  });
+}
