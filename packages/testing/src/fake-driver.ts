@@ -8,7 +8,10 @@ export interface FakeBehaviour {
   ready?: boolean;
   /** take assignments (send `session_started`) (default true) */
   startSessions?: boolean;
-  /** answer `shutdown` with `stopped` (default true) */
+  /**
+   * answer `shutdown` with `stopped` (default true); false: the shutdown hook hangs until the driver stops
+   * the worker (the SDK itself still sends `stopped` once the real-time graceMs has passed)
+   */
   stopOnShutdown?: boolean;
 }
 
@@ -30,6 +33,8 @@ export class FakeDriver implements WorkerDriver {
   readonly started: string[] = [];
   readonly #listeners: ((e: WorkerExit) => void)[] = [];
   readonly #waiters: ((w: FakeWorker) => void)[] = [];
+  /** releases the shutdown hook of a worker that never answers shutdown, once the driver kills it */
+  readonly #kill = new Map<string, () => void>();
 
   async start(launch: WorkerLaunch): Promise<{ handle: string }> {
     const b = { ready: true, startSessions: true, stopOnShutdown: true, ...this.behaviour(launch) };
@@ -39,6 +44,7 @@ export class FakeDriver implements WorkerDriver {
       sdk: null as unknown as UsherWorker,
       assignments: [],
     };
+    const killed = new Promise<void>((resolve) => this.#kill.set(launch.workerId, resolve));
     const sdk = new UsherWorker({
       env: launch.env,
       autoReady: b.ready,
@@ -49,14 +55,17 @@ export class FakeDriver implements WorkerDriver {
         if (!b.startSessions) throw new Error('this fake worker refuses sessions');
       },
       onShutdown: async () => {
-        if (!b.stopOnShutdown) await new Promise(() => {});
+        if (!b.stopOnShutdown) await killed;
       },
     });
     fake.sdk = sdk;
     this.workers.set(launch.workerId, fake);
     this.started.push(launch.workerId);
     sdk.on('close', () => {
-      if (this.workers.get(launch.workerId) === fake) this.#exit(launch.workerId, 0, null, true);
+      // the worker closed for good on its own (after `stopped`): its process is gone
+      if (this.workers.get(launch.workerId) !== fake) return;
+      this.workers.delete(launch.workerId);
+      this.#exit(launch.workerId, 0, null, true);
     });
     void sdk.start().catch(() => {});
     for (const w of this.#waiters.splice(0)) w(fake);
@@ -73,6 +82,7 @@ export class FakeDriver implements WorkerDriver {
     const w = this.workers.get(workerId);
     if (!w) throw new Error(`no fake worker ${workerId}`);
     this.workers.delete(workerId);
+    this.#release(workerId);
     void w.sdk.close().catch(() => {});
     this.#exit(workerId, code, null, false);
   }
@@ -81,8 +91,15 @@ export class FakeDriver implements WorkerDriver {
     const w = this.workers.get(workerId);
     if (!w) return;
     this.workers.delete(workerId);
+    // stopping is a kill: a worker stuck in its shutdown hook does not hold it up
+    this.#release(workerId);
     await w.sdk.close().catch(() => {});
     this.#exit(workerId, null, 'SIGTERM', true);
+  }
+
+  #release(workerId: string): void {
+    this.#kill.get(workerId)?.();
+    this.#kill.delete(workerId);
   }
 
   async isAlive(workerId: string): Promise<boolean> {

@@ -149,16 +149,19 @@ export class TestServer {
     pred: (workers: { state: string; sessionId: string | null }[]) => boolean,
   ): Promise<void> {
     const check = async () => pred(await this.engine.listWorkers({ projectId }));
-    if (await check()) return;
+    // subscribe before the first read, so no change can fall between the two
     await new Promise<void>((resolve) => {
-      const off = this.server.hub.subscribeWorkers(() => {
+      let done = false;
+      const test = () =>
         void check().then((ok) => {
-          if (ok) {
+          if (ok && !done) {
+            done = true;
             off();
             resolve();
           }
         });
-      });
+      const off = this.server.hub.subscribeWorkers(test);
+      test();
     });
   }
 

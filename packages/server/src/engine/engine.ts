@@ -960,8 +960,6 @@ export class Engine {
           env,
         });
         await this.store.read.updateWorker(w.id, { handle, updatedAt: this.clock.now() });
-        // that update held the worker's row: a seat decision meanwhile skipped it (SKIP LOCKED), so look again
-        if (this.store.dialect === 'postgres') await this.#redispatch(p.id, region);
         if (!this.#links.has(w.id)) {
           this.#watchLiveness(w.id, p.timeouts.connectingMs, () =>
             this.#workerLost(w.id, 'never registered'),

@@ -371,7 +371,9 @@ export class Repo {
 
   /** Ready, undrained workers of a pool, longest ready first. */
   async readyWorkers(projectId: string, region: string, limit: number): Promise<WorkerRecord[]> {
-    const skip = this.q.dialect === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
+    // dispatch holds the pool's lock, so no other seat decision runs; FOR UPDATE only waits out a row's
+    // short updates (never SKIP LOCKED, which would pass over a ready worker whose handle is being written)
+    const skip = this.q.dialect === 'postgres' ? ' FOR UPDATE' : '';
     const rows = await this.q.all<WorkerRow>(
       `SELECT * FROM workers WHERE project_id = ? AND region = ? AND state = 'ready' AND draining = 0
        ORDER BY ready_at, id LIMIT ?${skip}`,
@@ -382,7 +384,9 @@ export class Repo {
 
   /** Workers of a pool being started for no session yet, oldest first. */
   async unboundStartingWorkers(projectId: string, region: string, limit: number): Promise<WorkerRecord[]> {
-    const skip = this.q.dialect === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
+    // dispatch holds the pool's lock, so no other seat decision runs; FOR UPDATE only waits out a row's
+    // short updates (never SKIP LOCKED, which would pass over a ready worker whose handle is being written)
+    const skip = this.q.dialect === 'postgres' ? ' FOR UPDATE' : '';
     const rows = await this.q.all<WorkerRow>(
       `SELECT * FROM workers WHERE project_id = ? AND region = ? AND state = 'starting' AND session_id IS NULL AND draining = 0
        ORDER BY created_at, id LIMIT ?${skip}`,
