@@ -29,6 +29,9 @@ interface LiveWorker {
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** An event in short form, so a whole sequence reads as one line. */
+/** Lifecycle events only: participants joining and leaving are covered in participants.test.ts. */
+const lifecycle = (e: SessionEvent) => !e.type.startsWith('session.participant_');
+
 function short(e: SessionEvent): string {
   switch (e.type) {
     case 'session.status_changed':
@@ -236,7 +239,11 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(q.id), 'queued');
       await t.advance(1);
       await assertEnded(q.id, v, 4001, 'pending_timeout', 'failed');
-      assert.deepEqual(v.events.map(short), ['queued', 'position 1', 'ended 4001 pending_timeout failed']);
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
+        'queued',
+        'position 1',
+        'ended 4001 pending_timeout failed',
+      ]);
       assert.deepEqual(await timeline(q.id), [
         { from: null, to: 'requesting', at: iso(t0), cause: 'api:create' },
         { from: 'requesting', to: 'queued', at: iso(t0), cause: 'admission' },
@@ -295,7 +302,11 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'connecting');
       await t.advance(1);
       await assertEnded(s.id, v, 4003, 'connecting_timeout', 'failed');
-      assert.deepEqual(v.events.map(short), ['connecting', 'ending', 'ended 4003 connecting_timeout failed']);
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
+        'connecting',
+        'ending',
+        'ended 4003 connecting_timeout failed',
+      ]);
       assert.deepEqual(await timeline(s.id), [
         { from: null, to: 'requesting', at: iso(t0), cause: 'api:create' },
         { from: 'requesting', to: 'connecting', at: iso(t0), cause: 'admission:starting-worker' },
@@ -322,7 +333,11 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'connecting');
       await t.advance(1);
       await assertEnded(s.id, o, 4005, 'seat_expired', 'failed');
-      assert.deepEqual(o.events.map(short), ['connecting', 'ending', 'ended 4005 seat_expired failed']);
+      assert.deepEqual(o.events.filter(lifecycle).map(short), [
+        'connecting',
+        'ending',
+        'ended 4005 seat_expired failed',
+      ]);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, null),
         { from: 'connecting', to: 'ending', at: iso(t0 + 20_000), cause: 'timer:seat_hold' },
@@ -355,7 +370,7 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'idle');
       await t.advance(1);
       await assertEnded(s.id, v, 4004, 'afk_timeout', 'disconnected');
-      assert.deepEqual(v.events.map(short), [
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
         'connecting',
         'active',
         'idle',
@@ -392,7 +407,7 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'idle');
       await t.advance(3_000);
       await assertEnded(s.id, v, 4004, 'afk_timeout', 'disconnected');
-      assert.deepEqual(v.events.map(short), [
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
         'connecting',
         'active',
         'idle',
@@ -439,7 +454,12 @@ for (const kind of databaseKinds()) {
           .join(),
         iso(t0 + 40_000),
       );
-      assert.deepEqual(v.events.map(short), ['connecting', 'active', 'idle', 'afk_warning 3000']);
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
+        'connecting',
+        'active',
+        'idle',
+        'afk_warning 3000',
+      ]);
       await t.api('POST', `/sessions/${s.id}/end`);
       await t.waitForState(s.id, 'ended');
     });
@@ -454,7 +474,7 @@ for (const kind of databaseKinds()) {
       assert.deepEqual(await timers(s.id), []);
       await t.api('POST', `/sessions/${s.id}/end`);
       await assertEnded(s.id, v, 1000, 'completed', 'disconnected');
-      assert.deepEqual(v.events.map(short), [
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
         'connecting',
         'active',
         'ending',
@@ -476,7 +496,11 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'active');
       await t.advance(1);
       await assertEnded(s.id, v, 4004, 'idle_timeout', 'disconnected');
-      assert.deepEqual(v.events.map(short), ['active', 'ending', 'ended 4004 idle_timeout disconnected']);
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
+        'active',
+        'ending',
+        'ended 4004 idle_timeout disconnected',
+      ]);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, 'worker:started'),
         { from: 'active', to: 'ending', at: iso(t0 + 50_000), cause: 'timer:idle' },
@@ -519,7 +543,7 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'paused');
       await t.advance(1);
       await assertEnded(s.id, v, 4004, 'paused_timeout', 'disconnected');
-      assert.deepEqual(v.events.map(short), [
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
         'active',
         'paused',
         'ending',
@@ -550,7 +574,7 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'active');
       await t.api('POST', `/sessions/${s.id}/end`);
       await assertEnded(s.id, v, 1000, 'completed', 'disconnected');
-      assert.deepEqual(v.events.map(short), [
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
         'active',
         'paused',
         'active',
@@ -594,7 +618,7 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'active');
       await t.advance(1);
       await assertEnded(s.id, v, 4004, 'max_runtime', 'disconnected');
-      assert.deepEqual(v.events.map(short), [
+      assert.deepEqual(v.events.filter(lifecycle).map(short), [
         'active',
         'paused',
         'active',
@@ -649,8 +673,12 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'active');
       await t.advance(1);
       await assertEnded(s.id, o, 4007, 'reconnect_failed', 'failed');
-      assert.deepEqual(v.events.map(short), ['connecting', 'active']);
-      assert.deepEqual(o.events.map(short), ['active', 'ending', 'ended 4007 reconnect_failed failed']);
+      assert.deepEqual(v.events.filter(lifecycle).map(short), ['connecting', 'active']);
+      assert.deepEqual(o.events.filter(lifecycle).map(short), [
+        'active',
+        'ending',
+        'ended 4007 reconnect_failed failed',
+      ]);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, 'viewer:attached'),
         { from: 'active', to: 'ending', at: iso(t0 + 16_000), cause: 'timer:reconnect' },
@@ -678,7 +706,7 @@ for (const kind of databaseKinds()) {
       const ended = await t.waitForState(s.id, 'ended');
       assert.equal(ended.endCode, 1000);
       assert.equal(ended.endReason, 'completed');
-      assert.deepEqual(back.events.map(short), ['active']);
+      assert.deepEqual(back.events.filter(lifecycle).map(short), ['active']);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, 'viewer:attached'),
         { from: 'active', to: 'ending', at: iso(t0 + 20_000), cause: 'viewer:closed:1000' },
@@ -730,7 +758,7 @@ for (const kind of databaseKinds()) {
         assert.equal(t.fake.workers.has(workerId), true, 'the worker is still running');
         await t.advance(1);
         await assertEnded(s.id, v, c.code, c.reason, c.outcome);
-        assert.deepEqual(v.events.map(short), [
+        assert.deepEqual(v.events.filter(lifecycle).map(short), [
           'active',
           'ending',
           `ended ${c.code} ${c.reason} ${c.outcome}`,

@@ -111,6 +111,8 @@ export class TestServer {
     const url = `${this.url.replace(/^http/, 'ws')}/sessions/${session.id}/ws${token ? `?token=${encodeURIComponent(token)}` : ''}`;
     const s = new TestSocket(url);
     await s.opened;
+    // the server's first frame is the snapshot, sent once the socket is in the room (or a refusal and a close)
+    await Promise.race([s.waitFor((e) => e.type === 'session.status_changed'), s.closed]);
     return s;
   }
 

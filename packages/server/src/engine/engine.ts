@@ -10,6 +10,7 @@ import {
   type Envelope,
   LIVE_STATES,
   outcomeOf,
+  type Participant,
   PENDING_STATES,
   type ProjectInput,
   type ServerToWorkerFrame,
@@ -36,6 +37,7 @@ import { type Clock, systemClock, type TimerHandle } from './clock.ts';
 import { Effects, parsePoolKey, poolKey } from './effects.ts';
 import type { EventHub } from './event-hub.ts';
 import { newId } from './ids.ts';
+import { Participants } from './participants.ts';
 import { validateProject } from './project-input.ts';
 import { estimateWaitMs, needsViewerToStart, unrunnableReason, usesAfk, usesIdle } from './project-rules.ts';
 import { Scheduler } from './scheduler.ts';
@@ -124,6 +126,7 @@ export class Engine {
   readonly #launchBackoff = new Map<string, { failures: number; until: number; timer: TimerHandle | null }>();
   readonly #pendingTasks = new Set<Promise<unknown>>();
   readonly #graceTimers = new Set<NodeJS.Timeout>();
+  readonly #participants = new Participants();
   #started = false;
   #closed = false;
 
@@ -587,6 +590,37 @@ export class Engine {
     return message;
   }
 
+  /** Who is in the session's room on this server now. */
+  participants(sessionId: string): Participant[] {
+    return this.#participants.list(sessionId);
+  }
+
+  /** A participant's socket joined the room; the first one announces the participant to the room and worker. */
+  participantJoined(sessionId: string, participant: Participant): void {
+    if (!this.#participants.join(sessionId, participant)) return;
+    const at = new Date(this.clock.now()).toISOString();
+    this.hub.publish({ type: 'session.participant_joined', sessionId, at, participant });
+    if (participant.kind !== 'agent')
+      this.#sendToSessionWorker(sessionId, { type: 'participant_joined', sessionId, participant });
+  }
+
+  /** A participant's socket left; the last one announces that the participant left. */
+  participantLeft(sessionId: string, identity: string): void {
+    const participant = this.#participants.leave(sessionId, identity);
+    if (!participant) return;
+    const at = new Date(this.clock.now()).toISOString();
+    this.hub.publish({ type: 'session.participant_left', sessionId, at, participant });
+    if (participant.kind !== 'agent')
+      this.#sendToSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
+  }
+
+  #sendToSessionWorker(sessionId: string, frame: ServerToWorkerFrame): void {
+    this.#track(async () => {
+      const s = await this.store.read.getSession(sessionId);
+      if (s?.workerId && s.workerStarted) this.#links.get(s.workerId)?.send(frame);
+    });
+  }
+
   isViewerConnected(id: string): boolean {
     return (this.#viewers.get(id) ?? 0) > 0;
   }
@@ -645,7 +679,11 @@ export class Engine {
           }
         : { type: 'session.status_changed', status: to, previous: s.state, cause };
     this.#event(fx, s.id, event);
-    if (to === 'ended' || to === 'ending') this.#activityDue.delete(s.id);
+    if (to === 'ended' || to === 'ending') {
+      this.#activityDue.delete(s.id);
+      const agent = s.workerId;
+      if (agent && s.workerStarted) fx.after(() => this.participantLeft(s.id, agent));
+    }
     return next;
   }
 
@@ -1015,14 +1053,14 @@ export class Engine {
       config: s.config,
       savedState: s.savedState ?? null,
       restarts: s.restarts,
-      participants: [],
     };
     fx.after(async () => {
       const token = await this.o.tokens.sign(
         { role: 'agent', sid: s.id, pid: s.projectId, idn: workerId },
         this.o.sessionTokenTtlMs,
       );
-      const assignment: Assignment = { ...assignmentBase, token };
+      const participants = this.#participants.list(s.id).filter((p) => p.kind !== 'agent');
+      const assignment: Assignment = { ...assignmentBase, participants, token };
       this.#links.get(workerId)?.send({ type: 'assign', assignment });
     });
   }
@@ -1278,6 +1316,7 @@ export class Engine {
       await r.updateWorker(w.id, { state: 'busy', readyAt: w.readyAt ?? now, updatedAt: now });
       await r.updateSession(s.id, { workerStarted: true, updatedAt: now });
       const p = this.#project(s.projectId);
+      fx.after(() => this.participantJoined(s.id, { identity: w.id, kind: 'agent' }));
       if (!needsViewerToStart(p) || s.viewerAttached) {
         await this.#enterActive(r, fx, { ...s, workerStarted: true }, 'worker:started');
       } else {

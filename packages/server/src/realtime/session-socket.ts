@@ -49,6 +49,9 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
 
       let role: string;
       let identity = 'admin';
+      let joined = false;
+      /** participants the snapshot listed: their held join events are not sent again */
+      const listed = new Set<string>();
       let timeline: TransitionRecord[] = [];
       let position: number | null = null;
       try {
@@ -73,6 +76,11 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             ? { endCode: s.endCode!, endReason: s.endReason!, outcome: s.outcome! }
             : {}),
         };
+        // join before the snapshot, so that a client holding the snapshot is in the room
+        if (role !== 'observer' && status !== 'ended') {
+          engine.participantJoined(sessionId, { identity, kind: participantKind(role) });
+          joined = true;
+        }
         deliver(snapshot);
         const q = status === 'queued' ? await engine.queuePosition(s) : null;
         position = q?.position ?? null;
@@ -83,6 +91,15 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             at: new Date(engine.clock.now()).toISOString(),
             ...q,
           });
+        for (const participant of engine.participants(sessionId)) {
+          listed.add(participant.identity);
+          send({
+            type: 'session.participant_joined',
+            sessionId,
+            at: new Date(engine.clock.now()).toISOString(),
+            participant,
+          });
+        }
         if (role === 'viewer' && !ended) await engine.viewerAttached(sessionId);
       } catch (err) {
         unsubscribe();
@@ -94,7 +111,10 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       }
       const held = buffer;
       buffer = null;
-      for (const e of unseen(held, timeline, position)) if (!ended) deliver(e);
+      for (const e of unseen(held, timeline, position)) {
+        if (e.type === 'session.participant_joined' && listed.delete(e.participant.identity)) continue;
+        if (!ended) deliver(e);
+      }
 
       const onMessage = (raw: RawData, isBinary: boolean) => {
         const parsed = (() => {
@@ -128,9 +148,13 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
               send({ type: 'error', code: 'FORBIDDEN', message: 'observers cannot send room messages' });
               return;
             }
-            const kind = role === 'agent' ? 'agent' : role === 'user' ? 'user' : 'viewer';
             void engine
-              .relayMessage(sessionId, { identity, kind }, frame.messageType, frame.data)
+              .relayMessage(
+                sessionId,
+                { identity, kind: participantKind(role) },
+                frame.messageType,
+                frame.data,
+              )
               .catch((err) => req.log.error({ err }, 'relay failed'));
             return;
           }
@@ -139,6 +163,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
 
       const onClose = (code: number) => {
         unsubscribe();
+        if (joined) engine.participantLeft(sessionId, identity);
         if (role === 'viewer' && !ended) {
           void engine
             .viewerDetached(sessionId, code)
@@ -174,4 +199,8 @@ function unseen(held: SessionEvent[], timeline: TransitionRecord[], position: nu
   return held.filter(
     (e) => !shown.has(e) && !(e.type === 'session.queue_position' && e.position === position),
   );
+}
+
+function participantKind(role: string): 'viewer' | 'user' | 'agent' {
+  return role === 'agent' ? 'agent' : role === 'user' ? 'user' : 'viewer';
 }

@@ -1,0 +1,249 @@
+// Admission benchmark: how many sessions per second POST /sessions creates and seats on warm workers, and
+// how long a request takes until the session is `connecting`, on SQLite and on PostgreSQL.
+import type { ProjectInput } from '@usher/protocol';
+import {
+  ADMIN_KEY,
+  type Benchmark,
+  type BenchOptions,
+  type BenchResult,
+  BenchServer,
+  benchDatabase,
+  type DatabaseKind,
+  type Figure,
+  HttpClient,
+  percentile,
+  round,
+  SECRET,
+  threadTime,
+} from './lib/harness.ts';
+import { topSelfTime } from './lib/profile.ts';
+
+const PROJECT = 'admission-bench';
+/**
+ * Warm workers, enough for several seconds of the throughput phase. Filling a pool costs more than linear
+ * time today, so the pools stay modest; BENCH_ADMISSION_POOL overrides both.
+ */
+const POOLS: Record<DatabaseKind, number> = {
+  sqlite: Number(process.env.BENCH_ADMISSION_POOL ?? 4_000),
+  postgres: Number(process.env.BENCH_ADMISSION_POOL ?? 2_000),
+};
+/** the pool is grown this many workers at a time */
+const POOL_STEP = 250;
+/** requests in flight during the throughput phase */
+const CONCURRENCY = Number(process.env.BENCH_ADMISSION_CONCURRENCY ?? 32);
+const WARMUP = 100;
+/** one request at a time, to see the latency without queueing */
+const SERIAL = 200;
+const MAX_MEASURE_MS = 8_000;
+const KINDS = (process.env.BENCH_ADMISSION_DATABASES ?? 'sqlite,postgres').split(',') as DatabaseKind[];
+
+const TARGET: Record<DatabaseKind, number> = { sqlite: 5_000, postgres: 2_000 };
+const AGONES = 'Agones allocation: about 300–400 allocations/s (published)';
+
+const project: ProjectInput = {
+  id: PROJECT,
+  name: PROJECT,
+  kind: 'agent',
+  public: true,
+  worker: { driver: 'process', command: ['bench-worker'] },
+  // grown to its size once the server is up
+  regions: { default: { min: 0, max: 0 } },
+};
+
+interface Phase {
+  count: number;
+  ms: number;
+  latencies: number[];
+  /** responses whose state was not `connecting`, by state or HTTP status */
+  other: Record<string, number>;
+}
+
+interface AdmissionRun {
+  kind: DatabaseKind;
+  pool: number;
+  setupMs: number;
+  serial: Phase;
+  loaded: Phase;
+  lag: { p50Ms: number; p99Ms: number; maxMs: number };
+  /** how the server's main thread spent the throughput phase */
+  thread: string;
+  /** CPU time over the throughput phase, as a share of one core */
+  cpu: { server: number; host: number; load: number };
+  profile: string[];
+}
+
+export const admissionBenchmark: Benchmark = {
+  name: 'admission',
+  async run(options: BenchOptions): Promise<BenchResult> {
+    const runs: AdmissionRun[] = [];
+    for (const kind of KINDS) runs.push(await runOn(kind, options));
+    return report(runs);
+  },
+};
+
+async function runOn(kind: DatabaseKind, options: BenchOptions): Promise<AdmissionRun> {
+  const { log } = options;
+  const pool = POOLS[kind];
+  const db = await benchDatabase(kind);
+  const setupStart = Date.now();
+  const server = await BenchServer.start(
+    { storage: db.storage, projects: [project], adminKey: ADMIN_KEY, secret: SECRET },
+    { cpuProf: options.cpuProf },
+  );
+  const http = new HttpClient(server.url, CONCURRENCY);
+  let closed = false;
+  try {
+    log(`admission (${kind}): growing the pool to ${pool} warm workers, ${POOL_STEP} at a time`);
+    await server.growPool(PROJECT, pool, POOL_STEP, log);
+    const setupMs = Date.now() - setupStart;
+
+    const admit = async (phase: Phase) => {
+      const a = performance.now();
+      const r = await http.call('POST', '/sessions', { projectId: PROJECT });
+      const ms = performance.now() - a;
+      const state = r.status === 201 ? (JSON.parse(r.body) as { state: string }).state : `HTTP ${r.status}`;
+      if (state === 'connecting') phase.latencies.push(ms);
+      else phase.other[state] = (phase.other[state] ?? 0) + 1;
+      phase.count++;
+    };
+    const phase = (): Phase => ({ count: 0, ms: 0, latencies: [], other: {} });
+
+    log(`admission (${kind}): warm-up ${WARMUP}, then ${SERIAL} one at a time`);
+    const warm = phase();
+    for (let i = 0; i < WARMUP; i++) await admit(warm);
+    const serial = phase();
+    let t = performance.now();
+    for (let i = 0; i < SERIAL; i++) await admit(serial);
+    serial.ms = performance.now() - t;
+
+    const budget = pool - WARMUP - SERIAL - CONCURRENCY;
+    log(
+      `admission (${kind}): ${CONCURRENCY} in flight, up to ${budget} sessions or ${MAX_MEASURE_MS / 1000} s`,
+    );
+    const start = await server.stats({ resetLag: true });
+    const hostStart = await server.hostStats();
+    const selfStart = process.cpuUsage();
+    const loaded = phase();
+    let issued = 0;
+    t = performance.now();
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (issued < budget && performance.now() - t < MAX_MEASURE_MS) {
+          issued++;
+          await admit(loaded);
+        }
+      }),
+    );
+    loaded.ms = performance.now() - t;
+    const end = await server.stats();
+    const hostEnd = await server.hostStats();
+    const self = process.cpuUsage(selfStart);
+    const share = (a?: { user: number; system: number }, b?: { user: number; system: number }) =>
+      a && b ? (b.user + b.system - a.user - a.system) / 1000 / loaded.ms : Number.NaN;
+
+    closed = true;
+    http.close();
+    const profilePath = await server.close();
+    let profile: string[] = [];
+    if (profilePath) {
+      const top = topSelfTime(profilePath, 25, { fromUs: start.hrUs, toUs: end.hrUs });
+      profile = top.rows.map((r) => `${r.share}% ${r.selfMs} ms ${r.fn} ${r.where}`);
+      log(`server CPU profile (${kind}, loaded phase, ${top.totalMs} ms sampled): ${profilePath}`);
+      for (const line of profile) log(`  ${line}`);
+    }
+    return {
+      kind,
+      pool,
+      setupMs,
+      serial,
+      loaded,
+      lag: end.lag,
+      thread: threadTime(start, end, loaded.ms),
+      cpu: {
+        server: share(start.cpu, end.cpu),
+        host: share(hostStart.cpu, hostEnd.cpu),
+        load: (self.user + self.system) / 1000 / loaded.ms,
+      },
+      profile,
+    };
+  } finally {
+    if (!closed) {
+      http.close();
+      await server.close();
+    }
+    await db.drop();
+  }
+}
+
+function rate(p: Phase): number {
+  return (p.latencies.length / p.ms) * 1000;
+}
+
+function ms(n: number): string {
+  return `${round(n, n < 10 ? 2 : 1)} ms`;
+}
+
+function pct(share: number): string {
+  return `${Math.round(share * 100)}%`;
+}
+
+function others(p: Phase): string {
+  const entries = Object.entries(p.other);
+  return entries.length === 0 ? '' : `; not seated: ${entries.map(([k, v]) => `${v} ${k}`).join(', ')}`;
+}
+
+function report(runs: AdmissionRun[]): BenchResult {
+  const figures: Figure[] = [];
+  for (const r of runs) {
+    const db = r.kind === 'sqlite' ? 'SQLite' : 'PostgreSQL';
+    figures.push(
+      {
+        name: `sessions seated per second (${db}, ${CONCURRENCY} in flight)`,
+        value: `${Math.round(rate(r.loaded)).toLocaleString('en')}/s (${r.loaded.latencies.length.toLocaleString('en')} sessions in ${round(r.loaded.ms / 1000, 1)} s${others(r.loaded)})`,
+        target: `≥ ${TARGET[r.kind].toLocaleString('en')}/s`,
+        alternative: AGONES,
+      },
+      {
+        name: `POST /sessions → connecting, p50 / p99 (${db}, ${CONCURRENCY} in flight)`,
+        value: `${ms(percentile(r.loaded.latencies, 50))} / ${ms(percentile(r.loaded.latencies, 99))}`,
+        target: 'p99 < 10 ms',
+        alternative: 'Agones publishes throughput, not a latency percentile',
+      },
+      {
+        name: `POST /sessions → connecting, p50 / p99 (${db}, one at a time)`,
+        value: `${ms(percentile(r.serial.latencies, 50))} / ${ms(percentile(r.serial.latencies, 99))} (${Math.round(rate(r.serial))}/s${others(r.serial)})`,
+        target: 'p99 < 10 ms',
+        alternative: 'Agones publishes throughput, not a latency percentile',
+      },
+      {
+        name: `server under load (${db})`,
+        value: `event-loop lag p99 ${r.lag.p99Ms} ms (max ${r.lag.maxMs} ms); CPU in % of one core: server ${pct(r.cpu.server)}, worker host ${pct(r.cpu.host)}, load generator ${pct(r.cpu.load)}; ${r.thread}`,
+        target: '—',
+        alternative: '—',
+      },
+    );
+  }
+  const notes = runs.map(
+    (r) =>
+      `${r.kind}: starting the server and registering ${r.pool.toLocaleString('en')} warm workers took ${round(r.setupMs / 1000, 1)} s (not measured).`,
+  );
+  for (const r of runs)
+    if (r.profile.length) notes.push(`${r.kind} profile: ${r.profile.slice(0, 8).join('; ')}`);
+  return {
+    name: 'admission',
+    title: 'Admission: sessions seated on warm workers',
+    method: [
+      `One agent project with a pool of warm workers (min = max: ${runs.map((r) => `${r.pool.toLocaleString('en')} on ${r.kind}`).join(', ')}; grown ${POOL_STEP} at a time through \`PATCH /projects/{id}\` before measuring). Each worker is a bare \`ws\` client in a separate worker-host process: it registers with the \`USHER_WORKER_TOKEN\` of its launch, says \`ready\`, answers \`assign\` with \`session_started\` and heartbeats every 5 s. The server's \`process\` driver only relays launches to that host.`,
+      `The load generator (this process; the server runs in its own) sends \`POST /sessions\` with the admin key over keep-alive HTTP/1.1: ${WARMUP} warm-up requests, ${SERIAL} one at a time, then ${CONCURRENCY} in flight until the pool is nearly used up or ${MAX_MEASURE_MS / 1000} s pass. Latency is request to response; a response counts only when its state is \`connecting\` (seated on a ready worker).`,
+      'SQLite: a file in a temp folder (WAL). PostgreSQL: a fresh schema in database `test` on 127.0.0.1, pool of 10 connections (the server default).',
+      'Server, worker host, load generator and PostgreSQL share the machine.',
+    ],
+    figures,
+    notes,
+  };
+}
+
+if (import.meta.main) {
+  const r = await admissionBenchmark.run({ cpuProf: process.argv.includes('--cpu-prof'), log: console.log });
+  console.log(JSON.stringify(r, null, 2));
+}

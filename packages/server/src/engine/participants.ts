@@ -1,0 +1,38 @@
+// Who is in each session's room on this server: a participant may hold several sockets (tabs, reconnects)
+// and counts as joined from the first to the last.
+import type { Participant } from '@usher/protocol';
+
+export class Participants {
+  readonly #rooms = new Map<string, Map<string, { participant: Participant; sockets: number }>>();
+
+  /** Returns true when this is the participant's first socket in the session. */
+  join(sessionId: string, participant: Participant): boolean {
+    let room = this.#rooms.get(sessionId);
+    if (!room) {
+      room = new Map();
+      this.#rooms.set(sessionId, room);
+    }
+    const entry = room.get(participant.identity);
+    if (entry) {
+      entry.sockets++;
+      return false;
+    }
+    room.set(participant.identity, { participant, sockets: 1 });
+    return true;
+  }
+
+  /** Returns the participant when its last socket left, else null. */
+  leave(sessionId: string, identity: string): Participant | null {
+    const room = this.#rooms.get(sessionId);
+    const entry = room?.get(identity);
+    if (!room || !entry) return null;
+    if (--entry.sockets > 0) return null;
+    room.delete(identity);
+    if (room.size === 0) this.#rooms.delete(sessionId);
+    return entry.participant;
+  }
+
+  list(sessionId: string): Participant[] {
+    return [...(this.#rooms.get(sessionId)?.values() ?? [])].map((e) => e.participant);
+  }
+}

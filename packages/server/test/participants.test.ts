@@ -1,0 +1,81 @@
+// Participants joining and leaving a session's room: events to every socket, and frames to the worker.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { SessionEvent } from '@usher/protocol';
+import {
+  agentProject,
+  createTestDatabase,
+  databaseKinds,
+  type TestDatabase,
+  TestServer,
+} from '@usher/testing';
+
+const who = (e: SessionEvent) =>
+  e.type === 'session.participant_joined' || e.type === 'session.participant_left'
+    ? `${e.type === 'session.participant_joined' ? 'joined' : 'left'} ${e.participant.kind}`
+    : null;
+
+for (const kind of databaseKinds()) {
+  describe(`participants (${kind})`, () => {
+    let db: TestDatabase;
+    let t: TestServer;
+
+    before(async () => {
+      db = await createTestDatabase(kind);
+      t = await new TestServer({ storage: db.storage }).start();
+    });
+    after(async () => {
+      await t.close();
+      await db.drop();
+    });
+
+    test('the agent, the viewer and a user join and leave; late sockets see who is there; the worker hears of the humans', async () => {
+      await t.createProject(agentProject('room', { min: 1, max: 1 }));
+      await t.readyWorkers('room', 1);
+      const s = await t.createSession('room');
+      await t.waitForState(s.id, 'active');
+      const worker = t.fake.workers.get(s.workerId!)!;
+      const heard: string[] = [];
+      worker.sdk.on('participantJoined', (p) => heard.push(`joined ${p.kind}`));
+      worker.sdk.on('participantLeft', (p) => heard.push(`left ${p.kind}`));
+
+      // the viewer arrives after the agent: the snapshot lists the agent, then the viewer's own join
+      const viewer = await t.connect(s);
+      await viewer.waitFor((e) => who(e) === 'joined viewer');
+      assert.deepEqual(viewer.events.map(who).filter(Boolean), ['joined agent', 'joined viewer']);
+
+      const join = await t.api<{ token: string; identity: string }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        { identity: 'alice' },
+        s.token,
+      );
+      assert.equal(join.status, 200);
+      assert.equal(join.body.identity, 'alice');
+      const tab1 = await t.connect(s, join.body.token);
+      const joined = await viewer.waitFor(
+        (e) => e.type === 'session.participant_joined' && e.participant.identity === 'alice',
+      );
+      assert.equal(joined.type === 'session.participant_joined' && joined.participant.kind, 'user');
+      const tab2 = await t.connect(s, join.body.token); // a second tab of the same user is not a new participant
+      await tab1.close(1000);
+      await tab2.close(1000);
+      await viewer.waitFor(
+        (e) => e.type === 'session.participant_left' && e.participant.identity === 'alice',
+      );
+
+      const agentLeft = t.nextEvent(s.id, (e) => who(e) === 'left agent');
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await agentLeft;
+      await viewer.closed;
+      assert.deepEqual(viewer.events.map(who).filter(Boolean), [
+        'joined agent',
+        'joined viewer',
+        'joined user',
+        'left user',
+        'left agent',
+      ]);
+      assert.deepEqual(heard, ['joined viewer', 'joined user', 'left user']);
+    });
+  });
+}
