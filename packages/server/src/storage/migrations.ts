@@ -82,6 +82,15 @@ CREATE TABLE settings (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'workers: covering indexes for seat decisions and pool counts',
+    sql: `
+DROP INDEX workers_pool;
+CREATE INDEX workers_ready ON workers (project_id, region, state, draining, ready_at, id);
+CREATE INDEX workers_counts ON workers (project_id, region, state, draining, session_id);
+`,
+  },
 ];
 
 const AUTO_ID: Record<Dialect, string> = {
