@@ -998,6 +998,12 @@ export class Engine {
           env,
         });
         await this.store.read.updateWorker(w.id, { handle, updatedAt: this.clock.now() });
+        // the session may have ended while the start was in flight: a stop then found nothing to stop
+        const now = await this.store.read.getWorker(w.id);
+        if (now?.state === 'stopping' || now?.state === 'stopped') {
+          await driver.stop(w.id, STOP_KILL_AFTER_MS);
+          return;
+        }
         if (!this.#links.has(w.id)) {
           this.#watchLiveness(w.id, p.timeouts.connectingMs, () =>
             this.#workerLost(w.id, 'never registered'),

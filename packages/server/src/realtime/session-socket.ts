@@ -29,7 +29,13 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       const send = (e: SessionEvent | Record<string, unknown>) => {
         if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(e));
       };
+      /** the position this socket was last told: broadcasts that repeat it are not sent again */
+      let lastPosition: number | null = null;
       const deliver = (e: SessionEvent) => {
+        if (e.type === 'session.queue_position') {
+          if (e.position === lastPosition) return;
+          lastPosition = e.position;
+        }
         send(e);
         if (e.type === 'session.status_changed' && e.status === 'ended' && !ended) {
           ended = true;
@@ -84,6 +90,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         deliver(snapshot);
         const q = status === 'queued' ? await engine.queuePosition(s) : null;
         position = q?.position ?? null;
+        lastPosition = position;
         if (q)
           send({
             type: 'session.queue_position',
