@@ -1,5 +1,5 @@
 // Signed, short-lived tokens scoped to one session (or worker) and one role, and admin key checks.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { UsherError } from '@usher/protocol';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 
@@ -26,13 +26,14 @@ export interface VerifiedToken extends TokenClaims {
 const ISSUER = 'usher';
 
 export class TokenIssuer {
-  readonly #key: Uint8Array;
+  /** imported once: jose would import raw bytes again on every call */
+  readonly #key: KeyObject;
   readonly #now: () => number;
 
   constructor(secret: string, now: () => number) {
     if (secret.length < 32)
       throw new Error('the token secret must be at least 32 characters (config `secret`, env USHER_SECRET)');
-    this.#key = new TextEncoder().encode(secret);
+    this.#key = createSecretKey(Buffer.from(secret, 'utf8'));
     this.#now = now;
   }
 

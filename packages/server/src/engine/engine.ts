@@ -79,6 +79,19 @@ export interface EngineOptions {
 
 type Resolved = Required<EngineOptions>;
 
+/** A POST /sessions waiting to be admitted with the others of its pool. */
+interface Admission {
+  req: CreateSessionRequest;
+  resolve: (result: SessionWithQueue) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Queue positions are sent this many at a time between turns of the event loop. */
+const POSITION_CHUNK = 200;
+
+/** At most this many admissions share one transaction. */
+const ADMISSION_BATCH = 128;
+
 /** After SIGTERM, how long a worker process has before SIGKILL. */
 const STOP_KILL_AFTER_MS = 2_000;
 
@@ -120,13 +133,17 @@ export class Engine {
   /** last AFK/idle due written per session, so input does not write on every event */
   readonly #activityDue = new Map<string, number>();
   readonly #projects = new Map<string, ProjectRecord>();
-  readonly #positions = new Map<string, { timer: NodeJS.Timeout | null; last: number }>();
+  readonly #positions = new Map<
+    string,
+    { timer: NodeJS.Timeout | null; last: number; running: boolean; again: boolean }
+  >();
   readonly #sentPositions = new Map<string, number>();
   readonly #meanCache = new Map<string, { at: number; value: number | null }>();
   readonly #launchBackoff = new Map<string, { failures: number; until: number; timer: TimerHandle | null }>();
   readonly #pendingTasks = new Set<Promise<unknown>>();
   readonly #graceTimers = new Set<NodeJS.Timeout>();
   readonly #participants = new Participants();
+  readonly #admissions = new Map<string, { waiting: Admission[]; running: boolean }>();
   #started = false;
   #closed = false;
 
@@ -336,100 +353,161 @@ export class Engine {
 
   /**
    * Admits a session: refused ones end at once (4000, 4001, 4002) and the error says why; the others are
-   * seated on a ready worker, given a new one, or queued.
+   * seated on a ready worker, given a new one, or queued. Requests for the same pool that arrive together are
+   * admitted in one transaction (group commit): one lock, one commit and one dispatch for the batch.
    */
   async createSession(req: CreateSessionRequest): Promise<SessionWithQueue> {
     const project = this.#project(req.projectId);
     const region = req.region ?? project.defaultRegion;
-    const now = this.clock.now();
-    const result = await this.#tx(async (r, fx) => {
-      await r.lockPool(project.id, region);
-      const s: SessionRecord = {
-        id: newId('s', now),
-        projectId: project.id,
-        region,
-        agentType: req.agentType ?? null,
-        config: req.config ?? {},
-        state: 'requesting',
-        workerId: null,
-        queuedAt: null,
-        restarts: 0,
-        savedState: null,
-        viewerAttached: false,
-        workerStarted: false,
-        pendingEnd: null,
-        createdAt: now,
-        updatedAt: now,
-        activeAt: null,
-        endedAt: null,
-        endCode: null,
-        endReason: null,
-        outcome: null,
-      };
-      await r.insertSession(s);
-      await r.addTransition(s.id, { from: null, to: 'requesting', at: now, cause: 'api:create' });
-      this.#event(fx, s.id, {
-        type: 'session.status_changed',
-        status: 'requesting',
-        previous: null,
-        cause: 'api:create',
-      });
-
-      let refusal: { reason: EndReason; error: UsherError } | null = null;
-      const unrunnable = unrunnableReason(project, region, s.agentType);
-      if (!project.enabled)
-        refusal = {
-          reason: 'project_disabled',
-          error: new UsherError('PROJECT_DISABLED', `project "${project.id}" is disabled`),
-        };
-      else if (unrunnable)
-        refusal = { reason: 'app_not_found', error: new UsherError('APP_NOT_FOUND', unrunnable) };
-      const waiting = refusal ? 0 : await r.countQueued(project.id, region);
-      if (!refusal && waiting >= project.maxQueueLength) {
-        refusal = {
-          reason: 'queue_full',
-          error: new UsherError(
-            'QUEUE_FULL',
-            `the queue of project "${project.id}" in region "${region}" is full (maxQueueLength ${project.maxQueueLength})`,
-          ),
-        };
+    const key = poolKey(project.id, region);
+    return new Promise((resolve, reject) => {
+      let pool = this.#admissions.get(key);
+      if (!pool) {
+        pool = { waiting: [], running: false };
+        this.#admissions.set(key, pool);
       }
-      if (refusal) {
-        const ended = await this.#end(r, fx, s, refusal.reason, 'admission');
-        return { refusal, session: ended };
+      pool.waiting.push({ req, resolve, reject });
+      if (!pool.running) {
+        pool.running = true;
+        setImmediate(() => void this.#admitLoop(key, pool));
       }
-      // nobody waiting and a worker to hand: requesting → connecting, without queueing
-      if (waiting === 0) {
-        const seated = await this.#seatNow(r, fx, project, s);
-        if (seated) {
-          await this.#dispatch(r, fx, project, region); // refill the warm pool
-          return { refusal: null, session: seated };
-        }
-      }
-      await this.#transition(r, fx, s, 'queued', 'admission', { queuedAt: now });
-      await this.#setTimer(r, fx, s.id, TimerKind.Pending, s.createdAt + project.timeouts.pendingMs);
-      await this.#dispatch(r, fx, project, region);
-      const after = (await r.getSession(s.id))!;
-      return { refusal: null, session: after };
     });
-    if (result.refusal) {
-      const { error } = result.refusal;
-      throw new UsherError(error.code, error.message, {
-        sessionId: result.session.id,
-        closeCode: result.session.endCode,
-        endReason: result.session.endReason,
-      });
+  }
+
+  async #admitLoop(key: string, pool: { waiting: Admission[]; running: boolean }): Promise<void> {
+    try {
+      while (pool.waiting.length > 0) {
+        const batch = pool.waiting.splice(0, ADMISSION_BATCH);
+        const { projectId, region } = parsePoolKey(key);
+        await this.#admitBatch(projectId, region, batch);
+      }
+    } finally {
+      pool.running = false;
+      if (pool.waiting.length > 0) {
+        pool.running = true;
+        setImmediate(() => void this.#admitLoop(key, pool));
+      }
     }
-    return this.withQueue(result.session);
+  }
+
+  async #admitBatch(projectId: string, region: string, batch: Admission[]): Promise<void> {
+    let outcomes: { session: SessionRecord; refusal: UsherError | null }[];
+    try {
+      outcomes = await this.#tx(async (r, fx) => {
+        const project = this.#project(projectId);
+        await r.lockPool(project.id, region);
+        const counter = { waiting: await r.countQueued(project.id, region) };
+        const out = [];
+        for (const a of batch) out.push(await this.#admitOne(r, fx, project, region, a.req, counter));
+        await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
+        for (const o of out) if (!o.refusal) o.session = (await r.getSession(o.session.id))!;
+        return out;
+      });
+    } catch (err) {
+      // one request must not fail the others: retry them one by one, and only then report the error
+      if (batch.length > 1) {
+        for (const a of batch) await this.#admitBatch(projectId, region, [a]);
+        return;
+      }
+      batch[0]!.reject(err);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const { session, refusal } = outcomes[i]!;
+      const a = batch[i]!;
+      if (refusal) {
+        a.reject(
+          new UsherError(refusal.code, refusal.message, {
+            sessionId: session.id,
+            closeCode: session.endCode,
+            endReason: session.endReason,
+          }),
+        );
+      } else this.withQueue(session).then(a.resolve, a.reject);
+    }
+  }
+
+  async #admitOne(
+    r: Repo,
+    fx: Effects,
+    project: ProjectSettings,
+    region: string,
+    req: CreateSessionRequest,
+    counter: { waiting: number },
+  ): Promise<{ session: SessionRecord; refusal: UsherError | null }> {
+    const now = this.clock.now();
+    const s: SessionRecord = {
+      id: newId('s', now),
+      projectId: project.id,
+      region,
+      agentType: req.agentType ?? null,
+      config: req.config ?? {},
+      state: 'requesting',
+      workerId: null,
+      queuedAt: null,
+      restarts: 0,
+      savedState: null,
+      viewerAttached: false,
+      workerStarted: false,
+      pendingEnd: null,
+      createdAt: now,
+      updatedAt: now,
+      activeAt: null,
+      endedAt: null,
+      endCode: null,
+      endReason: null,
+      outcome: null,
+    };
+    await r.insertSession(s);
+    await r.addTransition(s.id, { from: null, to: 'requesting', at: now, cause: 'api:create' });
+    this.#event(fx, s.id, {
+      type: 'session.status_changed',
+      status: 'requesting',
+      previous: null,
+      cause: 'api:create',
+    });
+
+    const unrunnable = unrunnableReason(project, region, s.agentType);
+    let refusal: { reason: EndReason; error: UsherError } | null = null;
+    if (!project.enabled) {
+      refusal = {
+        reason: 'project_disabled',
+        error: new UsherError('PROJECT_DISABLED', `project "${project.id}" is disabled`),
+      };
+    } else if (unrunnable) {
+      refusal = { reason: 'app_not_found', error: new UsherError('APP_NOT_FOUND', unrunnable) };
+    } else if (counter.waiting >= project.maxQueueLength) {
+      refusal = {
+        reason: 'queue_full',
+        error: new UsherError(
+          'QUEUE_FULL',
+          `the queue of project "${project.id}" in region "${region}" is full (maxQueueLength ${project.maxQueueLength})`,
+        ),
+      };
+    }
+    if (refusal)
+      return { session: await this.#end(r, fx, s, refusal.reason, 'admission'), refusal: refusal.error };
+    // nobody waiting and a worker to hand: requesting → connecting, without queueing
+    if (counter.waiting === 0) {
+      const seated = await this.#seatNow(r, fx, project, s);
+      if (seated) return { session: seated, refusal: null };
+    }
+    const queued = await this.#transition(r, fx, s, 'queued', 'admission', { queuedAt: now });
+    await this.#setTimer(r, fx, s.id, TimerKind.Pending, s.createdAt + project.timeouts.pendingMs);
+    counter.waiting++;
+    return { session: queued, refusal: null };
   }
 
   /** A session with its queue position and estimated wait (while queued). */
   async withQueue(s: SessionRecord): Promise<SessionWithQueue> {
-    if (s.state !== 'queued') return { session: s, queuePosition: null, estimatedWaitMs: null };
-    const ids = await this.store.read.queuedSessionIds(s.projectId, s.region);
-    const position = ids.indexOf(s.id) + 1 || null;
-    const estimatedWaitMs = position === null ? null : await this.#estimate(s.projectId, s.region, position);
-    return { session: s, queuePosition: position, estimatedWaitMs };
+    if (s.state !== 'queued' || s.queuedAt === null)
+      return { session: s, queuePosition: null, estimatedWaitMs: null };
+    const position = (await this.store.read.countQueuedAhead(s.projectId, s.region, s.queuedAt, s.id)) + 1;
+    return {
+      session: s,
+      queuePosition: position,
+      estimatedWaitMs: await this.#estimate(s.projectId, s.region, position),
+    };
   }
 
   async getSession(id: string): Promise<SessionRecord> {
@@ -1106,15 +1184,34 @@ export class Engine {
 
   // ------------------------------------------------------------------ queue positions
 
+  /**
+   * Queue positions go out at most once per positionIntervalMs per pool, counted from the end of the last
+   * broadcast, so a large queue cannot keep the server busy broadcasting.
+   */
   #schedulePositions(key: string): void {
-    const state = this.#positions.get(key) ?? { timer: null, last: 0 };
+    const state = this.#positions.get(key) ?? { timer: null, last: 0, running: false, again: false };
     this.#positions.set(key, state);
+    if (state.running) {
+      state.again = true;
+      return;
+    }
     if (state.timer) return;
     const wait = Math.max(0, state.last + this.o.positionIntervalMs - Date.now());
     state.timer = setTimeout(() => {
       state.timer = null;
-      state.last = Date.now();
-      this.#track(() => this.#broadcastPositions(key));
+      state.running = true;
+      this.#track(async () => {
+        try {
+          await this.#broadcastPositions(key);
+        } finally {
+          state.running = false;
+          state.last = Date.now();
+          if (state.again) {
+            state.again = false;
+            this.#schedulePositions(key);
+          }
+        }
+      });
     }, wait);
   }
 
@@ -1126,6 +1223,8 @@ export class Engine {
     const poolMax = this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0;
     const at = new Date(this.clock.now()).toISOString();
     for (let i = 0; i < ids.length; i++) {
+      // let other work run between chunks: a broadcast to 10,000 sockets must not stall the event loop
+      if (i > 0 && i % POSITION_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
       const sessionId = ids[i]!;
       const position = i + 1;
       if (this.#sentPositions.get(sessionId) === position) continue;
@@ -1160,16 +1259,11 @@ export class Engine {
   async queuePosition(
     s: SessionRecord,
   ): Promise<{ position: number; queueLength: number; estimatedWaitMs: number | null } | null> {
-    if (s.state !== 'queued') return null;
-    const ids = await this.store.read.queuedSessionIds(s.projectId, s.region);
-    const position = ids.indexOf(s.id) + 1;
-    if (position === 0) return null;
+    if (s.state !== 'queued' || s.queuedAt === null) return null;
+    const position = (await this.store.read.countQueuedAhead(s.projectId, s.region, s.queuedAt, s.id)) + 1;
+    const queueLength = await this.store.read.countQueued(s.projectId, s.region);
     this.#sentPositions.set(s.id, position);
-    return {
-      position,
-      queueLength: ids.length,
-      estimatedWaitMs: await this.#estimate(s.projectId, s.region, position),
-    };
+    return { position, queueLength, estimatedWaitMs: await this.#estimate(s.projectId, s.region, position) };
   }
 
   // ------------------------------------------------------------------ workers
@@ -1217,6 +1311,11 @@ export class Engine {
     this.#heartbeat(worker.id);
     link.send({ type: 'registered', workerId: worker.id, heartbeatIntervalMs: this.o.heartbeatIntervalMs });
     return worker;
+  }
+
+  /** A frame arrived from the worker: it is alive, even if the frame waits behind others to be handled. */
+  workerAlive(workerId: string): void {
+    this.#heartbeat(workerId);
   }
 
   /** Heartbeat (or any frame): the worker is alive. */

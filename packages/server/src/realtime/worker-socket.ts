@@ -69,6 +69,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
     };
 
     socket.on('message', (raw, isBinary) => {
+      if (workerId) engine.workerAlive(workerId);
       chain = chain.then(() => handle(raw, isBinary));
     });
     socket.on('close', () => {

@@ -284,6 +284,16 @@ export class Repo {
     return Number(r?.n ?? 0);
   }
 
+  /** How many sessions are ahead of one in its queue (its position is this plus one). */
+  async countQueuedAhead(projectId: string, region: string, queuedAt: number, id: string): Promise<number> {
+    const r = await this.q.get<{ n: number }>(
+      `SELECT COUNT(*) AS n FROM sessions WHERE state = 'queued' AND project_id = ? AND region = ?
+         AND (queued_at < ? OR (queued_at = ? AND id < ?))`,
+      [projectId, region, queuedAt, queuedAt, id],
+    );
+    return Number(r?.n ?? 0);
+  }
+
   /** Pools that have a queue, for dispatch after a restart. */
   async poolsWithQueue(): Promise<{ projectId: string; region: string }[]> {
     const rows = await this.q.all<{ project_id: string; region: string }>(
