@@ -317,10 +317,11 @@ export class Engine {
     await this.#tx(async (r, fx) => {
       if (!(await r.insertProject(record)))
         throw new UsherError('CONFLICT', `project "${settings.id}" already exists`);
-      this.#projects.set(settings.id, record);
       if (settings.enabled)
         for (const region of Object.keys(settings.regions)) await this.#dispatch(r, fx, settings, region);
     });
+    // the cache changes only once the change is committed
+    this.#projects.set(settings.id, record);
     return record;
   }
 
@@ -328,13 +329,12 @@ export class Engine {
   async updateProject(id: string, input: ProjectInput): Promise<ProjectRecord> {
     if (input.id !== undefined && input.id !== id)
       throw new UsherError('BAD_REQUEST', "body.id cannot change a project's id");
-    return this.#tx(async (r, fx) => {
+    const record = await this.#tx(async (r, fx) => {
       const current = await r.getProject(id);
       if (!current) throw new UsherError('NOT_FOUND', `no project "${id}"`);
       const settings = validateProject(current.settings, input);
       const record: ProjectRecord = { ...current, settings, updatedAt: this.clock.now() };
       await r.updateProject(settings, record.updatedAt);
-      this.#projects.set(id, record);
       if (current.settings.enabled && !settings.enabled) {
         const open = await r.listSessions({
           projectId: id,
@@ -347,6 +347,8 @@ export class Engine {
         for (const region of Object.keys(settings.regions)) await this.#dispatch(r, fx, settings, region);
       return record;
     });
+    this.#projects.set(id, record);
+    return record;
   }
 
   // ------------------------------------------------------------------ sessions
