@@ -114,8 +114,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
       throw new ConfigError(`cannot read the config file ${inputs.file}: ${(err as Error).message}`);
     }
     const parsed = fileValidator.parse(raw ?? {});
-    if (!parsed.ok)
-      throw new ConfigError(`${inputs.file}: ${parsed.message.replace(/^\//, '').replaceAll('/', '.')}`);
+    if (!parsed.ok) throw new ConfigError(`${inputs.file}: ${yamlMessage('', parsed.message)}`);
     const f: ConfigFile = parsed.value;
     const src = `file ${inputs.file}`;
     if (f.server?.host !== undefined) [host, sources.host] = [f.server.host, src];
@@ -133,10 +132,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     if (f.projects) {
       projects = f.projects.map((p, i) => {
         const r = projectValidator.parse(p);
-        if (!r.ok)
-          throw new ConfigError(
-            `${inputs.file}: projects[${i}]${r.message.startsWith('/') ? '.' : ' '}${r.message.replace(/^\//, '').replaceAll('/', '.')}`,
-          );
+        if (!r.ok) throw new ConfigError(`${inputs.file}: ${yamlMessage(`projects[${i}]`, r.message)}`);
         if (!r.value.id) throw new ConfigError(`${inputs.file}: projects[${i}].id is required`);
         return r.value;
       });
@@ -197,6 +193,17 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     projects,
     sources: Object.freeze(sources),
   });
+}
+
+/**
+ * A validator message about the YAML node at `prefix` (e.g. `projects[0]`, or '' for the file's top level) with
+ * its path as dotted YAML keys: `/timeouts/pendingMs must be >= 1` → `projects[0].timeouts.pendingMs must be >= 1`.
+ */
+function yamlMessage(prefix: string, message: string): string {
+  const m = /^(?:\/(\S*)|body|value) (.*)$/s.exec(message);
+  if (!m) return prefix ? `${prefix}: ${message}` : message;
+  const path = [prefix, (m[1] ?? '').replaceAll('/', '.')].filter(Boolean).join('.');
+  return `${path || 'top level'} ${m[2]}`;
 }
 
 function parsePort(value: string, key: string): number {

@@ -171,6 +171,19 @@ describe('applyProjectInput', () => {
     }
   });
 
+  test('input rejects unknown keys in timeouts and autoRestart, so a typo is never silently ignored', () => {
+    for (const bad of [
+      { timeouts: { pendingMS: 1_000 } },
+      { autoRestart: { enable: true } },
+      { colour: 'blue' },
+    ]) {
+      const r = inputValidator.parse(bad);
+      assert.equal(r.ok, false, JSON.stringify(bad));
+      assert.match(r.ok ? '' : r.message, /unknown field "(pendingMS|enable|colour)"/);
+    }
+    assert.ok(inputValidator.parse({ timeouts: { pendingMs: 1_000 } }).ok);
+  });
+
   test('defaultRegion follows regions when the old default is gone', () => {
     const base = applyProjectInput(null, { id: 'r' });
     assert.equal(base.defaultRegion, 'default');

@@ -149,7 +149,7 @@ export const ProjectInput = Type.Object(
     agentTypes: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     regions: Type.Optional(Type.Record(RegionName, Pool)),
     defaultRegion: Type.Optional(RegionName),
-    timeouts: Type.Optional(Type.Partial(Timeouts)),
+    timeouts: Type.Optional(Type.Partial(Timeouts, { additionalProperties: false })),
     session: Type.Optional(SeedSessionBlock),
     afkEnabled: Type.Optional(Type.Boolean()),
     maxQueueLength: Type.Optional(Type.Integer({ minimum: 0 })),

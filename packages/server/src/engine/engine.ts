@@ -402,7 +402,9 @@ export class Engine {
         const out = [];
         for (const a of batch) out.push(await this.#admitOne(r, fx, project, region, a.req, counter));
         await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
-        for (const o of out) if (!o.refusal) o.session = (await r.getSession(o.session.id))!;
+        // dispatch may have seated sessions of this batch that were queued
+        for (const o of out)
+          if (o.session.state === 'queued') o.session = (await r.getSession(o.session.id))!;
         return out;
       });
     } catch (err) {
@@ -741,7 +743,9 @@ export class Engine {
     const next: SessionRecord = { ...s, ...patch, state: to, updatedAt: now };
     await r.updateSession(s.id, { ...patch, state: to, updatedAt: now });
     await r.addTransition(s.id, { from: s.state, to, at: now, cause });
-    const leaving = STATE_TIMERS[s.state].filter((k) => !STATE_TIMERS[to].includes(k));
+    // a requesting session has no timers yet (its pending timer is set when it queues)
+    const leaving =
+      s.state === 'requesting' ? [] : STATE_TIMERS[s.state].filter((k) => !STATE_TIMERS[to].includes(k));
     if (to === 'ended' || to === 'ending') await r.clearTimers(s.id);
     else await r.clearTimers(s.id, leaving);
     if (PENDING_STATES.includes(s.state) || PENDING_STATES.includes(to))
@@ -958,7 +962,7 @@ export class Engine {
       await this.#seat(r, fx, p, s, w);
     }
     const counts = await r.poolCounts(p.id, region);
-    let total = Object.values(counts).reduce((a, b) => a + b, 0);
+    let total = poolTotal(counts);
     const canStart = p.worker.driver !== 'external' && !this.#inBackoff(p.id, region);
     // 3. a new worker for each session still waiting, while the pool is below max
     while (canStart && total < pool.max) {
@@ -969,7 +973,7 @@ export class Engine {
       total++;
     }
     // 4. keep `min` workers warm: ready, or on their way for no one
-    let warm = (counts.ready ?? 0) + (await r.countUnboundStarting(p.id, region));
+    let warm = (counts.ready ?? 0) + (counts.startingUnbound ?? 0);
     while (canStart && warm < pool.min && total < pool.max) {
       await this.#startWorker(r, fx, p, region, null);
       warm++;
@@ -984,7 +988,7 @@ export class Engine {
     if (w) return this.#seat(r, fx, p, s, w);
     const pool = p.regions[s.region]!;
     const counts = await r.poolCounts(p.id, s.region);
-    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    const total = poolTotal(counts);
     if (p.worker?.driver === 'external' || total >= pool.max || this.#inBackoff(p.id, s.region)) return null;
     const fresh = await this.#startWorker(r, fx, p, s.region, s.id);
     return this.#seat(r, fx, p, s, fresh, true);
@@ -1537,6 +1541,13 @@ export class Engine {
   isWorkerConnected(id: string): boolean {
     return this.#links.has(id);
   }
+}
+
+/** Live workers of a pool, from poolCounts (whose `startingUnbound` is a subset of `starting`). */
+function poolTotal(counts: Record<string, number>): number {
+  let total = 0;
+  for (const [key, n] of Object.entries(counts)) if (key !== 'startingUnbound') total += n;
+  return total;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

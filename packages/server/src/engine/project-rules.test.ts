@@ -25,7 +25,10 @@ describe('unrunnableReason', () => {
   });
 
   test('no worker configured', () => {
-    assert.equal(unrunnableReason(project({ worker: null }), 'eu', null), 'project "game" has no worker configured');
+    assert.equal(
+      unrunnableReason(project({ worker: null }), 'eu', null),
+      'project "game" has no worker configured',
+    );
   });
 
   test('an unknown region names it and lists the regions there are', () => {

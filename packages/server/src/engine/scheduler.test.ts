@@ -244,7 +244,8 @@ describe('Scheduler', () => {
     const h = await harness(t);
     await h.scheduler.start();
     await h.store.tx(async (r) => {
-      for (let i = 0; i < 1_234; i++) await r.setTimer(`s${String(i).padStart(4, '0')}`, 'pending', 100 + (i % 7));
+      for (let i = 0; i < 1_234; i++)
+        await r.setTimer(`s${String(i).padStart(4, '0')}`, 'pending', 100 + (i % 7));
     });
     h.scheduler.notify(100);
     await h.clock.advance(200);
@@ -268,7 +269,9 @@ describe('Scheduler', () => {
       h.fired.map((f) => `${f.sessionId}@${f.at}`),
       ['good@100', 'after@150'],
     );
-    assert.deepEqual(h.errors, [{ message: 'boom', timer: { sessionId: 'bad', kind: 'pending', dueAt: 100 } }]);
+    assert.deepEqual(h.errors, [
+      { message: 'boom', timer: { sessionId: 'bad', kind: 'pending', dueAt: 100 } },
+    ]);
     assert.deepEqual(await h.store.read.getTimer('bad', 'pending'), {
       sessionId: 'bad',
       kind: 'pending',

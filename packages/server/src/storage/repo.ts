@@ -417,16 +417,21 @@ export class Repo {
     return Number(row?.n ?? 0);
   }
 
-  /** Workers of a pool by state, stopped ones excluded. */
+  /** Workers of a pool by state (draining ones under `draining`), stopped ones excluded, plus `startingUnbound`. */
   async poolCounts(projectId: string, region: string): Promise<Record<string, number>> {
-    const rows = await this.q.all<{ state: string; draining: number; n: number }>(
-      "SELECT state, draining, COUNT(*) AS n FROM workers WHERE project_id = ? AND region = ? AND state <> 'stopped' GROUP BY state, draining",
+    const rows = await this.q.all<{ state: string; draining: number; unbound: number; n: number }>(
+      `SELECT state, draining, CASE WHEN session_id IS NULL THEN 1 ELSE 0 END AS unbound, COUNT(*) AS n FROM workers
+       WHERE project_id = ? AND region = ? AND state <> 'stopped' GROUP BY state, draining, unbound`,
       [projectId, region],
     );
     const counts: Record<string, number> = {};
     for (const r of rows) {
       const key = r.draining === 1 ? 'draining' : r.state;
       counts[key] = (counts[key] ?? 0) + Number(r.n);
+      // workers on their way for no session yet: they count as warm
+      if (r.state === 'starting' && r.draining === 0 && r.unbound === 1) {
+        counts.startingUnbound = (counts.startingUnbound ?? 0) + Number(r.n);
+      }
     }
     return counts;
   }
