@@ -37,3 +37,19 @@ export interface WorkerDriver {
   /** Stops every worker this driver started and releases its resources. */
   close(): Promise<void>;
 }
+
+/**
+ * Tells every listener of an exit. A listener that throws does not keep the others from hearing it; its error
+ * surfaces as an uncaught one, as from an EventEmitter.
+ */
+export function announceExit(listeners: readonly ((exit: WorkerExit) => void)[], exit: WorkerExit): void {
+  for (const listener of listeners) {
+    try {
+      listener(exit);
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+}

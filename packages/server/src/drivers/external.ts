@@ -1,6 +1,6 @@
 // The driver for workers started elsewhere (e.g. an app run by hand) that dial in with a pool token.
 
-import type { WorkerDriver, WorkerExit, WorkerLaunch } from './driver.ts';
+import { announceExit, type WorkerDriver, type WorkerExit, type WorkerLaunch } from './driver.ts';
 
 /** The handle of every external worker: there is nothing to find again after a restart. */
 export const EXTERNAL_HANDLE = 'external';
@@ -42,15 +42,7 @@ export class ExternalDriver implements WorkerDriver {
       expected: this.#stopping.delete(workerId),
     };
     if (error !== undefined) exit.error = error;
-    for (const listener of this.#listeners) {
-      try {
-        listener(exit);
-      } catch (err) {
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
+    announceExit(this.#listeners, exit);
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { WorkerDriver, WorkerExit, WorkerLaunch } from './driver.ts';
+import { announceExit, type WorkerDriver, type WorkerExit, type WorkerLaunch } from './driver.ts';
 
 export type WorkerStream = 'stdout' | 'stderr';
 /** Receives each line a worker writes; it must not throw (what it throws is dropped). */
@@ -238,16 +238,7 @@ export class ProcessDriver implements WorkerDriver {
   }
 
   #emit(exit: WorkerExit): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(exit);
-      } catch (err) {
-        // every listener still hears of the exit; the error surfaces as an uncaught one, as from an EventEmitter
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
+    announceExit(this.#listeners, exit);
   }
 
   #pipeLines(workerId: string, stream: WorkerStream, input: NodeJS.ReadableStream): void {

@@ -29,7 +29,7 @@ import type {
   TimerRecord,
   WorkerRecord,
 } from '../storage/records.ts';
-import { TimerKind } from '../storage/records.ts';
+import { newSessionRecord, newWorkerRecord, TimerKind } from '../storage/records.ts';
 import type { Repo } from '../storage/repo.ts';
 import type { Store } from '../storage/store.ts';
 import type { Logger } from '../util/logger.ts';
@@ -440,28 +440,16 @@ export class Engine {
     counter: { waiting: number },
   ): Promise<{ session: SessionRecord; refusal: UsherError | null }> {
     const now = this.clock.now();
-    const s: SessionRecord = {
-      id: newId('s', now),
-      projectId: project.id,
-      region,
-      agentType: req.agentType ?? null,
-      config: req.config ?? {},
-      state: 'requesting',
-      workerId: null,
-      queuedAt: null,
-      restarts: 0,
-      savedState: null,
-      viewerAttached: false,
-      workerStarted: false,
-      pendingEnd: null,
-      createdAt: now,
-      updatedAt: now,
-      activeAt: null,
-      endedAt: null,
-      endCode: null,
-      endReason: null,
-      outcome: null,
-    };
+    const s = newSessionRecord(
+      {
+        id: newId('s', now),
+        projectId: project.id,
+        region,
+        agentType: req.agentType ?? null,
+        config: req.config ?? {},
+      },
+      now,
+    );
     await r.insertSession(s);
     await r.addTransition(s.id, { from: null, to: 'requesting', at: now, cause: 'api:create' });
     this.#event(fx, s.id, {
@@ -1036,21 +1024,18 @@ export class Engine {
   ): Promise<WorkerRecord> {
     const now = this.clock.now();
     const driverName = p.worker!.driver;
-    const w: WorkerRecord = {
-      id: newId('w', now),
-      projectId: p.id,
-      region,
-      driver: driverName,
-      state: 'starting',
-      sessionId,
-      handle: null,
-      serverId: this.o.serverId,
-      draining: false,
-      createdAt: now,
-      readyAt: null,
-      updatedAt: now,
-      stoppedAt: null,
-    };
+    const w = newWorkerRecord(
+      {
+        id: newId('w', now),
+        projectId: p.id,
+        region,
+        driver: driverName,
+        sessionId,
+        handle: null,
+        serverId: this.o.serverId,
+      },
+      now,
+    );
     await r.insertWorker(w);
     fx.after(async () => {
       const driver = this.o.drivers[driverName];
@@ -1292,21 +1277,18 @@ export class Engine {
       const p = this.#project(claims.pid);
       const region = claims.reg ?? p.defaultRegion;
       const now = this.clock.now();
-      worker = {
-        id: newId('w', now),
-        projectId: p.id,
-        region,
-        driver: 'external',
-        state: 'starting',
-        sessionId: null,
-        handle: 'external',
-        serverId: this.o.serverId,
-        draining: false,
-        createdAt: now,
-        readyAt: null,
-        updatedAt: now,
-        stoppedAt: null,
-      };
+      worker = newWorkerRecord(
+        {
+          id: newId('w', now),
+          projectId: p.id,
+          region,
+          driver: 'external',
+          sessionId: null,
+          handle: 'external',
+          serverId: this.o.serverId,
+        },
+        now,
+      );
       await this.store.read.insertWorker(worker);
     } else {
       throw new UsherError('FORBIDDEN', 'this token is not a worker token');

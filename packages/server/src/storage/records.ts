@@ -81,3 +81,44 @@ export interface TimerRecord {
   kind: TimerKind;
   dueAt: number;
 }
+
+/** A new worker record: starting, not draining, nothing stopped yet. */
+export function newWorkerRecord(
+  fields: Pick<WorkerRecord, 'id' | 'projectId' | 'region' | 'driver' | 'sessionId' | 'handle' | 'serverId'>,
+  now: number,
+): WorkerRecord {
+  return {
+    ...fields,
+    state: 'starting',
+    draining: false,
+    createdAt: now,
+    readyAt: null,
+    updatedAt: now,
+    stoppedAt: null,
+  };
+}
+
+/** A new session record in `requesting`. */
+export function newSessionRecord(
+  fields: Pick<SessionRecord, 'id' | 'projectId' | 'region' | 'agentType' | 'config'>,
+  now: number,
+): SessionRecord {
+  return {
+    ...fields,
+    state: 'requesting',
+    workerId: null,
+    queuedAt: null,
+    restarts: 0,
+    savedState: null,
+    viewerAttached: false,
+    workerStarted: false,
+    pendingEnd: null,
+    createdAt: now,
+    updatedAt: now,
+    activeAt: null,
+    endedAt: null,
+    endCode: null,
+    endReason: null,
+    outcome: null,
+  };
+}
