@@ -371,7 +371,7 @@ export class Engine {
       pool.waiting.push({ req, resolve, reject });
       if (!pool.running) {
         pool.running = true;
-        setImmediate(() => void this.#admitLoop(key, pool));
+        setImmediate(() => this.#track(() => this.#admitLoop(key, pool)));
       }
     });
   }
@@ -387,7 +387,7 @@ export class Engine {
       pool.running = false;
       if (pool.waiting.length > 0) {
         pool.running = true;
-        setImmediate(() => void this.#admitLoop(key, pool));
+        setImmediate(() => this.#track(() => this.#admitLoop(key, pool)));
       }
     }
   }
