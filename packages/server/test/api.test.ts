@@ -1,23 +1,19 @@
 // The HTTP API (SPEC §8) and the session socket, from the outside as a client sees them, on both databases:
 // sessions, projects, workers, health, the OpenAPI document, and who may do what.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ERRORS, isErrorCode, type SessionEvent } from '@usher/protocol';
+import { describe, test } from 'node:test';
+import type { SessionEvent } from '@usher/protocol';
 import {
-  type ApiResult,
   type CreatedSession,
   createTestDatabase,
   databaseKinds,
   streamProject,
   TEST_ADMIN_KEY,
-  type TestDatabase,
   TestServer,
-  type TestSocket,
+  useTestServer,
 } from '@usher/testing';
+import { assertError, nextFrame } from './helpers.ts';
 
-interface ErrorBody {
-  error: { code: string; message: string; retryable?: boolean; details?: Record<string, unknown> };
-}
 interface SessionBody {
   id: string;
   projectId: string;
@@ -52,45 +48,6 @@ interface WorkerBody {
   connected: boolean;
 }
 
-/** An error response: the status, and a body that is exactly {error:{code,message,...}} with a known code. */
-function assertError(r: ApiResult<unknown>, status: number, code: string): ErrorBody['error'] {
-  assert.equal(r.status, status, `expected ${status} ${code}, got ${r.status} ${JSON.stringify(r.body)}`);
-  const body = r.body as ErrorBody;
-  assert.deepEqual(Object.keys(body), ['error'], `error body has only "error": ${JSON.stringify(body)}`);
-  const { error } = body;
-  assert.equal(error.code, code, error.message);
-  assert.ok(isErrorCode(error.code), `${error.code} is one of ERRORS`);
-  assert.equal(ERRORS[error.code as keyof typeof ERRORS].status, status, 'the status is the code’s status');
-  assert.equal(typeof error.message, 'string');
-  assert.ok(error.message.length > 0, 'the message is not empty');
-  for (const key of Object.keys(error))
-    assert.ok(['code', 'message', 'retryable', 'details'].includes(key), `unexpected field error.${key}`);
-  if (error.retryable !== undefined)
-    assert.equal(error.retryable, ERRORS[error.code as keyof typeof ERRORS].retryable);
-  return error;
-}
-
-/** The next non-event frame (pong, error) received after `from` frames. */
-function nextFrame(
-  s: TestSocket,
-  pred: (f: Record<string, unknown>) => boolean,
-  from = 0,
-): Promise<Record<string, unknown>> {
-  const find = () => s.other.slice(from).find(pred);
-  const seen = find();
-  if (seen) return Promise.resolve(seen);
-  return new Promise((resolve) => {
-    const on = () => {
-      const f = find();
-      if (f) {
-        s.ws.off('message', on);
-        resolve(f);
-      }
-    };
-    s.ws.on('message', on);
-  });
-}
-
 const statusOf = (e: SessionEvent) => (e.type === 'session.status_changed' ? e.status : null);
 
 /** Every route Fastify has, from its route tree, as OpenAPI paths with their methods (HEAD left out). */
@@ -112,17 +69,7 @@ function registeredRoutes(tree: string): { path: string; methods: string[] }[] {
 
 for (const kind of databaseKinds()) {
   describe(`HTTP API and session socket (${kind})`, () => {
-    let db: TestDatabase;
-    let t: TestServer;
-
-    before(async () => {
-      db = await createTestDatabase(kind);
-      t = await new TestServer({ storage: db.storage }).start();
-    });
-    after(async () => {
-      await t.close();
-      await db.drop();
-    });
+    const { t } = useTestServer(kind);
 
     // ------------------------------------------------------------------ sessions
 

@@ -2,71 +2,26 @@
 // {error:{code,message}}, nothing is half-applied, the server keeps answering; bad WebSocket frames get an
 // error frame or a policy close, never a crash.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ERRORS, isErrorCode } from '@usher/protocol';
+import { before, describe, test } from 'node:test';
+import { isErrorCode } from '@usher/protocol';
 import { TokenIssuer } from '@usher/server';
 import {
   type ApiResult,
   type CreatedSession,
-  createTestDatabase,
   databaseKinds,
   streamProject,
   TEST_ADMIN_KEY,
-  type TestDatabase,
-  TestServer,
   type TestSocket,
+  useTestServer,
 } from '@usher/testing';
 import WebSocket from 'ws';
-
-interface ErrorBody {
-  error: { code: string; message: string; retryable?: boolean; details?: unknown };
-}
-
-/** An error response: the status, and a body that is exactly {error:{code,message,...}} with a known code. */
-function assertError(r: ApiResult<unknown>, status: number, code: string): ErrorBody['error'] {
-  assert.equal(r.status, status, `expected ${status} ${code}, got ${r.status} ${JSON.stringify(r.body)}`);
-  const body = r.body as ErrorBody;
-  assert.deepEqual(Object.keys(body), ['error'], `error body has only "error": ${JSON.stringify(body)}`);
-  const { error } = body;
-  assert.equal(error.code, code, error.message);
-  assert.ok(isErrorCode(error.code), `${error.code} is one of ERRORS`);
-  assert.equal(ERRORS[error.code as keyof typeof ERRORS].status, status, "the status is the code's status");
-  assert.equal(typeof error.message, 'string');
-  assert.ok(error.message.length > 0, 'the message is not empty');
-  for (const key of Object.keys(error))
-    assert.ok(['code', 'message', 'retryable', 'details'].includes(key), `unexpected field error.${key}`);
-  if (error.retryable !== undefined)
-    assert.equal(error.retryable, ERRORS[error.code as keyof typeof ERRORS].retryable);
-  return error;
-}
-
-/** The next non-event frame (pong, error) received after the first `from` ones. */
-function nextFrame(
-  s: TestSocket,
-  pred: (f: Record<string, unknown>) => boolean,
-  from = 0,
-): Promise<Record<string, unknown>> {
-  const find = () => s.other.slice(from).find(pred);
-  const seen = find();
-  if (seen) return Promise.resolve(seen);
-  return new Promise((resolve) => {
-    const on = () => {
-      const f = find();
-      if (f) {
-        s.ws.off('message', on);
-        resolve(f);
-      }
-    };
-    s.ws.on('message', on);
-  });
-}
+import { assertError, nextFrame } from './helpers.ts';
 
 const json = { 'content-type': 'application/json' };
 
 for (const kind of databaseKinds()) {
   describe(`bad input (${kind})`, () => {
-    let db: TestDatabase;
-    let t: TestServer;
+    const { t } = useTestServer(kind);
     let live: CreatedSession;
     let waiting: CreatedSession;
     let done: CreatedSession;
@@ -115,8 +70,6 @@ for (const kind of databaseKinds()) {
     };
 
     before(async () => {
-      db = await createTestDatabase(kind);
-      t = await new TestServer({ storage: db.storage }).start();
       await t.createProject(streamProject('base', { min: 1, max: 1 }));
       await t.readyWorkers('base', 1);
       live = await t.createSession('base');
@@ -130,10 +83,6 @@ for (const kind of databaseKinds()) {
       assert.equal((await t.session(live.id)).state, 'active');
       assert.equal((await t.session(waiting.id)).state, 'queued');
       assert.equal((await t.session(done.id)).state, 'ended');
-    });
-    after(async () => {
-      await t.close();
-      await db.drop();
     });
 
     // ------------------------------------------------------------------ HTTP

@@ -1,14 +1,8 @@
 // Participants joining and leaving a session's room: events to every socket, and frames to the worker.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { SessionEvent } from '@usher/protocol';
-import {
-  agentProject,
-  createTestDatabase,
-  databaseKinds,
-  type TestDatabase,
-  TestServer,
-} from '@usher/testing';
+import { agentProject, databaseKinds, useTestServer } from '@usher/testing';
 
 const who = (e: SessionEvent) =>
   e.type === 'session.participant_joined' || e.type === 'session.participant_left'
@@ -17,17 +11,7 @@ const who = (e: SessionEvent) =>
 
 for (const kind of databaseKinds()) {
   describe(`participants (${kind})`, () => {
-    let db: TestDatabase;
-    let t: TestServer;
-
-    before(async () => {
-      db = await createTestDatabase(kind);
-      t = await new TestServer({ storage: db.storage }).start();
-    });
-    after(async () => {
-      await t.close();
-      await db.drop();
-    });
+    const { t } = useTestServer(kind);
 
     test('the agent, the viewer and a user join and leave; late sockets see who is there; the worker hears of the humans', async () => {
       await t.createProject(agentProject('room', { min: 1, max: 1 }));

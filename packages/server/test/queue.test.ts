@@ -1,27 +1,11 @@
 // The queue and worker pools, on both databases: FIFO, positions, seating, warm refill, recycling.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import {
-  createTestDatabase,
-  databaseKinds,
-  streamProject,
-  type TestDatabase,
-  TestServer,
-} from '@usher/testing';
+import { describe, test } from 'node:test';
+import { databaseKinds, streamProject, useTestServer } from '@usher/testing';
 
 for (const kind of databaseKinds()) {
   describe(`queue and pools (${kind})`, () => {
-    let db: TestDatabase;
-    let t: TestServer;
-
-    before(async () => {
-      db = await createTestDatabase(kind);
-      t = await new TestServer({ storage: db.storage }).start();
-    });
-    after(async () => {
-      await t.close();
-      await db.drop();
-    });
+    const { t } = useTestServer(kind);
 
     test('three viewers on two workers: the third queues at position 1 and is seated when one leaves', async () => {
       await t.createProject(streamProject('q3', { min: 2, max: 2 }));

@@ -1,17 +1,15 @@
 // Every timeout path of SPEC §3 on both databases, driven by the manual clock: close code, end reason,
 // outcome, the events a session socket saw, the timeline, and cleanup (worker recycled, no timers left).
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { ProjectInput, SessionEvent, Timeouts } from '@usher/protocol';
 import {
   agentProject,
   type CreatedSession,
-  createTestDatabase,
   databaseKinds,
   streamProject,
-  type TestDatabase,
-  TestServer,
   type TestSocket,
+  useTestServer,
 } from '@usher/testing';
 
 interface Entry {
@@ -28,10 +26,10 @@ interface LiveWorker {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** An event in short form, so a whole sequence reads as one line. */
 /** Lifecycle events only: participants joining and leaving are covered in participants.test.ts. */
 const lifecycle = (e: SessionEvent) => !e.type.startsWith('session.participant_');
 
+/** An event in short form, so a whole sequence reads as one line. */
 function short(e: SessionEvent): string {
   switch (e.type) {
     case 'session.status_changed':
@@ -47,20 +45,10 @@ function short(e: SessionEvent): string {
 
 for (const kind of databaseKinds()) {
   describe(`timeouts (${kind})`, () => {
-    let db: TestDatabase;
-    let t: TestServer;
+    const { t } = useTestServer(kind);
     let n = 0;
     /** projects persist in the suite's database: every test gets a fresh id */
     const fresh = (name: string) => `${name}-${++n}`;
-
-    before(async () => {
-      db = await createTestDatabase(kind);
-      t = await new TestServer({ storage: db.storage }).start();
-    });
-    after(async () => {
-      await t.close();
-      await db.drop();
-    });
 
     // ---------------------------------------------------------------- helpers
 
@@ -212,6 +200,14 @@ for (const kind of databaseKinds()) {
       return { s, workerId: s.workerId! };
     }
 
+    /** An active agent session (as liveAgent) with a socket that has read its snapshot. */
+    async function watchedAgent(
+      projectId: string,
+    ): Promise<{ s: CreatedSession; v: TestSocket; workerId: string }> {
+      const { s, workerId } = await liveAgent(projectId);
+      return { s, v: await connect(s), workerId };
+    }
+
     /** The timeline of a session seated on a ready worker at t0 and made active by `cause`. */
     const seatedTimeline = (t0: number, activeCause: string | null): Entry[] => [
       { from: null, to: 'requesting', at: iso(t0), cause: 'api:create' },
@@ -219,11 +215,45 @@ for (const kind of databaseKinds()) {
       ...(activeCause ? [{ from: 'connecting', to: 'active', at: iso(t0), cause: activeCause }] : []),
     ];
 
+    /** The lifecycle events a socket saw, in short form. */
+    const seen = (socket: TestSocket) => socket.events.filter(lifecycle).map(short);
+
+    /** A fresh project of `base` with explicit timeouts, created; returns its id. */
+    async function timedProject(
+      base: (id: string, pool: { min: number; max: number }, extra?: Partial<ProjectInput>) => ProjectInput,
+      name: string,
+      timeouts: Partial<Timeouts>,
+      extra: Partial<ProjectInput> = {},
+      pool = { min: 1, max: 1 },
+    ): Promise<string> {
+      const pid = fresh(name);
+      await t.createProject(withTimeouts(base, pid, pool, timeouts, extra));
+      return pid;
+    }
+
+    /** Moves the clock `ms` on: one ms short, the session is still `before`; the last ms fires its timer. */
+    async function passDeadline(id: string, ms: number, before: string): Promise<void> {
+      await t.advance(ms - 1);
+      assert.equal(await state(id), before);
+      await t.advance(1);
+    }
+
+    /** Ends a session through the API and waits until it has ended. */
+    async function endNow(id: string): Promise<void> {
+      await t.api('POST', `/sessions/${id}/end`);
+      await t.waitForState(id, 'ended');
+    }
+
+    /** The timeline's last two entries when `cause` ends a session at `at`: ending, then ended (worker stopped). */
+    const endedBy = (from: string, at: number, cause: string): Entry[] => [
+      { from, to: 'ending', at: iso(at), cause },
+      { from: 'ending', to: 'ended', at: iso(at), cause: 'worker:stopped' },
+    ];
+
     // ---------------------------------------------------------------- 1. pending
 
     test('pending: a queued session ends 4001 pending_timeout after pendingMs', async () => {
-      const pid = fresh('pending');
-      await t.createProject(withTimeouts(agentProject, pid, { min: 0, max: 1 }, { pendingMs: 5_000 }));
+      const pid = await timedProject(agentProject, 'pending', { pendingMs: 5_000 }, {}, { min: 0, max: 1 });
       const busy = await t.createSession(pid);
       await t.waitForState(busy.id, 'active');
       const startedBefore = t.fake.started.length;
@@ -235,15 +265,9 @@ for (const kind of databaseKinds()) {
       await v.waitFor((e) => e.type === 'session.queue_position');
       assert.deepEqual(await timers(q.id), [{ kind: 'pending', dueAt: t0 + 5_000 }]);
 
-      await t.advance(4_999);
-      assert.equal(await state(q.id), 'queued');
-      await t.advance(1);
+      await passDeadline(q.id, 5_000, 'queued');
       await assertEnded(q.id, v, 4001, 'pending_timeout', 'failed');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
-        'queued',
-        'position 1',
-        'ended 4001 pending_timeout failed',
-      ]);
+      assert.deepEqual(seen(v), ['queued', 'position 1', 'ended 4001 pending_timeout failed']);
       assert.deepEqual(await timeline(q.id), [
         { from: null, to: 'requesting', at: iso(t0), cause: 'api:create' },
         { from: 'requesting', to: 'queued', at: iso(t0), cause: 'admission' },
@@ -254,8 +278,7 @@ for (const kind of databaseKinds()) {
       assert.deepEqual(await timers(q.id), []);
       assert.equal(t.fake.started.length, startedBefore);
       assert.equal(await state(busy.id), 'active');
-      await t.api('POST', `/sessions/${busy.id}/end`);
-      await t.waitForState(busy.id, 'ended');
+      await endNow(busy.id);
     });
 
     test("pending: the agent seed's YAML shape is accepted verbatim (seconds) and applied", async () => {
@@ -274,12 +297,9 @@ for (const kind of databaseKinds()) {
       await t.waitForState(busy.id, 'active');
       const q = await t.createSession(pid);
       const v = await connect(q);
-      await t.advance(299_999);
-      assert.equal(await state(q.id), 'queued');
-      await t.advance(1);
+      await passDeadline(q.id, 300_000, 'queued');
       await assertEnded(q.id, v, 4001, 'pending_timeout', 'failed');
-      await t.api('POST', `/sessions/${busy.id}/end`);
-      await t.waitForState(busy.id, 'ended');
+      await endNow(busy.id);
     });
 
     // ---------------------------------------------------------------- 2. connecting
@@ -298,20 +318,13 @@ for (const kind of databaseKinds()) {
       // the replacement worker may say ready
       t.fake.behaviour = () => ({});
 
-      await t.advance(29_999);
-      assert.equal(await state(s.id), 'connecting');
-      await t.advance(1);
+      await passDeadline(s.id, 30_000, 'connecting');
       await assertEnded(s.id, v, 4003, 'connecting_timeout', 'failed');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
-        'connecting',
-        'ending',
-        'ended 4003 connecting_timeout failed',
-      ]);
+      assert.deepEqual(seen(v), ['connecting', 'ending', 'ended 4003 connecting_timeout failed']);
       assert.deepEqual(await timeline(s.id), [
         { from: null, to: 'requesting', at: iso(t0), cause: 'api:create' },
         { from: 'requesting', to: 'connecting', at: iso(t0), cause: 'admission:starting-worker' },
-        { from: 'connecting', to: 'ending', at: iso(t0 + 30_000), cause: 'timer:connecting' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 30_000), cause: 'worker:stopped' },
+        ...endedBy('connecting', t0 + 30_000, 'timer:connecting'),
       ]);
       await assertCleanedUp(pid, s.id, warm!.id, 1);
     });
@@ -319,8 +332,7 @@ for (const kind of databaseKinds()) {
     // ---------------------------------------------------------------- 3. seat hold
 
     test('seat hold: the worker takes the session but no viewer comes: 4005 seat_expired', async () => {
-      const pid = fresh('seat');
-      await t.createProject(withTimeouts(streamProject, pid, { min: 1, max: 1 }, { seatHoldMs: 20_000 }));
+      const pid = await timedProject(streamProject, 'seat', { seatHoldMs: 20_000 });
       await readyWorkers(pid, 1);
       const t0 = now();
       const s = await t.createSession(pid);
@@ -329,19 +341,12 @@ for (const kind of databaseKinds()) {
       // the connecting timeout gave way to the seat hold
       assert.deepEqual(await timers(s.id), [{ kind: 'seat_hold', dueAt: t0 + 20_000 }]);
 
-      await t.advance(19_999);
-      assert.equal(await state(s.id), 'connecting');
-      await t.advance(1);
+      await passDeadline(s.id, 20_000, 'connecting');
       await assertEnded(s.id, o, 4005, 'seat_expired', 'failed');
-      assert.deepEqual(o.events.filter(lifecycle).map(short), [
-        'connecting',
-        'ending',
-        'ended 4005 seat_expired failed',
-      ]);
+      assert.deepEqual(seen(o), ['connecting', 'ending', 'ended 4005 seat_expired failed']);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, null),
-        { from: 'connecting', to: 'ending', at: iso(t0 + 20_000), cause: 'timer:seat_hold' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 20_000), cause: 'worker:stopped' },
+        ...endedBy('connecting', t0 + 20_000, 'timer:seat_hold'),
       ]);
       await assertCleanedUp(pid, s.id, s.workerId!, 1);
     });
@@ -351,26 +356,21 @@ for (const kind of databaseKinds()) {
     const afk = { afkWarningMs: 10_000, afkDisconnectMs: 3_000 };
 
     test('AFK: no input → idle with a warning after afkWarningMs, then 4004 afk_timeout', async () => {
-      const pid = fresh('afk');
-      await t.createProject(withTimeouts(streamProject, pid, { min: 1, max: 1 }, afk));
+      const pid = await timedProject(streamProject, 'afk', afk);
       const t0 = now();
       const { s, v, workerId } = await liveStream(pid);
       assert.deepEqual(await timers(s.id), [{ kind: 'afk_warning', dueAt: t0 + 10_000 }]);
 
-      await t.advance(9_999);
-      assert.equal(await state(s.id), 'active');
-      await t.advance(1);
+      await passDeadline(s.id, 10_000, 'active');
       const warning = await v.waitFor((e) => e.type === 'session.afk_warning');
       assert.equal(warning.type === 'session.afk_warning' && warning.remainingMs, 3_000);
       assert.equal(warning.type === 'session.afk_warning' && warning.disconnectAt, iso(t0 + 13_000));
       assert.equal(await state(s.id), 'idle');
       assert.deepEqual(await timers(s.id), [{ kind: 'afk_disconnect', dueAt: t0 + 13_000 }]);
 
-      await t.advance(2_999);
-      assert.equal(await state(s.id), 'idle');
-      await t.advance(1);
+      await passDeadline(s.id, 3_000, 'idle');
       await assertEnded(s.id, v, 4004, 'afk_timeout', 'disconnected');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
+      assert.deepEqual(seen(v), [
         'connecting',
         'active',
         'idle',
@@ -381,15 +381,13 @@ for (const kind of databaseKinds()) {
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, 'viewer:attached'),
         { from: 'active', to: 'idle', at: iso(t0 + 10_000), cause: 'timer:afk_warning' },
-        { from: 'idle', to: 'ending', at: iso(t0 + 13_000), cause: 'timer:afk_disconnect' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 13_000), cause: 'worker:stopped' },
+        ...endedBy('idle', t0 + 13_000, 'timer:afk_disconnect'),
       ]);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
     test('AFK: input while idle returns to active and re-arms the warning', async () => {
-      const pid = fresh('afk-back');
-      await t.createProject(withTimeouts(streamProject, pid, { min: 1, max: 1 }, afk));
+      const pid = await timedProject(streamProject, 'afk-back', afk);
       const t0 = now();
       const { s, v, workerId } = await liveStream(pid);
       await t.advance(10_000);
@@ -400,14 +398,12 @@ for (const kind of databaseKinds()) {
       assert.deepEqual(await timers(s.id), [{ kind: 'afk_warning', dueAt: t0 + 22_000 }]);
 
       // the disconnect that was due at t0 + 13 s is gone; the new warning comes 10 s after the input
-      await t.advance(9_999);
-      assert.equal(await state(s.id), 'active');
-      await t.advance(1);
+      await passDeadline(s.id, 10_000, 'active');
       await v.waitFor((e) => e.type === 'session.afk_warning' && e.disconnectAt === iso(t0 + 25_000));
       assert.equal(await state(s.id), 'idle');
       await t.advance(3_000);
       await assertEnded(s.id, v, 4004, 'afk_timeout', 'disconnected');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
+      assert.deepEqual(seen(v), [
         'connecting',
         'active',
         'idle',
@@ -423,15 +419,13 @@ for (const kind of databaseKinds()) {
         { from: 'active', to: 'idle', at: iso(t0 + 10_000), cause: 'timer:afk_warning' },
         { from: 'idle', to: 'active', at: iso(t0 + 12_000), cause: 'viewer:input' },
         { from: 'active', to: 'idle', at: iso(t0 + 22_000), cause: 'timer:afk_warning' },
-        { from: 'idle', to: 'ending', at: iso(t0 + 25_000), cause: 'timer:afk_disconnect' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 25_000), cause: 'worker:stopped' },
+        ...endedBy('idle', t0 + 25_000, 'timer:afk_disconnect'),
       ]);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
     test('AFK: input while active pushes the warning back', async () => {
-      const pid = fresh('afk-push');
-      await t.createProject(withTimeouts(streamProject, pid, { min: 1, max: 1 }, afk));
+      const pid = await timedProject(streamProject, 'afk-push', afk);
       const t0 = now();
       const { s, v } = await liveStream(pid);
       // input every 6 s: 30 s pass, three times the warning threshold, without going idle
@@ -443,9 +437,7 @@ for (const kind of databaseKinds()) {
         await input;
         assert.deepEqual(await timers(s.id), [{ kind: 'afk_warning', dueAt: t0 + i * 6_000 + 10_000 }]);
       }
-      await t.advance(9_999);
-      assert.equal(await state(s.id), 'active');
-      await t.advance(1);
+      await passDeadline(s.id, 10_000, 'active');
       await v.state('idle');
       assert.equal(
         (await timeline(s.id))
@@ -454,19 +446,12 @@ for (const kind of databaseKinds()) {
           .join(),
         iso(t0 + 40_000),
       );
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
-        'connecting',
-        'active',
-        'idle',
-        'afk_warning 3000',
-      ]);
-      await t.api('POST', `/sessions/${s.id}/end`);
-      await t.waitForState(s.id, 'ended');
+      assert.deepEqual(seen(v), ['connecting', 'active', 'idle', 'afk_warning 3000']);
+      await endNow(s.id);
     });
 
     test('AFK disabled: the session never goes idle', async () => {
-      const pid = fresh('afk-off');
-      await t.createProject(withTimeouts(streamProject, pid, { min: 1, max: 1 }, afk, { afkEnabled: false }));
+      const pid = await timedProject(streamProject, 'afk-off', afk, { afkEnabled: false });
       const { s, v, workerId } = await liveStream(pid);
       assert.deepEqual(await timers(s.id), []);
       await t.advance(10 * afk.afkWarningMs);
@@ -474,44 +459,29 @@ for (const kind of databaseKinds()) {
       assert.deepEqual(await timers(s.id), []);
       await t.api('POST', `/sessions/${s.id}/end`);
       await assertEnded(s.id, v, 1000, 'completed', 'disconnected');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
-        'connecting',
-        'active',
-        'ending',
-        'ended 1000 completed disconnected',
-      ]);
+      assert.deepEqual(seen(v), ['connecting', 'active', 'ending', 'ended 1000 completed disconnected']);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
     // ---------------------------------------------------------------- 5. idle (agent)
 
     test('idle: an agent session with no activity ends 4004 idle_timeout', async () => {
-      const pid = fresh('idle');
-      await t.createProject(withTimeouts(agentProject, pid, { min: 1, max: 1 }, { idleMs: 50_000 }));
+      const pid = await timedProject(agentProject, 'idle', { idleMs: 50_000 });
       const t0 = now();
-      const { s, workerId } = await liveAgent(pid);
-      const v = await connect(s);
+      const { s, v, workerId } = await watchedAgent(pid);
       assert.deepEqual(await timers(s.id), [{ kind: 'idle', dueAt: t0 + 50_000 }]);
-      await t.advance(49_999);
-      assert.equal(await state(s.id), 'active');
-      await t.advance(1);
+      await passDeadline(s.id, 50_000, 'active');
       await assertEnded(s.id, v, 4004, 'idle_timeout', 'disconnected');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
-        'active',
-        'ending',
-        'ended 4004 idle_timeout disconnected',
-      ]);
+      assert.deepEqual(seen(v), ['active', 'ending', 'ended 4004 idle_timeout disconnected']);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, 'worker:started'),
-        { from: 'active', to: 'ending', at: iso(t0 + 50_000), cause: 'timer:idle' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 50_000), cause: 'worker:stopped' },
+        ...endedBy('active', t0 + 50_000, 'timer:idle'),
       ]);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
     test('a socket that opens while a timeout fires sees each state once, in timeline order', async () => {
-      const pid = fresh('race');
-      await t.createProject(withTimeouts(agentProject, pid, { min: 1, max: 1 }, { idleMs: 1_000 }));
+      const pid = await timedProject(agentProject, 'race', { idleMs: 1_000 });
       for (let i = 0; i < 5; i++) {
         const { s } = await liveAgent(pid);
         // no wait for the snapshot: the timeout commits while the socket reads it
@@ -529,41 +499,29 @@ for (const kind of databaseKinds()) {
     const pausing = { pausedMs: 40_000, idleMs: 3_600_000 };
 
     test('paused: a paused session ends 4004 paused_timeout after pausedMs', async () => {
-      const pid = fresh('paused');
-      await t.createProject(withTimeouts(agentProject, pid, { min: 1, max: 1 }, pausing));
+      const pid = await timedProject(agentProject, 'paused', pausing);
       const t0 = now();
-      const { s, workerId } = await liveAgent(pid);
-      const v = await connect(s);
+      const { s, v, workerId } = await watchedAgent(pid);
       await t.advance(5_000);
       const paused = await t.api('POST', `/sessions/${s.id}/pause`);
       assert.equal(paused.status, 200);
       assert.equal(paused.body.state, 'paused');
       assert.deepEqual(await timers(s.id), [{ kind: 'paused', dueAt: t0 + 45_000 }]);
-      await t.advance(39_999);
-      assert.equal(await state(s.id), 'paused');
-      await t.advance(1);
+      await passDeadline(s.id, 40_000, 'paused');
       await assertEnded(s.id, v, 4004, 'paused_timeout', 'disconnected');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
-        'active',
-        'paused',
-        'ending',
-        'ended 4004 paused_timeout disconnected',
-      ]);
+      assert.deepEqual(seen(v), ['active', 'paused', 'ending', 'ended 4004 paused_timeout disconnected']);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, 'worker:started'),
         { from: 'active', to: 'paused', at: iso(t0 + 5_000), cause: 'api:pause' },
-        { from: 'paused', to: 'ending', at: iso(t0 + 45_000), cause: 'timer:paused' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 45_000), cause: 'worker:stopped' },
+        ...endedBy('paused', t0 + 45_000, 'timer:paused'),
       ]);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
     test('paused: resuming before expiry returns to active and clears the paused timer', async () => {
-      const pid = fresh('resume');
-      await t.createProject(withTimeouts(agentProject, pid, { min: 1, max: 1 }, pausing));
+      const pid = await timedProject(agentProject, 'resume', pausing);
       const t0 = now();
-      const { s, workerId } = await liveAgent(pid);
-      const v = await connect(s);
+      const { s, v, workerId } = await watchedAgent(pid);
       await t.api('POST', `/sessions/${s.id}/pause`);
       await t.advance(39_999);
       const resumed = await t.api('POST', `/sessions/${s.id}/resume`);
@@ -574,7 +532,7 @@ for (const kind of databaseKinds()) {
       assert.equal(await state(s.id), 'active');
       await t.api('POST', `/sessions/${s.id}/end`);
       await assertEnded(s.id, v, 1000, 'completed', 'disconnected');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
+      assert.deepEqual(seen(v), [
         'active',
         'paused',
         'active',
@@ -585,8 +543,7 @@ for (const kind of databaseKinds()) {
         ...seatedTimeline(t0, 'worker:started'),
         { from: 'active', to: 'paused', at: iso(t0), cause: 'api:pause' },
         { from: 'paused', to: 'active', at: iso(t0 + 39_999), cause: 'api:resume' },
-        { from: 'active', to: 'ending', at: iso(t0 + 119_999), cause: 'api:end' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 119_999), cause: 'worker:stopped' },
+        ...endedBy('active', t0 + 119_999, 'api:end'),
       ]);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
@@ -594,13 +551,9 @@ for (const kind of databaseKinds()) {
     // ---------------------------------------------------------------- 7. max runtime
 
     test('max runtime: 4004 max_runtime counted from first active, through a pause and resume', async () => {
-      const pid = fresh('maxrt');
-      await t.createProject(
-        withTimeouts(agentProject, pid, { min: 1, max: 1 }, { ...pausing, maxRuntimeMs: 30_000 }),
-      );
+      const pid = await timedProject(agentProject, 'maxrt', { ...pausing, maxRuntimeMs: 30_000 });
       const t0 = now();
-      const { s, workerId } = await liveAgent(pid);
-      const v = await connect(s);
+      const { s, v, workerId } = await watchedAgent(pid);
       assert.deepEqual(
         (await timers(s.id)).find((x) => x.kind === 'max_runtime'),
         { kind: 'max_runtime', dueAt: t0 + 30_000 },
@@ -614,11 +567,9 @@ for (const kind of databaseKinds()) {
         (await timers(s.id)).find((x) => x.kind === 'max_runtime'),
         { kind: 'max_runtime', dueAt: t0 + 30_000 },
       );
-      await t.advance(9_999);
-      assert.equal(await state(s.id), 'active');
-      await t.advance(1);
+      await passDeadline(s.id, 10_000, 'active');
       await assertEnded(s.id, v, 4004, 'max_runtime', 'disconnected');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), [
+      assert.deepEqual(seen(v), [
         'active',
         'paused',
         'active',
@@ -629,15 +580,13 @@ for (const kind of databaseKinds()) {
         ...seatedTimeline(t0, 'worker:started'),
         { from: 'active', to: 'paused', at: iso(t0 + 10_000), cause: 'api:pause' },
         { from: 'paused', to: 'active', at: iso(t0 + 20_000), cause: 'api:resume' },
-        { from: 'active', to: 'ending', at: iso(t0 + 30_000), cause: 'timer:max_runtime' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 30_000), cause: 'worker:stopped' },
+        ...endedBy('active', t0 + 30_000, 'timer:max_runtime'),
       ]);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
     test('max runtime: 0 means none', async () => {
-      const pid = fresh('maxrt-none');
-      await t.createProject(withTimeouts(agentProject, pid, { min: 1, max: 1 }, { idleMs: 100_000_000 }));
+      const pid = await timedProject(agentProject, 'maxrt-none', { idleMs: 100_000_000 });
       assert.equal(t.engine.getProject(pid).settings.timeouts.maxRuntimeMs, 0);
       const { s } = await liveAgent(pid);
       assert.deepEqual(
@@ -646,8 +595,7 @@ for (const kind of databaseKinds()) {
       );
       await t.advance(10 * 1_800_000);
       assert.equal(await state(s.id), 'active');
-      await t.api('POST', `/sessions/${s.id}/end`);
-      await t.waitForState(s.id, 'ended');
+      await endNow(s.id);
     });
 
     // ---------------------------------------------------------------- 8. reconnect window
@@ -655,8 +603,7 @@ for (const kind of databaseKinds()) {
     const reconnect = { reconnectWindowMs: 15_000, afkWarningMs: 3_600_000 };
 
     test('reconnect window: a dropped viewer that does not come back ends 4007 reconnect_failed', async () => {
-      const pid = fresh('reconnect');
-      await t.createProject(withTimeouts(streamProject, pid, { min: 1, max: 1 }, reconnect));
+      const pid = await timedProject(streamProject, 'reconnect', reconnect);
       const t0 = now();
       const { s, v, workerId } = await liveStream(pid);
       const o = await observe(s.id);
@@ -669,27 +616,19 @@ for (const kind of databaseKinds()) {
         (await timers(s.id)).find((x) => x.kind === 'reconnect'),
         { kind: 'reconnect', dueAt: t0 + 16_000 },
       );
-      await t.advance(14_999);
-      assert.equal(await state(s.id), 'active');
-      await t.advance(1);
+      await passDeadline(s.id, 15_000, 'active');
       await assertEnded(s.id, o, 4007, 'reconnect_failed', 'failed');
-      assert.deepEqual(v.events.filter(lifecycle).map(short), ['connecting', 'active']);
-      assert.deepEqual(o.events.filter(lifecycle).map(short), [
-        'active',
-        'ending',
-        'ended 4007 reconnect_failed failed',
-      ]);
+      assert.deepEqual(seen(v), ['connecting', 'active']);
+      assert.deepEqual(seen(o), ['active', 'ending', 'ended 4007 reconnect_failed failed']);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, 'viewer:attached'),
-        { from: 'active', to: 'ending', at: iso(t0 + 16_000), cause: 'timer:reconnect' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 16_000), cause: 'worker:stopped' },
+        ...endedBy('active', t0 + 16_000, 'timer:reconnect'),
       ]);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
     test('reconnect window: a viewer back within the window keeps the session', async () => {
-      const pid = fresh('rejoin');
-      await t.createProject(withTimeouts(streamProject, pid, { min: 1, max: 1 }, reconnect));
+      const pid = await timedProject(streamProject, 'rejoin', reconnect);
       const t0 = now();
       const { s, v, workerId } = await liveStream(pid);
       const detached = handled('viewerDetached');
@@ -706,11 +645,10 @@ for (const kind of databaseKinds()) {
       const ended = await t.waitForState(s.id, 'ended');
       assert.equal(ended.endCode, 1000);
       assert.equal(ended.endReason, 'completed');
-      assert.deepEqual(back.events.filter(lifecycle).map(short), ['active']);
+      assert.deepEqual(seen(back), ['active']);
       assert.deepEqual(await timeline(s.id), [
         ...seatedTimeline(t0, 'viewer:attached'),
-        { from: 'active', to: 'ending', at: iso(t0 + 20_000), cause: 'viewer:closed:1000' },
-        { from: 'ending', to: 'ended', at: iso(t0 + 20_000), cause: 'worker:stopped' },
+        ...endedBy('active', t0 + 20_000, 'viewer:closed:1000'),
       ]);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
@@ -736,8 +674,7 @@ for (const kind of databaseKinds()) {
           withTimeouts(agentProject, pid, { min: 1, max: 1 }, { shutdownGraceMs: 60_000, idleMs: 1_000 }),
         );
         const t0 = now();
-        const { s, workerId } = await liveAgent(pid);
-        const v = await connect(s);
+        const { s, v, workerId } = await watchedAgent(pid);
         if (c.code === 1000) {
           const end = await t.api('POST', `/sessions/${s.id}/end`);
           assert.equal(end.status, 200);
@@ -758,11 +695,7 @@ for (const kind of databaseKinds()) {
         assert.equal(t.fake.workers.has(workerId), true, 'the worker is still running');
         await t.advance(1);
         await assertEnded(s.id, v, c.code, c.reason, c.outcome);
-        assert.deepEqual(v.events.filter(lifecycle).map(short), [
-          'active',
-          'ending',
-          `ended ${c.code} ${c.reason} ${c.outcome}`,
-        ]);
+        assert.deepEqual(seen(v), ['active', 'ending', `ended ${c.code} ${c.reason} ${c.outcome}`]);
         assert.deepEqual(await timeline(s.id), [
           ...seatedTimeline(t0, 'worker:started'),
           { from: 'active', to: 'ending', at: iso(endingAt), cause: c.cause },

@@ -1,5 +1,6 @@
 // An Usher server for tests: real HTTP and WebSockets on loopback, a chosen database, a manual clock and
 // fake in-process workers by default.
+import { after, before } from 'node:test';
 import type { ProjectInput, SessionEvent } from '@usher/protocol';
 import {
   type Clock,
@@ -9,6 +10,7 @@ import {
   type UsherServerOptions,
   type WorkerDriver,
 } from '@usher/server';
+import { createTestDatabase, type DatabaseKind, type TestDatabase } from './databases.ts';
 import { FakeDriver } from './fake-driver.ts';
 import { TestSocket } from './session-socket.ts';
 
@@ -221,4 +223,53 @@ export function agentProject(
   extra: Partial<ProjectInput> = {},
 ): ProjectInput {
   return { ...streamProject(id, pool, extra), kind: 'agent', ...extra };
+}
+
+/** What useTestServer gives a suite: stand-ins for the server and database its hooks start. */
+export interface SuiteServer {
+  /** forwards every property to the TestServer of the running suite (throws before it is started) */
+  readonly t: TestServer;
+  /** the suite's database (throws before it is created) */
+  readonly db: TestDatabase;
+}
+
+/**
+ * Registers node:test hooks on the current suite: before() creates a database of `kind` and starts a
+ * TestServer on it, after() closes the server and drops the database. Hooks registered later see both.
+ * `const { t } = useTestServer(kind)` reads as the server itself inside tests and hooks.
+ */
+export function useTestServer(
+  kind: DatabaseKind,
+  options: Omit<TestServerOptions, 'storage'> = {},
+): SuiteServer {
+  let db: TestDatabase | undefined;
+  let server: TestServer | undefined;
+  before(async () => {
+    db = await createTestDatabase(kind);
+    server = await new TestServer({ ...options, storage: db.storage }).start();
+  });
+  after(async () => {
+    await server?.close();
+    await db?.drop();
+  });
+  const live = <T>(value: T | undefined): T => {
+    if (value === undefined)
+      throw new Error('useTestServer: the server starts in before(); use it inside tests');
+    return value;
+  };
+  const t = new Proxy(Object.create(TestServer.prototype) as TestServer, {
+    get: (_, key) => {
+      const target = live(server);
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+    set: (_, key, value) => Reflect.set(live(server), key, value),
+    has: (_, key) => key in live(server),
+  });
+  return {
+    t,
+    get db() {
+      return live(db);
+    },
+  };
 }
