@@ -691,10 +691,6 @@ export class Engine {
     });
   }
 
-  isViewerConnected(id: string): boolean {
-    return (this.#viewers.get(id) ?? 0) > 0;
-  }
-
   async issueSessionToken(
     s: SessionRecord,
     role: 'viewer' | 'user' | 'observer' | 'agent',

@@ -294,14 +294,6 @@ export class Repo {
     return Number(r?.n ?? 0);
   }
 
-  /** Pools that have a queue, for dispatch after a restart. */
-  async poolsWithQueue(): Promise<{ projectId: string; region: string }[]> {
-    const rows = await this.q.all<{ project_id: string; region: string }>(
-      "SELECT DISTINCT project_id, region FROM sessions WHERE state = 'queued'",
-    );
-    return rows.map((r) => ({ projectId: r.project_id, region: r.region }));
-  }
-
   /** Mean time from active to ended of the last `limit` sessions of a pool, or null without history. */
   async meanSessionDurationMs(projectId: string, region: string, limit = 50): Promise<number | null> {
     const r = await this.q.get<{ mean: number | null }>(
@@ -403,18 +395,6 @@ export class Repo {
       [projectId, region, limit],
     );
     return rows.map(workerFromRow);
-  }
-
-  /**
-   * How many workers of a pool are being started for no session, locked or not: the warm count must not skip
-   * rows another transaction holds (that would start a worker too many).
-   */
-  async countUnboundStarting(projectId: string, region: string): Promise<number> {
-    const row = await this.q.get<{ n: number }>(
-      `SELECT COUNT(*) AS n FROM workers WHERE project_id = ? AND region = ? AND state = 'starting' AND session_id IS NULL AND draining = 0`,
-      [projectId, region],
-    );
-    return Number(row?.n ?? 0);
   }
 
   /** Workers of a pool by state (draining ones under `draining`), stopped ones excluded, plus `startingUnbound`. */
