@@ -33,6 +33,7 @@ import { newSessionRecord, newWorkerRecord, TimerKind } from '../storage/records
 import type { Repo } from '../storage/repo.ts';
 import type { Store } from '../storage/store.ts';
 import type { Logger } from '../util/logger.ts';
+import { Batcher, type Outcome } from './batcher.ts';
 import { type Clock, systemClock, type TimerHandle } from './clock.ts';
 import { Effects, parsePoolKey, poolKey } from './effects.ts';
 import type { EventHub } from './event-hub.ts';
@@ -79,17 +80,10 @@ export interface EngineOptions {
 
 type Resolved = Required<EngineOptions>;
 
-/** A POST /sessions waiting to be admitted with the others of its pool. */
-interface Admission {
-  req: CreateSessionRequest;
-  resolve: (result: SessionWithQueue) => void;
-  reject: (err: unknown) => void;
-}
-
 /** Queue positions are sent this many at a time between turns of the event loop. */
 const POSITION_CHUNK = 200;
 
-/** At most this many admissions share one transaction. */
+/** At most this many admissions (or worker starts) share one transaction. */
 const ADMISSION_BATCH = 128;
 
 /** After SIGTERM, how long a worker process has before SIGKILL. */
@@ -143,12 +137,16 @@ export class Engine {
   readonly #pendingTasks = new Set<Promise<unknown>>();
   readonly #graceTimers = new Set<NodeJS.Timeout>();
   readonly #participants = new Participants();
-  readonly #admissions = new Map<string, { waiting: Admission[]; running: boolean }>();
+  readonly #admissions: Batcher<CreateSessionRequest, SessionWithQueue>;
+  readonly #starts: Batcher<{ workerId: string; sessionId: string }, void>;
   #started = false;
   #closed = false;
 
   constructor(options: EngineOptions) {
     this.o = { ...DEFAULTS, ...options } as Resolved;
+    const track = (work: () => Promise<void>) => this.#track(work);
+    this.#admissions = new Batcher((key, reqs) => this.#admitBatch(key, reqs), ADMISSION_BATCH, track);
+    this.#starts = new Batcher((_key, items) => this.#sessionsStarted(items), ADMISSION_BATCH, track);
     this.#scheduler = new Scheduler({
       store: options.store,
       clock: options.clock,
@@ -361,74 +359,30 @@ export class Engine {
   async createSession(req: CreateSessionRequest): Promise<SessionWithQueue> {
     const project = this.#project(req.projectId);
     const region = req.region ?? project.defaultRegion;
-    const key = poolKey(project.id, region);
-    return new Promise((resolve, reject) => {
-      let pool = this.#admissions.get(key);
-      if (!pool) {
-        pool = { waiting: [], running: false };
-        this.#admissions.set(key, pool);
-      }
-      pool.waiting.push({ req, resolve, reject });
-      if (!pool.running) {
-        pool.running = true;
-        setImmediate(() => this.#track(() => this.#admitLoop(key, pool)));
-      }
+    return this.#admissions.submit(poolKey(project.id, region), req);
+  }
+
+  /** One batch of admissions for one pool: one transaction, one lock, one dispatch. */
+  async #admitBatch(key: string, reqs: CreateSessionRequest[]): Promise<Outcome<SessionWithQueue>[]> {
+    const { projectId, region } = parsePoolKey(key);
+    const outcomes = await this.#tx(async (r, fx) => {
+      const project = this.#project(projectId);
+      await r.lockPool(project.id, region);
+      const counter = { waiting: await r.countQueued(project.id, region) };
+      const out = [];
+      for (const req of reqs) out.push(await this.#admitOne(r, fx, project, region, req, counter));
+      await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
+      // dispatch may have seated sessions of this batch that were queued
+      for (const o of out) if (o.session.state === 'queued') o.session = (await r.getSession(o.session.id))!;
+      return out;
     });
-  }
-
-  async #admitLoop(key: string, pool: { waiting: Admission[]; running: boolean }): Promise<void> {
-    try {
-      while (pool.waiting.length > 0) {
-        const batch = pool.waiting.splice(0, ADMISSION_BATCH);
-        const { projectId, region } = parsePoolKey(key);
-        await this.#admitBatch(projectId, region, batch);
-      }
-    } finally {
-      pool.running = false;
-      if (pool.waiting.length > 0) {
-        pool.running = true;
-        setImmediate(() => this.#track(() => this.#admitLoop(key, pool)));
-      }
-    }
-  }
-
-  async #admitBatch(projectId: string, region: string, batch: Admission[]): Promise<void> {
-    let outcomes: { session: SessionRecord; refusal: UsherError | null }[];
-    try {
-      outcomes = await this.#tx(async (r, fx) => {
-        const project = this.#project(projectId);
-        await r.lockPool(project.id, region);
-        const counter = { waiting: await r.countQueued(project.id, region) };
-        const out = [];
-        for (const a of batch) out.push(await this.#admitOne(r, fx, project, region, a.req, counter));
-        await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
-        // dispatch may have seated sessions of this batch that were queued
-        for (const o of out)
-          if (o.session.state === 'queued') o.session = (await r.getSession(o.session.id))!;
-        return out;
-      });
-    } catch (err) {
-      // one request must not fail the others: retry them one by one, and only then report the error
-      if (batch.length > 1) {
-        for (const a of batch) await this.#admitBatch(projectId, region, [a]);
-        return;
-      }
-      batch[0]!.reject(err);
-      return;
-    }
-    for (let i = 0; i < batch.length; i++) {
-      const { session, refusal } = outcomes[i]!;
-      const a = batch[i]!;
-      if (refusal) {
-        a.reject(
-          new UsherError(refusal.code, refusal.message, {
-            sessionId: session.id,
-            closeCode: session.endCode,
-            endReason: session.endReason,
-          }),
-        );
-      } else this.withQueue(session).then(a.resolve, a.reject);
-    }
+    return Promise.all(
+      outcomes.map(async ({ session, refusal }): Promise<Outcome<SessionWithQueue>> => {
+        if (!refusal) return { ok: true, value: await this.withQueue(session) };
+        const details = { sessionId: session.id, closeCode: session.endCode, endReason: session.endReason };
+        return { ok: false, error: new UsherError(refusal.code, refusal.message, details) };
+      }),
+    );
   }
 
   async #admitOne(
@@ -1394,24 +1348,42 @@ export class Engine {
     });
   }
 
-  async #sessionStarted(workerId: string, sessionId: string): Promise<void> {
-    await this.#tx(async (r, fx) => {
-      const w = await r.getWorker(workerId, { lock: true });
-      if (!w || w.sessionId !== sessionId)
-        throw new UsherError('FORBIDDEN', `worker "${workerId}" was not assigned session "${sessionId}"`);
-      const s = await this.#lockSession(r, sessionId);
-      if (s.state !== 'connecting' || s.workerStarted) return;
-      const now = this.clock.now();
-      await r.updateWorker(w.id, { state: 'busy', readyAt: w.readyAt ?? now, updatedAt: now });
-      await r.updateSession(s.id, { workerStarted: true, updatedAt: now });
-      const p = this.#project(s.projectId);
-      fx.after(() => this.participantJoined(s.id, { identity: w.id, kind: 'agent' }));
-      if (!needsViewerToStart(p) || s.viewerAttached) {
-        await this.#enterActive(r, fx, { ...s, workerStarted: true }, 'worker:started');
-      } else {
-        await r.clearTimer(s.id, TimerKind.Connecting);
-        await this.#setTimer(r, fx, s.id, TimerKind.SeatHold, now + p.timeouts.seatHoldMs);
+  /** A worker took its assignment; starts that arrive together share one transaction. */
+  #sessionStarted(workerId: string, sessionId: string): Promise<void> {
+    return this.#starts.submit('', { workerId, sessionId });
+  }
+
+  async #sessionsStarted(items: { workerId: string; sessionId: string }[]): Promise<Outcome<void>[]> {
+    return this.#tx(async (r, fx) => {
+      const out: Outcome<void>[] = [];
+      for (const { workerId, sessionId } of items) {
+        const w = await r.getWorker(workerId, { lock: true });
+        if (!w || w.sessionId !== sessionId) {
+          out.push({
+            ok: false,
+            error: new UsherError(
+              'FORBIDDEN',
+              `worker "${workerId}" was not assigned session "${sessionId}"`,
+            ),
+          });
+          continue;
+        }
+        out.push({ ok: true, value: undefined });
+        const s = await r.getSession(sessionId, { lock: true });
+        if (s?.state !== 'connecting' || s.workerStarted) continue;
+        const now = this.clock.now();
+        await r.updateWorker(w.id, { state: 'busy', readyAt: w.readyAt ?? now, updatedAt: now });
+        await r.updateSession(s.id, { workerStarted: true, updatedAt: now });
+        const p = this.#project(s.projectId);
+        fx.after(() => this.participantJoined(s.id, { identity: w.id, kind: 'agent' }));
+        if (!needsViewerToStart(p) || s.viewerAttached) {
+          await this.#enterActive(r, fx, { ...s, workerStarted: true }, 'worker:started');
+        } else {
+          await r.clearTimer(s.id, TimerKind.Connecting);
+          await this.#setTimer(r, fx, s.id, TimerKind.SeatHold, now + p.timeouts.seatHoldMs);
+        }
       }
+      return out;
     });
   }
 
