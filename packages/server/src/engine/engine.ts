@@ -368,7 +368,10 @@ export class Engine {
     const outcomes = await this.#tx(async (r, fx) => {
       const project = this.#project(projectId);
       await r.lockPool(project.id, region);
-      const counter = { waiting: await r.countQueued(project.id, region) };
+      const waiting = await r.countQueued(project.id, region);
+      // nobody waiting: the batch may seat on ready workers, fetched once for all of it
+      const ready = waiting === 0 ? await r.readyWorkers(project.id, region, reqs.length) : [];
+      const counter = { waiting, ready };
       const out = [];
       for (const req of reqs) out.push(await this.#admitOne(r, fx, project, region, req, counter));
       await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
@@ -391,7 +394,7 @@ export class Engine {
     project: ProjectSettings,
     region: string,
     req: CreateSessionRequest,
-    counter: { waiting: number },
+    counter: { waiting: number; ready: WorkerRecord[] },
   ): Promise<{ session: SessionRecord; refusal: UsherError | null }> {
     const now = this.clock.now();
     const s = newSessionRecord(
@@ -435,7 +438,7 @@ export class Engine {
       return { session: await this.#end(r, fx, s, refusal.reason, 'admission'), refusal: refusal.error };
     // nobody waiting and a worker to hand: requesting → connecting, without queueing
     if (counter.waiting === 0) {
-      const seated = await this.#seatNow(r, fx, project, s);
+      const seated = await this.#seatNow(r, fx, project, s, counter.ready);
       if (seated) return { session: seated, refusal: null };
     }
     const queued = await this.#transition(r, fx, s, 'queued', 'admission', { queuedAt: now });
@@ -920,9 +923,14 @@ export class Engine {
   }
 
   /** Seats a new session at once on a ready worker, a starting one, or a new one if below max; null if none. */
-  async #seatNow(r: Repo, fx: Effects, p: ProjectSettings, s: SessionRecord): Promise<SessionRecord | null> {
-    const w =
-      (await r.readyWorkers(p.id, s.region, 1))[0] ?? (await r.unboundStartingWorkers(p.id, s.region, 1))[0];
+  async #seatNow(
+    r: Repo,
+    fx: Effects,
+    p: ProjectSettings,
+    s: SessionRecord,
+    ready: WorkerRecord[],
+  ): Promise<SessionRecord | null> {
+    const w = ready.shift() ?? (await r.unboundStartingWorkers(p.id, s.region, 1))[0];
     if (w) return this.#seat(r, fx, p, s, w);
     const pool = p.regions[s.region]!;
     const counts = await r.poolCounts(p.id, s.region);

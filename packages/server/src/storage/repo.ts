@@ -175,8 +175,13 @@ export class Repo {
   readonly changedWorkers = new Set<string>();
   readonly #forUpdate: string;
 
-  constructor(q: Queryable) {
+  readonly #holdWrites: boolean;
+  readonly #heldTransitions: SqlValue[][] = [];
+
+  /** @param holdWrites  hold transition rows until flush() (inside a transaction only) */
+  constructor(q: Queryable, holdWrites = false) {
     this.q = q;
+    this.#holdWrites = holdWrites;
     this.#forUpdate = q.dialect === 'postgres' ? ' FOR UPDATE' : '';
   }
 
@@ -307,14 +312,28 @@ export class Repo {
 
   // ---- transitions
 
+  /**
+   * Records a transition. In a transaction the rows are held and written together by flush() (one
+   * multi-row INSERT before the commit); outside one they are written at once.
+   */
   async addTransition(sessionId: string, t: TransitionRecord): Promise<void> {
-    await this.q.run(
-      'INSERT INTO transitions (session_id, from_state, to_state, at, cause) VALUES (?, ?, ?, ?, ?)',
-      [sessionId, t.from, t.to, t.at, t.cause],
-    );
+    this.#heldTransitions.push([sessionId, t.from, t.to, t.at, t.cause]);
+    if (!this.#holdWrites) await this.flush();
+  }
+
+  /** Writes what is held (transitions), in the order it was recorded. */
+  async flush(): Promise<void> {
+    while (this.#heldTransitions.length > 0) {
+      const rows = this.#heldTransitions.splice(0, 500);
+      await this.q.run(
+        `INSERT INTO transitions (session_id, from_state, to_state, at, cause) VALUES ${rows.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
+        rows.flat(),
+      );
+    }
   }
 
   async timeline(sessionId: string): Promise<TransitionRecord[]> {
+    await this.flush();
     const rows = await this.q.all<{ from_state: string | null; to_state: string; at: number; cause: string }>(
       'SELECT from_state, to_state, at, cause FROM transitions WHERE session_id = ? ORDER BY id',
       [sessionId],

@@ -23,8 +23,14 @@ export class Store {
     return this.db.dialect;
   }
 
+  /** Runs fn in one transaction; rows the repository held back are written before the commit. */
   tx<T>(fn: (r: Repo) => Promise<T>): Promise<T> {
-    return this.db.tx((q) => fn(new Repo(q)));
+    return this.db.tx(async (q) => {
+      const r = new Repo(q, true);
+      const result = await fn(r);
+      await r.flush();
+      return result;
+    });
   }
 
   close(): Promise<void> {
