@@ -1,10 +1,11 @@
 // Tests of the process driver against real child processes: exits, stop and kill, process groups, restarts.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isGone } from '../../test/fixtures/processes.ts';
 import type { WorkerExit } from './driver.ts';
 import { ProcessDriver, type WorkerStream } from './process.ts';
 
@@ -65,21 +66,6 @@ function harness(t: { after: (fn: () => Promise<void>) => void }, closeGraceMs =
     return pid;
   };
   return { driver, exits, lines, exitOf, lineOf, start, grandchildOf };
-}
-
-/** Gone: no such process, or a zombie nobody has reaped yet. */
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
 }
 
 /** Waits, boundedly, for a process that was just killed to disappear (signal delivery is not instantaneous). */

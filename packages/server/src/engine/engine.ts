@@ -40,7 +40,13 @@ import type { EventHub } from './event-hub.ts';
 import { newId } from './ids.ts';
 import { Participants } from './participants.ts';
 import { validateProject } from './project-input.ts';
-import { estimateWaitMs, needsViewerToStart, unrunnableReason, usesAfk, usesIdle } from './project-rules.ts';
+import {
+  activityTimer,
+  estimateWaitMs,
+  needsViewerToStart,
+  unrunnableReason,
+  usesAfk,
+} from './project-rules.ts';
 import { Scheduler } from './scheduler.ts';
 
 /** A connected worker socket on this server. */
@@ -124,8 +130,11 @@ export class Engine {
   readonly #links = new Map<string, WorkerLink>();
   readonly #liveness = new Map<string, TimerHandle>();
   readonly #viewers = new Map<string, number>();
-  /** last AFK/idle due written per session, so input does not write on every event */
-  readonly #activityDue = new Map<string, number>();
+  /**
+   * Per active session, its activity deadline as last written: input and messages then write at most once a
+   * second, and read nothing. An entry exists only while the session is active.
+   */
+  readonly #activityDue = new Map<string, NonNullable<ReturnType<typeof activityTimer>> & { due: number }>();
   readonly #projects = new Map<string, ProjectRecord>();
   readonly #positions = new Map<
     string,
@@ -515,37 +524,34 @@ export class Engine {
 
   async #recordActivity(id: string, kind: 'input' | 'activity'): Promise<void> {
     const now = this.clock.now();
-    const last = this.#activityDue.get(id);
-    // cheap path: active session whose deadline was written less than a second ago
-    if (last !== undefined && last > 0) {
-      const s = await this.store.read.getSession(id);
-      if (!s) return;
-      const p = this.#project(s.projectId);
-      const timer =
-        kind === 'input' && usesAfk(p) ? TimerKind.AfkWarning : usesIdle(p) ? TimerKind.Idle : null;
-      const span = timer === TimerKind.AfkWarning ? p.timeouts.afkWarningMs : p.timeouts.idleMs;
-      if (s.state === 'active' && timer && now + span - last < 1000) return;
-    }
+    const known = this.#activityDue.get(id);
+    // an active session whose deadline moved less than a second ago, or that this kind of activity does not
+    // concern (room messages do not count against AFK): nothing to write and nothing to read
+    if (known && ((known.inputOnly && kind !== 'input') || now + known.spanMs - known.due < 1000)) return;
     await this.#tx(async (r, fx) => {
       const s = await r.getSession(id, { lock: true });
       if (!s) return;
-      const p = this.#project(s.projectId);
       if (s.state === 'idle' && kind === 'input') {
         await this.#enterActive(r, fx, s, 'viewer:input');
         return;
       }
-      if (s.state !== 'active') return;
-      if (kind === 'input' && usesAfk(p)) {
-        const due = now + p.timeouts.afkWarningMs;
-        await this.#setTimer(r, fx, s.id, TimerKind.AfkWarning, due);
-        this.#activityDue.set(s.id, due);
-      }
-      if (usesIdle(p)) {
-        const due = now + p.timeouts.idleMs;
-        await this.#setTimer(r, fx, s.id, TimerKind.Idle, due);
-        this.#activityDue.set(s.id, due);
-      }
+      const a = activityTimer(this.#project(s.projectId));
+      if (s.state !== 'active' || !a || (a.inputOnly && kind !== 'input')) return;
+      await this.#pushActivity(r, fx, s.id, a, now);
     });
+  }
+
+  /** Moves an active session's activity deadline to now + its span. */
+  async #pushActivity(
+    r: Repo,
+    fx: Effects,
+    id: string,
+    a: NonNullable<ReturnType<typeof activityTimer>>,
+    now: number,
+  ): Promise<void> {
+    const due = now + a.spanMs;
+    await this.#setTimer(r, fx, id, a.timer, due);
+    this.#activityDue.set(id, { ...a, due });
   }
 
   /** The viewer's connection came up (first socket) or came back (within the reconnect window). */
@@ -720,14 +726,8 @@ export class Engine {
     const next = await this.#transition(r, fx, s, 'active', cause, first ? { activeAt: now } : {});
     if (first && p.timeouts.maxRuntimeMs > 0)
       await this.#setTimer(r, fx, s.id, TimerKind.MaxRuntime, now + p.timeouts.maxRuntimeMs);
-    if (usesAfk(p)) {
-      await this.#setTimer(r, fx, s.id, TimerKind.AfkWarning, now + p.timeouts.afkWarningMs);
-      this.#activityDue.set(s.id, now + p.timeouts.afkWarningMs);
-    }
-    if (usesIdle(p) && s.state !== 'idle') {
-      await this.#setTimer(r, fx, s.id, TimerKind.Idle, now + p.timeouts.idleMs);
-      this.#activityDue.set(s.id, now + p.timeouts.idleMs);
-    }
+    const a = activityTimer(p);
+    if (a) await this.#pushActivity(r, fx, s.id, a, now);
     return next;
   }
 

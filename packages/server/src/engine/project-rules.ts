@@ -1,5 +1,5 @@
 // Pure rules about projects: can a session run, what timers apply, how long to wait.
-import type { ProjectSettings } from '../storage/records.ts';
+import { type ProjectSettings, TimerKind } from '../storage/records.ts';
 
 /** Why a session for this project cannot run, or null if it can. */
 export function unrunnableReason(
@@ -26,6 +26,18 @@ export function usesAfk(p: ProjectSettings): boolean {
 /** The idle timeout (no activity at all) applies to agent projects. */
 export function usesIdle(p: ProjectSettings): boolean {
   return p.kind === 'agent';
+}
+
+/**
+ * The deadline that activity keeps away in an active session: the AFK warning (viewer input only) for
+ * streaming projects with AFK on, the idle timeout (any activity) for agent projects, or none.
+ */
+export function activityTimer(
+  p: ProjectSettings,
+): { timer: typeof TimerKind.AfkWarning | typeof TimerKind.Idle; spanMs: number; inputOnly: boolean } | null {
+  if (usesAfk(p)) return { timer: TimerKind.AfkWarning, spanMs: p.timeouts.afkWarningMs, inputOnly: true };
+  if (usesIdle(p)) return { timer: TimerKind.Idle, spanMs: p.timeouts.idleMs, inputOnly: false };
+  return null;
 }
 
 /** Streaming sessions go active only once the viewer is connected; agent sessions when the agent starts. */

@@ -19,7 +19,6 @@ export class Scheduler {
   readonly #o: SchedulerOptions;
   #armed: { at: number; handle: TimerHandle } | null = null;
   #running: Promise<void> | null = null;
-  #again = false;
   #stopped = true;
   #poll: NodeJS.Timeout | null = null;
 
@@ -64,10 +63,8 @@ export class Scheduler {
 
   #fire(): Promise<void> {
     this.#armed = null;
-    if (this.#running) {
-      this.#again = true;
-      return this.#running;
-    }
+    // a drain already running re-arms from the table when it ends, which catches this deadline too
+    if (this.#running) return this.#running;
     this.#running = this.#drain().finally(() => {
       this.#running = null;
     });
@@ -75,25 +72,20 @@ export class Scheduler {
   }
 
   async #drain(): Promise<void> {
-    do {
-      this.#again = false;
-      for (;;) {
-        if (this.#stopped) return;
-        const due = await this.#o.store.read.dueTimers(this.#o.clock.now(), BATCH);
-        for (const t of due) {
-          try {
-            await this.#o.handle(t);
-          } catch (err) {
-            this.#o.onError(err, t);
-            // a timer that keeps failing must not spin: push it back a little
-            await this.#o.store.read
-              .setTimer(t.sessionId, t.kind, this.#o.clock.now() + 1000)
-              .catch(() => {});
-          }
+    for (;;) {
+      if (this.#stopped) return;
+      const due = await this.#o.store.read.dueTimers(this.#o.clock.now(), BATCH);
+      for (const t of due) {
+        try {
+          await this.#o.handle(t);
+        } catch (err) {
+          this.#o.onError(err, t);
+          // a timer that keeps failing must not spin: push it back a little
+          await this.#o.store.read.setTimer(t.sessionId, t.kind, this.#o.clock.now() + 1000).catch(() => {});
         }
-        if (due.length < BATCH) break;
       }
-    } while (this.#again);
+      if (due.length < BATCH) break;
+    }
     await this.#rearm();
   }
 

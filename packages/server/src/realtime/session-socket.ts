@@ -59,7 +59,6 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       /** participants the snapshot listed: their held join events are not sent again */
       const listed = new Set<string>();
       let timeline: TransitionRecord[] = [];
-      let position: number | null = null;
       try {
         const caller = await callerOf(req, ctx.auth);
         requireSession(caller, sessionId, ['viewer', 'user', 'observer', 'agent']);
@@ -89,8 +88,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         }
         deliver(snapshot);
         const q = status === 'queued' ? await engine.queuePosition(s) : null;
-        position = q?.position ?? null;
-        lastPosition = position;
+        lastPosition = q?.position ?? null;
         if (q)
           send({
             type: 'session.queue_position',
@@ -118,7 +116,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       }
       const held = buffer;
       buffer = null;
-      for (const e of unseen(held, timeline, position)) {
+      for (const e of unseen(held, timeline)) {
         if (e.type === 'session.participant_joined' && listed.delete(e.participant.identity)) continue;
         if (!ended) deliver(e);
       }
@@ -188,11 +186,11 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
 }
 
 /**
- * The events held while the snapshot was read, minus what it already shows: the status changes committed
- * before the timeline was read (its newest entries) and the queue position it sent, so a client never sees
- * one state or position twice.
+ * The events held while the snapshot was read, minus the status changes it already shows (those committed
+ * before the timeline was read: its newest entries), so a client never sees one state twice. Repeated
+ * queue positions are dropped by deliver().
  */
-function unseen(held: SessionEvent[], timeline: TransitionRecord[], position: number | null): SessionEvent[] {
+function unseen(held: SessionEvent[], timeline: TransitionRecord[]): SessionEvent[] {
   const changes = held.filter((e) => e.type === 'session.status_changed');
   const same = (e: SessionEvent, t: TransitionRecord | undefined) =>
     e.type === 'session.status_changed' &&
@@ -203,9 +201,7 @@ function unseen(held: SessionEvent[], timeline: TransitionRecord[], position: nu
   let k = Math.min(changes.length, timeline.length);
   while (k > 0 && !changes.slice(0, k).every((e, i) => same(e, timeline[timeline.length - k + i]))) k--;
   const shown = new Set<SessionEvent>(changes.slice(0, k));
-  return held.filter(
-    (e) => !shown.has(e) && !(e.type === 'session.queue_position' && e.position === position),
-  );
+  return held.filter((e) => !shown.has(e));
 }
 
 function participantKind(role: string): 'viewer' | 'user' | 'agent' {
