@@ -8,6 +8,7 @@ import {
   type BenchResult,
   BenchServer,
   benchDatabase,
+  cpuShare,
   type DatabaseKind,
   type Figure,
   HttpClient,
@@ -16,7 +17,7 @@ import {
   SECRET,
   threadTime,
 } from './lib/harness.ts';
-import { topSelfTime } from './lib/profile.ts';
+import { logProfile } from './lib/profile.ts';
 
 const PROJECT = 'admission-bench';
 /**
@@ -138,19 +139,17 @@ async function runOn(kind: DatabaseKind, options: BenchOptions): Promise<Admissi
     const end = await server.stats();
     const hostEnd = await server.hostStats();
     const self = process.cpuUsage(selfStart);
-    const share = (a?: { user: number; system: number }, b?: { user: number; system: number }) =>
-      a && b ? (b.user + b.system - a.user - a.system) / 1000 / loaded.ms : Number.NaN;
 
     closed = true;
     http.close();
     const profilePath = await server.close();
-    let profile: string[] = [];
-    if (profilePath) {
-      const top = topSelfTime(profilePath, 25, { fromUs: start.hrUs, toUs: end.hrUs });
-      profile = top.rows.map((r) => `${r.share}% ${r.selfMs} ms ${r.fn} ${r.where}`);
-      log(`server CPU profile (${kind}, loaded phase, ${top.totalMs} ms sampled): ${profilePath}`);
-      for (const line of profile) log(`  ${line}`);
-    }
+    const profile = logProfile(
+      profilePath,
+      25,
+      { fromUs: start.hrUs, toUs: end.hrUs },
+      `${kind}, loaded phase`,
+      log,
+    );
     return {
       kind,
       pool,
@@ -160,8 +159,8 @@ async function runOn(kind: DatabaseKind, options: BenchOptions): Promise<Admissi
       lag: end.lag,
       thread: threadTime(start, end, loaded.ms),
       cpu: {
-        server: share(start.cpu, end.cpu),
-        host: share(hostStart.cpu, hostEnd.cpu),
+        server: cpuShare(start.cpu, end.cpu, loaded.ms),
+        host: cpuShare(hostStart.cpu, hostEnd.cpu, loaded.ms),
         load: (self.user + self.system) / 1000 / loaded.ms,
       },
       profile,

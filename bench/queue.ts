@@ -10,6 +10,7 @@ import {
   type BenchResult,
   BenchServer,
   benchDatabase,
+  cpuShare,
   type DatabaseKind,
   HttpClient,
   inParallel,
@@ -20,7 +21,7 @@ import {
   sleep,
   threadTime,
 } from './lib/harness.ts';
-import { topSelfTime } from './lib/profile.ts';
+import { logProfile } from './lib/profile.ts';
 
 const PROJECT = 'queue-bench';
 /** viewers waiting when the measurement starts */
@@ -278,16 +279,14 @@ async function runOn(kind: DatabaseKind, options: BenchOptions): Promise<QueueRu
 
     const judged = judge(snapshots, viewers);
     const seatedFromQueue = queued.filter((v) => v.seatedAt !== null && v.seatedAt >= t0).length;
-    const share = (a?: { user: number; system: number }, b?: { user: number; system: number }) =>
-      a && b ? (b.user + b.system - a.user - a.system) / 1000 / runMs : Number.NaN;
-    let profile: string[] = [];
     const profilePath = await closeAll(server, viewers, http);
-    if (profilePath) {
-      const top = topSelfTime(profilePath, 15, { fromUs: start.hrUs, toUs: end.hrUs });
-      profile = top.rows.map((r) => `${r.share}% ${r.selfMs} ms ${r.fn} ${r.where}`);
-      log(`server CPU profile (${kind}, measurement window, ${top.totalMs} ms sampled): ${profilePath}`);
-      for (const line of profile) log(`  ${line}`);
-    }
+    const profile = logProfile(
+      profilePath,
+      15,
+      { fromUs: start.hrUs, toUs: end.hrUs },
+      `${kind}, measurement window`,
+      log,
+    );
     return {
       kind,
       queued: QUEUED,
@@ -307,8 +306,8 @@ async function runOn(kind: DatabaseKind, options: BenchOptions): Promise<QueueRu
       endP99Ms: percentile(endLatencies, 99),
       thread: threadTime(start, end, runMs),
       cpu: {
-        server: share(start.cpu, end.cpu),
-        host: share(hostStart.cpu, hostEnd.cpu),
+        server: cpuShare(start.cpu, end.cpu, runMs),
+        host: cpuShare(hostStart.cpu, hostEnd.cpu, runMs),
         viewers: (self.user + self.system) / 1000 / runMs,
       },
       profile,

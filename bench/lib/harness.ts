@@ -231,6 +231,15 @@ export class HttpClient {
 }
 
 /** Nearest-rank percentile of numbers (sorted or not). */
+/** CPU time between two process.cpuUsage() readings, as a share of one core over wallMs. */
+export function cpuShare(
+  a: { user: number; system: number } | undefined,
+  b: { user: number; system: number } | undefined,
+  wallMs: number,
+): number {
+  return a && b ? (b.user + b.system - a.user - a.system) / 1000 / wallMs : Number.NaN;
+}
+
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);

@@ -65,3 +65,19 @@ export function topSelfTime(
     }));
   return { rows, totalMs: Math.round(total / 1000) };
 }
+
+/** Summarises a server CPU profile over a window, logs it, and returns its lines (empty without a profile). */
+export function logProfile(
+  file: string | null | undefined,
+  limit: number,
+  window: { fromUs: number; toUs: number },
+  label: string,
+  log: (line: string) => void,
+): string[] {
+  if (!file) return [];
+  const top = topSelfTime(file, limit, window);
+  const lines = top.rows.map((r) => `${r.share}% ${r.selfMs} ms ${r.fn} ${r.where}`);
+  log(`server CPU profile (${label}, ${top.totalMs} ms sampled): ${file}`);
+  for (const line of lines) log(`  ${line}`);
+  return lines;
+}
