@@ -458,14 +458,15 @@ export class Engine {
 
   /** A session with its queue position and estimated wait (while queued). */
   async withQueue(s: SessionRecord): Promise<SessionWithQueue> {
-    if (s.state !== 'queued' || s.queuedAt === null)
-      return { session: s, queuePosition: null, estimatedWaitMs: null };
+    const q = await this.#positionOf(s);
+    return { session: s, queuePosition: q?.position ?? null, estimatedWaitMs: q?.estimatedWaitMs ?? null };
+  }
+
+  /** A queued session's 1-based position (sessions ahead of it, plus one) and its estimated wait. */
+  async #positionOf(s: SessionRecord): Promise<{ position: number; estimatedWaitMs: number | null } | null> {
+    if (s.state !== 'queued' || s.queuedAt === null) return null;
     const position = (await this.store.read.countQueuedAhead(s.projectId, s.region, s.queuedAt, s.id)) + 1;
-    return {
-      session: s,
-      queuePosition: position,
-      estimatedWaitMs: await this.#estimate(s.projectId, s.region, position),
-    };
+    return { position, estimatedWaitMs: await this.#estimate(s.projectId, s.region, position) };
   }
 
   async getSession(id: string): Promise<SessionRecord> {
@@ -1208,11 +1209,10 @@ export class Engine {
   async queuePosition(
     s: SessionRecord,
   ): Promise<{ position: number; queueLength: number; estimatedWaitMs: number | null } | null> {
-    if (s.state !== 'queued' || s.queuedAt === null) return null;
-    const position = (await this.store.read.countQueuedAhead(s.projectId, s.region, s.queuedAt, s.id)) + 1;
-    const queueLength = await this.store.read.countQueued(s.projectId, s.region);
-    this.#sentPositions.set(s.id, position);
-    return { position, queueLength, estimatedWaitMs: await this.#estimate(s.projectId, s.region, position) };
+    const q = await this.#positionOf(s);
+    if (!q) return null;
+    this.#sentPositions.set(s.id, q.position);
+    return { ...q, queueLength: await this.store.read.countQueued(s.projectId, s.region) };
   }
 
   // ------------------------------------------------------------------ workers
