@@ -194,6 +194,9 @@ export const SOCKET_CLOSE_DOCS: Readonly<Record<keyof typeof SocketCloseCode, st
 export const WORKER_ENV_DOCS: Readonly<Record<keyof typeof WORKER_ENV, string>> = {
   url: 'the `ws://…/workers/ws` URL to dial',
   token: 'the worker token to `register` with',
+  signallingUrl:
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the placeholder a worker command may contain
+    "the `ws://…/workers/signalling?token=…` URL for a Pixel Streaming streamer (a UE app's `-PixelStreamingSignallingURL`); `${USHER_SIGNALLING_URL}` in the command is replaced by it",
   workerId: "the worker's id",
   projectId: 'the project it serves',
   region: 'the region of its pool',

@@ -1,6 +1,7 @@
 // Events on GET /sessions/{id}/ws (server → client) and the frames a client may send on it (SPEC §7).
 import Type, { type Static } from 'typebox';
 import { ParticipantKind, StateName } from './session.ts';
+import { PlayerSignal } from './signalling.ts';
 
 export const Participant = Type.Object({
   identity: Type.String(),
@@ -94,11 +95,16 @@ export type SessionEvent = Static<typeof SessionEvent>;
 export type SessionEventType = SessionEvent['type'];
 export type SessionEventOf<T extends SessionEventType> = Extract<SessionEvent, { type: T }>;
 
-/** Frames a participant may send on the session socket. */
+/** Frames a participant may send on the session socket; a stream session's viewer also signals (signalling.ts). */
 export const ClientFrame = Type.Union([
   Type.Object({ type: Type.Literal('input') }, { additionalProperties: false }),
   Type.Object(
-    { type: Type.Literal('ping'), id: Type.Optional(Type.Union([Type.String(), Type.Number()])) },
+    {
+      type: Type.Literal('ping'),
+      id: Type.Optional(Type.Union([Type.String(), Type.Number()])),
+      /** Epic's players send `time` and expect it back in the pong */
+      time: Type.Optional(Type.Number()),
+    },
     { additionalProperties: false },
   ),
   Type.Object(
@@ -109,6 +115,7 @@ export const ClientFrame = Type.Union([
     },
     { additionalProperties: false },
   ),
+  PlayerSignal,
 ]);
 export type ClientFrame = Static<typeof ClientFrame>;
 

@@ -5,6 +5,7 @@ export * from './errors.ts';
 export * from './events.ts';
 export * from './project.ts';
 export * from './session.ts';
+export * from './signalling.ts';
 export * from './states.ts';
 export * from './validate.ts';
 export * from './version.ts';

@@ -9,12 +9,32 @@ export interface Validator<T extends TSchema> {
 
 export function validator<T extends TSchema>(schema: T): Validator<T> {
   const compiled = Compile(schema);
+  const byType = messageTypes(schema);
   return {
     parse(value) {
       if (compiled.Check(value)) return { ok: true, value: value as Static<T> };
+      // a message of a known type is described against that type's schema, not against the whole union
+      const type = (value as { type?: unknown } | null)?.type;
+      const member = typeof type === 'string' ? byType.get(type) : undefined;
+      if (member) return { ok: false, message: `${type}: ${describeErrors(Compile(member).Errors(value))}` };
+      if (byType.size > 0 && typeof type === 'string')
+        return { ok: false, message: `unknown message type "${type.slice(0, 64)}"` };
       return { ok: false, message: describeErrors(compiled.Errors(value)) };
     },
   };
+}
+
+/** For a union of `{type: <literal>, …}` objects (nested unions too): each type's schema. */
+function messageTypes(schema: TSchema): Map<string, TSchema> {
+  const out = new Map<string, TSchema>();
+  const visit = (s: TSchema) => {
+    const anyOf = (s as { anyOf?: TSchema[] }).anyOf;
+    if (anyOf) return anyOf.forEach(visit);
+    const literal = (s as { properties?: { type?: { const?: unknown } } }).properties?.type?.const;
+    if (typeof literal === 'string' && !out.has(literal)) out.set(literal, s);
+  };
+  visit(schema);
+  return out;
 }
 
 interface SchemaError {

@@ -111,6 +111,8 @@ export const SocketCloseCode = {
 export const WORKER_ENV = {
   url: 'USHER_WORKER_URL',
   token: 'USHER_WORKER_TOKEN',
+  /** the Pixel Streaming signalling URL with the token: what a UE app's -PixelStreamingSignallingURL takes */
+  signallingUrl: 'USHER_SIGNALLING_URL',
   workerId: 'USHER_WORKER_ID',
   projectId: 'USHER_PROJECT_ID',
   region: 'USHER_REGION',

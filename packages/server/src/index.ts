@@ -3,7 +3,7 @@
 export { AdminKeys, TokenIssuer } from './auth/tokens.ts';
 export type { WorkerDriver, WorkerExit, WorkerLaunch } from './drivers/driver.ts';
 export { ExternalDriver } from './drivers/external.ts';
-export { ProcessDriver } from './drivers/process.ts';
+export { expandLaunchVars, ProcessDriver } from './drivers/process.ts';
 export { type Clock, ManualClock, systemClock } from './engine/clock.ts';
 export { Engine, type EngineOptions, type WorkerLink } from './engine/engine.ts';
 export { EventHub } from './engine/event-hub.ts';

@@ -21,6 +21,8 @@ import { type Clock, systemClock } from './engine/clock.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
 import { EventHub } from './engine/event-hub.ts';
 import { sessionSocketRoute } from './realtime/session-socket.ts';
+import { SignallingRelay } from './realtime/signalling/relay.ts';
+import { streamerSocketRoute } from './realtime/signalling/streamer-socket.ts';
 import { MAX_WORKER_FRAME_BYTES, workerSocketRoute } from './realtime/worker-socket.ts';
 import { openStore, type StorageOptions, Store } from './storage/store.ts';
 import { type Logger, silentLogger } from './util/logger.ts';
@@ -48,10 +50,18 @@ export interface UsherServerOptions {
   drivers?: Partial<Record<'process' | 'external' | 'kubernetes', WorkerDriver>>;
   /** projects declared in configuration: created when missing, updated when present */
   projects?: readonly ProjectInput[];
+  /**
+   * The `peerConnectionOptions` every Pixel Streaming `config` message carries (an RTCConfiguration: STUN and
+   * TURN servers). Default: none, which suffices on one network.
+   */
+  peerConnectionOptions?: Record<string, unknown>;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
   bodyLimitBytes?: number;
   engine?: Partial<
-    Omit<EngineOptions, 'store' | 'clock' | 'hub' | 'tokens' | 'drivers' | 'log' | 'serverId' | 'workerUrl'>
+    Omit<
+      EngineOptions,
+      'store' | 'clock' | 'hub' | 'tokens' | 'drivers' | 'log' | 'serverId' | 'workerUrl' | 'signallingUrl'
+    >
   >;
 }
 
@@ -169,6 +179,7 @@ export class UsherServer {
       log,
       serverId: o.serverId ?? `${hostname()}:${o.port ?? 8080}`,
       workerUrl: () => `${toWs(baseUrl)}/workers/ws`,
+      signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
     });
     this.#engine = engine;
     processDriver.onExit(
@@ -180,9 +191,20 @@ export class UsherServer {
         void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
     );
 
+    const relay = new SignallingRelay({
+      peerConnectionOptions: o.peerConnectionOptions,
+      log,
+      onDisconnectPlayer: (sessionId, reason) =>
+        void engine
+          .endSession(sessionId, `worker:disconnect_player: ${reason}`)
+          .catch((err) => log.warn({ err, sessionId }, 'disconnectPlayer could not end the session')),
+    });
     const ctx: ApiContext = {
       engine,
       auth,
+      relay,
+      workerSocketUrl: () => `${toWs(baseUrl)}/workers/ws`,
+      signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
       version: VERSION,
       sessionSocketUrl: (id) => `${toWs(baseUrl)}/sessions/${encodeURIComponent(id)}/ws`,
     };
@@ -199,6 +221,7 @@ export class UsherServer {
       workerRoutes(scope, ctx);
       sessionSocketRoute(scope, ctx);
       workerSocketRoute(scope, ctx);
+      streamerSocketRoute(scope, ctx);
       scope.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     });
 

@@ -150,7 +150,7 @@ export class TestServer {
   /** Resolves when the workers of a project satisfy pred (checked now and on every worker change). */
   async workersWhere(
     projectId: string,
-    pred: (workers: { state: string; sessionId: string | null }[]) => boolean,
+    pred: (workers: { id: string; state: string; sessionId: string | null }[]) => boolean,
   ): Promise<void> {
     const check = async () => pred(await this.engine.listWorkers({ projectId }));
     // subscribe before the first read, so no change can fall between the two

@@ -3,3 +3,4 @@ export * from './databases.ts';
 export * from './fake-driver.ts';
 export * from './harness.ts';
 export * from './session-socket.ts';
+export * from './streamer.ts';

@@ -12,6 +12,7 @@ export class TestSocket {
   readonly opened: Promise<void>;
   readonly closed: Promise<{ code: number; reason: string }>;
   #waiters: { pred: Predicate; resolve: (e: SessionEvent) => void; from: number }[] = [];
+  #otherWaiters: { type: string; resolve: (m: Record<string, unknown>) => void }[] = [];
 
   constructor(url: string) {
     this.ws = new WebSocket(url);
@@ -34,7 +35,12 @@ export class TestSocket {
           }
           return true;
         });
-      } else this.other.push(msg as Record<string, unknown>);
+      } else {
+        const m = msg as Record<string, unknown>;
+        this.other.push(m);
+        const i = this.#otherWaiters.findIndex((w) => w.type === m.type);
+        if (i >= 0) this.#otherWaiters.splice(i, 1)[0]!.resolve(m);
+      }
     });
   }
 
@@ -44,6 +50,19 @@ export class TestSocket {
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve) => this.#waiters.push({ pred, resolve, from: this.events.length }));
   }
+
+  /**
+   * The next frame of this type that is not a session event (signalling, pong, error): the first one received
+   * since the last call for that type, or the next to come.
+   */
+  next(type: string): Promise<Record<string, unknown>> {
+    const taken = this.#taken.get(type) ?? 0;
+    const seen = this.other.filter((m) => m.type === type);
+    this.#taken.set(type, taken + 1);
+    if (seen.length > taken) return Promise.resolve(seen[taken]!);
+    return new Promise((resolve) => this.#otherWaiters.push({ type, resolve }));
+  }
+  #taken = new Map<string, number>();
 
   /** Waits until the session reports the state. */
   state(

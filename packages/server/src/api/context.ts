@@ -1,11 +1,18 @@
 // What route handlers get: the engine, auth, and how to spell the server's public URLs.
 import type { Engine } from '../engine/engine.ts';
+import type { SignallingRelay } from '../realtime/signalling/relay.ts';
 import type { AuthContext } from './auth.ts';
 
 export interface ApiContext {
   engine: Engine;
   auth: AuthContext;
+  /** Pixel Streaming signalling between viewers and streamers on this server */
+  relay: SignallingRelay;
   /** ws(s)://…/sessions/{id}/ws */
   sessionSocketUrl(sessionId: string): string;
+  /** ws(s)://…/workers/ws, the worker protocol */
+  workerSocketUrl(): string;
+  /** ws(s)://…/workers/signalling, the Pixel Streaming streamer protocol */
+  signallingUrl(): string;
   version: string;
 }

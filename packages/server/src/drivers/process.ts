@@ -72,7 +72,10 @@ export class ProcessDriver implements WorkerDriver {
     if (this.#closed) throw new Error(`ProcessDriver is closed; cannot start worker ${workerId}`);
     if (this.#workers.has(workerId)) throw new Error(`worker ${workerId} is already running`);
     const spec = readSpec(launch.spec);
-    const [file, ...args] = spec.command;
+    const [file, ...args] = spec.command.map((arg) => expandLaunchVars(arg, launch.env)) as [
+      string,
+      ...string[],
+    ];
     let child: ChildProcess;
     try {
       child = spawn(file, args, {
@@ -278,6 +281,14 @@ function readSpec(spec: Record<string, unknown>): ProcessSpec {
     cwd,
     env: Object.fromEntries(entries) as Record<string, string>,
   };
+}
+
+/**
+ * `${USHER_…}` in a command argument becomes that variable of the launch, so that a program that takes its
+ * settings as flags gets them: `-PixelStreamingSignallingURL=${USHER_SIGNALLING_URL}` for a UE app.
+ */
+export function expandLaunchVars(arg: string, env: Record<string, string>): string {
+  return arg.replace(/\$\{(USHER_[A-Z0-9_]+)\}/g, (whole, name: string) => env[name] ?? whole);
 }
 
 function describeSpawnError(file: string, cwd: string | undefined, err: unknown): string {

@@ -66,6 +66,8 @@ export interface EngineOptions {
   serverId: string;
   /** the WebSocket URL workers dial (known once the server listens) */
   workerUrl: () => string;
+  /** the WebSocket URL Pixel Streaming streamers dial (without the token) */
+  signallingUrl: () => string;
   heartbeatIntervalMs?: number;
   /** a worker whose socket is gone this long is lost */
   workerLossMs?: number;
@@ -1007,6 +1009,7 @@ export class Engine {
         const env: Record<string, string> = {
           [WORKER_ENV.url]: this.o.workerUrl(),
           [WORKER_ENV.token]: token,
+          [WORKER_ENV.signallingUrl]: `${this.o.signallingUrl()}?token=${token}`,
           [WORKER_ENV.workerId]: w.id,
           [WORKER_ENV.projectId]: p.id,
           [WORKER_ENV.region]: region,

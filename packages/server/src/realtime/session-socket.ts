@@ -1,5 +1,6 @@
 // GET /sessions/{id}/ws: a participant's live connection. It first gets the current state, then every
-// event; the viewer's connection also drives AFK (input) and reconnection (its close code).
+// event; the viewer's connection also drives AFK (input) and reconnection (its close code). A stream session's
+// viewer also signals its WebRTC connection to the worker here (Epic's player protocol, docs/signalling.md).
 import {
   ClientFrame,
   MAX_CLIENT_FRAME_BYTES,
@@ -13,11 +14,12 @@ import type { RawData, WebSocket } from 'ws';
 import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import type { TransitionRecord } from '../storage/records.ts';
+import type { PlayerHandle } from './signalling/relay.ts';
 
 const clientFrame = validator(ClientFrame);
 
 export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
-  const { engine } = ctx;
+  const { engine, relay } = ctx;
   app.get<{ Params: { id: string } }>(
     '/sessions/:id/ws',
     { websocket: true },
@@ -59,6 +61,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       /** participants the snapshot listed: their held join events are not sent again */
       const listed = new Set<string>();
       let timeline: TransitionRecord[] = [];
+      /** the viewer of a stream session: its signalling to the worker */
+      let player: PlayerHandle | null = null;
       try {
         const caller = await callerOf(req, ctx.auth);
         requireSession(caller, sessionId, ['viewer', 'user', 'observer', 'agent']);
@@ -70,6 +74,11 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         const last = timeline[timeline.length - 1];
         const status = last?.to ?? s.state;
         if (status === 'ended' && s.state !== 'ended') s = await engine.getSession(sessionId);
+        // Epic's player protocol starts with `config`; Usher's events follow as extra message types
+        if (engine.getProject(s.projectId).settings.kind === 'stream') {
+          send(relay.config());
+          if (role === 'viewer' && status !== 'ended') player = relay.playerOpened(sessionId, { send });
+        }
         const snapshot: SessionEvent = {
           type: 'session.status_changed',
           sessionId,
@@ -142,7 +151,12 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         const frame = parsed.value;
         switch (frame.type) {
           case 'ping':
-            send({ type: 'pong', id: frame.id ?? null, at: new Date(engine.clock.now()).toISOString() });
+            send({
+              type: 'pong',
+              id: frame.id ?? null,
+              ...(frame.time !== undefined ? { time: frame.time } : {}),
+              at: new Date(engine.clock.now()).toISOString(),
+            });
             return;
           case 'input':
             if (role === 'viewer' || role === 'user')
@@ -163,11 +177,20 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
               .catch((err) => req.log.error({ err }, 'relay failed'));
             return;
           }
+          default:
+            if (player) relay.fromPlayer(player, frame);
+            else
+              send({
+                type: 'error',
+                code: 'BAD_REQUEST',
+                message: `${frame.type} is a signalling message: only the viewer of a stream session sends it`,
+              });
         }
       };
 
       const onClose = (code: number) => {
         unsubscribe();
+        if (player) relay.playerClosed(player);
         if (joined) engine.participantLeft(sessionId, identity);
         if (role === 'viewer' && !ended) {
           void engine

@@ -1,5 +1,5 @@
 // Project routes: create, read, list, update settings, enable, disable.
-import { Project, ProjectInput } from '@usher/protocol';
+import { Project, ProjectInput, UsherError } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { projectView } from '../../engine/views.ts';
@@ -100,4 +100,56 @@ export function projectRoutes(app: FastifyInstance, ctx: ApiContext): void {
       },
     );
   }
+
+  const PoolTokenBody = Type.Object(
+    {
+      region: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+      ttlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 90 * 24 * 3600 })),
+    },
+    { additionalProperties: false },
+  );
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof PoolTokenBody> }>(
+    '/projects/:id/pool-tokens',
+    {
+      schema: {
+        tags,
+        summary:
+          'A pool token: workers started outside Usher (external driver, UE apps started by hand) register with it',
+        params: IdParams,
+        body: PoolTokenBody,
+        response: {
+          201: Type.Object({
+            token: Type.String(),
+            region: Type.String(),
+            expiresAt: Type.String({ format: 'date-time' }),
+            workerUrl: Type.String({ description: 'for workers that speak the worker protocol' }),
+            signallingUrl: Type.String({
+              description: "for Pixel Streaming streamers: a UE app's -PixelStreamingSignallingURL",
+            }),
+          }),
+          '4xx': ErrorResponse,
+        },
+      },
+    },
+    async (req, reply) => {
+      await admin(req);
+      const p = engine.getProject(req.params.id).settings;
+      const region = req.body?.region ?? p.defaultRegion;
+      if (!Object.hasOwn(p.regions, region))
+        throw new UsherError(
+          'BAD_REQUEST',
+          `project "${p.id}" has no region "${region}"; its regions are ${Object.keys(p.regions).join(', ')}`,
+        );
+      const ttlMs = (req.body?.ttlSeconds ?? 30 * 24 * 3600) * 1000;
+      const token = await ctx.auth.tokens.sign({ role: 'pool', pid: p.id, reg: region }, ttlMs);
+      reply.status(201);
+      return {
+        token,
+        region,
+        expiresAt: new Date(engine.clock.now() + ttlMs).toISOString(),
+        workerUrl: ctx.workerSocketUrl(),
+        signallingUrl: `${ctx.signallingUrl()}?token=${token}`,
+      };
+    },
+  );
 }
