@@ -1,0 +1,47 @@
+// UsherError: what the SDK rejects with and reports. Server errors keep the server's stable code
+// (docs/errors.md); the SDK's own codes are listed in WEB_ERRORS.
+import { ERRORS, isErrorCode } from '@usher/protocol';
+
+/** Codes raised by the SDK itself. */
+export const WEB_ERRORS = {
+  BAD_OPTIONS: { retryable: false, description: 'An option is missing or invalid; the message names it.' },
+  NETWORK: { retryable: true, description: 'The server could not be reached (fetch failed).' },
+  BAD_RESPONSE: { retryable: false, description: 'The server answered something the SDK cannot read.' },
+  SUBSCRIBE_FAILED: { retryable: false, description: 'The server refused the stream subscription.' },
+  WEBRTC_FAILED: { retryable: false, description: 'The browser could not answer the stream offer.' },
+} as const satisfies Record<string, { retryable: boolean; description: string }>;
+export type WebErrorCode = keyof typeof WEB_ERRORS;
+
+export class UsherError extends Error {
+  /** the server's error code (e.g. PROJECT_DISABLED) or one of WEB_ERRORS */
+  readonly code: string;
+  /** the HTTP status, when the error is an HTTP answer */
+  readonly status: number | null;
+  /** whether the same call may succeed later */
+  readonly retryable: boolean;
+
+  constructor(
+    code: string,
+    message: string,
+    options: { status?: number | null; retryable?: boolean; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'UsherError';
+    this.code = code;
+    this.status = options.status ?? null;
+    this.retryable = options.retryable ?? defaultRetryable(code);
+  }
+}
+
+function defaultRetryable(code: string): boolean {
+  if (isErrorCode(code)) return ERRORS[code].retryable;
+  return Object.hasOwn(WEB_ERRORS, code) ? WEB_ERRORS[code as WebErrorCode].retryable : false;
+}
+
+/** What the `error` event carries: a `session.error` event, an `error` frame, or a failure of the SDK. */
+export interface SessionErrorInfo {
+  code: string;
+  message: string;
+  /** whether the session goes on despite the error */
+  recoverable: boolean;
+}

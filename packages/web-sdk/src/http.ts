@@ -1,0 +1,99 @@
+// The two HTTP calls the SDK makes: create a session (POST /sessions) and end one (POST /sessions/{id}/end).
+import type { SessionState } from '@usher/protocol';
+import { UsherError } from './errors.ts';
+import type { FetchLike } from './platform.ts';
+
+export interface CreatedSession {
+  id: string;
+  state: SessionState;
+  /** viewer token, scoped to this session */
+  token: string;
+  /** WebSocket URL of the session, with the token */
+  url: string;
+}
+
+export async function createSession(
+  fetchFn: FetchLike,
+  server: string,
+  request: { projectId: string; region?: string | undefined },
+  apiKey: string | undefined,
+): Promise<CreatedSession> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+  const body = JSON.stringify(
+    request.region === undefined
+      ? { projectId: request.projectId }
+      : { projectId: request.projectId, region: request.region },
+  );
+  const json = await call(fetchFn, `${server}/sessions`, { method: 'POST', headers, body });
+  // the session is either nested ({session, token, url}) or spread beside token and url
+  const s = (isObject(json) && isObject(json.session) ? json.session : json) as Record<string, unknown>;
+  const { token, url } = (json ?? {}) as Record<string, unknown>;
+  if (typeof s?.id !== 'string' || typeof token !== 'string' || typeof url !== 'string') {
+    throw new UsherError(
+      'BAD_RESPONSE',
+      `POST ${server}/sessions answered without a session id, token and url: is ${server} an Usher server?`,
+    );
+  }
+  return { id: s.id, state: (s.state as SessionState) ?? 'requesting', token, url: withToken(url, token) };
+}
+
+export async function endSession(
+  fetchFn: FetchLike,
+  server: string,
+  id: string,
+  token: string,
+): Promise<void> {
+  await call(fetchFn, `${server}/sessions/${encodeURIComponent(id)}/end`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+  });
+}
+
+/** The socket URL with `?token=` added, unless it already carries one. */
+export function withToken(url: string, token: string): string {
+  const u = new URL(url);
+  if (!u.searchParams.has('token')) u.searchParams.set('token', token);
+  return u.toString();
+}
+
+/** Sends a request; a network failure or an error answer ({error:{code,message}}) rejects with UsherError. */
+async function call(fetchFn: FetchLike, url: string, init: RequestInit): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetchFn(url, init);
+  } catch (err) {
+    throw new UsherError(
+      'NETWORK',
+      `could not reach ${url} (${(err as Error)?.message ?? err}); check the \`server\` option and that the server is up`,
+      { cause: err },
+    );
+  }
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // an answer that is not JSON: reported below by status, or as a bad response
+  }
+  if (res.ok) return json;
+  const error = isObject(json) && isObject(json.error) ? json.error : null;
+  if (error && typeof error.code === 'string' && typeof error.message === 'string') {
+    throw new UsherError(error.code, error.message, {
+      status: res.status,
+      ...(typeof error.retryable === 'boolean' ? { retryable: error.retryable } : {}),
+    });
+  }
+  throw new UsherError(
+    'BAD_RESPONSE',
+    `${init.method} ${url} answered HTTP ${res.status}: ${text.slice(0, 200)}`,
+    {
+      status: res.status,
+      retryable: res.status >= 500,
+    },
+  );
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}

@@ -1,0 +1,311 @@
+// Reconnection (SPEC §4): 1006 resumes the same session with backoff and jitter, 4007 starts a fresh one, every
+// other code ends the session; the SDK gives up after maxAttempts or when the viewer cancels.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { harness, json, record, settle, status } from './fakes.ts';
+import { DEFAULT_RECONNECT, reconnectDelayMs } from './reconnect.ts';
+import { UsherSession } from './session.ts';
+
+const policy = { maxAttempts: 4, baseDelayMs: 500, maxDelayMs: 3000 };
+
+async function live(options: { join?: boolean; maxAttempts?: number } = {}) {
+  const h = harness();
+  const reconnect = { ...policy, maxAttempts: options.maxAttempts ?? policy.maxAttempts };
+  const session = options.join
+    ? await UsherSession.join({ ...h.options, reconnect, url: 'ws://usher.test/sessions/s1/ws?token=tk' })
+    : await UsherSession.start({
+        ...h.options,
+        reconnect,
+        server: 'http://usher.test',
+        projectId: 'demo',
+        region: 'eu',
+      });
+  h.net.last.open();
+  h.net.last.receive(status('active', 'connecting', 'worker:answer'));
+  const events = record(session);
+  return { h, session, events };
+}
+
+describe('reconnectDelayMs', () => {
+  test('full jitter: a random share of min(maxDelayMs, baseDelayMs·2ⁿ)', () => {
+    assert.equal(
+      reconnectDelayMs(0, policy, () => 0),
+      0,
+    );
+    assert.equal(
+      reconnectDelayMs(0, policy, () => 0.5),
+      250,
+    );
+    assert.equal(
+      reconnectDelayMs(2, policy, () => 0.5),
+      1000,
+    );
+    assert.equal(
+      reconnectDelayMs(3, policy, () => 0.5),
+      1500,
+    );
+    assert.equal(
+      reconnectDelayMs(10, policy, () => 0.999),
+      2997,
+    );
+    assert.deepEqual(DEFAULT_RECONNECT, { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 8000 });
+  });
+});
+
+describe('1006: resume the same session', () => {
+  test('reopens the same URL after each drawn delay, within the jitter bounds, then reports success', async () => {
+    const { h, session, events } = await live();
+    h.randoms.push(0.9, 0.1, 0.999);
+    const url = h.net.last.url;
+    h.net.last.serverClose(1006);
+    const drops = 3;
+    for (let i = 0; i < drops; i++) {
+      const { delayMs } = events.of('reconnecting')[i]!;
+      const before = h.net.sockets.length;
+      h.clock.advance(delayMs - 1);
+      assert.equal(h.net.sockets.length, before, `attempt ${i + 1} waits its delay`);
+      h.clock.advance(1);
+      assert.equal(h.net.sockets.length, before + 1);
+      assert.equal(h.net.last.url, url);
+      if (i < drops - 1) h.net.last.serverClose(1006);
+    }
+    const reconnecting = events.of('reconnecting');
+    assert.deepEqual(
+      reconnecting.map((r) => [r.attempt, r.code]),
+      [
+        [1, 1006],
+        [2, 1006],
+        [3, 1006],
+      ],
+    );
+    reconnecting.forEach((r, n) => {
+      const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** n);
+      assert.ok(r.delayMs >= 0 && r.delayMs < cap, `attempt ${n + 1}: ${r.delayMs} in [0, ${cap})`);
+    });
+    assert.deepEqual(
+      reconnecting.map((r) => r.delayMs),
+      [450, 100, 1998],
+    );
+    h.net.last.open();
+    h.net.last.receive(status('active', 'connecting', 'worker:answer'));
+    assert.deepEqual(events.of('reconnected'), [{ attempts: 3, sessionId: 's1', fresh: false }]);
+    assert.equal(session.state, 'active');
+    assert.deepEqual(events.of('state'), [], 'the state did not change while reconnecting');
+
+    // success reset the attempts: the next drop starts over at attempt 1 with the smallest cap
+    h.randoms.push(0.999);
+    h.net.last.serverClose(1006);
+    assert.deepEqual(events.of('reconnecting').at(-1), { attempt: 1, delayMs: 499, code: 1006 });
+  });
+
+  test('gives up after maxAttempts: reconnectFailed, then ended (4007, reconnect_failed)', async () => {
+    const { h, session, events } = await live({ maxAttempts: 2 });
+    h.net.last.serverClose(1006);
+    h.clock.advance(policy.maxDelayMs);
+    h.net.last.serverClose(1006);
+    h.clock.advance(policy.maxDelayMs);
+    h.net.last.serverClose(1006);
+    assert.equal(h.net.sockets.length, 3);
+    assert.deepEqual(
+      events.all.filter(([name]) => name !== 'reconnecting'),
+      [
+        ['reconnectFailed', { attempts: 2, code: 1006 }],
+        ['state', { state: 'ended', previous: 'active', cause: 'reconnect:failed' }],
+        ['ended', { code: 4007, reason: 'reconnect_failed', outcome: 'failed' }],
+      ],
+    );
+    assert.equal(session.state, 'ended');
+    h.clock.advance(60_000);
+    assert.equal(h.net.sockets.length, 3);
+  });
+
+  test('cancelReconnect() stops: ended (reconnect_canceled), no more sockets', async () => {
+    const { h, events, session } = await live();
+    h.net.last.serverClose(1006);
+    session.cancelReconnect();
+    h.clock.advance(60_000);
+    assert.equal(h.net.sockets.length, 1);
+    assert.deepEqual(events.of('ended'), [{ code: 4007, reason: 'reconnect_canceled', outcome: 'failed' }]);
+  });
+
+  test('with reconnect: false a drop ends the session', async () => {
+    const h = harness();
+    const session = await UsherSession.start({
+      ...h.options,
+      reconnect: false,
+      server: 'http://usher.test',
+      projectId: 'demo',
+    });
+    const events = record(session);
+    h.net.last.open();
+    h.net.last.serverClose(1006);
+    assert.deepEqual(events.of('ended'), [{ code: 1006, reason: 'connection_lost', outcome: 'failed' }]);
+    assert.deepEqual(events.of('reconnecting'), []);
+  });
+
+  test('a session that ended while the viewer was away is not resumed again', async () => {
+    const { h, events } = await live();
+    h.net.last.serverClose(1006);
+    h.clock.advance(policy.maxDelayMs);
+    h.net.last.open();
+    h.net.last.receive(
+      status('ended', 'ending', 'timer:afk', {
+        endCode: 4004,
+        endReason: 'afk_timeout',
+        outcome: 'disconnected',
+      }),
+    );
+    h.net.last.serverClose(4004, 'afk_timeout');
+    h.clock.advance(60_000);
+    assert.equal(h.net.sockets.length, 2);
+    assert.deepEqual(events.of('reconnected'), []);
+    assert.deepEqual(events.of('ended'), [{ code: 4004, reason: 'afk_timeout', outcome: 'disconnected' }]);
+  });
+});
+
+describe('codes that end the session', () => {
+  const cases: [number, string, string][] = [
+    [1000, 'completed', 'disconnected'],
+    [1001, 'viewer_left', 'disconnected'],
+    [4000, 'project_disabled', 'disconnected'],
+    [4001, 'pending_timeout', 'failed'],
+    [4002, 'app_not_found', 'failed'],
+    [4003, 'launch_failed', 'failed'],
+    [4004, 'afk_timeout', 'disconnected'],
+    [4005, 'worker_lost', 'failed'],
+    [4006, 'worker_crashed', 'failed'],
+  ];
+  for (const [code, reason, outcome] of cases) {
+    test(`${code} (${reason}): no reconnection, ended carries the code and the close reason`, async () => {
+      const { h, session, events } = await live();
+      h.net.last.serverClose(code, reason);
+      h.clock.advance(60_000);
+      await settle();
+      assert.equal(h.net.sockets.length, 1);
+      assert.equal(h.http.calls.length, 1, 'no fresh session was asked for');
+      assert.deepEqual(events.of('reconnecting'), []);
+      assert.deepEqual(events.of('ended'), [{ code, reason, outcome }]);
+      assert.equal(session.state, 'ended');
+    });
+  }
+
+  test('the end the server announced wins over the bare close', async () => {
+    const { h, events } = await live();
+    h.net.last.receive(
+      status('ended', 'ending', 'worker:exit', {
+        endCode: 4006,
+        endReason: 'worker_crashed',
+        outcome: 'failed',
+      }),
+    );
+    h.net.last.serverClose(4006, '');
+    assert.deepEqual(events.of('ended'), [{ code: 4006, reason: 'worker_crashed', outcome: 'failed' }]);
+  });
+
+  test('a refused connection (1008) ends with the server error reported', async () => {
+    const { h, events } = await live();
+    h.net.last.serverClose(1006);
+    h.clock.advance(policy.maxDelayMs);
+    h.net.last.open();
+    h.net.last.receive({ type: 'error', code: 'UNAUTHORIZED', message: 'the token expired' });
+    h.net.last.serverClose(1008, 'the token expired');
+    assert.deepEqual(events.of('error'), [
+      { code: 'UNAUTHORIZED', message: 'the token expired', recoverable: false },
+    ]);
+    assert.deepEqual(events.of('ended'), [{ code: 1008, reason: 'the token expired', outcome: 'failed' }]);
+  });
+});
+
+describe('4007: start a fresh session', () => {
+  test('asks for a new session of the same project, follows it under its new id', async () => {
+    const { h, session, events } = await live();
+    h.net.last.serverClose(1006);
+    h.clock.advance(policy.maxDelayMs);
+    const resumed = h.net.last;
+    resumed.open();
+    resumed.receive(
+      status('ended', 'active', 'timer:reconnect', {
+        endCode: 4007,
+        endReason: 'reconnect_failed',
+        outcome: 'failed',
+      }),
+    );
+    resumed.serverClose(4007, 'reconnect_failed');
+    assert.deepEqual(events.of('reconnecting').at(-1)?.code, 4007);
+    assert.equal(session.state, 'active', 'the lost session is not shown as ended');
+    h.clock.advance(policy.maxDelayMs);
+    await settle();
+    assert.equal(h.http.calls.length, 2);
+    assert.deepEqual(h.http.calls[1]!.body, { projectId: 'demo', region: 'eu' });
+    assert.equal(session.id, 's2');
+    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s2/ws?token=token-s2');
+    h.net.last.open();
+    h.net.last.receive(status('queued', 'requesting', 'admission'));
+    h.net.last.receive(status('connecting', 'queued', 'worker:seated'));
+    assert.deepEqual(events.of('reconnected'), [{ attempts: 2, sessionId: 's2', fresh: true }]);
+    assert.deepEqual(events.of('state'), [
+      { state: 'queued', previous: 'active', cause: 'reconnect:fresh' },
+      { state: 'connecting', previous: 'queued', cause: 'worker:seated' },
+    ]);
+    assert.deepEqual(events.of('ended'), []);
+  });
+
+  test('a retryable failure to create it is retried; a final one ends the session', async () => {
+    const { h, events } = await live();
+    h.net.last.serverClose(4007, 'reconnect_failed');
+    h.http.next.push(
+      json(503, { error: { code: 'QUEUE_FULL', message: 'the queue is full', retryable: true } }),
+      json(403, { error: { code: 'PROJECT_DISABLED', message: 'project "demo" is disabled' } }),
+    );
+    h.clock.advance(policy.maxDelayMs);
+    await settle();
+    h.clock.advance(policy.maxDelayMs);
+    await settle();
+    assert.equal(h.http.calls.length, 3);
+    assert.deepEqual(
+      events.of('reconnecting').map((r) => [r.attempt, r.code]),
+      [
+        [1, 4007],
+        [2, 4007],
+      ],
+    );
+    assert.deepEqual(events.of('error'), [
+      { code: 'PROJECT_DISABLED', message: 'project "demo" is disabled', recoverable: false },
+    ]);
+    assert.deepEqual(events.of('ended'), [{ code: 4007, reason: 'reconnect_failed', outcome: 'failed' }]);
+  });
+
+  test('a joined session (project unknown) cannot start fresh: 4007 ends it', async () => {
+    const { h, events } = await live({ join: true });
+    h.net.last.receive(
+      status('ended', 'active', 'worker:lost', {
+        endCode: 4007,
+        endReason: 'reconnect_failed',
+        outcome: 'failed',
+      }),
+    );
+    h.net.last.serverClose(4007, 'reconnect_failed');
+    h.clock.advance(60_000);
+    await settle();
+    assert.equal(h.http.calls.length, 0);
+    assert.deepEqual(events.of('reconnecting'), []);
+    assert.deepEqual(events.of('ended'), [{ code: 4007, reason: 'reconnect_failed', outcome: 'failed' }]);
+  });
+
+  test('a new session created after the viewer left is ended at once', async () => {
+    const { h, session } = await live();
+    h.net.last.serverClose(4007, 'reconnect_failed');
+    h.clock.advance(policy.maxDelayMs);
+    session.leave();
+    await settle();
+    assert.deepEqual(
+      h.http.calls.map((c) => `${c.method} ${c.url} ${c.headers.authorization ?? ''}`),
+      [
+        'POST http://usher.test/sessions ',
+        'POST http://usher.test/sessions ',
+        'POST http://usher.test/sessions/s2/end Bearer token-s2',
+      ],
+    );
+    assert.equal(h.net.sockets.length, 1);
+  });
+});

@@ -1,0 +1,42 @@
+// What to do after the session socket closed (SPEC §4), and how long to wait before each attempt.
+import { CLOSE_CODES, isCloseCode, type Outcome, outcomeOf } from '@usher/protocol';
+
+/** `resume`: reopen the same session; `fresh`: start a new one; `none`: the session is over. */
+export type ClosePolicy = 'resume' | 'fresh' | 'none';
+
+/**
+ * Known codes follow the protocol's table (1006 resumes, 4007 starts fresh, the rest end). Any other code
+ * (1008 refused, 1009 frame too large, …) ends the session: retrying the same thing would fail the same way.
+ */
+export function closePolicy(code: number): ClosePolicy {
+  return isCloseCode(code) ? CLOSE_CODES[code].reconnect : 'none';
+}
+
+/** The outcome of a session that closed with `code` and no end reported by the server. */
+export function closeOutcome(code: number): Outcome {
+  return isCloseCode(code) ? outcomeOf(code) : 'failed';
+}
+
+export interface ReconnectPolicy {
+  /** give up after this many attempts in a row (default 5) */
+  maxAttempts: number;
+  /** the first attempt waits up to this long (default 500) */
+  baseDelayMs: number;
+  /** no attempt waits longer (default 8000) */
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RECONNECT: Readonly<ReconnectPolicy> = Object.freeze({
+  maxAttempts: 5,
+  baseDelayMs: 500,
+  maxDelayMs: 8000,
+});
+
+/**
+ * Exponential backoff with full jitter: attempt `n` (0-based) waits a random time in
+ * [0, min(maxDelayMs, baseDelayMs·2ⁿ)). `random` returns a number in [0, 1).
+ */
+export function reconnectDelayMs(attempt: number, policy: ReconnectPolicy, random: () => number): number {
+  const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+  return Math.floor(random() * cap);
+}

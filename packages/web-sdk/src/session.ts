@@ -1,0 +1,412 @@
+// UsherSession: one viewer's session. Creates or joins it, follows its socket (state, queue, AFK, room
+// messages), plays its stream, and reconnects after a network drop (1006) or a lost session (4007), SPEC §4.
+import type { SessionEvent, SessionState } from '@usher/protocol';
+import { AfkMonitor } from './afk.ts';
+import { watchInput } from './dom-input.ts';
+import { Emitter, type Listener } from './emitter.ts';
+import { type SessionErrorInfo, UsherError } from './errors.ts';
+import type { EndInfo, QueueInfo, SessionEvents } from './events.ts';
+import { type CreatedSession, createSession, endSession, withToken } from './http.ts';
+import {
+  type JoinOptions,
+  parseSocketUrl,
+  type ResolvedOptions,
+  resolveOptions,
+  resolveServer,
+  type StartOptions,
+} from './options.ts';
+import { SOCKET_OPEN, type SocketLike } from './platform.ts';
+import { closeOutcome, closePolicy, reconnectDelayMs } from './reconnect.ts';
+import { StreamConnection } from './stream.ts';
+
+/** How often the SDK pings the server to keep the socket (and proxies on the way) alive. */
+export const PING_INTERVAL_MS = 20_000;
+
+/** What a fresh session (after 4007) is created from: only known to sessions made by start(). */
+interface FreshRequest {
+  projectId: string;
+  region: string | undefined;
+  apiKey: string | undefined;
+}
+
+export class UsherSession {
+  /** Asks the server for a session of a (public) project, then connects to it. */
+  static async start(options: StartOptions): Promise<UsherSession> {
+    const o = resolveOptions(options);
+    const server = resolveServer(options.server);
+    if (typeof options.projectId !== 'string' || options.projectId === '')
+      throw new UsherError('BAD_OPTIONS', '`projectId` is required: the id of the project to open');
+    const fresh = { projectId: options.projectId, region: options.region, apiKey: options.apiKey };
+    const created = await createSession(o.fetch, server, fresh, fresh.apiKey);
+    const session = new UsherSession(o, server, created, fresh);
+    session.#open();
+    return session;
+  }
+
+  /** Connects to an existing session by its socket URL (…/sessions/{id}/ws?token=…). */
+  static async join(options: JoinOptions): Promise<UsherSession> {
+    const o = resolveOptions(options);
+    const parsed = parseSocketUrl(options.url);
+    const token = options.token ?? parsed.token;
+    if (!token)
+      throw new UsherError(
+        'BAD_OPTIONS',
+        '`url` has no ?token=: pass the session token as the `token` option',
+      );
+    const server = options.server === undefined ? parsed.server : resolveServer(options.server);
+    const created = {
+      id: parsed.id,
+      state: 'requesting' as const,
+      token,
+      url: withToken(options.url, token),
+    };
+    const session = new UsherSession(o, server, created, null);
+    session.#open();
+    return session;
+  }
+
+  readonly #o: ResolvedOptions;
+  readonly #events = new Emitter<SessionEvents>();
+  readonly #server: string;
+  readonly #fresh: FreshRequest | null;
+  readonly #stream: StreamConnection;
+  readonly #afk: AfkMonitor;
+  readonly #stopWatchingInput: (() => void) | null;
+  #id: string;
+  #token: string;
+  #url: string;
+  #state: SessionState;
+  #queue: QueueInfo | null = null;
+  #ws: SocketLike | null = null;
+  /** per socket: the first status_changed is the snapshot; `config` first means a stream session */
+  #snapshotSeen = false;
+  #isStream = false;
+  #pingTimer: unknown = null;
+  #reconnectTimer: unknown = null;
+  /** attempts since the last successful connection */
+  #attempts = 0;
+  /** set while reconnecting; `fresh` once a new session replaced the lost one */
+  #reconnecting: { fresh: boolean } | null = null;
+  /** how the server said the session ended (status_changed `ended`) */
+  #endInfo: EndInfo | null = null;
+  #ended = false;
+
+  private constructor(
+    o: ResolvedOptions,
+    server: string,
+    created: CreatedSession,
+    fresh: FreshRequest | null,
+  ) {
+    this.#o = o;
+    this.#server = server;
+    this.#fresh = fresh;
+    this.#id = created.id;
+    this.#token = created.token;
+    this.#url = created.url;
+    this.#state = created.state;
+    this.#stream = new StreamConnection(o.RTCPeerConnection, o.video, {
+      send: (message) => this.#send(message),
+      onStream: (stream) => this.#events.emit('stream', stream),
+      onDataChannelMessage: (data) => this.#events.emit('dataChannelMessage', data),
+      onError: (error) => this.#events.emit('error', error),
+    });
+    this.#afk = new AfkMonitor(o.afk, o.timers, o.now, this.#events, {
+      reportInput: () => this.#send({ type: 'input' }),
+      onTimeout: () =>
+        this.#leave({ code: 4004, reason: 'afk_timeout', outcome: 'disconnected' }, 'viewer:afk'),
+    });
+    this.#stopWatchingInput =
+      o.video && o.afk?.trackDom ? watchInput(o.video.ownerDocument, () => this.#afk.input()) : null;
+  }
+
+  /** The session's id; a new one after a fresh start (close code 4007). */
+  get id(): string {
+    return this.#id;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** The place in line while queued, else null. */
+  get queue(): QueueInfo | null {
+    return this.#queue;
+  }
+
+  /** The worker's media, once it plays. */
+  get stream(): MediaStream | null {
+    return this.#stream.stream;
+  }
+
+  /** The data channel the worker opened, for input protocols of your own. */
+  get dataChannel(): RTCDataChannel | null {
+    return this.#stream.dataChannel;
+  }
+
+  /** Calls `listener` on every `event`; returns the function that stops it. */
+  on<K extends keyof SessionEvents>(event: K, listener: Listener<SessionEvents[K]>): () => void {
+    return this.#events.on(event, listener);
+  }
+
+  off<K extends keyof SessionEvents>(event: K, listener: Listener<SessionEvents[K]>): void {
+    this.#events.off(event, listener);
+  }
+
+  /** Sends input to the worker on the data channel (false if it is not open yet); counts as activity. */
+  sendInput(data: string | ArrayBuffer): boolean {
+    const sent = this.#stream.send(data);
+    this.#afk.input();
+    return sent;
+  }
+
+  /** Counts as viewer activity for AFK, for input the SDK does not see (e.g. with `afk.trackDom: false`). */
+  markActive(): void {
+    this.#afk.input();
+  }
+
+  /** Sends a room message to every participant; false while the socket is not open. */
+  sendMessage(type: string, data?: unknown): boolean {
+    return this.#send({ type: 'message', messageType: type, data });
+  }
+
+  /**
+   * Ends the session for everyone (the worker is released) and closes the socket. The session is over even
+   * if the request fails: closing the socket with 1000 ends it too; the promise then rejects with the error.
+   */
+  async end(): Promise<void> {
+    if (this.#ended) return;
+    try {
+      await endSession(this.#o.fetch, this.#server, this.#id, this.#token);
+    } finally {
+      this.#leave(null, 'viewer:end');
+    }
+  }
+
+  /** Closes the socket with 1000 and does not reconnect; the server ends the session. */
+  leave(): void {
+    this.#leave(null, 'viewer:left');
+  }
+
+  /** Stops reconnecting; the session is then over for this viewer (`ended`, reason `reconnect_canceled`). */
+  cancelReconnect(): void {
+    if (!this.#reconnecting || this.#ended) return;
+    this.#finalize({ code: 4007, reason: 'reconnect_canceled', outcome: 'failed' }, 'reconnect:canceled');
+  }
+
+  #open(): void {
+    const ws = new this.#o.WebSocket(this.#url);
+    this.#ws = ws;
+    this.#snapshotSeen = false;
+    this.#isStream = false;
+    ws.onopen = () => {
+      if (this.#ws === ws) this.#schedulePing();
+    };
+    ws.onmessage = (ev) => {
+      if (this.#ws === ws) this.#onFrame(ev.data);
+    };
+    // a socket error is always followed by this close event, which decides what to do
+    ws.onclose = (ev) => {
+      if (this.#ws === ws) this.#onClose(ev.code, ev.reason);
+    };
+  }
+
+  #send(message: Record<string, unknown>): boolean {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== SOCKET_OPEN) return false;
+    ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  #schedulePing(): void {
+    this.#pingTimer = this.#o.timers.setTimeout(() => {
+      this.#send({ type: 'ping', time: this.#o.now() });
+      this.#schedulePing();
+    }, PING_INTERVAL_MS);
+  }
+
+  #onFrame(data: unknown): void {
+    let message: unknown;
+    try {
+      message = typeof data === 'string' ? JSON.parse(data) : null;
+    } catch {
+      return;
+    }
+    if (typeof message !== 'object' || message === null) return;
+    const m = message as { type?: unknown; [key: string]: unknown };
+    if (typeof m.type !== 'string') return;
+    const e = message as SessionEvent;
+    switch (e.type) {
+      case 'session.status_changed':
+        this.#onStatus(e);
+        return;
+      case 'session.queue_position':
+        this.#queue = {
+          position: e.position,
+          queueLength: e.queueLength,
+          estimatedWaitMs: e.estimatedWaitMs,
+        };
+        this.#events.emit('queue', this.#queue);
+        return;
+      case 'session.afk_warning':
+        this.#afk.serverWarning(e.remainingMs, e.disconnectAt);
+        return;
+      case 'session.participant_joined':
+        this.#events.emit('participantJoined', e.participant);
+        return;
+      case 'session.participant_left':
+        this.#events.emit('participantLeft', e.participant);
+        return;
+      case 'session.message':
+        this.#events.emit('message', e.message);
+        return;
+      case 'session.error':
+        this.#events.emit('error', { code: e.code, message: e.message, recoverable: e.recoverable });
+        return;
+    }
+    if (m.type === 'config') {
+      this.#isStream = true;
+      this.#stream.configure(m.peerConnectionOptions);
+    } else if (m.type === 'error') {
+      // the server refused a frame or the connection; a close follows in the second case
+      this.#events.emit('error', errorInfo(m));
+    } else if (this.#isStream) {
+      this.#stream.handle(m as { type: string });
+    }
+    // anything else (pong, message types of newer servers) is ignored
+  }
+
+  #onStatus(e: Extract<SessionEvent, { type: 'session.status_changed' }>): void {
+    const snapshot = !this.#snapshotSeen;
+    this.#snapshotSeen = true;
+    if (e.status === 'ended') {
+      const code = e.endCode ?? 1000;
+      this.#endInfo = { code, reason: e.endReason ?? 'completed', outcome: e.outcome ?? closeOutcome(code) };
+      // a lost session (4007) is replaced when the socket closes: it is not over for the viewer
+      if (closePolicy(code) === 'fresh' && this.#canStartFresh()) return;
+    }
+    this.#setState(e.status, e.cause);
+    if (!snapshot || e.status === 'ended') return;
+    if (this.#reconnecting) {
+      const { fresh } = this.#reconnecting;
+      this.#events.emit('reconnected', { attempts: this.#attempts, sessionId: this.#id, fresh });
+      this.#reconnecting = null;
+      this.#attempts = 0;
+    }
+    if (this.#isStream) this.#stream.requestStreamer();
+  }
+
+  #setState(state: SessionState, cause: string): void {
+    if (state === this.#state) return;
+    const previous = this.#state;
+    this.#state = state;
+    if (state !== 'queued') this.#queue = null;
+    this.#afk.stateChanged(state, previous);
+    this.#events.emit('state', { state, previous, cause });
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#ws = null;
+    this.#o.timers.clearTimeout(this.#pingTimer);
+    this.#stream.close();
+    if (this.#ended) return;
+    const policy = closePolicy(code);
+    if (policy === 'fresh' && this.#canStartFresh()) this.#scheduleReconnect(code, true);
+    else if (policy === 'resume' && !this.#endInfo && this.#o.reconnect) this.#scheduleReconnect(code, false);
+    else
+      this.#finalize(
+        this.#endInfo ?? { code, reason: reason || 'connection_lost', outcome: closeOutcome(code) },
+        `close:${code}`,
+      );
+  }
+
+  #canStartFresh(): boolean {
+    return this.#fresh !== null && this.#o.reconnect !== null;
+  }
+
+  #scheduleReconnect(code: number, fresh: boolean): void {
+    const policy = this.#o.reconnect!;
+    if (this.#attempts >= policy.maxAttempts) {
+      this.#events.emit('reconnectFailed', { attempts: this.#attempts, code });
+      this.#finalize({ code: 4007, reason: 'reconnect_failed', outcome: 'failed' }, 'reconnect:failed');
+      return;
+    }
+    const delayMs = reconnectDelayMs(this.#attempts, policy, this.#o.random);
+    this.#attempts++;
+    this.#reconnecting = { fresh: fresh || (this.#reconnecting?.fresh ?? false) };
+    this.#events.emit('reconnecting', { attempt: this.#attempts, delayMs, code });
+    this.#reconnectTimer = this.#o.timers.setTimeout(() => {
+      this.#reconnectTimer = null;
+      if (fresh) void this.#startFresh();
+      else this.#open();
+    }, delayMs);
+  }
+
+  /** Replaces a lost session (4007) with a new one of the same project. */
+  async #startFresh(): Promise<void> {
+    const request = this.#fresh!;
+    let created: CreatedSession;
+    try {
+      created = await createSession(this.#o.fetch, this.#server, request, request.apiKey);
+    } catch (err) {
+      if (this.#ended) return;
+      const error = err as UsherError;
+      if (error.retryable) {
+        this.#scheduleReconnect(4007, true);
+        return;
+      }
+      this.#events.emit('error', { code: error.code, message: error.message, recoverable: false });
+      this.#finalize({ code: 4007, reason: 'reconnect_failed', outcome: 'failed' }, 'reconnect:failed');
+      return;
+    }
+    if (this.#ended) {
+      // the viewer left while the new session was being created: nobody will use it
+      void endSession(this.#o.fetch, this.#server, created.id, created.token).catch(() => {});
+      return;
+    }
+    this.#id = created.id;
+    this.#token = created.token;
+    this.#url = created.url;
+    this.#endInfo = null;
+    this.#setState(created.state, 'reconnect:fresh');
+    this.#open();
+  }
+
+  /** Ends here (end(), leave(), or the SDK's own AFK timeout): closes with 1000, which ends it on the server too. */
+  #leave(info: EndInfo | null, cause: string): void {
+    const pending = this.#state === 'requesting' || this.#state === 'queued';
+    this.#finalize(
+      info ??
+        this.#endInfo ?? { code: 1000, reason: pending ? 'canceled' : 'completed', outcome: 'disconnected' },
+      cause,
+    );
+  }
+
+  #finalize(info: EndInfo, cause: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#o.timers.clearTimeout(this.#reconnectTimer);
+    this.#o.timers.clearTimeout(this.#pingTimer);
+    this.#afk.stop();
+    this.#stopWatchingInput?.();
+    this.#stream.detach();
+    const ws = this.#ws;
+    this.#ws = null;
+    if (ws) {
+      ws.onclose = null;
+      ws.onmessage = null;
+      ws.close(1000);
+    }
+    this.#reconnecting = null;
+    this.#setState('ended', cause);
+    this.#events.emit('ended', info);
+    this.#events.clear();
+  }
+}
+
+function errorInfo(m: Record<string, unknown>): SessionErrorInfo {
+  return {
+    code: typeof m.code === 'string' ? m.code : 'INTERNAL',
+    message: typeof m.message === 'string' ? m.message : 'the server reported an error',
+    recoverable: false,
+  };
+}
