@@ -6,9 +6,31 @@ import type { ProjectInput } from '@usher/protocol';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 export const ECHO_WORKER = join(root, 'examples', 'echo-worker', 'index.ts');
+export const DEMO_STREAMER = join(root, 'packages', 'demo-streamer', 'src', 'main.ts');
+/** The page at http://localhost:8080: one viewer per tab, through the Web SDK. */
+export const DEMO_PAGE = join(root, 'packages', 'cli', 'demo-page');
 
 export function demoProjects(): ProjectInput[] {
   return [
+    {
+      id: 'demo',
+      name: 'Demo stream (a generated test pattern over WebRTC)',
+      kind: 'stream',
+      public: true,
+      // the demo streamer speaks Pixel Streaming signalling, like a UE app would: it dials USHER_SIGNALLING_URL
+      worker: { driver: 'process', command: [process.execPath, DEMO_STREAMER] },
+      regions: { default: { min: 2, max: 2 } },
+      reuseWorkers: true,
+      maxQueueLength: 20,
+      afkEnabled: true,
+      timeouts: {
+        afkWarningMs: 60_000,
+        afkDisconnectMs: 20_000,
+        maxRuntimeMs: 600_000,
+        reconnectWindowMs: 30_000,
+        shutdownGraceMs: 1_000,
+      },
+    },
     {
       id: 'echo',
       name: 'Echo agent (example worker command)',

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { openStore, redact, UsherServer } from '@usher/server';
 import pino from 'pino';
 import { ConfigError, type ConfigInputs, type ResolvedConfig, resolveConfig } from './config.ts';
-import { demoProjects } from './demo.ts';
+import { DEMO_PAGE, demoProjects } from './demo.ts';
 
 const HELP: Record<string, string> = {
   main: `usher: session orchestrator for GPU-streamed apps and realtime agents
@@ -128,6 +128,7 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     adminKeys: config.adminKeys,
     secret: config.secret,
     projects: config.projects,
+    pagesRoot: demo ? DEMO_PAGE : undefined,
     log,
   });
   const { url } = await server.listen();
@@ -154,6 +155,9 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
 function printDemoHelp(url: string, adminKey: string): void {
   console.log(`
   Usher demo is running on ${url}
+
+  Open ${url} in a browser: a live video from one of the 2 demo streamers. Open a third tab and it
+  queues until a seat frees; leave a tab alone for a minute and it gets the AFK warning, then ends (4004).
 
   Project "echo": workers are examples/echo-worker (1 kept warm, 2 at most).
   Try it (more sessions than workers, and watch them queue):

@@ -25,12 +25,13 @@ try {
 }
 
 const players = new Map<string, Player>();
-let lastPlayerId: string | null = null;
+/** what the picture names: the session of the latest viewer, else its player id */
+let lastViewer: string | null = null;
 
 const video = new VideoSource({
   ffmpegPath: bundledFfmpegPath(),
   scene: () => ({
-    label: options.sessionId ?? lastPlayerId ?? signalling.committedId ?? options.endpointId,
+    label: lastViewer ?? options.sessionId ?? signalling.committedId ?? options.endpointId,
     now: new Date(),
   }),
   log,
@@ -43,7 +44,7 @@ const signalling: SignallingClient = new SignallingClient({
   endpointId: options.endpointId,
   log,
   handlers: {
-    playerConnected(playerId) {
+    playerConnected(playerId, sessionId) {
       log.info(`player ${playerId} connected`);
       void players.get(playerId)?.close();
       const player = new Player({
@@ -54,7 +55,7 @@ const signalling: SignallingClient = new SignallingClient({
         log,
       });
       players.set(playerId, player);
-      lastPlayerId = playerId;
+      lastViewer = sessionId ?? playerId;
       player.start();
     },
     answer(playerId, sdp) {

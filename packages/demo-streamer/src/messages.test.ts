@@ -22,6 +22,12 @@ test('player messages carry the playerId as a string', () => {
   assert.deepEqual(parse({ type: 'playerConnected', playerId: 7, dataChannel: true, sendOffer: true }), {
     type: 'playerConnected',
     playerId: '7',
+    sessionId: null,
+  });
+  assert.deepEqual(parse({ type: 'playerConnected', playerId: 'p', sessionId: 's_1' }), {
+    type: 'playerConnected',
+    playerId: 'p',
+    sessionId: 's_1',
   });
   assert.deepEqual(parse({ type: 'answer', playerId: 'p', sdp: 'v=0' }), {
     type: 'answer',

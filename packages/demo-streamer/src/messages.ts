@@ -18,7 +18,8 @@ export type ServerSignal =
   | { type: 'config'; iceServers: IceServer[] }
   | { type: 'identify' }
   | { type: 'endpointIdConfirm'; committedId: string | null }
-  | { type: 'playerConnected'; playerId: string }
+  /** Usher adds the viewer's session id (an extension stock streamers ignore) */
+  | { type: 'playerConnected'; playerId: string; sessionId: string | null }
   | { type: 'playerDisconnected'; playerId: string }
   | { type: 'answer'; playerId: string; sdp: string }
   | { type: 'iceCandidate'; playerId: string; candidate: IceCandidateInit }
@@ -56,7 +57,11 @@ export function parseServerSignal(text: string): ServerSignal | string {
       };
     case 'playerConnected':
       if (playerId === null) return needPlayer;
-      return { type: 'playerConnected', playerId };
+      return {
+        type: 'playerConnected',
+        playerId,
+        sessionId: typeof m.sessionId === 'string' ? m.sessionId : null,
+      };
     case 'playerDisconnected':
       if (playerId === null) return needPlayer;
       return { type: 'playerDisconnected', playerId };

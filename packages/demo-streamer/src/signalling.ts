@@ -11,7 +11,8 @@ const PING_INTERVAL_MS = 10_000;
 const CLOSE_WAIT_MS = 2_000;
 
 export interface SignallingHandlers {
-  playerConnected(playerId: string): void;
+  /** sessionId: the viewer's Usher session, when the signalling server says (null otherwise) */
+  playerConnected(playerId: string, sessionId: string | null): void;
   answer(playerId: string, sdp: string): void;
   iceCandidate(playerId: string, candidate: IceCandidateInit): void;
   playerDisconnected(playerId: string): void;
@@ -114,7 +115,7 @@ export class SignallingClient {
       case 'ignored':
         break;
       case 'playerConnected':
-        handlers.playerConnected(m.playerId);
+        handlers.playerConnected(m.playerId, m.sessionId);
         break;
       case 'answer':
         handlers.answer(m.playerId, m.sdp);

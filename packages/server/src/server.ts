@@ -11,6 +11,7 @@ import { installErrorHandling } from './api/errors.ts';
 import { healthRoutes } from './api/routes/health.ts';
 import { projectRoutes } from './api/routes/projects.ts';
 import { sessionRoutes } from './api/routes/sessions.ts';
+import { webRoutes } from './api/routes/web.ts';
 import { workerRoutes } from './api/routes/workers.ts';
 import { installJsonParser, installValidation } from './api/validation.ts';
 import { AdminKeys, TokenIssuer } from './auth/tokens.ts';
@@ -55,6 +56,8 @@ export interface UsherServerOptions {
    * TURN servers). Default: none, which suffices on one network.
    */
   peerConnectionOptions?: Record<string, unknown>;
+  /** a folder of pages served at `/` (the demo's); the Web SDK is always served at `/sdk/usher.js` */
+  pagesRoot?: string;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
   bodyLimitBytes?: number;
   engine?: Partial<
@@ -222,6 +225,7 @@ export class UsherServer {
       sessionSocketRoute(scope, ctx);
       workerSocketRoute(scope, ctx);
       streamerSocketRoute(scope, ctx);
+      await webRoutes(scope, o.pagesRoot);
       scope.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     });
 

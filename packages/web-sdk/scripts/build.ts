@@ -1,32 +1,9 @@
 // Bundles the SDK for browsers: src/index.ts → dist/usher.js (ESM, ES2022, with a source map).
 //
 //   npm run build -w packages/web-sdk
-import { build, type Plugin } from 'esbuild';
+import { build } from 'esbuild';
 
 const root = new URL('..', import.meta.url);
-
-/**
- * @usher/protocol is free of side effects, but its package does not say so: the SDK imports a few constants
- * from it, and without this esbuild would keep the TypeBox schemas (and TypeBox) that the SDK never uses.
- */
-const protocolWithoutSideEffects: Plugin = {
-  name: 'protocol-without-side-effects',
-  setup(b) {
-    b.onResolve({ filter: /.*/ }, async (args) => {
-      if (args.pluginData === 'resolving') return undefined;
-      const fromProtocol =
-        args.path === '@usher/protocol' || /\/protocol\/src\/[^/]+\.ts$/.test(args.importer);
-      if (!fromProtocol) return undefined;
-      const resolved = await b.resolve(args.path, {
-        kind: args.kind,
-        importer: args.importer,
-        resolveDir: args.resolveDir,
-        pluginData: 'resolving',
-      });
-      return { ...resolved, sideEffects: false };
-    });
-  },
-};
 
 const result = await build({
   entryPoints: [new URL('src/index.ts', root).pathname],
@@ -38,7 +15,6 @@ const result = await build({
   sourcemap: true,
   metafile: true,
   legalComments: 'none',
-  plugins: [protocolWithoutSideEffects],
   logLevel: 'warning',
 });
 

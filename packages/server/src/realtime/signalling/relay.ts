@@ -193,7 +193,15 @@ export class SignallingRelay {
     handle.playerId = playerId;
     handle.workerId = streamerId;
     s.players.set(playerId, { handle, offered: false, early: [] });
-    s.peer.send({ type: 'playerConnected', playerId, dataChannel: true, sfu: false, sendOffer: true });
+    // sessionId is Usher's addition: stock streamers ignore it, Usher-aware ones may show or log it
+    s.peer.send({
+      type: 'playerConnected',
+      playerId,
+      dataChannel: true,
+      sfu: false,
+      sendOffer: true,
+      sessionId: handle.sessionId,
+    });
   }
 
   #unsubscribe(handle: PlayerHandle): void {
