@@ -93,3 +93,15 @@ export function outcomeOf(code: CloseCode): Outcome {
 export function isCloseCode(value: unknown): value is CloseCode {
   return typeof value === 'number' && Object.hasOwn(CLOSE_CODES, value);
 }
+
+/** WebSocket close codes used on control connections (not session end codes). */
+export const SocketCloseCode = {
+  /** the handshake or a frame broke the protocol: first frame not `register`, bad token, wrong session */
+  PolicyViolation: 1008,
+  /** a frame was larger than allowed */
+  TooLarge: 1009,
+  /** the server is shutting down or restarting (1012, service restart); reconnect to another server or later */
+  ServerShutdown: 1012,
+  /** the worker was replaced or reaped */
+  Replaced: 4100,
+} as const;

@@ -14,11 +14,11 @@ import {
   SEED_TIMEOUTS,
   TIMEOUT_DOCS,
 } from '../../../scripts/docs.ts';
-import { CLOSE_CODES, END_REASONS } from './close-codes.ts';
+import { CLOSE_CODES, END_REASONS, SocketCloseCode } from './close-codes.ts';
 import { ERRORS } from './errors.ts';
 import { applyProjectInput, DEFAULT_TIMEOUTS, Timeouts } from './project.ts';
 import { SESSION_STATES, TRANSITIONS } from './states.ts';
-import { ServerToWorkerFrame, SocketCloseCode, WORKER_ENV, WorkerFrame } from './worker.ts';
+import { ServerToWorkerFrame, WORKER_ENV, WorkerFrame } from './worker.ts';
 
 const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');
 const frameTypes = (union: { anyOf: unknown[] }) =>

@@ -95,17 +95,6 @@ export const ServerToWorkerFrame = Type.Union([
 ]);
 export type ServerToWorkerFrame = Static<typeof ServerToWorkerFrame>;
 
-/** WebSocket close codes used on control connections (not session end codes). */
-export const SocketCloseCode = {
-  /** the handshake or a frame broke the protocol: first frame not `register`, bad token, wrong session */
-  PolicyViolation: 1008,
-  /** a frame was larger than allowed */
-  TooLarge: 1009,
-  /** the server is shutting down; reconnect to another server or later */
-  ServerShutdown: 1001,
-  /** the worker was replaced or reaped */
-  Replaced: 4100,
-} as const;
 
 /** Environment variables the process driver gives a worker it starts. */
 export const WORKER_ENV = {

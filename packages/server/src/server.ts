@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
-import type { ProjectInput } from '@usher/protocol';
+import { type ProjectInput, SocketCloseCode } from '@usher/protocol';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { AuthContext } from './api/auth.ts';
 import type { ApiContext } from './api/context.ts';
@@ -169,7 +169,16 @@ export class UsherServer {
             }
           : { schema, url },
     });
-    await app.register(websocket, { options: { maxPayload: MAX_WORKER_FRAME_BYTES } });
+    await app.register(websocket, {
+      options: { maxPayload: MAX_WORKER_FRAME_BYTES },
+      // every socket hears that the server is going away and may come back: viewers and workers reconnect
+      preClose(done) {
+        for (const client of this.websocketServer.clients)
+          client.close(SocketCloseCode.ServerShutdown, 'the server is restarting');
+        this.websocketServer.close(() => {});
+        done();
+      },
+    });
 
     let baseUrl = '';
     const engine = new Engine({

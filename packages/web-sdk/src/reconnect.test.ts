@@ -98,6 +98,20 @@ describe('1006: resume the same session', () => {
     assert.deepEqual(events.of('reconnecting').at(-1), { attempt: 1, delayMs: 499, code: 1006 });
   });
 
+  test('a server restart (1012) resumes the same session like a drop', async () => {
+    const { h, events } = await live();
+    h.randoms.push(0);
+    const url = h.net.last.url;
+    h.net.last.serverClose(1012);
+    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 0, code: 1012 }]);
+    h.clock.advance(0);
+    assert.equal(h.net.last.url, url);
+    h.net.last.open();
+    h.net.last.receive(status('active', 'connecting', 'worker:answer'));
+    assert.deepEqual(events.of('reconnected'), [{ attempts: 1, sessionId: 's1', fresh: false }]);
+    assert.deepEqual(events.of('ended'), []);
+  });
+
   test('gives up after maxAttempts: reconnectFailed, then ended (4007, reconnect_failed)', async () => {
     const { h, session, events } = await live({ maxAttempts: 2 });
     h.net.last.serverClose(1006);

@@ -1,14 +1,16 @@
 // What to do after the session socket closed (SPEC §4), and how long to wait before each attempt.
-import { CLOSE_CODES, isCloseCode, type Outcome, outcomeOf } from '@usher/protocol';
+import { CLOSE_CODES, isCloseCode, type Outcome, outcomeOf, SocketCloseCode } from '@usher/protocol';
 
 /** `resume`: reopen the same session; `fresh`: start a new one; `none`: the session is over. */
 export type ClosePolicy = 'resume' | 'fresh' | 'none';
 
 /**
- * Known codes follow the protocol's table (1006 resumes, 4007 starts fresh, the rest end). Any other code
- * (1008 refused, 1009 frame too large, …) ends the session: retrying the same thing would fail the same way.
+ * Known codes follow the protocol's table (1006 resumes, 4007 starts fresh, the rest end). A server that
+ * restarts closes with 1012, which resumes like a drop. Any other code (1008 refused, 1009 frame too large,
+ * …) ends the session: retrying the same thing would fail the same way.
  */
 export function closePolicy(code: number): ClosePolicy {
+  if (code === SocketCloseCode.ServerShutdown) return 'resume';
   return isCloseCode(code) ? CLOSE_CODES[code].reconnect : 'none';
 }
 
