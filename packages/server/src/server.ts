@@ -21,6 +21,7 @@ import { ProcessDriver } from './drivers/process.ts';
 import { type Clock, systemClock } from './engine/clock.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
 import { EventHub } from './engine/event-hub.ts';
+import { Keepalive } from './realtime/keepalive.ts';
 import { sessionSocketRoute } from './realtime/session-socket.ts';
 import { SignallingRelay } from './realtime/signalling/relay.ts';
 import { streamerSocketRoute } from './realtime/signalling/streamer-socket.ts';
@@ -56,6 +57,11 @@ export interface UsherServerOptions {
    * TURN servers). Default: none, which suffices on one network.
    */
   peerConnectionOptions?: Record<string, unknown>;
+  /**
+   * How often participants' sockets are pinged (real time); one that has not answered the previous ping is
+   * dropped as 1006, which opens its reconnect window. Default 20 s; 0 turns it off.
+   */
+  keepaliveMs?: number;
   /** a folder of pages served at `/` (the demo's); the Web SDK is always served at `/sdk/usher.js` */
   pagesRoot?: string;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
@@ -79,6 +85,7 @@ export class UsherServer {
   #url: string | null = null;
   #adminKey: string | null = null;
   #closing: Promise<void> | null = null;
+  #keepalive: Keepalive | null = null;
 
   constructor(options: UsherServerOptions) {
     this.options = options;
@@ -211,10 +218,13 @@ export class UsherServer {
           .endSession(sessionId, `worker:disconnect_player: ${reason}`)
           .catch((err) => log.warn({ err, sessionId }, 'disconnectPlayer could not end the session')),
     });
+    const keepalive = new Keepalive(o.keepaliveMs ?? 20_000);
+    this.#keepalive = keepalive;
     const ctx: ApiContext = {
       engine,
       auth,
       relay,
+      keepalive,
       workerSocketUrl: () => `${toWs(baseUrl)}/workers/ws`,
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
       version: VERSION,
@@ -262,6 +272,7 @@ export class UsherServer {
   /** Stops accepting connections, stops the engine's timers and every worker this server started. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#keepalive?.close();
       await this.#app?.close();
       await this.#engine?.close();
       await Promise.all(Object.values(this.#drivers).map((d) => d.close()));

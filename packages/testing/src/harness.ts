@@ -27,6 +27,8 @@ export interface TestServerOptions {
   port?: number;
   serverId?: string;
   engine?: UsherServerOptions['engine'];
+  /** how often participants' sockets are pinged (real time); default: off */
+  keepaliveMs?: number;
 }
 
 export interface ApiResult<T = Record<string, unknown>> {
@@ -53,6 +55,7 @@ export class TestServer {
       drivers: { process: this.driver },
       projects: options.projects,
       engine: { positionIntervalMs: 0, ...options.engine },
+      keepaliveMs: options.keepaliveMs ?? 0,
     });
   }
 

@@ -1,5 +1,6 @@
 // What route handlers get: the engine, auth, and how to spell the server's public URLs.
 import type { Engine } from '../engine/engine.ts';
+import type { Keepalive } from '../realtime/keepalive.ts';
 import type { SignallingRelay } from '../realtime/signalling/relay.ts';
 import type { AuthContext } from './auth.ts';
 
@@ -8,6 +9,8 @@ export interface ApiContext {
   auth: AuthContext;
   /** Pixel Streaming signalling between viewers and streamers on this server */
   relay: SignallingRelay;
+  /** pings participants' sockets and drops the dead ones */
+  keepalive: Keepalive;
   /** ws(s)://…/sessions/{id}/ws */
   sessionSocketUrl(sessionId: string): string;
   /** ws(s)://…/workers/ws, the worker protocol */

@@ -578,7 +578,16 @@ export class Engine {
    * The viewer's connection closed. 1000/1001 end the session (a queued one is canceled); anything else
    * opens the reconnect window.
    */
-  async viewerDetached(id: string, code: number): Promise<void> {
+  viewerDetached(id: string, code: number): Promise<void> {
+    // settled() waits for it: the socket's close handler does not
+    const done = this.#viewerDetached(id, code);
+    const tracked = done.catch(() => {});
+    this.#pendingTasks.add(tracked);
+    void tracked.finally(() => this.#pendingTasks.delete(tracked));
+    return done;
+  }
+
+  async #viewerDetached(id: string, code: number): Promise<void> {
     const n = Math.max(0, (this.#viewers.get(id) ?? 0) - 1);
     if (n > 0) {
       this.#viewers.set(id, n);

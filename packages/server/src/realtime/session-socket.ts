@@ -198,6 +198,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             .catch((err) => req.log.error({ err }, 'viewer detach failed'));
         }
       };
+      ctx.keepalive.track(socket);
       socket.off('message', holdFrame);
       socket.off('close', holdClose);
       socket.on('message', onMessage);

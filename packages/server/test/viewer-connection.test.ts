@@ -1,0 +1,78 @@
+// The viewer's connection as the server sees it: a dead one (no answer to pings) is dropped as 1006 and gets
+// its reconnect window, then frees its seat; an orderly shutdown tells every socket that the server is
+// restarting (1012), so viewers and workers come back, and the session stays live.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { SocketCloseCode } from '@usher/protocol';
+import { openStore } from '@usher/server';
+import { createTestDatabase, databaseKinds, streamProject, TestServer } from '@usher/testing';
+import WebSocket from 'ws';
+
+for (const kind of databaseKinds()) {
+  describe(`viewer connection (${kind})`, () => {
+    test('a viewer that stops answering pings is dropped; after the reconnect window its seat is free (4007)', async (c) => {
+      const db = await createTestDatabase(kind);
+      c.after(() => db.drop());
+      const t = await new TestServer({
+        storage: db.storage,
+        projects: [streamProject('s', { min: 1, max: 1 }, { timeouts: { reconnectWindowMs: 30_000 } })],
+        keepaliveMs: 50,
+      }).start();
+      c.after(() => t.close());
+      await t.readyWorkers('s', 1);
+      const session = await t.createSession('s');
+      // a client whose network is gone: it never answers a ping
+      const url = `${t.url.replace(/^http/, 'ws')}/sessions/${session.id}/ws?token=${session.token}`;
+      const dead = new WebSocket(url, { autoPong: false });
+      await t.nextEvent(session.id, (e) => e.type === 'session.status_changed' && e.status === 'active');
+      const left = t.nextEvent(session.id, (e) => e.type === 'session.participant_left');
+      const gone = new Promise<number>((resolve) => dead.once('close', (code) => resolve(code)));
+      assert.equal(await gone, 1006, 'the server dropped the connection without a close frame');
+      await left; // the server saw the socket go
+      await t.settled();
+      const timers = await t.engine.store.read.timersForSession(session.id);
+      assert.ok(
+        timers.some((x) => x.kind === 'reconnect'),
+        'the reconnect window is open',
+      );
+      const ended = t.nextEvent(
+        session.id,
+        (e) => e.type === 'session.status_changed' && e.status === 'ended',
+      );
+      await t.advance(30_000);
+      const e = await ended;
+      assert.equal(e.type === 'session.status_changed' && e.endCode, 4007);
+      await t.workersWhere('s', (ws) => ws.some((w) => w.state === 'ready' || w.state === 'starting'));
+    });
+
+    test('viewer sockets close with 1012 and the session stays live for its viewer to come back', async (c) => {
+      const db = await createTestDatabase(kind);
+      c.after(() => db.drop());
+      const t = await new TestServer({
+        storage: db.storage,
+        projects: [streamProject('s', { min: 1, max: 1 })],
+      }).start();
+      await t.readyWorkers('s', 1);
+      const session = await t.createSession('s');
+      const viewer = await t.connect(session);
+      await viewer.state('active');
+      await t.close();
+      assert.deepEqual(await viewer.closed, {
+        code: SocketCloseCode.ServerShutdown,
+        reason: 'the server is restarting',
+      });
+
+      // what the next server finds: the session still live; its viewer's reconnect window is either running
+      // (the detach was stored before the database closed) or starts when the next server recovers
+      const store = await openStore(db.storage);
+      c.after(() => store.close());
+      const after = await store.read.getSession(session.id);
+      assert.equal(after?.state, 'active', 'a server restart is not the end of the session');
+      const timers = await store.read.timersForSession(session.id);
+      assert.ok(
+        after.viewerAttached || timers.some((x) => x.kind === 'reconnect'),
+        'the viewer gets its reconnect window',
+      );
+    });
+  });
+}
