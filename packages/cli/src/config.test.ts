@@ -57,6 +57,10 @@ adminKeys: [${KEY_A}]
 secret: file-secret-0123456789-0123456789-0123
 log:
   level: warn
+webrtc:
+  iceServers:
+    - urls: stun:stun.example.com:3478
+    - { urls: [turn:turn.example.com:3478], username: u, credential: p }
 projects:
   - id: game
     kind: stream
@@ -122,6 +126,10 @@ describe('resolveConfig precedence', () => {
     assert.deepEqual(c.adminKeys, [KEY_A]);
     assert.equal(c.secret, 'file-secret-0123456789-0123456789-0123');
     assert.equal(c.logLevel, 'warn');
+    assert.deepEqual(c.iceServers, [
+      { urls: 'stun:stun.example.com:3478' },
+      { urls: ['turn:turn.example.com:3478'], username: 'u', credential: 'p' },
+    ]);
     assert.deepEqual(c.projects, [{ id: 'game', kind: 'stream' }]);
     for (const k of [
       'host',
@@ -132,6 +140,7 @@ describe('resolveConfig precedence', () => {
       'adminKeys',
       'secret',
       'logLevel',
+      'iceServers',
       'projects',
     ])
       assert.equal(c.sources[k], src, k);
@@ -143,6 +152,10 @@ describe('resolveConfig precedence', () => {
     assert.equal(c.host, '127.0.0.1');
     assert.equal(c.sources.host, 'default');
     assert.deepEqual(c.storage, { type: 'sqlite', path: 'usher.db' });
+  });
+
+  test('a misspelt WebRTC key names where it is', () => {
+    fails({ file: yaml('webrtc:\n  iceServers:\n    - url: stun:x\n') }, 'webrtc.iceServers', 'url');
   });
 
   test('an empty file is fine', () => {

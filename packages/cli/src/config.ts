@@ -40,6 +40,26 @@ const ConfigFile = Type.Object(
     adminKeys: Type.Optional(Type.Array(Type.String({ minLength: 16 }))),
     secret: Type.Optional(Type.String({ minLength: 32 })),
     log: Type.Optional(Type.Object({ level: Type.Optional(Type.String()) }, { additionalProperties: false })),
+    webrtc: Type.Optional(
+      Type.Object(
+        {
+          // what browsers and streamers get in Pixel Streaming's `config` message (an RTCConfiguration)
+          iceServers: Type.Optional(
+            Type.Array(
+              Type.Object(
+                {
+                  urls: Type.Union([Type.String(), Type.Array(Type.String())]),
+                  username: Type.Optional(Type.String()),
+                  credential: Type.Optional(Type.String()),
+                },
+                { additionalProperties: false },
+              ),
+            ),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     projects: Type.Optional(Type.Array(Type.Unknown())),
   },
   { additionalProperties: false },
@@ -55,6 +75,8 @@ export interface ResolvedConfig {
   adminKeys: readonly string[];
   secret: string | undefined;
   logLevel: string;
+  /** STUN/TURN servers for WebRTC peers (Pixel Streaming `config`); none by default */
+  iceServers: readonly { urls: string | string[]; username?: string; credential?: string }[];
   projects: readonly ProjectInput[];
   /** where each setting came from, for `usher serve --print-config` */
   sources: Readonly<Record<string, string>>;
@@ -102,6 +124,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
   let adminKeys: string[] = [];
   let secret: string | undefined;
   let logLevel = d.logLevel ?? 'info';
+  let iceServers: ResolvedConfig['iceServers'] = [];
   let projects: ProjectInput[] = [...(d.projects ?? [])];
   for (const k of ['host', 'port', 'storage', 'adminKeys', 'logLevel', 'projects']) sources[k] = 'default';
 
@@ -129,6 +152,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     if (f.adminKeys) [adminKeys, sources.adminKeys] = [f.adminKeys, src];
     if (f.secret) [secret, sources.secret] = [f.secret, src];
     if (f.log?.level) [logLevel, sources.logLevel] = [f.log.level, src];
+    if (f.webrtc?.iceServers) [iceServers, sources.iceServers] = [f.webrtc.iceServers, src];
     if (f.projects) {
       projects = f.projects.map((p, i) => {
         const r = projectValidator.parse(p);
@@ -190,6 +214,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     adminKeys,
     secret,
     logLevel,
+    iceServers,
     projects,
     sources: Object.freeze(sources),
   });

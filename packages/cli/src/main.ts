@@ -129,6 +129,7 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     secret: config.secret,
     projects: config.projects,
     pagesRoot: demo ? DEMO_PAGE : undefined,
+    peerConnectionOptions: config.iceServers.length > 0 ? { iceServers: config.iceServers } : undefined,
     log,
   });
   const { url } = await server.listen();
