@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { admissionBenchmark } from './admission.ts';
 import { type Benchmark, type BenchResult, type Machine, machine } from './lib/harness.ts';
 import { queueBenchmark } from './queue.ts';
+import { streamingBenchmark } from './streaming.ts';
 
 /** Every benchmark, in the order of BENCHMARKS.md. */
-const BENCHMARKS: readonly Benchmark[] = [admissionBenchmark, queueBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [admissionBenchmark, queueBenchmark, streamingBenchmark];
 
 const FILE = join(import.meta.dirname, '..', 'BENCHMARKS.md');
 
