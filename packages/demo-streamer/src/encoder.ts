@@ -152,11 +152,25 @@ export class Encoder {
 
   #args(port: number): string[] {
     const { width, height, framesPerSecond: fps } = this.#o;
+    // a key frame every quarter second: a viewer can only start decoding at one, and the first ones go out
+    // before its WebRTC connection is up (this encoder does not answer a viewer's key frame requests)
+    const keyFrameEvery = Math.max(1, Math.round(fps / 4));
     return [
       ...['-hide_banner', '-loglevel', 'error', '-nostats'],
       ...['-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${width}x${height}`, '-framerate', String(fps)],
       ...['-i', 'pipe:0', '-an'],
-      ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '1M', '-g', String(fps)],
+      ...[
+        '-c:v',
+        'libvpx',
+        '-deadline',
+        'realtime',
+        '-cpu-used',
+        '8',
+        '-b:v',
+        '1M',
+        '-g',
+        String(keyFrameEvery),
+      ],
       ...['-auto-alt-ref', '0', '-lag-in-frames', '0', '-error-resilient', '1'],
       ...['-payload_type', String(FFMPEG_PAYLOAD_TYPE), '-f', 'rtp'],
       `rtp://127.0.0.1:${port}?pkt_size=${RTP_PACKET_BYTES}&rtcpport=${port}`,

@@ -266,6 +266,9 @@ export class UsherSession {
     if (m.type === 'config') {
       this.#isStream = true;
       this.#stream.configure(m.peerConnectionOptions);
+      // at once, not after the snapshot: the server answers as soon as the session is seated, which saves
+      // a round trip on the way to the first frame
+      this.#stream.requestStreamer();
     } else if (m.type === 'error') {
       // the server refused a frame or the connection; a close follows in the second case
       this.#events.emit('error', errorInfo(m));
@@ -292,7 +295,6 @@ export class UsherSession {
       this.#reconnecting = null;
       this.#attempts = 0;
     }
-    if (this.#isStream) this.#stream.requestStreamer();
   }
 
   #setState(state: SessionState, cause: string): void {

@@ -24,12 +24,13 @@ async function streamSession() {
 }
 
 describe('signalling', () => {
-  test('listStreamers after the snapshot → subscribe → answer to the offer, with ICE both ways', async () => {
+  test('listStreamers on config (the server answers once seated) → subscribe → answer, with ICE both ways', async () => {
     const { h, ws, events } = await streamSession();
+    assert.deepEqual(ws.sent, [], 'nothing before the server says it is a stream session');
     ws.receive(config);
-    assert.deepEqual(ws.sent, [], 'nothing before the snapshot');
+    assert.deepEqual(ws.sent, [{ type: 'listStreamers' }], 'asked at once, without waiting for the snapshot');
     ws.receive(status('queued', 'requesting', 'admission'));
-    assert.deepEqual(ws.sent, [{ type: 'listStreamers' }]);
+    assert.deepEqual(ws.sent, [{ type: 'listStreamers' }], 'asked once');
 
     ws.receive({ type: 'streamerList', ids: ['worker-7'] });
     assert.deepEqual(ws.sent.at(-1), { type: 'subscribe', streamerId: 'worker-7' });

@@ -68,17 +68,25 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         requireSession(caller, sessionId, ['viewer', 'user', 'observer', 'agent']);
         role = caller.kind === 'token' ? caller.token.role : 'observer';
         if (caller.kind === 'token') identity = caller.token.idn ?? caller.token.role;
+        // Epic's player protocol starts with `config`; Usher's events follow as extra message types. A token
+        // names its project, so config goes out before the session is read: the viewer can ask for its
+        // streamer while the snapshot is on its way
+        let configSent = false;
+        const sendConfig = (projectId: string) => {
+          if (configSent || engine.getProject(projectId).settings.kind !== 'stream') return;
+          configSent = true;
+          send(relay.config());
+        };
+        if (caller.kind === 'token') sendConfig(caller.token.pid);
         let s = await engine.getSession(sessionId);
         timeline = await engine.store.read.timeline(sessionId);
         // the snapshot shows the timeline's state, so that the held events it already covers can be told apart
         const last = timeline[timeline.length - 1];
         const status = last?.to ?? s.state;
         if (status === 'ended' && s.state !== 'ended') s = await engine.getSession(sessionId);
-        // Epic's player protocol starts with `config`; Usher's events follow as extra message types
-        if (engine.getProject(s.projectId).settings.kind === 'stream') {
-          send(relay.config());
-          if (role === 'viewer' && status !== 'ended') player = relay.playerOpened(sessionId, { send });
-        }
+        sendConfig(s.projectId);
+        if (configSent && role === 'viewer' && status !== 'ended')
+          player = relay.playerOpened(sessionId, { send });
         const snapshot: SessionEvent = {
           type: 'session.status_changed',
           sessionId,
