@@ -95,7 +95,6 @@ export const ServerToWorkerFrame = Type.Union([
 ]);
 export type ServerToWorkerFrame = Static<typeof ServerToWorkerFrame>;
 
-
 /** Environment variables the process driver gives a worker it starts. */
 export const WORKER_ENV = {
   url: 'USHER_WORKER_URL',

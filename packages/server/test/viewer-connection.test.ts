@@ -12,13 +12,16 @@ for (const kind of databaseKinds()) {
   describe(`viewer connection (${kind})`, () => {
     test('a viewer that stops answering pings is dropped; after the reconnect window its seat is free (4007)', async (c) => {
       const db = await createTestDatabase(kind);
-      c.after(() => db.drop());
       const t = await new TestServer({
         storage: db.storage,
         projects: [streamProject('s', { min: 1, max: 1 }, { timeouts: { reconnectWindowMs: 30_000 } })],
         keepaliveMs: 50,
       }).start();
-      c.after(() => t.close());
+      // the server stops before its database goes
+      c.after(async () => {
+        await t.close();
+        await db.drop();
+      });
       await t.readyWorkers('s', 1);
       const session = await t.createSession('s');
       // a client whose network is gone: it never answers a ping
@@ -47,7 +50,11 @@ for (const kind of databaseKinds()) {
 
     test('viewer sockets close with 1012 and the session stays live for its viewer to come back', async (c) => {
       const db = await createTestDatabase(kind);
-      c.after(() => db.drop());
+      let store: Awaited<ReturnType<typeof openStore>> | undefined;
+      c.after(async () => {
+        await store?.close();
+        await db.drop();
+      });
       const t = await new TestServer({
         storage: db.storage,
         projects: [streamProject('s', { min: 1, max: 1 })],
@@ -64,8 +71,7 @@ for (const kind of databaseKinds()) {
 
       // what the next server finds: the session still live; its viewer's reconnect window is either running
       // (the detach was stored before the database closed) or starts when the next server recovers
-      const store = await openStore(db.storage);
-      c.after(() => store.close());
+      store = await openStore(db.storage);
       const after = await store.read.getSession(session.id);
       assert.equal(after?.state, 'active', 'a server restart is not the end of the session');
       const timers = await store.read.timersForSession(session.id);
