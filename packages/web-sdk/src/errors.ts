@@ -19,17 +19,25 @@ export class UsherError extends Error {
   readonly status: number | null;
   /** whether the same call may succeed later */
   readonly retryable: boolean;
+  /** what the server added: a refused start carries the session's `closeCode` (4000, 4001, 4002) and `sessionId` */
+  readonly details: Readonly<Record<string, unknown>>;
 
   constructor(
     code: string,
     message: string,
-    options: { status?: number | null; retryable?: boolean; cause?: unknown } = {},
+    options: {
+      status?: number | null;
+      retryable?: boolean;
+      cause?: unknown;
+      details?: Record<string, unknown>;
+    } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'UsherError';
     this.code = code;
     this.status = options.status ?? null;
     this.retryable = options.retryable ?? defaultRetryable(code);
+    this.details = options.details ?? {};
   }
 }
 

@@ -82,6 +82,7 @@ async function call(fetchFn: FetchLike, url: string, init: RequestInit): Promise
     throw new UsherError(error.code, error.message, {
       status: res.status,
       ...(typeof error.retryable === 'boolean' ? { retryable: error.retryable } : {}),
+      ...(isObject(error.details) ? { details: error.details } : {}),
     });
   }
   throw new UsherError(

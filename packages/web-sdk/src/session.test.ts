@@ -50,11 +50,16 @@ describe('UsherSession.start', () => {
     assert.equal(h.http.calls[0]!.headers.authorization, undefined);
   });
 
-  test('an error answer rejects with UsherError carrying its code, message and status', async () => {
+  test('an error answer rejects with UsherError carrying its code, message, status and details', async () => {
     const h = harness();
     h.http.next.push(
       json(403, {
-        error: { code: 'PROJECT_DISABLED', message: 'project "demo" is disabled', retryable: false },
+        error: {
+          code: 'PROJECT_DISABLED',
+          message: 'project "demo" is disabled',
+          retryable: false,
+          details: { closeCode: 4000, sessionId: 's9' },
+        },
       }),
     );
     const err = await UsherSession.start({
@@ -67,6 +72,7 @@ describe('UsherSession.start', () => {
     assert.equal(err.message, 'project "demo" is disabled');
     assert.equal(err.status, 403);
     assert.equal(err.retryable, false);
+    assert.deepEqual(err.details, { closeCode: 4000, sessionId: 's9' }, 'the close code of the refusal');
     assert.equal(h.net.sockets.length, 0);
   });
 
