@@ -299,7 +299,7 @@ function report(r: {
         50,
       );
     notes.push(
-      `most of "offer to first frame" is waiting for the demo streamer's video, not the connection: ICE connected a median ${p50('iceConnectedAfterOffer')} after the offer, but at the first frame the browser had received (median) ${med('packetsReceived')} RTP packets making ${med('framesReceived')} frame (${med('keyFramesDecoded')} keyframe decoded) and had sent ${med('pliCount')} keyframe requests (PLI), i.e. no video reached it before that keyframe. The demo streamer starts ffmpeg when a viewer subscribes, encodes a keyframe every 30 frames (1 s) and does not act on PLI. The fastest run took ${ms(Math.min(...col('total')))} in all.`,
+      `most of "offer to first frame" is waiting for the demo streamer's video, not the connection: ICE connected a median ${p50('iceConnectedAfterOffer')} after the offer, but at the first frame the browser had received (median) ${med('packetsReceived')} RTP packets making ${med('framesReceived')} frame (${med('keyFramesDecoded')} keyframe decoded) and had sent ${med('pliCount')} keyframe requests (PLI), i.e. no video reached it before that keyframe. The demo streamer starts ffmpeg when a viewer subscribes, encodes a keyframe every quarter second and does not act on PLI. The fastest run took ${ms(Math.min(...col('total')))} in all.`,
     );
   }
   for (const f of ff.failures.slice(0, 5)) notes.push(`failed run: ${f}`);
