@@ -1,7 +1,7 @@
 // Signed, short-lived tokens scoped to one session (or worker) and one role, and admin key checks.
-import { createHash, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { UsherError } from '@usher/protocol';
-import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { errors as joseErrors, jwtVerify } from 'jose';
 
 export type TokenRole = 'viewer' | 'user' | 'observer' | 'agent' | 'worker' | 'pool';
 
@@ -24,9 +24,11 @@ export interface VerifiedToken extends TokenClaims {
 }
 
 const ISSUER = 'usher';
+/** the protected header of every token, base64url-encoded once */
+const HEADER = Buffer.from(JSON.stringify({ alg: 'HS256' })).toString('base64url');
 
 export class TokenIssuer {
-  /** imported once: jose would import raw bytes again on every call */
+  /** imported once: jose would import raw bytes again on every verification */
   readonly #key: KeyObject;
   readonly #now: () => number;
 
@@ -37,19 +39,22 @@ export class TokenIssuer {
     this.#now = now;
   }
 
+  /**
+   * Signs a compact JWS (HS256) with node:crypto directly: the same token jose would sign, at a twentieth of
+   * the cost (jose signs through WebCrypto, which costs tens of microseconds a token).
+   */
   async sign(claims: TokenClaims, ttlMs: number): Promise<string> {
     const nowS = Math.floor(this.#now() / 1000);
-    const payload: Record<string, string> = { role: claims.role, pid: claims.pid };
+    const payload: Record<string, string | number> = { role: claims.role, pid: claims.pid };
     if (claims.sid) payload.sid = claims.sid;
     if (claims.wid) payload.wid = claims.wid;
     if (claims.reg) payload.reg = claims.reg;
     if (claims.idn) payload.idn = claims.idn;
-    return new SignJWT(payload)
-      .setProtectedHeader({ alg: 'HS256' })
-      .setIssuer(ISSUER)
-      .setIssuedAt(nowS)
-      .setExpirationTime(nowS + Math.max(1, Math.ceil(ttlMs / 1000)))
-      .sign(this.#key);
+    payload.iss = ISSUER;
+    payload.iat = nowS;
+    payload.exp = nowS + Math.max(1, Math.ceil(ttlMs / 1000));
+    const input = `${HEADER}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
+    return `${input}.${createHmac('sha256', this.#key).update(input).digest('base64url')}`;
   }
 
   /** Verifies a token against the injected clock; throws UNAUTHORIZED with the reason. */

@@ -6,6 +6,8 @@ export class Effects {
   readonly tasks: (() => void | Promise<void>)[] = [];
   /** pools whose queue changed, as `projectId\u0000region` */
   readonly dirtyPools = new Set<string>();
+  /** pools whose warm pool should be refilled soon, as `projectId\u0000region` */
+  readonly refills = new Set<string>();
   /** earliest timer due that was set in this transaction */
   earliestTimer: number | null = null;
 
@@ -19,6 +21,10 @@ export class Effects {
 
   poolChanged(projectId: string, region: string): void {
     this.dirtyPools.add(poolKey(projectId, region));
+  }
+
+  refill(projectId: string, region: string): void {
+    this.refills.add(poolKey(projectId, region));
   }
 
   timerSet(dueAt: number): void {

@@ -94,6 +94,9 @@ const POSITION_CHUNK = 200;
 /** At most this many admissions (or worker starts) share one transaction. */
 const ADMISSION_BATCH = 128;
 
+/** A pool's warm refill after admissions runs at most this often (real time). */
+const REFILL_INTERVAL_MS = 100;
+
 /** After SIGTERM, how long a worker process has before SIGKILL. */
 const STOP_KILL_AFTER_MS = 2_000;
 
@@ -150,6 +153,10 @@ export class Engine {
   readonly #participants = new Participants();
   readonly #admissions: Batcher<CreateSessionRequest, SessionWithQueue>;
   readonly #starts: Batcher<{ workerId: string; sessionId: string }, void>;
+  /** per pool, whether a refill after admissions is on its way, and when the last one ran (real time) */
+  readonly #refills = new Map<string, { pending: boolean; last: number }>();
+  /** wakes a delayed refill at close() */
+  readonly #delays = new Set<() => void>();
   #started = false;
   #closed = false;
 
@@ -199,6 +206,7 @@ export class Engine {
     for (const b of this.#launchBackoff.values()) if (b.timer) this.o.livenessClock.clearTimer(b.timer);
     for (const t of this.#graceTimers) clearTimeout(t);
     for (const p of this.#positions.values()) if (p.timer) clearTimeout(p.timer);
+    for (const wake of [...this.#delays]) wake();
     while (this.#pendingTasks.size) await Promise.allSettled([...this.#pendingTasks]);
   }
 
@@ -282,6 +290,7 @@ export class Engine {
     for (const e of fx.events) this.hub.publish(e);
     if (fx.earliestTimer !== null) this.#scheduler.notify(fx.earliestTimer);
     for (const key of fx.dirtyPools) this.#schedulePositions(key);
+    for (const key of fx.refills) this.#scheduleRefill(key);
     for (const task of fx.tasks) this.#track(task);
   }
 
@@ -379,15 +388,16 @@ export class Engine {
     const outcomes = await this.#tx(async (r, fx) => {
       const project = this.#project(projectId);
       await r.lockPool(project.id, region);
-      const waiting = await r.countQueued(project.id, region);
       // nobody waiting: the batch may seat on ready workers, fetched once for all of it
-      const ready = waiting === 0 ? await r.readyWorkers(project.id, region, reqs.length) : [];
-      const counter = { waiting, ready };
+      const counter = await r.seatingView(project.id, region, reqs.length);
       const out = [];
       for (const req of reqs) out.push(await this.#admitOne(r, fx, project, region, req, counter));
-      await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
-      // dispatch may have seated sessions of this batch that were queued
-      for (const o of out) if (o.session.state === 'queued') o.session = (await r.getSession(o.session.id))!;
+      if (counter.waiting > 0) {
+        await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
+        // dispatch may have seated sessions of this batch that were queued
+        for (const o of out)
+          if (o.session.state === 'queued') o.session = (await r.getSession(o.session.id))!;
+      } else fx.refill(project.id, region); // nobody queued: the warm pool is all dispatch would see to
       return out;
     });
     return Promise.all(
@@ -1083,6 +1093,40 @@ export class Engine {
     this.#launchBackoff.set(key, b);
   }
 
+  /**
+   * Refills a pool's warm pool in a transaction of its own after admissions took warm workers: at once, or
+   * REFILL_INTERVAL_MS after the last refill. Counting a pool's workers costs as much as a batch of
+   * admissions, so a stream of admissions refills a few times a second rather than once per batch.
+   * settled() waits for it.
+   */
+  #scheduleRefill(key: string): void {
+    const state = this.#refills.get(key) ?? { pending: false, last: 0 };
+    this.#refills.set(key, state);
+    if (state.pending) return;
+    state.pending = true;
+    this.#track(async () => {
+      await this.#delay(state.last + REFILL_INTERVAL_MS - Date.now());
+      state.pending = false;
+      state.last = Date.now();
+      const { projectId, region } = parsePoolKey(key);
+      await this.#redispatch(projectId, region);
+    });
+  }
+
+  /** Resolves after ms of real time, or at once when the engine closes. */
+  #delay(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#delays.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#delays.add(wake);
+    });
+  }
+
   async #redispatch(projectId: string, region: string): Promise<void> {
     if (this.#closed) return;
     const p = this.#projects.get(projectId)?.settings;
@@ -1375,10 +1419,16 @@ export class Engine {
 
   async #sessionsStarted(items: { workerId: string; sessionId: string }[]): Promise<Outcome<void>[]> {
     return this.#tx(async (r, fx) => {
+      // the batch's workers and their sessions are read (and locked) at once; the loop below only writes, so
+      // its writes go out together at the commit
+      const assigned = await r.assignments(
+        items.map((i) => i.workerId),
+        { lock: true },
+      );
       const out: Outcome<void>[] = [];
       for (const { workerId, sessionId } of items) {
-        const w = await r.getWorker(workerId, { lock: true });
-        if (!w || w.sessionId !== sessionId) {
+        const a = assigned.get(workerId);
+        if (!a || a.worker.sessionId !== sessionId) {
           out.push({
             ok: false,
             error: new UsherError(
@@ -1389,19 +1439,23 @@ export class Engine {
           continue;
         }
         out.push({ ok: true, value: undefined });
-        const s = await r.getSession(sessionId, { lock: true });
-        if (s?.state !== 'connecting' || s.workerStarted) continue;
+        const { worker: w, session: s } = a;
+        if (s.state !== 'connecting' || s.workerStarted) continue;
         const now = this.clock.now();
-        await r.updateWorker(w.id, { state: 'busy', readyAt: w.readyAt ?? now, updatedAt: now });
+        const busy = { state: 'busy', readyAt: w.readyAt ?? now, updatedAt: now } as const;
+        await r.updateWorker(w.id, busy);
         await r.updateSession(s.id, { workerStarted: true, updatedAt: now });
         const p = this.#project(s.projectId);
         fx.after(() => this.participantJoined(s.id, { identity: w.id, kind: 'agent' }));
+        let started: SessionRecord = { ...s, workerStarted: true, updatedAt: now };
         if (!needsViewerToStart(p) || s.viewerAttached) {
-          await this.#enterActive(r, fx, { ...s, workerStarted: true }, 'worker:started');
+          started = await this.#enterActive(r, fx, started, 'worker:started');
         } else {
           await r.clearTimer(s.id, TimerKind.Connecting);
           await this.#setTimer(r, fx, s.id, TimerKind.SeatHold, now + p.timeouts.seatHoldMs);
         }
+        // a repeated session_started later in the batch sees what this one did
+        assigned.set(w.id, { worker: { ...w, ...busy }, session: started });
       }
       return out;
     });

@@ -2,12 +2,23 @@
 
 export type Dialect = 'sqlite' | 'postgres';
 export type SqlValue = string | number | null;
+/** A statement's parameter: a value, or (PostgreSQL only) an array of values, for `= ANY(?)` or `unnest(?)`. */
+export type SqlParam = SqlValue | readonly SqlValue[];
+
+export interface QueryOptions {
+  /**
+   * A statement run often, whose text does not vary: PostgreSQL keeps it prepared on each connection, so it is
+   * parsed and planned once (SQLite keeps every statement prepared anyway). Only for statements that name
+   * their result columns (no `SELECT *`): a prepared statement's result columns cannot change.
+   */
+  prepare?: boolean;
+}
 
 export interface Queryable {
   readonly dialect: Dialect;
-  all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]>;
-  get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined>;
-  run(sql: string, params?: readonly SqlValue[]): Promise<number>;
+  all<T>(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<T[]>;
+  get<T>(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<T | undefined>;
+  run(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<number>;
 }
 
 export interface Db extends Queryable {

@@ -1,6 +1,7 @@
 // PostgreSQL through `pg`: for production and for several servers sharing one database.
+import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { type Db, type Queryable, type SqlValue, toPgPlaceholders } from './db.ts';
+import { type Db, type Queryable, type QueryOptions, type SqlParam, toPgPlaceholders } from './db.ts';
 
 export interface PostgresOptions {
   /** a connection string, e.g. postgres://user@127.0.0.1:5432/usher */
@@ -26,7 +27,7 @@ export class PostgresDb implements Db {
   readonly dialect = 'postgres' as const;
   readonly pool: pg.Pool;
   readonly schema: string;
-  readonly #sqlCache = new Map<string, string>();
+  readonly #statements = new Map<string, { text: string; name: string }>();
   #closed = false;
 
   constructor(options: PostgresOptions) {
@@ -44,39 +45,43 @@ export class PostgresDb implements Db {
     this.pool.on('error', () => {});
   }
 
-  #sql(sql: string): string {
-    let s = this.#sqlCache.get(sql);
+  /** A statement's text with `$n` placeholders, and the name it is prepared under when asked to be. */
+  #statement(sql: string, params: readonly SqlParam[], options?: QueryOptions): pg.QueryConfig {
+    let s = this.#statements.get(sql);
     if (s === undefined) {
-      s = toPgPlaceholders(sql);
-      this.#sqlCache.set(sql, s);
+      const text = toPgPlaceholders(sql);
+      s = { text, name: `usher_${createHash('sha256').update(text).digest('base64url').slice(0, 24)}` };
+      this.#statements.set(sql, s);
     }
-    return s;
+    const values = params as unknown[];
+    return options?.prepare ? { name: s.name, text: s.text, values } : { text: s.text, values };
   }
 
   #queryable(client: pg.Pool | pg.PoolClient): Queryable {
-    const sqlOf = (s: string) => this.#sql(s);
+    const statement = (sql: string, params: readonly SqlParam[], o?: QueryOptions) =>
+      this.#statement(sql, params, o);
     return {
       dialect: 'postgres',
-      async all<T>(sql: string, params: readonly SqlValue[] = []) {
-        return (await client.query(sqlOf(sql), params as SqlValue[])).rows as T[];
+      async all<T>(sql: string, params: readonly SqlParam[] = [], o?: QueryOptions) {
+        return (await client.query(statement(sql, params, o))).rows as T[];
       },
-      async get<T>(sql: string, params: readonly SqlValue[] = []) {
-        return (await client.query(sqlOf(sql), params as SqlValue[])).rows[0] as T | undefined;
+      async get<T>(sql: string, params: readonly SqlParam[] = [], o?: QueryOptions) {
+        return (await client.query(statement(sql, params, o))).rows[0] as T | undefined;
       },
-      async run(sql: string, params: readonly SqlValue[] = []) {
-        return (await client.query(sqlOf(sql), params as SqlValue[])).rowCount ?? 0;
+      async run(sql: string, params: readonly SqlParam[] = [], o?: QueryOptions) {
+        return (await client.query(statement(sql, params, o))).rowCount ?? 0;
       },
     };
   }
 
-  all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
-    return this.#queryable(this.pool).all<T>(sql, params);
+  all<T>(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<T[]> {
+    return this.#queryable(this.pool).all<T>(sql, params, options);
   }
-  get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined> {
-    return this.#queryable(this.pool).get<T>(sql, params);
+  get<T>(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<T | undefined> {
+    return this.#queryable(this.pool).get<T>(sql, params, options);
   }
-  run(sql: string, params?: readonly SqlValue[]): Promise<number> {
-    return this.#queryable(this.pool).run(sql, params);
+  run(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<number> {
+    return this.#queryable(this.pool).run(sql, params, options);
   }
 
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {

@@ -549,6 +549,203 @@ for (const kind of databaseKinds()) {
       assert.equal(await store.read.nextTimerDue(), null);
     });
 
+    // ---------------------------------------------------------------- writes held in a transaction
+
+    test('in a transaction every read sees the writes made before it, and the commit keeps them all', async () => {
+      await store.read.insertWorker(worker('hw-w1', { projectId: 'hw', state: 'ready', readyAt: T }));
+      await store.read.insertWorker(worker('hw-w2', { projectId: 'hw', state: 'ready', readyAt: T + 1 }));
+      const seen = await store.tx(async (r) => {
+        await r.insertSession(session('hw-s1', { projectId: 'hw' }));
+        await r.addTransition('hw-s1', { from: null, to: 'requesting', at: T, cause: 'one' });
+        await r.updateSession('hw-s1', { state: 'queued', queuedAt: T + 5, config: { a: [1] } });
+        await r.addTransition('hw-s1', { from: 'requesting', to: 'queued', at: T + 5, cause: 'two' });
+        await r.setTimer('hw-s1', 'pending', T + 60);
+        await r.updateWorker('hw-w1', { state: 'reserved', sessionId: 'hw-s1', updatedAt: T + 5 });
+        return {
+          session: await r.getSession('hw-s1', { lock: true }),
+          queue: await r.queuedSessionIds('hw', 'eu'),
+          ready: (await r.readyWorkers('hw', 'eu', 10)).map((w) => w.id),
+          counts: await r.poolCounts('hw', 'eu'),
+          timers: await r.timersForSession('hw-s1'),
+          timeline: (await r.timeline('hw-s1')).map((t) => t.cause),
+        };
+      });
+      const expected = session('hw-s1', {
+        projectId: 'hw',
+        state: 'queued',
+        queuedAt: T + 5,
+        config: { a: [1] },
+      });
+      assert.deepEqual(seen.session, expected);
+      assert.deepEqual(seen.queue, ['hw-s1']);
+      assert.deepEqual(seen.ready, ['hw-w2'], 'the worker reserved in the transaction is no longer ready');
+      assert.deepEqual(seen.counts, { ready: 1, reserved: 1 });
+      assert.deepEqual(seen.timers, [{ sessionId: 'hw-s1', kind: 'pending', dueAt: T + 60 }]);
+      assert.deepEqual(seen.timeline, ['one', 'two']);
+      assert.deepEqual(await store.read.getSession('hw-s1'), expected);
+      assert.equal((await store.read.getWorker('hw-w1'))!.sessionId, 'hw-s1');
+      assert.deepEqual(await store.read.timersForSession('hw-s1'), seen.timers);
+    });
+
+    test('timers changed several times in a transaction end as the last change said', async () => {
+      await store.read.insertSession(session('ht-old', { projectId: 'ht' }));
+      for (const kind of ['pending', 'idle', 'paused', 'reconnect'] as const)
+        await store.read.setTimer('ht-old', kind, T + 1);
+      await store.read.setTimer('ht-other', 'idle', T + 1);
+      await store.tx(async (r) => {
+        // a stored session: one kind cleared, all cleared, some set again, one of them cleared again
+        await r.clearTimer('ht-old', 'pending');
+        await r.clearTimers('ht-old');
+        await r.setTimer('ht-old', 'idle', T + 2);
+        await r.setTimer('ht-old', 'max_runtime', T + 3);
+        await r.setTimer('ht-old', 'ending', T + 4);
+        await r.clearTimers('ht-old', ['ending']);
+        // a new session: set, cleared, set again
+        await r.insertSession(session('ht-new', { projectId: 'ht' }));
+        await r.setTimer('ht-new', 'pending', T + 5);
+        await r.clearTimers('ht-new');
+        await r.setTimer('ht-new', 'connecting', T + 6);
+        await r.setTimer('ht-new', 'seat_hold', T + 7);
+        await r.clearTimer('ht-new', 'seat_hold');
+        // one kind of another stored session cleared
+        await r.clearTimers('ht-other', ['idle', 'paused']);
+      });
+      const kinds = async (id: string) =>
+        (await store.read.timersForSession(id)).map((t) => `${t.kind}@${t.dueAt - T}`);
+      assert.deepEqual(await kinds('ht-old'), ['idle@2', 'max_runtime@3']);
+      assert.deepEqual(await kinds('ht-new'), ['connecting@6']);
+      assert.deepEqual(await kinds('ht-other'), []);
+    });
+
+    test('thousands of timer changes held in one transaction are all written', async () => {
+      const ids = Array.from({ length: 1_500 }, (_, i) => `hx-${String(i).padStart(4, '0')}`);
+      await store.tx(async (r) => {
+        for (const id of ids)
+          for (const kind of ['pending', 'idle', 'paused'] as const) await r.setTimer(id, kind, T);
+      });
+      await store.tx(async (r) => {
+        for (const [i, id] of ids.entries()) {
+          if (i % 3 === 0) await r.clearTimer(id, 'pending');
+          else if (i % 3 === 1) await r.clearTimers(id);
+          else {
+            await r.clearTimers(id);
+            await r.setTimer(id, 'idle', T + 1);
+          }
+        }
+      });
+      const left = await store.tx(async (r) => {
+        const out = new Map<string, string[]>();
+        for (const id of ids)
+          out.set(
+            id,
+            (await r.timersForSession(id)).map((t) => `${t.kind}@${t.dueAt - T}`),
+          );
+        return out;
+      });
+      for (const [i, id] of ids.entries()) {
+        const expected = [['idle@0', 'paused@0'], [], ['idle@1']][i % 3];
+        assert.deepEqual(left.get(id)?.sort(), expected, id);
+      }
+      await store.db.run('DELETE FROM timers');
+    });
+
+    test('many sessions, workers and transitions in one transaction round-trip exactly, in the order recorded', async () => {
+      const n = 150;
+      const workers = Array.from({ length: n }, (_, i) =>
+        worker(`hm-w${String(i).padStart(3, '0')}`, { projectId: 'hm', state: 'ready', readyAt: T + i }),
+      );
+      await store.tx(async (r) => {
+        for (const w of workers) await r.insertWorker(w);
+      });
+      const sessions = Array.from({ length: n }, (_, i) =>
+        session(`hm-s${String(i).padStart(3, '0')}`, {
+          projectId: 'hm',
+          agentType: i % 2 ? `it's "${i}"` : null,
+          config: { i, text: 'ключ ✓ ? $1', list: [i, null, true] },
+        }),
+      );
+      await store.tx(async (r) => {
+        for (const [i, s] of sessions.entries()) {
+          await r.insertSession(s);
+          await r.addTransition(s.id, { from: null, to: 'requesting', at: T, cause: `create ${i}` });
+          await r.updateSession(s.id, { state: 'connecting', workerId: workers[i]!.id, updatedAt: T + i });
+          await r.addTransition(s.id, {
+            from: 'requesting',
+            to: 'connecting',
+            at: T + i,
+            cause: `seat ${i}`,
+          });
+          // two groups of workers, each changing other fields
+          if (i % 2)
+            await r.updateWorker(workers[i]!.id, { state: 'reserved', sessionId: s.id, updatedAt: T + i });
+          else
+            await r.updateWorker(workers[i]!.id, {
+              state: 'busy',
+              sessionId: s.id,
+              draining: true,
+              handle: null,
+            });
+        }
+      });
+      for (const [i, s] of sessions.entries()) {
+        assert.deepEqual(await store.read.getSession(s.id), {
+          ...s,
+          state: 'connecting',
+          workerId: workers[i]!.id,
+          updatedAt: T + i,
+        });
+        const w = await store.read.getWorker(workers[i]!.id);
+        assert.deepEqual(
+          w,
+          i % 2
+            ? { ...workers[i], state: 'reserved', sessionId: s.id, updatedAt: T + i }
+            : { ...workers[i], state: 'busy', sessionId: s.id, draining: true, handle: null },
+        );
+        assert.deepEqual(
+          (await store.read.timeline(s.id)).map((t) => t.cause),
+          [`create ${i}`, `seat ${i}`],
+        );
+      }
+    });
+
+    test('seatingView: ready workers when nobody is queued, else how many are queued and no worker', async () => {
+      await store.tx(async (r) => {
+        await r.insertWorker(worker('sv-late', { projectId: 'sv', state: 'ready', readyAt: T + 2 }));
+        await r.insertWorker(worker('sv-early', { projectId: 'sv', state: 'ready', readyAt: T + 1 }));
+        await r.insertWorker(worker('sv-busy', { projectId: 'sv', state: 'busy' }));
+      });
+      const view = async (limit: number) => {
+        const v = await store.tx((r) => r.seatingView('sv', 'eu', limit));
+        return { waiting: v.waiting, ready: v.ready.map((w) => w.id) };
+      };
+      assert.deepEqual(await view(5), { waiting: 0, ready: ['sv-early', 'sv-late'] });
+      assert.deepEqual(await view(1), { waiting: 0, ready: ['sv-early'] });
+      assert.deepEqual(await store.tx((r) => r.seatingView('sv', 'us', 5)), { waiting: 0, ready: [] });
+      await store.read.insertSession(session('sv-q1', { projectId: 'sv', state: 'queued', queuedAt: T }));
+      await store.read.insertSession(session('sv-q2', { projectId: 'sv', state: 'queued', queuedAt: T }));
+      await store.read.insertSession(session('sv-q3', { projectId: 'sv', state: 'queued', region: 'us' }));
+      assert.deepEqual(await view(5), { waiting: 2, ready: [] });
+    });
+
+    test('assignments: workers by id with their sessions; workers with no session left out', async () => {
+      const s1 = session('as-s1', { projectId: 'as', state: 'connecting', workerId: 'as-w1' });
+      const s2 = session('as-s2', { projectId: 'as', state: 'connecting', workerId: 'as-w2' });
+      const w1 = worker('as-w1', { projectId: 'as', state: 'reserved', sessionId: 'as-s1' });
+      const w2 = worker('as-w2', { projectId: 'as', state: 'reserved', sessionId: 'as-s2' });
+      const w3 = worker('as-w3', { projectId: 'as', state: 'ready' });
+      await store.tx(async (r) => {
+        for (const s of [s1, s2]) await r.insertSession(s);
+        for (const w of [w1, w2, w3]) await r.insertWorker(w);
+      });
+      const got = await store.tx((r) =>
+        r.assignments(['as-w2', 'as-w3', 'as-w1', 'as-missing', 'as-w2'], { lock: true }),
+      );
+      assert.deepEqual([...got.keys()], ['as-w1', 'as-w2'], 'in worker id order, each once');
+      assert.deepEqual(got.get('as-w1'), { worker: w1, session: s1 });
+      assert.deepEqual(got.get('as-w2'), { worker: w2, session: s2 });
+      assert.deepEqual(await store.tx((r) => r.assignments([])), new Map());
+    });
+
     // ---------------------------------------------------------------- settings
 
     test('getOrInitSetting: the first writer wins, also when several race', async () => {

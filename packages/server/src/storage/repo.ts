@@ -1,6 +1,8 @@
 // Every query the engine makes, written once for both dialects, over one connection or transaction.
-import type { SessionState, WorkerState } from '@usher/protocol';
-import type { Queryable, SqlValue } from './db.ts';
+import { type SessionState, WorkerState } from '@usher/protocol';
+import type { Queryable, QueryOptions, SqlParam, SqlValue } from './db.ts';
+import { heldStatements } from './held-sql.ts';
+import { HeldWrites } from './held-writes.ts';
 import type {
   ProjectRecord,
   ProjectSettings,
@@ -10,6 +12,41 @@ import type {
   TransitionRecord,
   WorkerRecord,
 } from './records.ts';
+import {
+  type Columns,
+  insertRows,
+  MAX_PARAMS,
+  SESSION_COLUMNS,
+  type Statement,
+  updateRow,
+  WORKER_COLUMNS,
+} from './tables.ts';
+
+/** Every column of a table, named: prepared statements must not read `*`, whose columns could change. */
+const SESSION_SELECT = Object.values(SESSION_COLUMNS)
+  .map((c) => c.name)
+  .join(', ');
+const WORKER_SELECT = Object.values(WORKER_COLUMNS)
+  .map((c) => c.name)
+  .join(', ');
+
+/** A worker and its session in one row, their columns prefixed `w_` and `s_`. */
+const ASSIGNMENT_SELECT = [
+  ...Object.values(WORKER_COLUMNS).map((c) => `w.${c.name} AS w_${c.name}`),
+  ...Object.values(SESSION_COLUMNS).map((c) => `s.${c.name} AS s_${c.name}`),
+].join(', ');
+
+type Row = Record<string, unknown>;
+
+/** Takes the columns of one table (prefixed in the row) out of a joined row. */
+function columnsOf<T>(row: Row, prefix: string, columns: Columns): T {
+  const out: Row = {};
+  for (const c of Object.values(columns)) out[c.name] = row[prefix + c.name];
+  return out as T;
+}
+
+/** A statement run on every admission or start: kept prepared on PostgreSQL. */
+const HOT: QueryOptions = { prepare: true };
 
 interface SessionRow {
   id: string;
@@ -48,53 +85,6 @@ interface WorkerRow {
   ready_at: number | null;
   updated_at: number;
   stopped_at: number | null;
-}
-
-const SESSION_COLUMNS: Record<keyof SessionRecord, string> = {
-  id: 'id',
-  projectId: 'project_id',
-  region: 'region',
-  agentType: 'agent_type',
-  config: 'config',
-  state: 'state',
-  workerId: 'worker_id',
-  queuedAt: 'queued_at',
-  restarts: 'restarts',
-  savedState: 'saved_state',
-  viewerAttached: 'viewer_attached',
-  workerStarted: 'worker_started',
-  pendingEnd: 'pending_end',
-  createdAt: 'created_at',
-  updatedAt: 'updated_at',
-  activeAt: 'active_at',
-  endedAt: 'ended_at',
-  endCode: 'end_code',
-  endReason: 'end_reason',
-  outcome: 'outcome',
-};
-
-const WORKER_COLUMNS: Record<keyof WorkerRecord, string> = {
-  id: 'id',
-  projectId: 'project_id',
-  region: 'region',
-  driver: 'driver',
-  state: 'state',
-  sessionId: 'session_id',
-  handle: 'handle',
-  serverId: 'server_id',
-  draining: 'draining',
-  createdAt: 'created_at',
-  readyAt: 'ready_at',
-  updatedAt: 'updated_at',
-  stoppedAt: 'stopped_at',
-};
-
-const JSON_FIELDS = new Set(['config', 'savedState', 'pendingEnd']);
-
-function toSql(field: string, value: unknown): SqlValue {
-  if (JSON_FIELDS.has(field)) return value === null || value === undefined ? null : JSON.stringify(value);
-  if (typeof value === 'boolean') return value ? 1 : 0;
-  return (value ?? null) as SqlValue;
 }
 
 function sessionFromRow(r: SessionRow): SessionRecord {
@@ -140,22 +130,11 @@ function workerFromRow(r: WorkerRow): WorkerRecord {
   };
 }
 
-function insertSql(table: string, columns: Record<string, string>, record: object): [string, SqlValue[]] {
-  const keys = Object.keys(columns);
-  const sql = `INSERT INTO ${table} (${keys.map((k) => columns[k]).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`;
-  return [sql, keys.map((k) => toSql(k, (record as Record<string, unknown>)[k]))];
-}
-
-function updateSql(
-  table: string,
-  columns: Record<string, string>,
-  id: string,
-  patch: object,
-): [string, SqlValue[]] {
-  const keys = Object.keys(patch).filter((k) => k in columns && k !== 'id');
-  const sql = `UPDATE ${table} SET ${keys.map((k) => `${columns[k]} = ?`).join(', ')} WHERE id = ?`;
-  return [sql, [...keys.map((k) => toSql(k, (patch as Record<string, unknown>)[k])), id]];
-}
+/** Every worker state but `stopped`, as SQL literals. */
+const LIVE_WORKER_STATES = Object.values(WorkerState)
+  .filter((s) => s !== 'stopped')
+  .map((s) => `'${s}'`)
+  .join(', ');
 
 export interface SessionFilter {
   projectId?: string;
@@ -175,25 +154,77 @@ export class Repo {
   readonly changedWorkers = new Set<string>();
   readonly #forUpdate: string;
 
-  readonly #holdWrites: boolean;
-  readonly #heldTransitions: SqlValue[][] = [];
+  /** writes held until the next read or the commit (in a transaction only) */
+  readonly #held: HeldWrites | null;
+  /** pool locks this transaction holds already */
+  readonly #poolLocks = new Set<string>();
 
-  /** @param holdWrites  hold transition rows until flush() (inside a transaction only) */
+  /**
+   * @param holdWrites  this repository is one transaction's: hold writes until flush() or the next read, and
+   *   take each pool lock once
+   */
   constructor(q: Queryable, holdWrites = false) {
     this.q = q;
-    this.#holdWrites = holdWrites;
+    this.#held = holdWrites ? new HeldWrites() : null;
     this.#forUpdate = q.dialect === 'postgres' ? ' FOR UPDATE' : '';
+  }
+
+  /** Writes what is held. Reads call it first, so they see every write made before them. */
+  async flush(): Promise<void> {
+    if (!this.#held || this.#held.empty) return;
+    for (const st of heldStatements(this.#held.take(), this.q.dialect))
+      await this.q.run(st.sql, st.params, HOT);
+  }
+
+  async #all<T>(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<T[]> {
+    await this.flush();
+    return this.q.all<T>(sql, params, options);
+  }
+
+  async #get<T>(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<T | undefined> {
+    await this.flush();
+    return this.q.get<T>(sql, params, options);
+  }
+
+  /**
+   * Rows of a table by id (PostgreSQL takes the ids as one array); locked in id order, so that two
+   * transactions locking some of the same rows never wait for each other.
+   */
+  async #byIds<T>(
+    from: string,
+    idColumn: string,
+    columns: string,
+    ids: readonly string[],
+    lock = false,
+  ): Promise<T[]> {
+    if (ids.length === 0) return [];
+    const tail = ` ORDER BY ${idColumn}${lock ? this.#forUpdate : ''}`;
+    if (this.q.dialect === 'postgres') {
+      const sql = `SELECT ${columns} FROM ${from} WHERE ${idColumn} = ANY(CAST(? AS TEXT[]))${tail}`;
+      return this.#all<T>(sql, [ids], HOT);
+    }
+    const rows: T[] = [];
+    for (let i = 0; i < ids.length; i += MAX_PARAMS) {
+      const chunk = ids.slice(i, i + MAX_PARAMS);
+      const sql = `SELECT ${columns} FROM ${from} WHERE ${idColumn} IN (${chunk.map(() => '?').join(', ')})${tail}`;
+      rows.push(...(await this.#all<T>(sql, chunk)));
+    }
+    return rows;
+  }
+
+  async #write(statements: readonly Statement[]): Promise<void> {
+    for (const st of statements) await this.q.run(st.sql, st.params);
   }
 
   // ---- locks (no-ops on SQLite, whose transactions are already exclusive)
 
   /** Serializes dispatch for one pool across every server sharing the database. */
   async lockPool(projectId: string, region: string): Promise<void> {
-    if (this.q.dialect === 'postgres') {
-      await this.q.get('SELECT pg_advisory_xact_lock(hashtextextended(?, 0))', [
-        `pool:${projectId}:${region}`,
-      ]);
-    }
+    if (this.q.dialect !== 'postgres') return;
+    const key = `pool:${projectId}:${region}`;
+    if (this.#poolLocks.has(key)) return;
+    await this.q.get('SELECT pg_advisory_xact_lock(hashtextextended(?, 0)) AS locked', [key], HOT);
+    if (this.#held) this.#poolLocks.add(key);
   }
 
   // ---- projects
@@ -236,21 +267,25 @@ export class Repo {
   // ---- sessions
 
   async insertSession(s: SessionRecord): Promise<void> {
-    const [sql, params] = insertSql('sessions', SESSION_COLUMNS, s);
-    await this.q.run(sql, params);
+    if (this.#held) this.#held.insertSession(s);
+    else await this.#write(insertRows('sessions', SESSION_COLUMNS, [s]));
   }
 
   async getSession(id: string, options: { lock?: boolean } = {}): Promise<SessionRecord | undefined> {
-    const r = await this.q.get<SessionRow>(
-      `SELECT * FROM sessions WHERE id = ?${options.lock ? this.#forUpdate : ''}`,
+    // a session inserted in this transaction is seen by no one else: no need to write it to read or lock it
+    const created = this.#held?.newSession(id);
+    if (created) return created;
+    const r = await this.#get<SessionRow>(
+      `SELECT ${SESSION_SELECT} FROM sessions WHERE id = ?${options.lock ? this.#forUpdate : ''}`,
       [id],
+      HOT,
     );
     return r && sessionFromRow(r);
   }
 
   async updateSession(id: string, patch: Partial<SessionRecord>): Promise<void> {
-    const [sql, params] = updateSql('sessions', SESSION_COLUMNS, id, patch);
-    await this.q.run(sql, params);
+    if (this.#held) this.#held.updateSession(id, patch);
+    else await this.#write([updateRow('sessions', SESSION_COLUMNS, id, patch)]);
   }
 
   async listSessions(filter: SessionFilter = {}): Promise<SessionRecord[]> {
@@ -265,8 +300,8 @@ export class Repo {
       params.push(...filter.states);
     }
     params.push(filter.limit ?? 100);
-    const rows = await this.q.all<SessionRow>(
-      `SELECT * FROM sessions${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
+    const rows = await this.#all<SessionRow>(
+      `SELECT ${SESSION_SELECT} FROM sessions${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
       params,
     );
     return rows.map(sessionFromRow);
@@ -274,24 +309,26 @@ export class Repo {
 
   /** The queue of one pool, first in line first. */
   async queuedSessionIds(projectId: string, region: string, limit = 1_000_000): Promise<string[]> {
-    const rows = await this.q.all<{ id: string }>(
+    const rows = await this.#all<{ id: string }>(
       "SELECT id FROM sessions WHERE state = 'queued' AND project_id = ? AND region = ? ORDER BY queued_at, id LIMIT ?",
       [projectId, region, limit],
+      HOT,
     );
     return rows.map((r) => r.id);
   }
 
   async countQueued(projectId: string, region: string): Promise<number> {
-    const r = await this.q.get<{ n: number }>(
+    const r = await this.#get<{ n: number }>(
       "SELECT COUNT(*) AS n FROM sessions WHERE state = 'queued' AND project_id = ? AND region = ?",
       [projectId, region],
+      HOT,
     );
     return Number(r?.n ?? 0);
   }
 
   /** How many sessions are ahead of one in its queue (its position is this plus one). */
   async countQueuedAhead(projectId: string, region: string, queuedAt: number, id: string): Promise<number> {
-    const r = await this.q.get<{ n: number }>(
+    const r = await this.#get<{ n: number }>(
       `SELECT COUNT(*) AS n FROM sessions WHERE state = 'queued' AND project_id = ? AND region = ?
          AND (queued_at < ? OR (queued_at = ? AND id < ?))`,
       [projectId, region, queuedAt, queuedAt, id],
@@ -301,7 +338,7 @@ export class Repo {
 
   /** Mean time from active to ended of the last `limit` sessions of a pool, or null without history. */
   async meanSessionDurationMs(projectId: string, region: string, limit = 50): Promise<number | null> {
-    const r = await this.q.get<{ mean: number | null }>(
+    const r = await this.#get<{ mean: number | null }>(
       `SELECT AVG(d) AS mean FROM (SELECT ended_at - active_at AS d FROM sessions
          WHERE project_id = ? AND region = ? AND ended_at IS NOT NULL AND active_at IS NOT NULL
          ORDER BY ended_at DESC LIMIT ?) recent`,
@@ -312,29 +349,19 @@ export class Repo {
 
   // ---- transitions
 
-  /**
-   * Records a transition. In a transaction the rows are held and written together by flush() (one
-   * multi-row INSERT before the commit); outside one they are written at once.
-   */
+  /** Records a transition (held until the next read or the commit, in a transaction). */
   async addTransition(sessionId: string, t: TransitionRecord): Promise<void> {
-    this.#heldTransitions.push([sessionId, t.from, t.to, t.at, t.cause]);
-    if (!this.#holdWrites) await this.flush();
-  }
-
-  /** Writes what is held (transitions), in the order it was recorded. */
-  async flush(): Promise<void> {
-    while (this.#heldTransitions.length > 0) {
-      const rows = this.#heldTransitions.splice(0, 500);
+    const row = [sessionId, t.from, t.to, t.at, t.cause];
+    if (this.#held) this.#held.addTransition(row);
+    else
       await this.q.run(
-        `INSERT INTO transitions (session_id, from_state, to_state, at, cause) VALUES ${rows.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
-        rows.flat(),
+        'INSERT INTO transitions (session_id, from_state, to_state, at, cause) VALUES (?, ?, ?, ?, ?)',
+        row,
       );
-    }
   }
 
   async timeline(sessionId: string): Promise<TransitionRecord[]> {
-    await this.flush();
-    const rows = await this.q.all<{ from_state: string | null; to_state: string; at: number; cause: string }>(
+    const rows = await this.#all<{ from_state: string | null; to_state: string; at: number; cause: string }>(
       'SELECT from_state, to_state, at, cause FROM transitions WHERE session_id = ? ORDER BY id',
       [sessionId],
     );
@@ -349,22 +376,43 @@ export class Repo {
   // ---- workers
 
   async insertWorker(w: WorkerRecord): Promise<void> {
-    const [sql, params] = insertSql('workers', WORKER_COLUMNS, w);
-    await this.q.run(sql, params);
+    await this.#write(insertRows('workers', WORKER_COLUMNS, [w]));
     this.changedWorkers.add(w.id);
   }
 
   async getWorker(id: string, options: { lock?: boolean } = {}): Promise<WorkerRecord | undefined> {
-    const r = await this.q.get<WorkerRow>(
-      `SELECT * FROM workers WHERE id = ?${options.lock ? this.#forUpdate : ''}`,
+    const r = await this.#get<WorkerRow>(
+      `SELECT ${WORKER_SELECT} FROM workers WHERE id = ?${options.lock ? this.#forUpdate : ''}`,
       [id],
+      HOT,
     );
     return r && workerFromRow(r);
   }
 
+  /**
+   * Workers by id with the session each is assigned (workers with none are left out), read and locked in one
+   * statement, in worker id order.
+   */
+  async assignments(
+    workerIds: readonly string[],
+    options: { lock?: boolean } = {},
+  ): Promise<Map<string, { worker: WorkerRecord; session: SessionRecord }>> {
+    const found = new Map<string, { worker: WorkerRecord; session: SessionRecord }>();
+    const from = 'workers w JOIN sessions s ON s.id = w.session_id';
+    const ids = [...new Set(workerIds)];
+    for (const row of await this.#byIds<Row>(from, 'w.id', ASSIGNMENT_SELECT, ids, options.lock)) {
+      const worker = workerFromRow(columnsOf<WorkerRow>(row, 'w_', WORKER_COLUMNS));
+      found.set(worker.id, {
+        worker,
+        session: sessionFromRow(columnsOf<SessionRow>(row, 's_', SESSION_COLUMNS)),
+      });
+    }
+    return found;
+  }
+
   async updateWorker(id: string, patch: Partial<WorkerRecord>): Promise<void> {
-    const [sql, params] = updateSql('workers', WORKER_COLUMNS, id, patch);
-    await this.q.run(sql, params);
+    if (this.#held) this.#held.updateWorker(id, patch);
+    else await this.#write([updateRow('workers', WORKER_COLUMNS, id, patch)]);
     this.changedWorkers.add(id);
   }
 
@@ -383,8 +431,8 @@ export class Repo {
       where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
       params.push(...filter.states);
     }
-    const rows = await this.q.all<WorkerRow>(
-      `SELECT * FROM workers${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`,
+    const rows = await this.#all<WorkerRow>(
+      `SELECT ${WORKER_SELECT} FROM workers${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`,
       params,
     );
     return rows.map(workerFromRow);
@@ -395,12 +443,34 @@ export class Repo {
     // dispatch holds the pool's lock, so no other seat decision runs; FOR UPDATE only waits out a row's
     // short updates (never SKIP LOCKED, which would pass over a ready worker whose handle is being written)
     const skip = this.q.dialect === 'postgres' ? ' FOR UPDATE' : '';
-    const rows = await this.q.all<WorkerRow>(
-      `SELECT * FROM workers WHERE project_id = ? AND region = ? AND state = 'ready' AND draining = 0
+    const rows = await this.#all<WorkerRow>(
+      `SELECT ${WORKER_SELECT} FROM workers WHERE project_id = ? AND region = ? AND state = 'ready' AND draining = 0
        ORDER BY ready_at, id LIMIT ?${skip}`,
       [projectId, region, limit],
+      HOT,
     );
     return rows.map(workerFromRow);
+  }
+
+  /**
+   * What an admission batch starts from, in one statement when nobody is queued: how many sessions of the pool
+   * are queued, and, only when none is, up to `limit` ready workers to seat on (as readyWorkers).
+   */
+  async seatingView(
+    projectId: string,
+    region: string,
+    limit: number,
+  ): Promise<{ waiting: number; ready: WorkerRecord[] }> {
+    const rows = await this.#all<WorkerRow>(
+      `SELECT ${WORKER_SELECT} FROM workers WHERE project_id = ? AND region = ? AND state = 'ready' AND draining = 0
+         AND NOT EXISTS (SELECT 1 FROM sessions WHERE state = 'queued' AND project_id = ? AND region = ?)
+       ORDER BY ready_at, id LIMIT ?${this.#forUpdate}`,
+      [projectId, region, projectId, region, limit],
+      HOT,
+    );
+    if (rows.length > 0) return { waiting: 0, ready: rows.map(workerFromRow) };
+    const waiting = await this.countQueued(projectId, region);
+    return { waiting, ready: [] };
   }
 
   /** Workers of a pool being started for no session yet, oldest first. */
@@ -408,28 +478,33 @@ export class Repo {
     // dispatch holds the pool's lock, so no other seat decision runs; FOR UPDATE only waits out a row's
     // short updates (never SKIP LOCKED, which would pass over a ready worker whose handle is being written)
     const skip = this.q.dialect === 'postgres' ? ' FOR UPDATE' : '';
-    const rows = await this.q.all<WorkerRow>(
-      `SELECT * FROM workers WHERE project_id = ? AND region = ? AND state = 'starting' AND session_id IS NULL AND draining = 0
+    const rows = await this.#all<WorkerRow>(
+      `SELECT ${WORKER_SELECT} FROM workers WHERE project_id = ? AND region = ? AND state = 'starting' AND session_id IS NULL AND draining = 0
        ORDER BY created_at, id LIMIT ?${skip}`,
       [projectId, region, limit],
+      HOT,
     );
     return rows.map(workerFromRow);
   }
 
   /** Workers of a pool by state (draining ones under `draining`), stopped ones excluded, plus `startingUnbound`. */
   async poolCounts(projectId: string, region: string): Promise<Record<string, number>> {
-    const rows = await this.q.all<{ state: string; draining: number; unbound: number; n: number }>(
-      `SELECT state, draining, CASE WHEN session_id IS NULL THEN 1 ELSE 0 END AS unbound, COUNT(*) AS n FROM workers
-       WHERE project_id = ? AND region = ? AND state <> 'stopped' GROUP BY state, draining, unbound`,
+    // grouped in the order of the workers_counts index, so nothing is sorted; stopped workers (which pile up
+    // over time) are not even read
+    const rows = await this.#all<{ state: string; draining: number; n: number; bound: number }>(
+      `SELECT state, draining, COUNT(*) AS n, COUNT(session_id) AS bound FROM workers
+       WHERE project_id = ? AND region = ? AND state IN (${LIVE_WORKER_STATES}) GROUP BY state, draining`,
       [projectId, region],
+      HOT,
     );
     const counts: Record<string, number> = {};
     for (const r of rows) {
       const key = r.draining === 1 ? 'draining' : r.state;
       counts[key] = (counts[key] ?? 0) + Number(r.n);
       // workers on their way for no session yet: they count as warm
-      if (r.state === 'starting' && r.draining === 0 && r.unbound === 1) {
-        counts.startingUnbound = (counts.startingUnbound ?? 0) + Number(r.n);
+      const unbound = Number(r.n) - Number(r.bound);
+      if (r.state === 'starting' && r.draining === 0 && unbound > 0) {
+        counts.startingUnbound = (counts.startingUnbound ?? 0) + unbound;
       }
     }
     return counts;
@@ -438,6 +513,7 @@ export class Repo {
   // ---- timers
 
   async setTimer(sessionId: string, kind: TimerKind, dueAt: number): Promise<void> {
+    if (this.#held) return this.#held.setTimer(sessionId, kind, dueAt);
     await this.q.run(
       'INSERT INTO timers (session_id, kind, due_at) VALUES (?, ?, ?) ON CONFLICT (session_id, kind) DO UPDATE SET due_at = excluded.due_at',
       [sessionId, kind, dueAt],
@@ -445,7 +521,7 @@ export class Repo {
   }
 
   async getTimer(sessionId: string, kind: TimerKind): Promise<TimerRecord | undefined> {
-    const r = await this.q.get<{ due_at: number }>(
+    const r = await this.#get<{ due_at: number }>(
       'SELECT due_at FROM timers WHERE session_id = ? AND kind = ?',
       [sessionId, kind],
     );
@@ -453,10 +529,12 @@ export class Repo {
   }
 
   async clearTimer(sessionId: string, kind: TimerKind): Promise<void> {
+    if (this.#held) return this.#held.clearTimers(sessionId, [kind]);
     await this.q.run('DELETE FROM timers WHERE session_id = ? AND kind = ?', [sessionId, kind]);
   }
 
   async clearTimers(sessionId: string, kinds?: readonly TimerKind[]): Promise<void> {
+    if (this.#held) return this.#held.clearTimers(sessionId, kinds);
     if (!kinds) {
       await this.q.run('DELETE FROM timers WHERE session_id = ?', [sessionId]);
       return;
@@ -469,7 +547,7 @@ export class Repo {
   }
 
   async timersForSession(sessionId: string): Promise<TimerRecord[]> {
-    const rows = await this.q.all<{ kind: string; due_at: number }>(
+    const rows = await this.#all<{ kind: string; due_at: number }>(
       'SELECT kind, due_at FROM timers WHERE session_id = ? ORDER BY due_at',
       [sessionId],
     );
@@ -478,7 +556,7 @@ export class Repo {
 
   /** Timers due at or before `at`, earliest first. */
   async dueTimers(at: number, limit: number): Promise<TimerRecord[]> {
-    const rows = await this.q.all<{ session_id: string; kind: string; due_at: number }>(
+    const rows = await this.#all<{ session_id: string; kind: string; due_at: number }>(
       'SELECT session_id, kind, due_at FROM timers WHERE due_at <= ? ORDER BY due_at, session_id LIMIT ?',
       [at, limit],
     );
@@ -486,7 +564,7 @@ export class Repo {
   }
 
   async nextTimerDue(): Promise<number | null> {
-    const r = await this.q.get<{ due: number | null }>('SELECT MIN(due_at) AS due FROM timers');
+    const r = await this.#get<{ due: number | null }>('SELECT MIN(due_at) AS due FROM timers');
     return r?.due == null ? null : Number(r.due);
   }
 

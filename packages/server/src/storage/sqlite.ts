@@ -1,11 +1,14 @@
 // SQLite through Node's built-in node:sqlite: the embedded default, one file, nothing to install.
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import type { Db, Queryable, SqlValue } from './db.ts';
+import type { Db, Queryable, SqlParam, SqlValue } from './db.ts';
 
 export interface SqliteOptions {
   /** a file path, or ':memory:' */
   path: string;
 }
+
+/** Prepared statements kept at most (the oldest is dropped first). */
+const MAX_STATEMENTS = 1000;
 
 export class SqliteDb implements Db {
   readonly dialect = 'sqlite' as const;
@@ -20,19 +23,20 @@ export class SqliteDb implements Db {
   constructor(options: SqliteOptions) {
     this.#db = new DatabaseSync(options.path);
     this.#db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;',
+      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;',
     );
     const self = this;
+    // every statement is kept prepared (options.prepare changes nothing here); arrays are PostgreSQL's only
     this.#direct = {
       dialect: 'sqlite',
-      async all<T>(sql: string, params: readonly SqlValue[] = []) {
-        return self.#stmt(sql).all(...params) as T[];
+      async all<T>(sql: string, params: readonly SqlParam[] = []) {
+        return self.#stmt(sql).all(...(params as SqlValue[])) as T[];
       },
-      async get<T>(sql: string, params: readonly SqlValue[] = []) {
-        return self.#stmt(sql).get(...params) as T | undefined;
+      async get<T>(sql: string, params: readonly SqlParam[] = []) {
+        return self.#stmt(sql).get(...(params as SqlValue[])) as T | undefined;
       },
-      async run(sql: string, params: readonly SqlValue[] = []) {
-        return Number(self.#stmt(sql).run(...params).changes);
+      async run(sql: string, params: readonly SqlParam[] = []) {
+        return Number(self.#stmt(sql).run(...(params as SqlValue[])).changes);
       },
     };
   }
@@ -40,6 +44,9 @@ export class SqliteDb implements Db {
   #stmt(sql: string): StatementSync {
     let s = this.#statements.get(sql);
     if (!s) {
+      // many-row statements vary with their row count: keep the most recent ones only
+      if (this.#statements.size >= MAX_STATEMENTS)
+        this.#statements.delete(this.#statements.keys().next().value!);
       s = this.#db.prepare(sql);
       this.#statements.set(sql, s);
     }
@@ -52,13 +59,13 @@ export class SqliteDb implements Db {
     return this.tx(fn);
   }
 
-  all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
+  all<T>(sql: string, params?: readonly SqlParam[]): Promise<T[]> {
     return this.#outside((q) => q.all<T>(sql, params));
   }
-  get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined> {
+  get<T>(sql: string, params?: readonly SqlParam[]): Promise<T | undefined> {
     return this.#outside((q) => q.get<T>(sql, params));
   }
-  run(sql: string, params?: readonly SqlValue[]): Promise<number> {
+  run(sql: string, params?: readonly SqlParam[]): Promise<number> {
     return this.#outside((q) => q.run(sql, params));
   }
 
