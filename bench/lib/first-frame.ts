@@ -2,20 +2,9 @@
 // SDK, whose fetch, WebSocket and RTCPeerConnection are wrapped to stamp every step with performance.now(),
 // until the <video> presents its first frame. The server's tap stamps the same messages on its side, and the
 // two timelines are combined — each difference taken on one clock — into Usher's share and the rest.
-import { chromium } from 'playwright-core';
+import { launchChromium } from '@usher/testing/chromium';
 import type { TapFrame, TapRequest } from './stream-fixture.ts';
 import type { StreamServer } from './stream-server.ts';
-
-/** Debian's Chromium; BENCH_CHROMIUM names another */
-const CHROMIUM = process.env.BENCH_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 /** The page's stamps of one run (ms on the page's clock), by step. */
 export type PageMarks = Record<string, number>;
@@ -85,7 +74,7 @@ export async function measureFirstFrame(
     log: (line: string) => void;
   },
 ): Promise<FirstFrameResult> {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const browser = await launchChromium();
   const splits: FirstFrameSplit[] = [];
   const video: VideoStats[] = [];
   const how: Record<string, number> = {};

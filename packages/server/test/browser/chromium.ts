@@ -1,35 +1,12 @@
-// The real browser of the browser tests: Debian's headless Chromium driven by playwright-core (never a
-// downloaded one), one per test file, and screenshots of the pages for the people who review a run.
+// The browser tests' Chromium (launchChromium of @usher/testing), one per test file, and screenshots of the
+// pages for the people who review a run.
 import { mkdirSync } from 'node:fs';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
-
-/** Where `apt-get install chromium` puts it (.ci/run installs it when a test file needs it). */
-export const CHROMIUM_PATH = process.env.USHER_TEST_CHROMIUM ?? '/usr/bin/chromium';
-
-const ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  // the stream's <video> plays without a click
-  '--autoplay-policy=no-user-gesture-required',
-];
+import { launchChromium } from '@usher/testing/chromium';
+import type { Browser, Page } from 'playwright-core';
 
 const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
-
-export async function launchChromium(): Promise<Browser> {
-  try {
-    return await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: ARGS });
-  } catch (err) {
-    throw new Error(
-      `could not start Chromium at ${CHROMIUM_PATH}: install Debian's package (apt-get install -y chromium) ` +
-        `or point USHER_TEST_CHROMIUM at another build (${(err as Error).message.split('\n')[0]})`,
-    );
-  }
-}
 
 /** Registers hooks on the current suite: one browser for every test of the file, closed in after(). */
 export function useChromium(): { readonly browser: Browser } {
