@@ -1,5 +1,6 @@
 // SQLite through Node's built-in node:sqlite: the embedded default, one file, nothing to install.
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Worker } from 'node:worker_threads';
 import type { Db, Queryable, SqlParam, SqlValue } from './db.ts';
 
 export interface SqliteOptions {
@@ -10,6 +11,16 @@ export interface SqliteOptions {
 /** Prepared statements kept at most (the oldest is dropped first). */
 const MAX_STATEMENTS = 1000;
 
+/**
+ * After this many commits a database file gets its checkpointer thread (a short-lived or idle database does
+ * not need one). From then on the server's connection checkpoints only when the log outgrows
+ * WAL_LIMIT_PAGES, which the checkpointer keeps from happening unless it falls behind.
+ */
+const CHECKPOINTER_AFTER_COMMITS = 1_000;
+const WAL_LIMIT_PAGES = 10_000;
+/** SQLite's own default */
+const DEFAULT_WAL_LIMIT_PAGES = 1_000;
+
 export class SqliteDb implements Db {
   readonly dialect = 'sqlite' as const;
   readonly #db: DatabaseSync;
@@ -19,8 +30,12 @@ export class SqliteDb implements Db {
   #locked = false;
   #closed = false;
   readonly #direct: Queryable;
+  readonly #path: string;
+  #commits = 0;
+  #checkpointer: Worker | null = null;
 
   constructor(options: SqliteOptions) {
+    this.#path = options.path;
     this.#db = new DatabaseSync(options.path);
     this.#db.exec(
       'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;',
@@ -82,6 +97,8 @@ export class SqliteDb implements Db {
       try {
         const result = await fn(this.#direct);
         this.#db.exec('COMMIT');
+        if (++this.#commits === CHECKPOINTER_AFTER_COMMITS && this.#path !== ':memory:')
+          this.#startCheckpointer();
         return result;
       } catch (err) {
         if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
@@ -91,6 +108,24 @@ export class SqliteDb implements Db {
       this.#locked = false;
       release();
     }
+  }
+
+  /** Moves checkpoints to a thread of their own (sqlite-checkpointer.ts). */
+  #startCheckpointer(): void {
+    const worker = new Worker(new URL('./sqlite-checkpointer.ts', import.meta.url), {
+      workerData: { path: this.#path },
+    });
+    worker.unref();
+    this.#db.exec(`PRAGMA wal_autocheckpoint = ${WAL_LIMIT_PAGES}`);
+    // should the thread fail, checkpoints go back to this connection
+    const fallBack = () => {
+      if (this.#checkpointer !== worker) return;
+      this.#checkpointer = null;
+      if (!this.#closed) this.#db.exec(`PRAGMA wal_autocheckpoint = ${DEFAULT_WAL_LIMIT_PAGES}`);
+    };
+    worker.on('error', fallBack);
+    worker.on('exit', fallBack);
+    this.#checkpointer = worker;
   }
 
   async exec(sql: string): Promise<void> {
@@ -103,7 +138,16 @@ export class SqliteDb implements Db {
     if (this.#closed) return;
     this.#closed = true;
     await this.#lock;
+    const checkpointer = this.#checkpointer;
+    if (checkpointer) {
+      this.#checkpointer = null;
+      const exited = new Promise((r) => checkpointer.once('exit', r));
+      checkpointer.ref(); // keeps the process up until the thread is gone
+      checkpointer.postMessage('close');
+      await exited;
+    }
     this.#statements.clear();
+    // the last connection to close copies what is left of the log back and removes it
     this.#db.close();
   }
 }
