@@ -16,7 +16,7 @@ export function validator<T extends TSchema>(schema: T): Validator<T> {
       // a message of a known type is described against that type's schema, not against the whole union
       const type = (value as { type?: unknown } | null)?.type;
       const member = typeof type === 'string' ? byType.get(type) : undefined;
-      if (member) return { ok: false, message: `${type}: ${describeErrors(Compile(member).Errors(value))}` };
+      if (member) return { ok: false, message: `${type}: ${describeErrors(member.Errors(value))}` };
       if (byType.size > 0 && typeof type === 'string')
         return { ok: false, message: `unknown message type "${type.slice(0, 64)}"` };
       return { ok: false, message: describeErrors(compiled.Errors(value)) };
@@ -24,14 +24,14 @@ export function validator<T extends TSchema>(schema: T): Validator<T> {
   };
 }
 
-/** For a union of `{type: <literal>, …}` objects (nested unions too): each type's schema. */
-function messageTypes(schema: TSchema): Map<string, TSchema> {
-  const out = new Map<string, TSchema>();
+/** For a union of `{type: <literal>, …}` objects (nested unions too): each type's schema, compiled once. */
+function messageTypes(schema: TSchema): Map<string, ReturnType<typeof Compile>> {
+  const out = new Map<string, ReturnType<typeof Compile>>();
   const visit = (s: TSchema) => {
     const anyOf = (s as { anyOf?: TSchema[] }).anyOf;
     if (anyOf) return anyOf.forEach(visit);
     const literal = (s as { properties?: { type?: { const?: unknown } } }).properties?.type?.const;
-    if (typeof literal === 'string' && !out.has(literal)) out.set(literal, s);
+    if (typeof literal === 'string' && !out.has(literal)) out.set(literal, Compile(s));
   };
   visit(schema);
   return out;
