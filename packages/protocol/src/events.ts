@@ -112,12 +112,36 @@ export const ClientFrame = Type.Union([
       type: Type.Literal('message'),
       messageType: Type.String({ minLength: 1, maxLength: 64 }),
       data: Type.Unknown(),
+      /** the sender's own reference: the server answers with `message_ack` (MessageAck) carrying it */
+      ref: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     },
     { additionalProperties: false },
   ),
   PlayerSignal,
 ]);
 export type ClientFrame = Static<typeof ClientFrame>;
+
+/**
+ * The answer to a client's `message` frame that carried a `ref`: sent once the message was relayed and, when
+ * its type is recorded, stored durably (it survives a crash of the server from then on).
+ */
+export const MessageAck = Type.Object({
+  type: Type.Literal('message_ack'),
+  ref: Type.String(),
+  id: Type.String(),
+  at: Type.String({ format: 'date-time' }),
+  recorded: Type.Boolean(),
+});
+export type MessageAck = Static<typeof MessageAck>;
+
+/** A page of a session's transcript: GET /sessions/{id}/messages. */
+export const MessagePage = Type.Object({
+  messages: Type.Array(Envelope, { description: 'oldest first' }),
+  hasMore: Type.Boolean({ description: 'older messages exist: ask again with nextBefore and nextBeforeId' }),
+  nextBefore: Type.Union([Type.String(), Type.Null()]),
+  nextBeforeId: Type.Union([Type.String(), Type.Null()]),
+});
+export type MessagePage = Static<typeof MessagePage>;
 
 /** The largest frame a client may send on a session socket, in bytes. */
 export const MAX_CLIENT_FRAME_BYTES = 64 * 1024;

@@ -66,6 +66,15 @@ export const Assignment = Type.Object({
   }),
   restarts: Type.Integer({ minimum: 0 }),
   participants: Type.Array(Participant),
+  transcript: Type.Optional(
+    Type.Object(
+      { messages: Type.Array(Envelope), hasMore: Type.Boolean() },
+      {
+        description:
+          'after an auto-restart: the newest recorded messages of the session, oldest first (page further back with GET /sessions/{id}/messages)',
+      },
+    ),
+  ),
 });
 export type Assignment = Static<typeof Assignment>;
 

@@ -9,6 +9,7 @@ import type { AuthContext } from './api/auth.ts';
 import type { ApiContext } from './api/context.ts';
 import { installErrorHandling } from './api/errors.ts';
 import { healthRoutes } from './api/routes/health.ts';
+import { messageRoutes } from './api/routes/messages.ts';
 import { projectRoutes } from './api/routes/projects.ts';
 import { sessionRoutes } from './api/routes/sessions.ts';
 import { webRoutes } from './api/routes/web.ts';
@@ -22,6 +23,7 @@ import { type Clock, systemClock } from './engine/clock.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
 import { EventHub } from './engine/event-hub.ts';
 import { Keepalive } from './realtime/keepalive.ts';
+import { DEFAULT_MESSAGE_RATE, type RateLimit } from './realtime/rate-limit.ts';
 import { sessionSocketRoute } from './realtime/session-socket.ts';
 import { SignallingRelay } from './realtime/signalling/relay.ts';
 import { streamerSocketRoute } from './realtime/signalling/streamer-socket.ts';
@@ -64,6 +66,8 @@ export interface UsherServerOptions {
   keepaliveMs?: number;
   /** a folder of pages served at `/` (the demo's); the Web SDK is always served at `/sdk/usher.js` */
   pagesRoot?: string;
+  /** room messages each participant connection may send (default 50 a second, bursts of 100) */
+  messageRate?: RateLimit;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
   bodyLimitBytes?: number;
   engine?: Partial<
@@ -225,6 +229,7 @@ export class UsherServer {
       auth,
       relay,
       keepalive,
+      messageRate: o.messageRate ?? DEFAULT_MESSAGE_RATE,
       workerSocketUrl: () => `${toWs(baseUrl)}/workers/ws`,
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
       version: VERSION,
@@ -239,6 +244,7 @@ export class UsherServer {
     await app.register(async (scope) => {
       healthRoutes(scope, ctx);
       sessionRoutes(scope, ctx);
+      messageRoutes(scope, ctx);
       projectRoutes(scope, ctx);
       workerRoutes(scope, ctx);
       sessionSocketRoute(scope, ctx);

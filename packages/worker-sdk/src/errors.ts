@@ -28,6 +28,10 @@ export const WORKER_ERRORS = {
     description: 'Every connection attempt failed; the worker gave up.',
   },
   WORKER_CLOSED: { retryable: false, description: 'The worker was closed.' },
+  WORKER_HISTORY_FAILED: {
+    retryable: true,
+    description: 'The chat history could not be read: the server did not answer, or answered with no JSON.',
+  },
   WORKER_HOOK_FAILED: { retryable: false, description: 'A lifecycle hook threw; the cause is attached.' },
 } as const satisfies Record<string, { retryable: boolean; description: string }>;
 

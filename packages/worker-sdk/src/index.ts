@@ -1,8 +1,9 @@
 // @usher/worker: the Node SDK for Usher workers and agents.
 
-export type { Assignment, Envelope, Participant } from '@usher/protocol';
+export type { Assignment, Envelope, MessagePage, Participant } from '@usher/protocol';
 export { type BackoffPolicy, backoffDelayMs } from './backoff.ts';
 export { WORKER_ERRORS, WorkerError, type WorkerErrorCode, WorkerServerError } from './errors.ts';
+export { type Fetch, type HistoryOptions, messagesUrl } from './history.ts';
 export type { RegisteredInfo, SessionStateInfo, ShutdownInfo, WorkerEventMap, WorkerHooks } from './hooks.ts';
 export { createConsoleLogger, type Logger, type LogLevel, truncate } from './logger.ts';
 export {

@@ -2,6 +2,7 @@
 import { WORKER_ENV } from '@usher/protocol';
 import type { BackoffPolicy } from './backoff.ts';
 import { WorkerError } from './errors.ts';
+import type { Fetch } from './history.ts';
 import type { WorkerHooks } from './hooks.ts';
 import { createConsoleLogger, type Logger } from './logger.ts';
 import { DefaultWebSocket, type SocketConstructor } from './socket.ts';
@@ -41,6 +42,8 @@ export interface WorkerOptions extends WorkerHooks {
   timers?: Timers;
   /** random source for jitter, in [0, 1) */
   random?: () => number;
+  /** HTTP client for history() (default: the global fetch) */
+  fetch?: Fetch;
 }
 
 export interface ResolvedWorkerOptions {
@@ -55,6 +58,7 @@ export interface ResolvedWorkerOptions {
   readonly logger: Logger;
   readonly timers: Timers;
   readonly random: () => number;
+  readonly fetch: Fetch;
 }
 
 export const DEFAULT_RECONNECT = Object.freeze({
@@ -110,6 +114,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     logger: options.logger ?? createConsoleLogger(),
     timers: options.timers ?? defaultTimers,
     random: options.random ?? Math.random,
+    fetch: options.fetch ?? ((url: string, init: { headers: Record<string, string> }) => fetch(url, init)),
   });
 }
 

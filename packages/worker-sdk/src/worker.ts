@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import {
   type Assignment,
   type Envelope,
+  type MessagePage,
   type Participant,
   PROTOCOL_VERSION,
   ServerToWorkerFrame,
@@ -12,6 +13,7 @@ import {
 } from '@usher/protocol';
 import { backoffDelayMs } from './backoff.ts';
 import { errorMessage, WorkerError, WorkerServerError } from './errors.ts';
+import { fetchHistory, fetchTranscript, type HistoryOptions } from './history.ts';
 import type { SessionStateInfo, ShutdownInfo, WorkerEventMap, WorkerHooks } from './hooks.ts';
 import { truncate } from './logger.ts';
 import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.ts';
@@ -134,6 +136,21 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
       );
     }
     this.#sendFrame({ type: 'message', sessionId, messageType: type, data });
+  }
+
+  /**
+   * A page of the session's chat history: the newest recorded messages before `before`, oldest first. After an
+   * auto-restart, `session.transcript` already holds the newest page.
+   */
+  history(options: HistoryOptions = {}): Promise<MessagePage> {
+    const sessionId = this.#requireSession('history');
+    return fetchHistory(this.options.fetch, this.options.url, sessionId, this.#session!.token, options);
+  }
+
+  /** The session's whole chat history so far, oldest first. */
+  transcript(options: { includeDebug?: boolean } = {}): Promise<Envelope[]> {
+    this.#requireSession('transcript');
+    return fetchTranscript((o) => this.history(o), options.includeDebug ?? false);
   }
 
   /** Saves state that a replacement worker receives as `assignment.savedState` after a crash. */

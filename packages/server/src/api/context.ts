@@ -1,6 +1,7 @@
 // What route handlers get: the engine, auth, and how to spell the server's public URLs.
 import type { Engine } from '../engine/engine.ts';
 import type { Keepalive } from '../realtime/keepalive.ts';
+import type { RateLimit } from '../realtime/rate-limit.ts';
 import type { SignallingRelay } from '../realtime/signalling/relay.ts';
 import type { AuthContext } from './auth.ts';
 
@@ -11,6 +12,8 @@ export interface ApiContext {
   relay: SignallingRelay;
   /** pings participants' sockets and drops the dead ones */
   keepalive: Keepalive;
+  /** room messages per participant connection */
+  messageRate: RateLimit;
   /** ws(s)://…/sessions/{id}/ws */
   sessionSocketUrl(sessionId: string): string;
   /** ws(s)://…/workers/ws, the worker protocol */

@@ -22,6 +22,7 @@ import {
 } from '@usher/protocol';
 import type { TokenIssuer } from '../auth/tokens.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
+import { type MessagePageResult, microsToIso } from '../storage/messages.ts';
 import type {
   ProjectRecord,
   ProjectSettings,
@@ -47,6 +48,7 @@ import {
   unrunnableReason,
   usesAfk,
 } from './project-rules.ts';
+import { Recorder } from './recorder.ts';
 import { Scheduler } from './scheduler.ts';
 
 /** A connected worker socket on this server. */
@@ -123,6 +125,15 @@ const STATE_TIMERS: Record<SessionState, TimerKind[]> = {
   ended: [],
 };
 
+/** A relayed room message, and whether it is stored: true once durable, false when its type is not recorded. */
+export interface RelayedMessage {
+  message: Envelope;
+  stored: Promise<boolean>;
+}
+
+/** After an auto-restart, the fresh worker gets at most this many of the newest recorded messages. */
+const RESTART_TRANSCRIPT_MESSAGES = 100;
+
 export interface SessionWithQueue {
   session: SessionRecord;
   queuePosition: number | null;
@@ -151,8 +162,11 @@ export class Engine {
   readonly #pendingTasks = new Set<Promise<unknown>>();
   readonly #graceTimers = new Set<NodeJS.Timeout>();
   readonly #participants = new Participants();
+  /** per session, frames on their way to its worker (#toSessionWorker) */
+  readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
   readonly #admissions: Batcher<CreateSessionRequest, SessionWithQueue>;
   readonly #starts: Batcher<{ workerId: string; sessionId: string }, void>;
+  readonly recorder: Recorder;
   /** per pool, whether a refill after admissions is on its way, and when the last one ran (real time) */
   readonly #refills = new Map<string, { pending: boolean; last: number }>();
   /** wakes a delayed refill at close() */
@@ -165,6 +179,7 @@ export class Engine {
     const track = (work: () => Promise<void>) => this.#track(work);
     this.#admissions = new Batcher((key, reqs) => this.#admitBatch(key, reqs), ADMISSION_BATCH, track);
     this.#starts = new Batcher((_key, items) => this.#sessionsStarted(items), ADMISSION_BATCH, track);
+    this.recorder = new Recorder(options.store.messages, track);
     this.#scheduler = new Scheduler({
       store: options.store,
       clock: options.clock,
@@ -207,6 +222,7 @@ export class Engine {
     for (const t of this.#graceTimers) clearTimeout(t);
     for (const p of this.#positions.values()) if (p.timer) clearTimeout(p.timer);
     for (const wake of [...this.#delays]) wake();
+    await this.recorder.flushed(); // nothing relayed before a clean shutdown is lost
     while (this.#pendingTasks.size) await Promise.allSettled([...this.#pendingTasks]);
   }
 
@@ -625,24 +641,55 @@ export class Engine {
 
   /**
    * A room message: every participant's socket gets it as `session.message`, and the session's worker gets it
-   * unless the worker sent it. Any message counts as activity for the idle timeout.
+   * unless the worker sent it. A message of a recorded type is stored with the next batch. Any message counts
+   * as activity for the idle timeout.
    */
   async relayMessage(
     sessionId: string,
     from: Envelope['from'],
     type: string,
     data: unknown,
-  ): Promise<Envelope> {
+  ): Promise<RelayedMessage> {
     const now = this.clock.now();
-    const at = new Date(now).toISOString();
-    const message: Envelope = { id: newId('m', now), sessionId, type, from, at, data };
-    this.hub.publish({ type: 'session.message', sessionId, at, message });
-    if (from.kind !== 'agent') {
-      const s = await this.store.read.getSession(sessionId);
-      if (s?.workerId) this.#links.get(s.workerId)?.send({ type: 'message', message });
-    }
+    const atUs = this.recorder.stamp(now);
+    const message: Envelope = { id: newId('m', now), sessionId, type, from, at: microsToIso(atUs), data };
+    const stored = Recorder.records(type)
+      ? this.recorder.record(message, atUs).then(() => true)
+      : Promise.resolve(false);
+    // a failed write is reported to whoever waits for it; nobody waiting must not crash the server
+    stored.catch((err) => this.o.log.error({ err, sessionId, messageId: message.id }, 'recording failed'));
+    this.hub.publish({ type: 'session.message', sessionId, at: message.at, message });
+    if (from.kind !== 'agent') this.#toSessionWorker(sessionId, { type: 'message', message }, false);
     await this.recordActivity(sessionId);
-    return message;
+    return { message, stored };
+  }
+
+  /** Stores a participant's arrival or departure in the transcript (it reaches sockets as its own event). */
+  #recordPresence(sessionId: string, type: 'participant_joined' | 'participant_left', p: Participant): void {
+    const atUs = this.recorder.stamp(this.clock.now());
+    const message: Envelope = {
+      id: newId('m', Math.floor(atUs / 1000)),
+      sessionId,
+      type,
+      from: { identity: p.identity, kind: p.kind },
+      at: microsToIso(atUs),
+      data: { participant: p },
+    };
+    this.recorder
+      .record(message, atUs)
+      .catch((err) => this.o.log.error({ err, sessionId, messageId: message.id }, 'recording failed'));
+  }
+
+  /**
+   * A page of the session's transcript, newest first and returned oldest first; it includes every message
+   * relayed before the call.
+   */
+  async messages(
+    sessionId: string,
+    q: { limit: number; beforeUs?: number; beforeId?: string; includeDebug: boolean },
+  ): Promise<MessagePageResult> {
+    await this.getSession(sessionId); // 404 for an unknown session
+    return this.recorder.page({ sessionId, ...q });
   }
 
   /** Who is in the session's room on this server now. */
@@ -653,26 +700,48 @@ export class Engine {
   /** A participant's socket joined the room; the first one announces the participant to the room and worker. */
   participantJoined(sessionId: string, participant: Participant): void {
     if (!this.#participants.join(sessionId, participant)) return;
+    this.#recordPresence(sessionId, 'participant_joined', participant);
     const at = new Date(this.clock.now()).toISOString();
     this.hub.publish({ type: 'session.participant_joined', sessionId, at, participant });
     if (participant.kind !== 'agent')
-      this.#sendToSessionWorker(sessionId, { type: 'participant_joined', sessionId, participant });
+      this.#toSessionWorker(sessionId, { type: 'participant_joined', sessionId, participant });
   }
 
   /** A participant's socket left; the last one announces that the participant left. */
   participantLeft(sessionId: string, identity: string): void {
     const participant = this.#participants.leave(sessionId, identity);
     if (!participant) return;
+    this.#recordPresence(sessionId, 'participant_left', participant);
     const at = new Date(this.clock.now()).toISOString();
     this.hub.publish({ type: 'session.participant_left', sessionId, at, participant });
     if (participant.kind !== 'agent')
-      this.#sendToSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
+      this.#toSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
   }
 
-  #sendToSessionWorker(sessionId: string, frame: ServerToWorkerFrame): void {
+  /**
+   * Frames for a session's worker, kept in the order they were sent: one read of the session serves every
+   * frame queued while it runs. Presence frames wait for the worker to have started the session; room messages
+   * go to a worker as soon as it holds the seat.
+   */
+  #toSessionWorker(sessionId: string, frame: ServerToWorkerFrame, needsStarted = true): void {
+    const queued = this.#outboxes.get(sessionId);
+    if (queued) {
+      queued.push({ frame, needsStarted });
+      return;
+    }
+    const box = [{ frame, needsStarted }];
+    this.#outboxes.set(sessionId, box);
     this.#track(async () => {
-      const s = await this.store.read.getSession(sessionId);
-      if (s?.workerId && s.workerStarted) this.#links.get(s.workerId)?.send(frame);
+      try {
+        while (box.length > 0) {
+          const s = await this.store.read.getSession(sessionId);
+          const link = s?.workerId ? this.#links.get(s.workerId) : undefined;
+          for (const f of box.splice(0))
+            if (link && (s!.workerStarted || !f.needsStarted)) link.send(f.frame);
+        }
+      } finally {
+        this.#outboxes.delete(sessionId);
+      }
     });
   }
 
@@ -1151,6 +1220,15 @@ export class Engine {
       );
       const participants = this.#participants.list(s.id).filter((p) => p.kind !== 'agent');
       const assignment: Assignment = { ...assignmentBase, participants, token };
+      if (s.restarts > 0) {
+        // a restarted session's fresh worker carries on the conversation: it gets the transcript so far
+        const page = await this.recorder.page({
+          sessionId: s.id,
+          limit: RESTART_TRANSCRIPT_MESSAGES,
+          includeDebug: true,
+        });
+        assignment.transcript = { messages: page.messages, hasMore: page.hasMore };
+      }
       this.#links.get(workerId)?.send({ type: 'assign', assignment });
     });
   }

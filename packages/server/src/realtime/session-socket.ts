@@ -14,6 +14,7 @@ import type { RawData, WebSocket } from 'ws';
 import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import type { TransitionRecord } from '../storage/records.ts';
+import { TokenBucket } from './rate-limit.ts';
 import type { PlayerHandle } from './signalling/relay.ts';
 
 const clientFrame = validator(ClientFrame);
@@ -138,6 +139,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         if (!ended) deliver(e);
       }
 
+      const bucket = new TokenBucket(ctx.messageRate);
       const onMessage = (raw: RawData, isBinary: boolean) => {
         const parsed = (() => {
           const buf = raw as Buffer;
@@ -171,10 +173,15 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
               void engine.recordInput(sessionId).catch((err) => req.log.error({ err }, 'input failed'));
             return;
           case 'message': {
-            if (role === 'observer') {
-              send({ type: 'error', code: 'FORBIDDEN', message: 'observers cannot send room messages' });
-              return;
-            }
+            const { ref } = frame;
+            const refuse = (code: string, message: string) =>
+              send({ type: 'error', code, message, ...(ref !== undefined ? { ref } : {}) });
+            if (role === 'observer') return refuse('FORBIDDEN', 'observers cannot send room messages');
+            if (!bucket.take())
+              return refuse(
+                'RATE_LIMITED',
+                `room messages are limited to ${ctx.messageRate.perSecond} a second (bursts of ${ctx.messageRate.burst}) per connection; this one was dropped`,
+              );
             void engine
               .relayMessage(
                 sessionId,
@@ -182,7 +189,20 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
                 frame.messageType,
                 frame.data,
               )
-              .catch((err) => req.log.error({ err }, 'relay failed'));
+              .then(async ({ message, stored }) => {
+                const recorded = await stored.catch(() => null);
+                if (recorded === null)
+                  return refuse(
+                    'NOT_RECORDED',
+                    `message ${message.id} was relayed but could not be recorded`,
+                  );
+                if (ref !== undefined)
+                  send({ type: 'message_ack', ref, id: message.id, at: message.at, recorded });
+              })
+              .catch((err) => {
+                req.log.error({ err }, 'relay failed');
+                refuse('INTERNAL', 'the message could not be relayed');
+              });
             return;
           }
           default:

@@ -1,4 +1,5 @@
-// Schema migrations, written once for both SQLite and PostgreSQL; `{{id}}` is each dialect's auto id.
+// Schema migrations, written once for both SQLite and PostgreSQL; `{{id}}` is each dialect's auto id and
+// `{{clustered}}` makes a table clustered by its primary key where the dialect can.
 import type { Db, Dialect } from './db.ts';
 
 export interface Migration {
@@ -91,6 +92,22 @@ CREATE INDEX workers_ready ON workers (project_id, region, state, draining, read
 CREATE INDEX workers_counts ON workers (project_id, region, state, draining, session_id);
 `,
   },
+  {
+    version: 3,
+    name: 'messages: the recorded room messages of every session',
+    sql: `
+CREATE TABLE messages (
+  session_id TEXT NOT NULL,
+  at BIGINT NOT NULL,
+  id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  from_identity TEXT NOT NULL,
+  from_kind TEXT NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (session_id, at, id)
+){{clustered}};
+`,
+  },
 ];
 
 const AUTO_ID: Record<Dialect, string> = {
@@ -98,8 +115,11 @@ const AUTO_ID: Record<Dialect, string> = {
   postgres: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
 };
 
+/** SQLite keeps such a table's rows in its primary key's order, so a page is one range of one b-tree. */
+const CLUSTERED: Record<Dialect, string> = { sqlite: ' WITHOUT ROWID', postgres: '' };
+
 export function migrationSql(m: Migration, dialect: Dialect): string {
-  return m.sql.replaceAll('{{id}}', AUTO_ID[dialect]);
+  return m.sql.replaceAll('{{id}}', AUTO_ID[dialect]).replaceAll('{{clustered}}', CLUSTERED[dialect]);
 }
 
 /** Applies every migration not applied yet; safe to run from several servers at once on PostgreSQL. */

@@ -1,5 +1,6 @@
 // The store: a database plus its migrations and repository. `openStore` picks the back-end from a URL.
 import type { Db } from './db.ts';
+import { MessageLog } from './messages.ts';
 import { migrate } from './migrations.ts';
 import { PostgresDb } from './postgres.ts';
 import { Repo } from './repo.ts';
@@ -13,10 +14,13 @@ export class Store {
   readonly db: Db;
   /** reads and single statements outside any transaction */
   readonly read: Repo;
+  /** recorded room messages: written in batches outside the engine's transactions */
+  readonly messages: MessageLog;
 
   constructor(db: Db) {
     this.db = db;
     this.read = new Repo(db);
+    this.messages = new MessageLog(db);
   }
 
   get dialect() {

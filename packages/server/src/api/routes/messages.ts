@@ -1,0 +1,79 @@
+// GET /sessions/{id}/messages: a session's transcript, a page at a time, newest pages first (SPEC §7).
+import { MessagePage, UsherError } from '@usher/protocol';
+import type { FastifyInstance } from 'fastify';
+import Type, { type Static } from 'typebox';
+import { isoToMicros, microsToIso } from '../../storage/messages.ts';
+import { callerOf, requireSession } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { ErrorResponse, IdParams } from '../schemas.ts';
+
+const MessagesQuery = Type.Object(
+  {
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, default: 50, description: 'messages per page, 1–100' }),
+    ),
+    before: Type.Optional(
+      Type.String({
+        description:
+          'ISO-8601 time: only messages older than it. Every message has a distinct time to the microsecond, so passing the `at` of the oldest message of a page (or nextBefore) gives the page before it',
+      }),
+    ),
+    before_id: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'with `before`: also the messages at exactly that time whose id sorts below this one (nextBeforeId)',
+      }),
+    ),
+    include_debug: Type.Optional(
+      Type.Boolean({ default: false, description: 'include messages of type `debug`' }),
+    ),
+    token: Type.Optional(
+      Type.String({ description: 'a session token, when no Authorization header is sent' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export function messageRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get<{ Params: Static<typeof IdParams>; Querystring: Static<typeof MessagesQuery> }>(
+    '/sessions/:id/messages',
+    {
+      schema: {
+        tags: ['sessions'],
+        summary: "A page of the session's transcript: the newest messages before a time, oldest first",
+        params: IdParams,
+        querystring: MessagesQuery,
+        response: { 200: MessagePage, '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      const caller = await callerOf(req, ctx.auth);
+      requireSession(caller, req.params.id, ['viewer', 'user', 'observer', 'agent']);
+      const q = req.query;
+      let beforeUs: number | undefined;
+      if (q.before !== undefined) {
+        beforeUs = isoToMicros(q.before) ?? undefined;
+        if (beforeUs === undefined)
+          throw new UsherError(
+            'BAD_PARAMETER',
+            `querystring.before must be an ISO-8601 time such as 2026-12-04T16:44:35.123456Z; got "${q.before.slice(0, 60)}"`,
+          );
+      } else if (q.before_id !== undefined) {
+        throw new UsherError('BAD_PARAMETER', 'querystring.before_id needs querystring.before as well');
+      }
+      const page = await ctx.engine.messages(req.params.id, {
+        limit: q.limit ?? 50,
+        includeDebug: q.include_debug ?? false,
+        ...(beforeUs !== undefined ? { beforeUs } : {}),
+        ...(q.before_id !== undefined ? { beforeId: q.before_id } : {}),
+      });
+      return {
+        messages: page.messages,
+        hasMore: page.hasMore,
+        nextBefore: page.next ? microsToIso(page.next.atUs) : null,
+        nextBeforeId: page.next?.id ?? null,
+      };
+    },
+  );
+}

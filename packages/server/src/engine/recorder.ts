@@ -1,0 +1,64 @@
+// The recorder: keeps the room messages worth keeping (the recorded types of SPEC §7) in the message log.
+// Writes are batched: what arrives in one turn of the event loop, or while a write is in flight, goes out as one
+// statement, so recording never holds up the relay. A message is durable once its record() promise resolves.
+import { type Envelope, RECORDED_TYPES } from '@usher/protocol';
+import type { MessageLog, MessagePageResult, PageQuery, StoredMessage } from '../storage/messages.ts';
+import { Batcher, type Outcome } from './batcher.ts';
+
+/** At most this many messages go out in one statement. */
+const RECORD_BATCH = 1_000;
+
+const RECORDED: ReadonlySet<string> = new Set(RECORDED_TYPES);
+
+export class Recorder {
+  readonly #log: MessageLog;
+  readonly #batcher: Batcher<StoredMessage, void>;
+  readonly #inflight = new Set<Promise<unknown>>();
+  #lastUs = 0;
+
+  /** @param track  runs a write loop as tracked background work (so shutdown waits for it) */
+  constructor(log: MessageLog, track: (work: () => Promise<void>) => void) {
+    this.#log = log;
+    this.#batcher = new Batcher((_key, batch) => this.#write(batch), RECORD_BATCH, track);
+  }
+
+  /** Whether messages of this type are recorded (audio, partial chunks and control messages are not). */
+  static records(type: string): boolean {
+    return RECORDED.has(type);
+  }
+
+  /**
+   * A time for a message sent at `nowMs`, in microseconds: unique and increasing on this server, so the
+   * messages of a session stay in the order they were relayed even when the clock stands still.
+   */
+  stamp(nowMs: number): number {
+    const us = nowMs * 1000;
+    this.#lastUs = us > this.#lastUs ? us : this.#lastUs + 1;
+    return this.#lastUs;
+  }
+
+  /** Stores the message with the next batch; resolves once it is durable. */
+  record(message: Envelope, atUs: number): Promise<void> {
+    const done = this.#batcher.submit('', { message, atUs });
+    const tracked = done.catch(() => {});
+    this.#inflight.add(tracked);
+    void tracked.finally(() => this.#inflight.delete(tracked));
+    return done;
+  }
+
+  /** Resolves when every message recorded before the call is written (or failed). */
+  async flushed(): Promise<void> {
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  /** A page of a session's transcript, including every message recorded before the call. */
+  async page(q: PageQuery): Promise<MessagePageResult> {
+    await this.flushed();
+    return this.#log.page(q);
+  }
+
+  async #write(batch: StoredMessage[]): Promise<Outcome<void>[]> {
+    await this.#log.append(batch);
+    return batch.map(() => ({ ok: true, value: undefined }));
+  }
+}

@@ -1,0 +1,137 @@
+// The message log: the recorded room messages of every session (SPEC §7), appended in batches and read back a
+// page at a time, newest first. Each message is stamped in microseconds; a page ends at a (time, id) cursor,
+// so paging neither skips nor repeats a message, however many share a timestamp.
+import type { Envelope } from '@usher/protocol';
+import type { Db, QueryOptions, SqlValue } from './db.ts';
+
+/** A recorded message as stored: the envelope plus its time in microseconds since the epoch. */
+export interface StoredMessage {
+  message: Envelope;
+  atUs: number;
+}
+
+export interface PageQuery {
+  sessionId: string;
+  /** 1–100 */
+  limit: number;
+  /** only messages older than this time (µs), or with the same time and an id below beforeId */
+  beforeUs?: number;
+  beforeId?: string;
+  includeDebug: boolean;
+}
+
+export interface MessagePageResult {
+  messages: Envelope[];
+  hasMore: boolean;
+  /** the cursor of the oldest message returned, to ask for the page before it */
+  next: { atUs: number; id: string } | null;
+}
+
+const HOT: QueryOptions = { prepare: true };
+
+const COLUMNS = 'session_id, at, id, type, from_identity, from_kind, data';
+
+const INSERT: Record<Db['dialect'], string> = {
+  // one statement whatever the batch size: the rows travel as one JSON array (`WHERE true` lets SQLite parse
+  // the ON CONFLICT after a SELECT)
+  sqlite: `INSERT INTO messages (${COLUMNS})
+    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6 FROM json_each(?) WHERE true
+    ON CONFLICT DO NOTHING`,
+  postgres: `INSERT INTO messages (${COLUMNS})
+    SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+    ON CONFLICT DO NOTHING`,
+};
+
+const pageSql = (includeDebug: boolean) =>
+  `SELECT id, at, type, from_identity, from_kind, data FROM messages
+    WHERE session_id = ? AND (at, id) < (?, ?)${includeDebug ? '' : " AND type <> 'debug'"}
+    ORDER BY at DESC, id DESC LIMIT ?`;
+const PAGE = { all: pageSql(true), noDebug: pageSql(false) };
+
+interface MessageRow {
+  id: string;
+  at: number;
+  type: string;
+  from_identity: string;
+  from_kind: string;
+  data: string;
+}
+
+export class MessageLog {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  /** Stores the messages in one statement; a message already stored (same session, time and id) is skipped. */
+  async append(batch: readonly StoredMessage[]): Promise<void> {
+    if (batch.length === 0) return;
+    const rows = batch.map(({ message: m, atUs }) => [
+      m.sessionId,
+      atUs,
+      m.id,
+      m.type,
+      m.from.identity,
+      m.from.kind,
+      JSON.stringify(m.data ?? null),
+    ]);
+    if (this.#db.dialect === 'sqlite') {
+      await this.#db.run(INSERT.sqlite, [JSON.stringify(rows)]);
+      return;
+    }
+    const columns = rows[0]!.map((_, i) => rows.map((r) => r[i]!) as SqlValue[]);
+    await this.#db.run(INSERT.postgres, columns, HOT);
+  }
+
+  /** The `limit` newest messages before the cursor, returned oldest first. */
+  async page(q: PageQuery): Promise<MessagePageResult> {
+    const rows = await this.#db.all<MessageRow>(
+      q.includeDebug ? PAGE.all : PAGE.noDebug,
+      [q.sessionId, q.beforeUs ?? Number.MAX_SAFE_INTEGER, q.beforeId ?? '', q.limit + 1],
+      HOT,
+    );
+    const hasMore = rows.length > q.limit;
+    if (hasMore) rows.pop();
+    const oldest = rows[rows.length - 1];
+    return {
+      messages: rows.reverse().map((r) => ({
+        id: r.id,
+        sessionId: q.sessionId,
+        type: r.type,
+        from: { identity: r.from_identity, kind: r.from_kind as Envelope['from']['kind'] },
+        at: microsToIso(Number(r.at)),
+        data: JSON.parse(r.data),
+      })),
+      hasMore,
+      next: hasMore && oldest ? { atUs: Number(oldest.at), id: oldest.id } : null,
+    };
+  }
+}
+
+/** `2026-12-04T16:44:35.123004Z`: ISO-8601 to the microsecond. */
+export function microsToIso(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(0, -1)}${String(us - ms * 1000).padStart(3, '0')}Z`;
+}
+
+const ISO = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * An ISO-8601 date or date-time as microseconds since the epoch (fractions beyond the microsecond are cut), or
+ * null when it is not one. A time without a zone is UTC.
+ */
+export function isoToMicros(text: string): number | null {
+  const m = ISO.exec(text.trim());
+  if (!m) return null;
+  const [, date, time, fraction, zone] = m;
+  let z = (zone ?? 'Z').toUpperCase();
+  if (z !== 'Z' && !z.includes(':')) z = `${z.slice(0, 3)}:${z.slice(3)}`;
+  const ms = Date.parse(
+    time ? `${date}T${time.length === 5 ? `${time}:00` : time}${z}` : `${date}T00:00:00Z`,
+  );
+  if (!Number.isFinite(ms)) return null;
+  const us = fraction ? Number(fraction.padEnd(6, '0').slice(0, 6)) : 0;
+  return ms * 1000 + us;
+}

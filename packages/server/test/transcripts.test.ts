@@ -1,0 +1,238 @@
+// Room messages recorded and read back (SPEC §7): two users and an agent converse, the transcript holds exactly
+// the recorded types in order, pages back without skipping or repeating, hides debug unless asked, answers
+// bad parameters with 400, refuses other sessions' tokens, outlives the session, and reaches a restarted agent.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Envelope, MessagePage } from '@usher/protocol';
+import { agentProject, databaseKinds, useTestServer } from '@usher/testing';
+
+const line = (m: Envelope) => `${m.from.kind}:${m.type}:${JSON.stringify(m.data)}`;
+
+for (const kind of databaseKinds()) {
+  describe(`transcripts (${kind})`, () => {
+    const { t } = useTestServer(kind);
+
+    /** A live agent session with its viewer connected, and a second user who joined. */
+    async function conversation(projectId: string, extra = {}) {
+      await t.createProject(agentProject(projectId, { min: 1, max: 2 }, extra));
+      await t.readyWorkers(projectId, 1);
+      const s = await t.createSession(projectId);
+      await t.waitForState(s.id, 'active');
+      const agent = t.fake.workers.get(s.workerId!)!.sdk;
+      const viewer = await t.connect(s);
+      const join = await t.api<{ token: string }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        { identity: 'bob' },
+        s.token,
+      );
+      const bob = await t.connect(s, join.body.token);
+      await viewer.waitFor(
+        (e) => e.type === 'session.participant_joined' && e.participant.identity === 'bob',
+      );
+      return { s, agent, viewer, bob, bobToken: join.body.token };
+    }
+
+    const page = (id: string, query: string, token?: string) =>
+      t.api<MessagePage & { error?: { code: string; message: string } }>(
+        'GET',
+        `/sessions/${id}/messages${query}`,
+        undefined,
+        token,
+      );
+
+    test('two users and an agent converse: the transcript holds exactly the recorded types, in order, attributed', async () => {
+      const { s, agent, viewer, bob } = await conversation('talk');
+      const heard: string[] = [];
+      agent.on('message', (m) => heard.push(`${m.from.kind}:${m.type}`));
+
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'hi' }, ref: 'v1' });
+      const ack = await viewer.next('message_ack');
+      assert.equal(ack.ref, 'v1');
+      assert.equal(ack.recorded, true);
+      agent.send('agent_text', { text: 'hello' });
+      await bob.waitFor((e) => e.type === 'session.message' && e.message.type === 'agent_text');
+      // relayed, never recorded: audio, partial chunks, control
+      bob.send({ type: 'message', messageType: 'audio_chunk', data: { pcm: 'AAAA' }, ref: 'b0' });
+      assert.equal((await bob.next('message_ack')).recorded, false);
+      agent.send('agent_text_partial', { text: 'wor' });
+      agent.send('transcript', { text: 'bob said something' });
+      // the agent and bob send on their own sockets: the order is the order they reach the server
+      await bob.waitFor((e) => e.type === 'session.message' && e.message.type === 'transcript');
+      bob.send({ type: 'message', messageType: 'user_text', data: { text: 'a list please' } });
+      agent.send('complete_todo_list', { items: ['milk'] });
+      agent.send('state_change_notification', { from: 'listening', to: 'thinking' });
+      agent.send('debug', { tokens: 42 });
+      bob.send({ type: 'message', messageType: 'ping_agent', data: null, ref: 'last' });
+      await bob.next('message_ack');
+      await viewer.waitFor((e) => e.type === 'session.message' && e.message.type === 'debug');
+
+      const res = await page(s.id, '', s.token);
+      assert.equal(res.status, 200);
+      const recorded = res.body.messages.filter((m) => !m.type.startsWith('participant_'));
+      assert.deepEqual(recorded.map(line), [
+        'viewer:user_text:{"text":"hi"}',
+        'agent:agent_text:{"text":"hello"}',
+        'agent:transcript:{"text":"bob said something"}',
+        'user:user_text:{"text":"a list please"}',
+        'agent:complete_todo_list:{"items":["milk"]}',
+        'agent:state_change_notification:{"from":"listening","to":"thinking"}',
+      ]);
+      assert.equal(recorded[3]!.from.identity, 'bob');
+      // presence is recorded too: the agent, the viewer and bob arrived before anyone spoke
+      assert.deepEqual(
+        res.body.messages.filter((m) => m.type === 'participant_joined').map((m) => m.from.kind),
+        ['agent', 'viewer', 'user'],
+      );
+      // the envelope is the one participants saw live
+      const live = viewer.events.find((e) => e.type === 'session.message' && e.message.type === 'agent_text');
+      assert.deepEqual(
+        live?.type === 'session.message' && live.message,
+        res.body.messages.find((m) => m.type === 'agent_text'),
+      );
+      const withDebug = await page(s.id, '?include_debug=true', s.token);
+      assert.deepEqual(
+        withDebug.body.messages.filter((m) => m.type === 'debug').map((m) => m.data),
+        [{ tokens: 42 }],
+      );
+      assert.deepEqual(heard, ['viewer:user_text', 'user:audio_chunk', 'user:user_text', 'user:ping_agent']);
+
+      // the session ends; its transcript stays readable, with the departures
+      await bob.close(1000);
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+      await viewer.closed;
+      await t.settled();
+      const after = await page(s.id, '?limit=100');
+      assert.equal(after.status, 200);
+      const left = after.body.messages.filter((m) => m.type === 'participant_left');
+      assert.deepEqual(left.map((m) => m.from.kind).sort(), ['agent', 'user', 'viewer']);
+      assert.equal(left[0]!.from.identity, 'bob', 'bob left first');
+    });
+
+    test('1,000 messages sent while the clock stands still: paging back 30 at a time returns each exactly once, in order', async () => {
+      const { s, agent, viewer } = await conversation('many');
+      for (let i = 0; i < 1000; i++) agent.send(i % 10 === 9 ? 'debug' : 'agent_text', { i });
+      await viewer.waitFor(
+        (e) => e.type === 'session.message' && (e.message.data as { i: number }).i === 999,
+      );
+      const seen: number[] = [];
+      let query = '?limit=30&include_debug=true';
+      for (;;) {
+        const res = await page(s.id, query, s.token);
+        assert.equal(res.status, 200);
+        assert.ok(res.body.messages.length <= 30);
+        seen.unshift(
+          ...res.body.messages
+            .filter((m) => m.from.kind === 'agent' && m.type !== 'participant_joined')
+            .map((m) => (m.data as { i: number }).i),
+        );
+        if (!res.body.hasMore) break;
+        // the timestamp alone is a cursor: every message of a session has its own microsecond
+        query = `?limit=30&include_debug=true&before=${encodeURIComponent(res.body.nextBefore!)}`;
+      }
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 1000 }, (_, i) => i),
+      );
+      const times = (await page(s.id, '?limit=100', s.token)).body.messages.map((m) => m.at);
+      assert.equal(new Set(times.map((at) => at.slice(0, 23))).size <= 2, true, 'the clock stood still');
+      const plain = await page(s.id, '?limit=100', s.token);
+      assert.equal(
+        plain.body.messages.filter((m) => m.type === 'debug').length,
+        0,
+        'debug hidden by default',
+      );
+    });
+
+    test('bad parameters get 400 naming the parameter; tokens of another session, or none, are refused', async () => {
+      const { s } = await conversation('params');
+      const other = await t.createSession('params');
+      const cases: [string, string][] = [
+        ['?limit=0', 'limit'],
+        ['?limit=101', 'limit'],
+        ['?limit=ten', 'limit'],
+        ['?before=yesterday', 'before'],
+        ['?before=2026-13-01T00:00:00Z', 'before'],
+        ['?before_id=m_1', 'before_id'],
+        ['?include_debug=maybe', 'include_debug'],
+        ['?order=asc', 'order'],
+      ];
+      for (const [query, param] of cases) {
+        const res = await page(s.id, query, s.token);
+        assert.equal(res.status, 400, query);
+        assert.equal(res.body.error?.code, 'BAD_PARAMETER', query);
+        assert.match(res.body.error!.message, new RegExp(param), query);
+      }
+      assert.equal((await page(s.id, '', other.token)).status, 403, "another session's token");
+      assert.equal((await page(s.id, '', 'not-a-key')).status, 401);
+      assert.equal((await page('s_nope', '')).status, 404);
+      const viaQuery = await t.api('GET', `/sessions/${s.id}/messages?token=${s.token}`, undefined, '');
+      assert.equal(viaQuery.status, 200, 'the token may travel in the query, as on WebSockets');
+    });
+
+    test('a participant over the message rate gets RATE_LIMITED and its message is dropped; observers cannot send', async () => {
+      const { s, bob } = await conversation('rate');
+      for (let i = 0; i < 150; i++)
+        bob.send({ type: 'message', messageType: 'user_text', data: { i }, ref: `r${i}` });
+      const refused = (await bob.next('error')) as { code: string; ref: string; message: string };
+      assert.equal(refused.code, 'RATE_LIMITED');
+      assert.match(refused.message, /a second/);
+      const obs = await t.api<{ token: string }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        { role: 'observer' },
+        s.token,
+      );
+      const observer = await t.connect(s, obs.body.token);
+      observer.send({ type: 'message', messageType: 'user_text', data: {}, ref: 'o' });
+      assert.equal((await observer.next('error')).code, 'FORBIDDEN');
+      await t.settled();
+      const res = await page(s.id, '?limit=100', s.token);
+      const ids = res.body.messages
+        .filter((m) => m.type === 'user_text')
+        .map((m) => (m.data as { i: number }).i);
+      assert.ok(
+        ids.length >= 100 && ids.length < 150,
+        `the burst passed, the rest was dropped (${ids.length})`,
+      );
+      assert.deepEqual(
+        ids,
+        [...ids].sort((a, b) => a - b),
+      );
+    });
+
+    test('an agent reads the history with its own token; after a crash the fresh worker gets the transcript and saved state', async () => {
+      const { s, agent, viewer } = await conversation('recover', {
+        autoRestart: { enabled: true, maxRestarts: 1 },
+      });
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'remember milk' }, ref: 'm' });
+      await viewer.next('message_ack');
+      agent.send('agent_text', { text: 'noted' });
+      agent.saveState({ todos: ['milk'] });
+      await viewer.waitFor((e) => e.type === 'session.message' && e.message.type === 'agent_text');
+      const history = await agent.transcript();
+      assert.deepEqual(history.filter((m) => m.type.endsWith('_text')).map(line), [
+        'viewer:user_text:{"text":"remember milk"}',
+        'agent:agent_text:{"text":"noted"}',
+      ]);
+      await assert.rejects(agent.history({ limit: 500 }), /limit/);
+
+      const crashed = t.nextEvent(s.id, (e) => e.type === 'session.error');
+      t.fake.crash(s.workerId!);
+      assert.equal((await crashed).type === 'session.error' && (await crashed).recoverable, true);
+      const restarted = await t.waitForState(s.id, 'active');
+      assert.notEqual(restarted.workerId, s.workerId);
+      const assignment = t.fake.workers.get(restarted.workerId as string)!.assignments[0]!;
+      assert.deepEqual(assignment.savedState, { todos: ['milk'] });
+      assert.equal(assignment.restarts, 1);
+      assert.deepEqual(assignment.transcript?.messages.filter((m) => m.type.endsWith('_text')).map(line), [
+        'viewer:user_text:{"text":"remember milk"}',
+        'agent:agent_text:{"text":"noted"}',
+      ]);
+      assert.equal(assignment.transcript?.hasMore, false);
+      // the viewer stayed in the room throughout
+      assert.equal(viewer.states.includes('ended'), false);
+    });
+  });
+}
