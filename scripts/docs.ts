@@ -181,6 +181,8 @@ export const ASSIGNMENT_DOCS: Readonly<Record<keyof Assignment, string>> = {
   savedState: 'the last state saved by a previous worker of this session, or null',
   restarts: 'how many times the session was moved to a fresh worker after a crash',
   participants: 'who is in the room now',
+  livekit:
+    "LiveKit mode only (project `rooms: livekit`): `{url, token}`, the LiveKit server and the agent's access token for the session's room",
   transcript:
     'after an auto-restart only: the newest recorded messages (up to 100, oldest first) and whether older ones exist; page back with `GET /sessions/{id}/messages` and this token',
 };

@@ -154,6 +154,24 @@ describe('resolveConfig precedence', () => {
     assert.deepEqual(c.storage, { type: 'sqlite', path: 'usher.db' });
   });
 
+  test('LiveKit settings come from the file, the secret may come from the environment; mistakes name the key', () => {
+    const file = yaml('livekit:\n  url: wss://lk.example.com\n  apiKey: APIkey\n');
+    const c = resolve({ file, env: { USHER_LIVEKIT_API_SECRET: 'a-secret-of-at-least-32-characters!!' } });
+    assert.deepEqual(
+      { ...c.livekit },
+      { url: 'wss://lk.example.com', apiKey: 'APIkey', apiSecret: 'a-secret-of-at-least-32-characters!!' },
+    );
+    assert.equal(c.sources.livekit, 'env USHER_LIVEKIT_API_SECRET');
+    assert.equal(resolve().livekit, undefined, 'no LiveKit unless configured');
+    fails({ file }, 'livekit.apiSecret');
+    fails(
+      { file: yaml('livekit:\n  url: https://lk.example.com\n  apiKey: k\n  apiSecret: s\n') },
+      'livekit.url',
+      'ws://',
+    );
+    fails({ file: yaml('livekit: wss://lk.example.com\n') }, 'livekit must be an object');
+  });
+
   test('a misspelt WebRTC key names where it is', () => {
     fails({ file: yaml('webrtc:\n  iceServers:\n    - url: stun:x\n') }, 'webrtc.iceServers', 'url');
   });

@@ -2,7 +2,7 @@
 // flags (each overriding the one before), validated with messages that name the key to fix. Frozen.
 import { readFileSync } from 'node:fs';
 import { type ProjectInput, ProjectInput as ProjectInputSchema, validator } from '@usher/protocol';
-import type { StorageOptions } from '@usher/server';
+import { type LiveKitSettings, parseLiveKitSettings, type StorageOptions } from '@usher/server';
 import Type, { type Static } from 'typebox';
 import { parse as parseYaml } from 'yaml';
 
@@ -60,6 +60,8 @@ const ConfigFile = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    // LiveKit mode (docs/livekit.md): checked by parseLiveKitSettings, whose messages name the key
+    livekit: Type.Optional(Type.Unknown()),
     projects: Type.Optional(Type.Array(Type.Unknown())),
   },
   { additionalProperties: false },
@@ -77,6 +79,8 @@ export interface ResolvedConfig {
   logLevel: string;
   /** STUN/TURN servers for WebRTC peers (Pixel Streaming `config`); none by default */
   iceServers: readonly { urls: string | string[]; username?: string; credential?: string }[];
+  /** the LiveKit server of projects with `rooms: livekit`; none by default */
+  livekit: Readonly<LiveKitSettings> | undefined;
   projects: readonly ProjectInput[];
   /** where each setting came from, for `usher serve --print-config` */
   sources: Readonly<Record<string, string>>;
@@ -125,6 +129,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
   let secret: string | undefined;
   let logLevel = d.logLevel ?? 'info';
   let iceServers: ResolvedConfig['iceServers'] = [];
+  let livekit: Record<string, unknown> | undefined;
   let projects: ProjectInput[] = [...(d.projects ?? [])];
   for (const k of ['host', 'port', 'storage', 'adminKeys', 'logLevel', 'projects']) sources[k] = 'default';
 
@@ -153,6 +158,11 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     if (f.secret) [secret, sources.secret] = [f.secret, src];
     if (f.log?.level) [logLevel, sources.logLevel] = [f.log.level, src];
     if (f.webrtc?.iceServers) [iceServers, sources.iceServers] = [f.webrtc.iceServers, src];
+    if (f.livekit !== undefined) {
+      if (typeof f.livekit !== 'object' || f.livekit === null || Array.isArray(f.livekit))
+        throw new ConfigError(`${inputs.file}: livekit must be an object with url, apiKey and apiSecret`);
+      [livekit, sources.livekit] = [{ ...(f.livekit as Record<string, unknown>) }, src];
+    }
     if (f.projects) {
       projects = f.projects.map((p, i) => {
         const r = projectValidator.parse(p);
@@ -184,6 +194,15 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     ];
   if (env.USHER_SECRET) [secret, sources.secret] = [env.USHER_SECRET, 'env USHER_SECRET'];
   if (env.USHER_LOG_LEVEL) [logLevel, sources.logLevel] = [env.USHER_LOG_LEVEL, 'env USHER_LOG_LEVEL'];
+  // LiveKit's API secret is best kept out of the file
+  for (const [name, key] of [
+    ['USHER_LIVEKIT_URL', 'url'],
+    ['USHER_LIVEKIT_API_KEY', 'apiKey'],
+    ['USHER_LIVEKIT_API_SECRET', 'apiSecret'],
+  ] as const) {
+    const value = env[name];
+    if (value) [livekit, sources.livekit] = [{ ...livekit, [key]: value }, `env ${name}`];
+  }
 
   // 3. flags
   const fl = inputs.flags;
@@ -205,6 +224,12 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     throw new ConfigError(
       `log level "${logLevel}" (${sources.logLevel}) must be one of ${LOG_LEVELS.join(', ')}`,
     );
+  let livekitSettings: Readonly<LiveKitSettings> | undefined;
+  try {
+    livekitSettings = livekit ? parseLiveKitSettings(livekit) : undefined;
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message} (${sources.livekit})`);
+  }
   return Object.freeze({
     host,
     port,
@@ -215,6 +240,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     secret,
     logLevel,
     iceServers,
+    livekit: livekitSettings,
     projects,
     sources: Object.freeze(sources),
   });

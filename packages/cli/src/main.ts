@@ -130,6 +130,7 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     projects: config.projects,
     pagesRoot: demo ? DEMO_PAGE : undefined,
     peerConnectionOptions: config.iceServers.length > 0 ? { iceServers: config.iceServers } : undefined,
+    livekit: config.livekit,
     log,
   });
   const { url } = await server.listen();

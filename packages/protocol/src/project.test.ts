@@ -68,6 +68,7 @@ describe('applyProjectInput', () => {
       afkEnabled: true,
       maxQueueLength: 1000,
       reuseWorkers: false, // recycled after each session unless the project says otherwise
+      rooms: 'builtin', // Usher's own rooms unless the project asks for LiveKit
       autoRestart: { enabled: false, maxRestarts: 3 }, // off by default
     });
     const checked = settingsValidator.parse(p);

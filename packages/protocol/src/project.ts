@@ -88,6 +88,12 @@ export type WorkerSpec = Static<typeof WorkerSpec>;
 export const ProjectKind = Type.Union([Type.Literal('stream'), Type.Literal('agent')]);
 export type ProjectKind = Static<typeof ProjectKind>;
 
+/** Where a session's room lives: Usher's own WebSocket relay, or a LiveKit room (docs/livekit.md). */
+export const RoomsMode = Type.Union([Type.Literal('builtin'), Type.Literal('livekit')], {
+  description: "builtin: Usher's own WebSocket relay; livekit: a LiveKit room (needs the server's livekit settings)",
+});
+export type RoomsMode = Static<typeof RoomsMode>;
+
 export const Project = Type.Object(
   {
     id: ProjectId,
@@ -107,6 +113,7 @@ export const Project = Type.Object(
     afkEnabled: Type.Boolean(),
     maxQueueLength: Type.Integer({ minimum: 0 }),
     reuseWorkers: Type.Boolean({ description: 'keep a worker for the next session instead of recycling it' }),
+    rooms: RoomsMode,
     autoRestart: Type.Object(
       { enabled: Type.Boolean(), maxRestarts: Type.Integer({ minimum: 0, maximum: 100 }) },
       { additionalProperties: false },
@@ -154,6 +161,7 @@ export const ProjectInput = Type.Object(
     afkEnabled: Type.Optional(Type.Boolean()),
     maxQueueLength: Type.Optional(Type.Integer({ minimum: 0 })),
     reuseWorkers: Type.Optional(Type.Boolean()),
+    rooms: Type.Optional(RoomsMode),
     autoRestart: Type.Optional(
       Type.Object(
         {
@@ -179,6 +187,7 @@ export const DEFAULT_PROJECT = Object.freeze({
   afkEnabled: true,
   maxQueueLength: 1000,
   reuseWorkers: false,
+  rooms: 'builtin' as RoomsMode,
   autoRestart: { enabled: false, maxRestarts: 3 },
 });
 
@@ -220,6 +229,8 @@ export function applyProjectInput(
     afkEnabled: input.afkEnabled ?? b.afkEnabled,
     maxQueueLength: input.maxQueueLength ?? b.maxQueueLength,
     reuseWorkers: input.reuseWorkers ?? b.reuseWorkers,
+    // settings stored before rooms existed have none: they used the built-in rooms
+    rooms: input.rooms ?? b.rooms ?? 'builtin',
     autoRestart: { ...b.autoRestart, ...stripUndefined(input.autoRestart ?? {}) },
   };
 }

@@ -66,6 +66,15 @@ export const Assignment = Type.Object({
   }),
   restarts: Type.Integer({ minimum: 0 }),
   participants: Type.Array(Participant),
+  livekit: Type.Optional(
+    Type.Object(
+      { url: Type.String(), token: Type.String() },
+      {
+        description:
+          "LiveKit mode only: the LiveKit server's URL and the agent's access token for the session's room",
+      },
+    ),
+  ),
   transcript: Type.Optional(
     Type.Object(
       { messages: Type.Array(Envelope), hasMore: Type.Boolean() },

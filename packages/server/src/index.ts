@@ -7,6 +7,8 @@ export { expandLaunchVars, ProcessDriver } from './drivers/process.ts';
 export { type Clock, ManualClock, systemClock } from './engine/clock.ts';
 export { Engine, type EngineOptions, type WorkerLink } from './engine/engine.ts';
 export { EventHub } from './engine/event-hub.ts';
+export { LiveKitConfigError, type LiveKitSettings, parseLiveKitSettings } from './livekit/config.ts';
+export { LiveKitMode } from './livekit/mode.ts';
 export { UsherServer, type UsherServerOptions, VERSION } from './server.ts';
 export { openStore, redact, type StorageOptions, Store } from './storage/store.ts';
 export type { Logger } from './util/logger.ts';

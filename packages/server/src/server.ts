@@ -22,6 +22,9 @@ import { ProcessDriver } from './drivers/process.ts';
 import { type Clock, systemClock } from './engine/clock.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
 import { EventHub } from './engine/event-hub.ts';
+import type { LiveKitSettings } from './livekit/config.ts';
+import { LiveKitMode } from './livekit/mode.ts';
+import { liveKitWebhookRoute } from './livekit/webhooks.ts';
 import { Keepalive } from './realtime/keepalive.ts';
 import { DEFAULT_MESSAGE_RATE, type RateLimit } from './realtime/rate-limit.ts';
 import { sessionSocketRoute } from './realtime/session-socket.ts';
@@ -66,6 +69,11 @@ export interface UsherServerOptions {
   keepaliveMs?: number;
   /** a folder of pages served at `/` (the demo's); the Web SDK is always served at `/sdk/usher.js` */
   pagesRoot?: string;
+  /**
+   * LiveKit mode (docs/livekit.md): the LiveKit server that holds the rooms of projects with `rooms: livekit`.
+   * A LiveKitMode instance may be passed instead of settings (tests inject a recorder room that way).
+   */
+  livekit?: LiveKitSettings | LiveKitMode;
   /** room messages each participant connection may send (default 50 a second, bursts of 100) */
   messageRate?: RateLimit;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
@@ -90,6 +98,7 @@ export class UsherServer {
   #adminKey: string | null = null;
   #closing: Promise<void> | null = null;
   #keepalive: Keepalive | null = null;
+  #livekit: LiveKitMode | null = null;
 
   constructor(options: UsherServerOptions) {
     this.options = options;
@@ -191,9 +200,21 @@ export class UsherServer {
       },
     });
 
+    const livekit =
+      o.livekit instanceof LiveKitMode
+        ? o.livekit
+        : o.livekit
+          ? new LiveKitMode({
+              settings: o.livekit,
+              tokenTtlMs: o.engine?.sessionTokenTtlMs ?? 3_600_000,
+              now: () => clock.now(),
+            })
+          : null;
+    this.#livekit = livekit;
     let baseUrl = '';
     const engine = new Engine({
       ...o.engine,
+      livekit,
       store,
       clock,
       hub: this.hub,
@@ -205,6 +226,21 @@ export class UsherServer {
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
     });
     this.#engine = engine;
+    livekit?.attach({
+      log,
+      // the agent is in the LiveKit room and has the packet already
+      message: (sessionId, m) =>
+        void engine
+          .relayMessage(sessionId, m.from, m.type, m.data, { toWorker: false })
+          .catch((err) => log.error({ err, sessionId }, 'a LiveKit room message could not be relayed')),
+      participantJoined: (sessionId, p) => engine.participantJoined(sessionId, p),
+      participantLeft: (sessionId, p) => engine.participantLeft(sessionId, p.identity),
+      roomFinished: async (sessionId) => {
+        const s = await engine.store.read.getSession(sessionId);
+        if (s && s.state !== 'ended' && s.state !== 'ending')
+          await engine.endSession(sessionId, 'livekit:room_finished');
+      },
+    });
     processDriver.onExit(
       (exit) =>
         void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
@@ -245,6 +281,11 @@ export class UsherServer {
       healthRoutes(scope, ctx);
       sessionRoutes(scope, ctx);
       messageRoutes(scope, ctx);
+      if (livekit)
+        await liveKitWebhookRoute(scope, {
+          receiver: livekit.webhooks,
+          onEvent: (e) => livekit.onWebhook(e),
+        });
       projectRoutes(scope, ctx);
       workerRoutes(scope, ctx);
       sessionSocketRoute(scope, ctx);
@@ -281,6 +322,7 @@ export class UsherServer {
       this.#keepalive?.close();
       await this.#app?.close();
       await this.#engine?.close();
+      await this.#livekit?.stop();
       await Promise.all(Object.values(this.#drivers).map((d) => d.close()));
       if (this.#ownsStore) await this.#store?.close();
     })();

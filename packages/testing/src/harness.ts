@@ -29,6 +29,8 @@ export interface TestServerOptions {
   engine?: UsherServerOptions['engine'];
   /** how often participants' sockets are pinged (real time); default: off */
   keepaliveMs?: number;
+  /** LiveKit mode: settings, or a LiveKitMode (built after the options, hence a function) */
+  livekit?: () => UsherServerOptions['livekit'];
 }
 
 export interface ApiResult<T = Record<string, unknown>> {
@@ -56,6 +58,7 @@ export class TestServer {
       projects: options.projects,
       engine: { positionIntervalMs: 0, ...options.engine },
       keepaliveMs: options.keepaliveMs ?? 0,
+      livekit: options.livekit?.(),
     });
   }
 

@@ -22,6 +22,7 @@ import {
 } from '@usher/protocol';
 import type { TokenIssuer } from '../auth/tokens.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
+import type { LiveKitMode } from '../livekit/mode.ts';
 import { type MessagePageResult, microsToIso } from '../storage/messages.ts';
 import type {
   ProjectRecord,
@@ -81,6 +82,8 @@ export interface EngineOptions {
   sessionTokenTtlMs?: number;
   /** re-read the earliest deadline this often, to see timers set by other servers; 0 = never */
   timerPollMs?: number;
+  /** LiveKit mode, when the server has LiveKit settings: the rooms of projects with `rooms: livekit` */
+  livekit?: LiveKitMode | null;
   /**
    * The clock for worker liveness (heartbeats, re-attach, launch backoff). It measures the real world, so it
    * stays the system clock when tests drive session deadlines with a manual one.
@@ -111,6 +114,7 @@ const DEFAULTS = {
   sessionTokenTtlMs: 3_600_000,
   timerPollMs: 0,
   livenessClock: systemClock,
+  livekit: null,
 };
 
 /** Timers that belong to a state and are cleared when the session leaves it. */
@@ -339,13 +343,27 @@ export class Engine {
     return p;
   }
 
+  #checkRooms(settings: ProjectSettings): ProjectSettings {
+    if (settings.rooms === 'livekit' && !this.o.livekit)
+      throw new UsherError(
+        'BAD_REQUEST',
+        `project "${settings.id}" has rooms: livekit, but this server has no LiveKit settings: set livekit.url, livekit.apiKey and livekit.apiSecret (docs/livekit.md), or use rooms: builtin`,
+      );
+    return settings;
+  }
+
+  /** LiveKit mode for the session's project, or null when its room is Usher's own. */
+  liveKitFor(projectId: string): LiveKitMode | null {
+    return this.#projects.get(projectId)?.settings.rooms === 'livekit' ? this.o.livekit : null;
+  }
+
   listProjects(): ProjectRecord[] {
     return [...this.#projects.values()].sort((a, b) => a.settings.id.localeCompare(b.settings.id));
   }
 
   async createProject(input: ProjectInput): Promise<ProjectRecord> {
     if (!input.id) throw new UsherError('BAD_REQUEST', 'body.id is required to create a project');
-    const settings = validateProject(null, input);
+    const settings = this.#checkRooms(validateProject(null, input));
     const now = this.clock.now();
     const record: ProjectRecord = { settings, createdAt: now, updatedAt: now };
     await this.#tx(async (r, fx) => {
@@ -366,7 +384,7 @@ export class Engine {
     const record = await this.#tx(async (r, fx) => {
       const current = await r.getProject(id);
       if (!current) throw new UsherError('NOT_FOUND', `no project "${id}"`);
-      const settings = validateProject(current.settings, input);
+      const settings = this.#checkRooms(validateProject(current.settings, input));
       const record: ProjectRecord = { ...current, settings, updatedAt: this.clock.now() };
       await r.updateProject(settings, record.updatedAt);
       if (current.settings.enabled && !settings.enabled) {
@@ -649,6 +667,7 @@ export class Engine {
     from: Envelope['from'],
     type: string,
     data: unknown,
+    options: { toWorker?: boolean } = {},
   ): Promise<RelayedMessage> {
     const now = this.clock.now();
     const atUs = this.recorder.stamp(now);
@@ -659,7 +678,8 @@ export class Engine {
     // a failed write is reported to whoever waits for it; nobody waiting must not crash the server
     stored.catch((err) => this.o.log.error({ err, sessionId, messageId: message.id }, 'recording failed'));
     this.hub.publish({ type: 'session.message', sessionId, at: message.at, message });
-    if (from.kind !== 'agent') this.#toSessionWorker(sessionId, { type: 'message', message }, false);
+    if (from.kind !== 'agent' && options.toWorker !== false)
+      this.#toSessionWorker(sessionId, { type: 'message', message }, false);
     await this.recordActivity(sessionId);
     return { message, stored };
   }
@@ -801,6 +821,10 @@ export class Engine {
           }
         : { type: 'session.status_changed', status: to, previous: s.state, cause };
     this.#event(fx, s.id, event);
+    if (to === 'ended') {
+      const livekit = this.liveKitFor(s.projectId);
+      if (livekit) fx.after(() => livekit.close(s.id));
+    }
     if (to === 'ended' || to === 'ending') {
       this.#activityDue.delete(s.id);
       const agent = s.workerId;
@@ -1220,6 +1244,25 @@ export class Engine {
       );
       const participants = this.#participants.list(s.id).filter((p) => p.kind !== 'agent');
       const assignment: Assignment = { ...assignmentBase, participants, token };
+      const livekit = this.liveKitFor(s.projectId);
+      if (livekit) {
+        try {
+          assignment.livekit = await livekit.access(s.id, workerId, 'agent');
+        } catch (err) {
+          // without its room the agent has nowhere to meet its users
+          this.o.log.error({ err, sessionId: s.id }, 'the LiveKit room could not be opened');
+          this.hub.publish({
+            type: 'session.error',
+            sessionId: s.id,
+            at: new Date(this.clock.now()).toISOString(),
+            code: 'LIVEKIT_UNAVAILABLE',
+            message: (err as Error).message,
+            recoverable: false,
+          });
+          await this.endSession(s.id, 'livekit:room-failed').catch(() => {});
+          return;
+        }
+      }
       if (s.restarts > 0) {
         // a restarted session's fresh worker carries on the conversation: it gets the transcript so far
         const page = await this.recorder.page({

@@ -38,6 +38,13 @@ const ASSIGNMENT_SELECT = [
 
 type Row = Record<string, unknown>;
 
+/** Stored settings, with what later versions added filled in for settings stored before them. */
+function projectSettings(json: string): ProjectSettings {
+  const s = JSON.parse(json) as ProjectSettings;
+  s.rooms ??= 'builtin';
+  return s;
+}
+
 /** Takes the columns of one table (prefixed in the row) out of a joined row. */
 function columnsOf<T>(row: Row, prefix: string, columns: Columns): T {
   const out: Row = {};
@@ -234,7 +241,7 @@ export class Repo {
       'SELECT settings, created_at, updated_at FROM projects WHERE id = ?',
       [id],
     );
-    return r && { settings: JSON.parse(r.settings), createdAt: r.created_at, updatedAt: r.updated_at };
+    return r && { settings: projectSettings(r.settings), createdAt: r.created_at, updatedAt: r.updated_at };
   }
 
   async listProjects(): Promise<ProjectRecord[]> {
@@ -242,7 +249,7 @@ export class Repo {
       'SELECT settings, created_at, updated_at FROM projects ORDER BY id',
     );
     return rows.map((r) => ({
-      settings: JSON.parse(r.settings),
+      settings: projectSettings(r.settings),
       createdAt: r.created_at,
       updatedAt: r.updated_at,
     }));

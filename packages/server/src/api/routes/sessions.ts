@@ -138,6 +138,9 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
         throw new UsherError('ILLEGAL_TRANSITION', `session "${s.id}" is ${s.state}; nobody can join it`);
       const role = req.body?.role ?? 'user';
       const identity = req.body?.identity ?? newId(role, engine.clock.now());
+      // LiveKit mode: the participant joins the LiveKit room with a LiveKit token
+      const livekit = engine.liveKitFor(s.projectId);
+      if (livekit) return { ...(await livekit.access(s.id, identity, role)), identity };
       return {
         token: await engine.issueSessionToken(s, role, identity),
         url: ctx.sessionSocketUrl(s.id),
