@@ -7,7 +7,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 export const ECHO_WORKER = join(root, 'examples', 'echo-worker', 'index.ts');
 export const DEMO_STREAMER = join(root, 'packages', 'demo-streamer', 'src', 'main.ts');
-/** The page at http://localhost:8080: one viewer per tab, through the Web SDK. */
+export const DEMO_AGENT = join(root, 'packages', 'demo-agent', 'src', 'main.ts');
+/** The pages at http://localhost:8080 (video, one viewer per tab) and /chat.html (the demo agent's room). */
 export const DEMO_PAGE = join(root, 'packages', 'cli', 'demo-page');
 
 export function demoProjects(): ProjectInput[] {
@@ -29,6 +30,26 @@ export function demoProjects(): ProjectInput[] {
         maxRuntimeMs: 600_000,
         reconnectWindowMs: 30_000,
         shutdownGraceMs: 1_000,
+      },
+    },
+    {
+      id: 'chat',
+      name: 'Chat with the demo agent (a to-do list kept for the room)',
+      kind: 'agent',
+      public: true,
+      // the demo agent dials USHER_WORKER_URL with USHER_WORKER_TOKEN through @usher/worker
+      worker: { driver: 'process', command: [process.execPath, DEMO_AGENT] },
+      regions: { default: { min: 1, max: 3 } },
+      maxQueueLength: 20,
+      // a crashed agent comes back on a fresh worker with the list it saved, up to three times a session
+      autoRestart: { enabled: true, maxRestarts: 3 },
+      timeouts: {
+        pendingMs: 120_000,
+        connectingMs: 30_000,
+        idleMs: 600_000,
+        maxRuntimeMs: 1_800_000,
+        reconnectWindowMs: 30_000,
+        shutdownGraceMs: 2_000,
       },
     },
     {

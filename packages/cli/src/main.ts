@@ -161,6 +161,12 @@ function printDemoHelp(url: string, adminKey: string): void {
   Open ${url} in a browser: a live video from one of the 2 demo streamers. Open a third tab and it
   queues until a seat frees; leave a tab alone for a minute and it gets the AFK warning, then ends (4004).
 
+  Open ${url}/chat.html to talk with the demo agent (project "chat"); open its invite link in a second tab
+  to join the same room, kill the agent's process (its pid is in the log) to watch the session recover, end
+  it and page back through its transcript:
+
+    curl -s '${url}/sessions/<id>/messages?limit=20' -H 'authorization: Bearer ${adminKey}'
+
   Project "echo": workers are examples/echo-worker (1 kept warm, 2 at most).
   Try it (more sessions than workers, and watch them queue):
 

@@ -11,6 +11,10 @@ try {
   process.exit(2);
 }
 agent.on('error', (err) => log(`error: ${err.message}`));
+// the pid, to try a crash by hand: kill -9 <pid> (the chat demo's auto-restart brings a new agent with the list)
+agent.on('connect', (a) =>
+  log(`pid ${process.pid} serves session ${a.sessionId} (restarts so far: ${a.restarts})`),
+);
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void agent.close());
 try {
   await agent.start();

@@ -9,6 +9,15 @@ export const WEB_ERRORS = {
   BAD_RESPONSE: { retryable: false, description: 'The server answered something the SDK cannot read.' },
   SUBSCRIBE_FAILED: { retryable: false, description: 'The server refused the stream subscription.' },
   WEBRTC_FAILED: { retryable: false, description: 'The browser could not answer the stream offer.' },
+  NOT_CONNECTED: {
+    retryable: true,
+    description: 'The session socket is not open (still opening, reconnecting, or ended): nothing was sent.',
+  },
+  NO_ACK: {
+    retryable: true,
+    description:
+      'The server did not acknowledge a message in time, or the connection closed first: it may or may not have arrived.',
+  },
 } as const satisfies Record<string, { retryable: boolean; description: string }>;
 export type WebErrorCode = keyof typeof WEB_ERRORS;
 

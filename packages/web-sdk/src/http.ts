@@ -1,4 +1,5 @@
-// The two HTTP calls the SDK makes: create a session (POST /sessions) and end one (POST /sessions/{id}/end).
+// The HTTP calls of a session: create it (POST /sessions), add a participant (POST /sessions/{id}/join), end it
+// (POST /sessions/{id}/end); and `call`, which turns every answer into JSON or an UsherError.
 import type { SessionState } from '@usher/protocol';
 import { UsherError } from './errors.ts';
 import type { FetchLike } from './platform.ts';
@@ -50,6 +51,41 @@ export async function endSession(
   });
 }
 
+/** Who may join through POST /sessions/{id}/join: `user` (the server's default) talks, `observer` only listens. */
+export type JoinRole = 'user' | 'viewer' | 'observer';
+
+/** A participant's ticket into a session: its own token, the socket URL (with that token) and its identity. */
+export interface Invite {
+  token: string;
+  /** the session's socket URL with `?token=`: what UsherSession.join() and acceptInvite() take */
+  url: string;
+  identity: string;
+}
+
+/** POST /sessions/{id}/join with a viewer or user token of the session: a token for one more participant. */
+export async function joinSession(
+  fetchFn: FetchLike,
+  server: string,
+  id: string,
+  token: string,
+  participant: { identity?: string | undefined; role?: JoinRole | undefined },
+): Promise<Invite> {
+  const body: Record<string, string> = {};
+  if (participant.identity !== undefined) body.identity = participant.identity;
+  if (participant.role !== undefined) body.role = participant.role;
+  const url = `${server}/sessions/${encodeURIComponent(id)}/join`;
+  const json = await call(fetchFn, url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const r = (json ?? {}) as Record<string, unknown>;
+  if (typeof r.token !== 'string' || typeof r.url !== 'string' || typeof r.identity !== 'string') {
+    throw new UsherError('BAD_RESPONSE', `POST ${url} answered without a token, url and identity`);
+  }
+  return { token: r.token, url: withToken(r.url, r.token), identity: r.identity };
+}
+
 /** The socket URL with `?token=` added, unless it already carries one. */
 export function withToken(url: string, token: string): string {
   const u = new URL(url);
@@ -58,7 +94,7 @@ export function withToken(url: string, token: string): string {
 }
 
 /** Sends a request; a network failure or an error answer ({error:{code,message}}) rejects with UsherError. */
-async function call(fetchFn: FetchLike, url: string, init: RequestInit): Promise<unknown> {
+export async function call(fetchFn: FetchLike, url: string, init: RequestInit): Promise<unknown> {
   let res: Response;
   try {
     res = await fetchFn(url, init);
@@ -95,6 +131,6 @@ async function call(fetchFn: FetchLike, url: string, init: RequestInit): Promise
   );
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null;
 }

@@ -1,6 +1,8 @@
-// @usher/web: the browser SDK. Start or join a session, follow its state, queue and AFK, play its stream.
+// @usher/web: the browser SDK. Start or join a session, follow its state, queue and AFK, play its stream;
+// talk in its room with acknowledged messages, invite others, and read its transcript.
 
-export type { Envelope, Outcome, Participant, SessionState } from '@usher/protocol';
+export type { Envelope, MessagePage, Outcome, Participant, SessionState } from '@usher/protocol';
+export { ACK_TIMEOUT_MS, type MessageAckInfo } from './acks.ts';
 export type { Listener } from './emitter.ts';
 export { type SessionErrorInfo, UsherError, WEB_ERRORS, type WebErrorCode } from './errors.ts';
 export type {
@@ -12,7 +14,15 @@ export type {
   SessionEvents,
   StateChange,
 } from './events.ts';
-export type { AfkOptions, CommonOptions, JoinOptions, StartOptions } from './options.ts';
+export { type HistoryOptions, MAX_HISTORY_LIMIT } from './history.ts';
+export type { Invite, JoinRole } from './http.ts';
+export type {
+  AcceptInviteOptions,
+  AfkOptions,
+  CommonOptions,
+  JoinOptions,
+  StartOptions,
+} from './options.ts';
 export type {
   FetchLike,
   PeerConnectionConstructor,

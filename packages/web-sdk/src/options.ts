@@ -57,6 +57,13 @@ export interface JoinOptions extends CommonOptions {
   server?: string;
 }
 
+export interface AcceptInviteOptions extends JoinOptions {
+  /** the identity to join as (shown to the room); default: one the server makes up */
+  identity?: string;
+  /** `user` (the server's default) talks in the room; `observer` only listens */
+  role?: 'user' | 'viewer' | 'observer';
+}
+
 export interface ResolvedAfk {
   readonly trackDom: boolean;
   readonly warnAfterMs: number | null;

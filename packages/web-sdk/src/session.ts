@@ -1,13 +1,32 @@
 // UsherSession: one viewer's session. Creates or joins it, follows its socket (state, queue, AFK, room
 // messages), plays its stream, and reconnects after a network drop (1006) or a lost session (4007), SPEC §4.
-import type { SessionEvent, SessionState } from '@usher/protocol';
+// It also sends room messages with acknowledgements, invites more participants, and reads the transcript.
+import type { Envelope, MessagePage, SessionEvent, SessionState } from '@usher/protocol';
+import { ACK_TIMEOUT_MS, AckTracker, type MessageAckInfo } from './acks.ts';
 import { AfkMonitor } from './afk.ts';
 import { watchInput } from './dom-input.ts';
 import { Emitter, type Listener } from './emitter.ts';
 import { type SessionErrorInfo, UsherError } from './errors.ts';
 import type { EndInfo, QueueInfo, SessionEvents } from './events.ts';
-import { type CreatedSession, createSession, endSession, withToken } from './http.ts';
 import {
+  type HistoryOptions,
+  type HistorySource,
+  historyPages,
+  readHistory,
+  readTranscript,
+} from './history.ts';
+import {
+  type CreatedSession,
+  createSession,
+  endSession,
+  type Invite,
+  type JoinRole,
+  joinSession,
+  withToken,
+} from './http.ts';
+import { tokenIdentity } from './identity.ts';
+import {
+  type AcceptInviteOptions,
   type JoinOptions,
   parseSocketUrl,
   type ResolvedOptions,
@@ -45,6 +64,37 @@ export class UsherSession {
 
   /** Connects to an existing session by its socket URL (…/sessions/{id}/ws?token=…). */
   static async join(options: JoinOptions): Promise<UsherSession> {
+    const { o, server, id, token } = UsherSession.#target(options);
+    const created = { id, state: 'requesting' as const, token, url: withToken(options.url, token) };
+    const session = new UsherSession(o, server, created, null);
+    session.#open();
+    return session;
+  }
+
+  /**
+   * Joins as a participant of one's own: the token of the URL (an invite, see invite()) is exchanged for a new
+   * token and identity (POST /sessions/{id}/join), then the session's socket is opened with it. Everyone who
+   * opens the same invite link becomes a different participant.
+   */
+  static async acceptInvite(options: AcceptInviteOptions): Promise<UsherSession> {
+    const { o, server, id, token } = UsherSession.#target(options);
+    const mine = await joinSession(o.fetch, server, id, token, {
+      identity: options.identity,
+      role: options.role,
+    });
+    const created = { id, state: 'requesting' as const, token: mine.token, url: mine.url };
+    const session = new UsherSession(o, server, created, null);
+    session.#identity = mine.identity;
+    session.#open();
+    return session;
+  }
+
+  static #target(options: JoinOptions): {
+    o: ResolvedOptions;
+    server: string;
+    id: string;
+    token: string;
+  } {
     const o = resolveOptions(options);
     const parsed = parseSocketUrl(options.url);
     const token = options.token ?? parsed.token;
@@ -54,15 +104,7 @@ export class UsherSession {
         '`url` has no ?token=: pass the session token as the `token` option',
       );
     const server = options.server === undefined ? parsed.server : resolveServer(options.server);
-    const created = {
-      id: parsed.id,
-      state: 'requesting' as const,
-      token,
-      url: withToken(options.url, token),
-    };
-    const session = new UsherSession(o, server, created, null);
-    session.#open();
-    return session;
+    return { o, server, id: parsed.id, token };
   }
 
   readonly #o: ResolvedOptions;
@@ -71,9 +113,11 @@ export class UsherSession {
   readonly #fresh: FreshRequest | null;
   readonly #stream: StreamConnection;
   readonly #afk: AfkMonitor;
+  readonly #acks: AckTracker;
   readonly #stopWatchingInput: (() => void) | null;
   #id: string;
   #token: string;
+  #identity: string | null;
   #url: string;
   #state: SessionState;
   #queue: QueueInfo | null = null;
@@ -102,8 +146,10 @@ export class UsherSession {
     this.#fresh = fresh;
     this.#id = created.id;
     this.#token = created.token;
+    this.#identity = tokenIdentity(created.token);
     this.#url = created.url;
     this.#state = created.state;
+    this.#acks = new AckTracker(o.timers);
     this.#stream = new StreamConnection(o.RTCPeerConnection, o.video, {
       send: (message) => this.#send(message),
       onStream: (stream) => this.#events.emit('stream', stream),
@@ -126,6 +172,11 @@ export class UsherSession {
 
   get state(): SessionState {
     return this.#state;
+  }
+
+  /** Who this participant is in the room (the `from.identity` of its messages), when its token says. */
+  get identity(): string | null {
+    return this.#identity;
   }
 
   /** The place in line while queued, else null. */
@@ -167,6 +218,54 @@ export class UsherSession {
   /** Sends a room message to every participant; false while the socket is not open. */
   sendMessage(type: string, data?: unknown): boolean {
     return this.#send({ type: 'message', messageType: type, data });
+  }
+
+  /**
+   * Sends a room message and resolves once the server has relayed it (and stored it, for recorded types) with
+   * its envelope's `id` and `at`. Rejects with UsherError: NOT_CONNECTED (nothing sent), the server's refusal
+   * (RATE_LIMITED, TOO_LARGE, …), or NO_ACK (no answer within `timeoutMs`, or the connection closed first).
+   */
+  sendMessageAcked(
+    type: string,
+    data?: unknown,
+    options: { timeoutMs?: number } = {},
+  ): Promise<MessageAckInfo> {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== SOCKET_OPEN)
+      return Promise.reject(
+        new UsherError('NOT_CONNECTED', `the session socket is not open (state ${this.#state}): not sent`),
+      );
+    const { ref, acked } = this.#acks.track(options.timeoutMs ?? ACK_TIMEOUT_MS);
+    ws.send(JSON.stringify({ type: 'message', messageType: type, data, ref }));
+    return acked;
+  }
+
+  /**
+   * A ticket for one more participant of this session (POST /sessions/{id}/join): a token and socket URL of
+   * their own. Pass the URL to someone else, who opens it with UsherSession.acceptInvite() (a new identity
+   * each time) or UsherSession.join() (this very identity).
+   */
+  invite(options: { identity?: string; role?: JoinRole } = {}): Promise<Invite> {
+    return joinSession(this.#o.fetch, this.#server, this.#id, this.#token, options);
+  }
+
+  /** One page of the session's recorded messages (oldest first); also after it ended. */
+  history(options: HistoryOptions = {}): Promise<MessagePage> {
+    return readHistory(this.#historySource(), options);
+  }
+
+  /** Every page of recorded messages, from the newest page back to the first: `for await (const page of …)`. */
+  historyPages(options: HistoryOptions = {}): AsyncGenerator<MessagePage, void, undefined> {
+    return historyPages(this.#historySource(), options);
+  }
+
+  /** The whole transcript, oldest first (pages of `pageSize`, default 100, read back to the start). */
+  transcript(options: { includeDebug?: boolean; pageSize?: number } = {}): Promise<Envelope[]> {
+    return readTranscript(this.#historySource(), options);
+  }
+
+  #historySource(): HistorySource {
+    return { fetch: this.#o.fetch, server: this.#server, sessionId: this.#id, token: this.#token };
   }
 
   /**
@@ -269,9 +368,14 @@ export class UsherSession {
       // at once, not after the snapshot: the server answers as soon as the session is seated, which saves
       // a round trip on the way to the first frame
       this.#stream.requestStreamer();
+    } else if (m.type === 'message_ack') {
+      this.#acks.acked(m);
     } else if (m.type === 'error') {
-      // the server refused a frame or the connection; a close follows in the second case
-      this.#events.emit('error', errorInfo(m));
+      // the server refused a frame or the connection; a close follows in the second case. A refused message
+      // sent with sendMessageAcked() rejects its promise instead
+      const info = errorInfo(m);
+      if (typeof m.ref === 'string' && this.#acks.refused(m.ref, info.code, info.message)) return;
+      this.#events.emit('error', info);
     } else if (this.#isStream) {
       this.#stream.handle(m as { type: string });
     }
@@ -309,6 +413,7 @@ export class UsherSession {
   #onClose(code: number, reason: string): void {
     this.#ws = null;
     this.#o.timers.clearTimeout(this.#pingTimer);
+    this.#acks.failAll(`the connection closed (${code}) first`);
     this.#stream.close();
     if (this.#ended) return;
     const policy = closePolicy(code);
@@ -367,6 +472,7 @@ export class UsherSession {
     }
     this.#id = created.id;
     this.#token = created.token;
+    this.#identity = tokenIdentity(created.token);
     this.#url = created.url;
     this.#endInfo = null;
     this.#setState(created.state, 'reconnect:fresh');
@@ -389,6 +495,7 @@ export class UsherSession {
     this.#o.timers.clearTimeout(this.#reconnectTimer);
     this.#o.timers.clearTimeout(this.#pingTimer);
     this.#afk.stop();
+    this.#acks.failAll('the session ended first');
     this.#stopWatchingInput?.();
     this.#stream.detach();
     const ws = this.#ws;

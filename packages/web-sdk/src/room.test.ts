@@ -1,0 +1,235 @@
+// Talking in a session's room: acknowledged messages, invitations, and who this participant is.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ACK_TIMEOUT_MS } from './acks.ts';
+import { UsherError } from './errors.ts';
+import { harness, json, record, settle, status } from './fakes.ts';
+import { tokenIdentity } from './identity.ts';
+import { UsherSession } from './session.ts';
+
+/** A token shaped like the server's: header.payload.signature, base64url, with the identity claim. */
+function fakeToken(claims: Record<string, unknown>): string {
+  const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ role: 'viewer', sid: 's1', ...claims })}.c2ln`;
+}
+
+async function joined() {
+  const h = harness();
+  const session = await UsherSession.join({
+    ...h.options,
+    url: 'ws://usher.test/sessions/s1/ws?token=token-s1',
+  });
+  const events = record(session);
+  const ws = h.net.last;
+  ws.open();
+  ws.receive(status('active', 'connecting', 'worker:started'));
+  return { h, session, events, ws };
+}
+
+/** Whether a promise has settled once every pending promise step has run. */
+async function settledYet(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  p.then(
+    () => {
+      done = true;
+    },
+    () => {
+      done = true;
+    },
+  );
+  await settle();
+  return done;
+}
+
+describe('sendMessageAcked', () => {
+  test('sends the message with a ref and resolves with the ack that names it', async () => {
+    const { session, ws } = await joined();
+    const first = session.sendMessageAcked('user_text', { text: 'hello' });
+    const second = session.sendMessageAcked('typing', null);
+    assert.deepEqual(ws.sent, [
+      { type: 'message', messageType: 'user_text', data: { text: 'hello' }, ref: 'm1' },
+      { type: 'message', messageType: 'typing', data: null, ref: 'm2' },
+    ]);
+    // answered out of order: each promise gets its own
+    ws.receive({
+      type: 'message_ack',
+      ref: 'm2',
+      id: 'msg-b',
+      at: '2026-01-01T00:00:00.000002Z',
+      recorded: false,
+    });
+    assert.equal(await settledYet(first), false);
+    ws.receive({
+      type: 'message_ack',
+      ref: 'm1',
+      id: 'msg-a',
+      at: '2026-01-01T00:00:00.000001Z',
+      recorded: true,
+    });
+    assert.deepEqual(await first, {
+      ref: 'm1',
+      id: 'msg-a',
+      at: '2026-01-01T00:00:00.000001Z',
+      recorded: true,
+    });
+    assert.deepEqual(await second, {
+      ref: 'm2',
+      id: 'msg-b',
+      at: '2026-01-01T00:00:00.000002Z',
+      recorded: false,
+    });
+  });
+
+  test("the server's refusal rejects that message's promise (not the error event); others still resolve", async () => {
+    const { session, events, ws } = await joined();
+    const refused = session.sendMessageAcked('user_text', { text: 'x'.repeat(10) });
+    const fine = session.sendMessageAcked('user_text', { text: 'ok' });
+    ws.receive({ type: 'error', code: 'RATE_LIMITED', message: 'too many messages', ref: 'm1' });
+    await assert.rejects(refused, (err: unknown) => {
+      assert.ok(err instanceof UsherError);
+      assert.equal(err.code, 'RATE_LIMITED');
+      assert.equal(err.message, 'too many messages');
+      assert.equal(err.retryable, true);
+      return true;
+    });
+    ws.receive({ type: 'message_ack', ref: 'm2', id: 'x2', at: '2026-01-01T00:00:00Z', recorded: true });
+    assert.equal((await fine).id, 'x2');
+    assert.deepEqual(events.of('error'), []);
+    // an error frame for a ref nobody waits for is still an error event
+    ws.receive({ type: 'error', code: 'TOO_LARGE', message: 'too big', ref: 'm9' });
+    assert.deepEqual(events.of('error'), [{ code: 'TOO_LARGE', message: 'too big', recoverable: false }]);
+  });
+
+  test('not open: rejects with NOT_CONNECTED and sends nothing; sendMessage still answers false', async () => {
+    const h = harness();
+    const session = await UsherSession.join({
+      ...h.options,
+      url: 'ws://usher.test/sessions/s1/ws?token=token-s1',
+    });
+    await assert.rejects(session.sendMessageAcked('user_text', { text: 'early' }), {
+      code: 'NOT_CONNECTED',
+      retryable: true,
+    });
+    assert.equal(session.sendMessage('user_text', { text: 'early' }), false);
+    assert.deepEqual(h.net.last.sent, []);
+  });
+
+  test('no ack in time rejects with NO_ACK after timeoutMs; a late ack changes nothing', async () => {
+    const { h, session, ws } = await joined();
+    const waiting = session.sendMessageAcked('user_text', { text: 'hi' });
+    const quick = session.sendMessageAcked('user_text', { text: 'hi' }, { timeoutMs: 100 });
+    h.clock.advance(99);
+    assert.equal(await settledYet(quick), false);
+    h.clock.advance(1);
+    await assert.rejects(quick, { code: 'NO_ACK', message: /within 100 ms/ });
+    h.clock.advance(ACK_TIMEOUT_MS - 101);
+    assert.equal(await settledYet(waiting), false);
+    h.clock.advance(1);
+    await assert.rejects(waiting, { code: 'NO_ACK' });
+    ws.receive({ type: 'message_ack', ref: 'm1', id: 'late', at: '2026-01-01T00:00:00Z', recorded: true });
+  });
+
+  test('the connection drops before the ack: NO_ACK at once; after reconnecting, acks work again', async () => {
+    const { h, session, ws } = await joined();
+    const lost = session.sendMessageAcked('user_text', { text: 'in flight' });
+    ws.serverClose(1006);
+    assert.equal(await settledYet(lost), true, 'settled at once, not at the ack timeout');
+    await assert.rejects(lost, { code: 'NO_ACK', message: /closed \(1006\)/ });
+    h.clock.advance(60_000);
+    const again = h.net.last;
+    assert.notEqual(again, ws, 'the SDK reconnected');
+    again.open();
+    again.receive(status('active', null, 'snapshot'));
+    const sent = session.sendMessageAcked('user_text', { text: 'after' });
+    assert.equal(again.sent.at(-1)!.ref, 'm2');
+    again.receive({ type: 'message_ack', ref: 'm2', id: 'x', at: '2026-01-01T00:00:00Z', recorded: true });
+    assert.equal((await sent).id, 'x');
+  });
+
+  test('leaving rejects what is still pending', async () => {
+    const { session } = await joined();
+    const pending = session.sendMessageAcked('user_text', { text: 'bye' });
+    session.leave();
+    assert.equal(await settledYet(pending), true);
+    await assert.rejects(pending, { code: 'NO_ACK', message: /ended first/ });
+  });
+});
+
+describe('invitations', () => {
+  test('invite() asks POST /join with this participant token and answers a ticket with its socket URL', async () => {
+    const { h, session } = await joined();
+    h.http.next.push(
+      json(200, { token: 'tok-u1', url: 'ws://usher.test/sessions/s1/ws', identity: 'user-u1' }),
+    );
+    const invite = await session.invite({ role: 'user' });
+    assert.deepEqual(invite, {
+      token: 'tok-u1',
+      url: 'ws://usher.test/sessions/s1/ws?token=tok-u1',
+      identity: 'user-u1',
+    });
+    assert.deepEqual(h.http.calls, [
+      {
+        url: 'http://usher.test/sessions/s1/join',
+        method: 'POST',
+        headers: { authorization: 'Bearer token-s1', 'content-type': 'application/json' },
+        body: { role: 'user' },
+      },
+    ]);
+  });
+
+  test('acceptInvite() exchanges the invite token for its own and connects with it, under its identity', async () => {
+    const h = harness();
+    h.http.next.push(json(200, { token: 'tok-bo', url: 'ws://usher.test/sessions/s1/ws', identity: 'Bo' }));
+    const session = await UsherSession.acceptInvite({
+      ...h.options,
+      url: 'ws://usher.test/sessions/s1/ws?token=tok-invite',
+      identity: 'Bo',
+    });
+    assert.deepEqual(h.http.calls[0], {
+      url: 'http://usher.test/sessions/s1/join',
+      method: 'POST',
+      headers: { authorization: 'Bearer tok-invite', 'content-type': 'application/json' },
+      body: { identity: 'Bo' },
+    });
+    assert.equal(session.identity, 'Bo');
+    assert.equal(session.id, 's1');
+    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s1/ws?token=tok-bo');
+  });
+
+  test('an invite to an ended session rejects with the server error, and no socket is opened', async () => {
+    const h = harness();
+    h.http.next.push(
+      json(409, {
+        error: { code: 'ILLEGAL_TRANSITION', message: 'session "s1" is ended; nobody can join it' },
+      }),
+    );
+    await assert.rejects(
+      UsherSession.acceptInvite({ ...h.options, url: 'ws://usher.test/sessions/s1/ws?token=t' }),
+      { code: 'ILLEGAL_TRANSITION', status: 409 },
+    );
+    assert.equal(h.net.sockets.length, 0);
+  });
+
+  test('an answer without token, url and identity is BAD_RESPONSE', async () => {
+    const { h, session } = await joined();
+    h.http.next.push(json(200, { token: 'x' }));
+    await assert.rejects(session.invite(), { code: 'BAD_RESPONSE' });
+  });
+});
+
+describe('identity', () => {
+  test("is read from the session token's identity claim, and null for a token the SDK cannot read", async () => {
+    assert.equal(tokenIdentity(fakeToken({ idn: 'viewer-Ab3' })), 'viewer-Ab3');
+    assert.equal(tokenIdentity(fakeToken({ idn: 'Zoë' })), 'Zoë', 'UTF-8 identities survive');
+    assert.equal(tokenIdentity(fakeToken({})), null);
+    assert.equal(tokenIdentity('token-s1'), null);
+    assert.equal(tokenIdentity('a.%%%.c'), null);
+    const h = harness();
+    const token = fakeToken({ idn: 'viewer-1' });
+    const session = await UsherSession.join({
+      ...h.options,
+      url: `ws://usher.test/sessions/s1/ws?token=${token}`,
+    });
+    assert.equal(session.identity, 'viewer-1');
+  });
+});
