@@ -47,7 +47,17 @@ export const ERRORS = {
     description: 'The body or frame is larger than allowed.',
   },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, description: 'The body is not JSON.' },
-  RATE_LIMITED: { status: 429, retryable: true, description: 'Too many requests; slow down.' },
+  RATE_LIMITED: {
+    status: 429,
+    retryable: true,
+    description: 'Too many requests, or room messages on one connection; slow down.',
+  },
+  NOT_RECORDED: {
+    status: 500,
+    retryable: true,
+    description:
+      'A room message was relayed but could not be stored; send it again if it must be in the transcript.',
+  },
   UNAVAILABLE: {
     status: 503,
     retryable: true,

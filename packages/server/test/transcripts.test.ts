@@ -231,8 +231,18 @@ for (const kind of databaseKinds()) {
         'agent:agent_text:{"text":"noted"}',
       ]);
       assert.equal(assignment.transcript?.hasMore, false);
-      // the viewer stayed in the room throughout
+      // the viewer stayed in the room throughout, and saw the crashed agent leave and the fresh one join
       assert.equal(viewer.states.includes('ended'), false);
+      await viewer.waitFor(
+        (e) => e.type === 'session.participant_joined' && e.participant.identity === restarted.workerId,
+      );
+      const agents = viewer.events.flatMap((e) =>
+        (e.type === 'session.participant_joined' || e.type === 'session.participant_left') &&
+        e.participant.kind === 'agent'
+          ? [`${e.type.slice(20)} ${e.participant.identity === s.workerId ? 'crashed' : 'fresh'}`]
+          : [],
+      );
+      assert.deepEqual(agents, ['joined crashed', 'left crashed', 'joined fresh']);
     });
   });
 }

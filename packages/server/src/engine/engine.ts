@@ -1648,6 +1648,9 @@ export class Engine {
   async #restartOnFreshWorker(r: Repo, fx: Effects, p: ProjectSettings, s: SessionRecord): Promise<void> {
     const ready = await r.readyWorkers(p.id, s.region, 1);
     const now = this.clock.now();
+    // the crashed agent is gone from the room; the fresh one joins once it has started the session
+    const crashed = s.workerId;
+    if (crashed && s.workerStarted) fx.after(() => this.participantLeft(s.id, crashed));
     const w = ready[0] ?? (await this.#startWorker(r, fx, p, s.region, s.id));
     const next = await this.#transition(r, fx, s, 'connecting', 'worker:crashed:auto-restart', {
       workerId: w.id,
