@@ -90,7 +90,8 @@ export type ProjectKind = Static<typeof ProjectKind>;
 
 /** Where a session's room lives: Usher's own WebSocket relay, or a LiveKit room (docs/livekit.md). */
 export const RoomsMode = Type.Union([Type.Literal('builtin'), Type.Literal('livekit')], {
-  description: "builtin: Usher's own WebSocket relay; livekit: a LiveKit room (needs the server's livekit settings)",
+  description:
+    "builtin: Usher's own WebSocket relay; livekit: a LiveKit room (needs the server's livekit settings)",
 });
 export type RoomsMode = Static<typeof RoomsMode>;
 
