@@ -1,12 +1,7 @@
 // SIGKILL restart, on both databases: the server runs in a child process with echo-worker processes; it is
 // killed and started again on the same database, and must pick up exactly where it was.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
-import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { openStore, type Store, type UsherServerOptions } from '@usher/server';
 import {
   createTestDatabase,
@@ -18,51 +13,10 @@ import {
   TestSocket,
 } from '@usher/testing';
 import { ECHO_COMMAND, eventually, gone, isGone } from './fixtures/processes.ts';
+import { type Child, freePort, startServer } from './fixtures/server-child.ts';
 
-const SERVE = fileURLToPath(new URL('./fixtures/serve.ts', import.meta.url));
 const SERVER_ID = 'restart-test-server';
 const LONG = 3_600_000;
-
-interface Child {
-  proc: ChildProcess;
-  url: string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  stderr: string[];
-}
-
-/** Starts the server fixture and resolves once it printed its URL. */
-async function startServer(options: UsherServerOptions): Promise<Child> {
-  const proc = spawn(process.execPath, [SERVE], {
-    env: { ...process.env, USHER_SERVE_OPTIONS: JSON.stringify(options) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stderr: string[] = [];
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
-  const exited = once(proc, 'exit').then(([code, signal]) => ({
-    code: code as number | null,
-    signal: signal as NodeJS.Signals | null,
-  }));
-  const lines = createInterface({ input: proc.stdout! });
-  const first = new Promise<string>((resolve, reject) => {
-    lines.once('line', resolve);
-    void exited.then((e) =>
-      reject(new Error(`the server exited (${JSON.stringify(e)}): ${stderr.join('')}`)),
-    );
-  });
-  const { url } = JSON.parse(await first) as { url: string };
-  return { proc, url, exited, stderr };
-}
-
-/** A port that is free now, so that both server runs listen where the workers dial. */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as { port: number }).port;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
 
 async function api<T = Record<string, unknown>>(
   base: string,
