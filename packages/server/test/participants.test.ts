@@ -61,5 +61,57 @@ for (const kind of databaseKinds()) {
       ]);
       assert.deepEqual(heard, ['joined viewer', 'joined user', 'left user']);
     });
+
+    test('the agent pauses and resumes its own session, a user pauses it with their token, and the paused timeout ends it', async () => {
+      await t.createProject(agentProject('pausing', { min: 1, max: 1 }, { timeouts: { pausedMs: 30_000 } }));
+      await t.readyWorkers('pausing', 1);
+      const s = await t.createSession('pausing');
+      await t.waitForState(s.id, 'active');
+      const agent = t.fake.workers.get(s.workerId!)!.sdk;
+      const viewer = await t.connect(s);
+      const states: string[] = [];
+      agent.on('sessionState', (i) => states.push(i.state));
+
+      agent.pause();
+      await viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'paused');
+      agent.resume();
+      await viewer.waitFor(
+        (e) => e.type === 'session.status_changed' && e.status === 'active' && e.cause === 'worker:resume',
+      );
+      const join = await t.api<{ token: string }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        { identity: 'carol' },
+        s.token,
+      );
+      const paused = await t.api('POST', `/sessions/${s.id}/pause`, undefined, join.body.token);
+      assert.equal(paused.status, 200);
+      assert.equal(paused.body.state, 'paused');
+      const observer = await t.api<{ token: string }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        { role: 'observer' },
+        s.token,
+      );
+      assert.equal(
+        (await t.api('POST', `/sessions/${s.id}/resume`, undefined, observer.body.token)).status,
+        403,
+      );
+
+      await t.advance(30_000);
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.deepEqual([ended.endCode, ended.endReason], [4004, 'paused_timeout']);
+      const causes = ((await t.session(s.id)).timeline as { to: string; cause: string }[]).map(
+        (e) => `${e.to} ${e.cause}`,
+      );
+      assert.deepEqual(causes.slice(3), [
+        'paused worker:pause',
+        'active worker:resume',
+        'paused user:pause',
+        'ending timer:paused',
+        'ended worker:stopped',
+      ]);
+      assert.deepEqual(states.slice(0, 3), ['paused', 'active', 'paused']);
+    });
   });
 }
