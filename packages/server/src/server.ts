@@ -16,6 +16,7 @@ import { webRoutes } from './api/routes/web.ts';
 import { workerRoutes } from './api/routes/workers.ts';
 import { installJsonParser, installValidation } from './api/validation.ts';
 import { AdminKeys, TokenIssuer } from './auth/tokens.ts';
+import { type Bus, localBus, PostgresBus } from './cluster/bus.ts';
 import type { WorkerDriver } from './drivers/driver.ts';
 import { ExternalDriver } from './drivers/external.ts';
 import { ProcessDriver } from './drivers/process.ts';
@@ -31,6 +32,7 @@ import { sessionSocketRoute } from './realtime/session-socket.ts';
 import { SignallingRelay } from './realtime/signalling/relay.ts';
 import { streamerSocketRoute } from './realtime/signalling/streamer-socket.ts';
 import { MAX_WORKER_FRAME_BYTES, workerSocketRoute } from './realtime/worker-socket.ts';
+import { PostgresDb } from './storage/postgres.ts';
 import { openStore, type StorageOptions, Store } from './storage/store.ts';
 import { type Logger, silentLogger } from './util/logger.ts';
 
@@ -74,6 +76,12 @@ export interface UsherServerOptions {
    * A LiveKitMode instance may be passed instead of settings (tests inject a recorder room that way).
    */
   livekit?: LiveKitSettings | LiveKitMode;
+  /**
+   * On PostgreSQL, whether this server is one of several sharing the database (default true): events and
+   * worker frames then travel between them as notifications (docs/scaling.md). False for a server that is
+   * known to be alone, which saves a notification per event.
+   */
+  cluster?: boolean;
   /** room messages each participant connection may send (default 50 a second, bursts of 100) */
   messageRate?: RateLimit;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
@@ -99,6 +107,7 @@ export class UsherServer {
   #closing: Promise<void> | null = null;
   #keepalive: Keepalive | null = null;
   #livekit: LiveKitMode | null = null;
+  #bus: Bus | null = null;
 
   constructor(options: UsherServerOptions) {
     this.options = options;
@@ -211,9 +220,18 @@ export class UsherServer {
             })
           : null;
     this.#livekit = livekit;
+    const serverId = o.serverId ?? `${hostname()}:${o.port ?? 8080}`;
+    // servers that share a PostgreSQL database hear each other's events through it
+    const shared = store.db instanceof PostgresDb && o.cluster !== false;
+    const bus = shared ? await PostgresBus.open(store.db as PostgresDb, serverId, log) : localBus;
+    this.#bus = bus;
+    this.hub.connect(bus);
     let baseUrl = '';
     const engine = new Engine({
+      // another server's deadlines are seen within a second (it may have died before they came due)
+      ...(shared ? { timerPollMs: 1_000 } : {}),
       ...o.engine,
+      bus,
       livekit,
       store,
       clock,
@@ -221,7 +239,7 @@ export class UsherServer {
       tokens,
       drivers: this.#drivers,
       log,
-      serverId: o.serverId ?? `${hostname()}:${o.port ?? 8080}`,
+      serverId,
       workerUrl: () => `${toWs(baseUrl)}/workers/ws`,
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
     });
@@ -322,6 +340,7 @@ export class UsherServer {
       this.#keepalive?.close();
       await this.#app?.close();
       await this.#engine?.close();
+      await this.#bus?.close();
       await this.#livekit?.stop();
       await Promise.all(Object.values(this.#drivers).map((d) => d.close()));
       if (this.#ownsStore) await this.#store?.close();

@@ -21,6 +21,7 @@ import {
   type WorkerFrame,
 } from '@usher/protocol';
 import type { TokenIssuer } from '../auth/tokens.ts';
+import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
 import type { LiveKitMode } from '../livekit/mode.ts';
 import { type MessagePageResult, microsToIso } from '../storage/messages.ts';
@@ -82,6 +83,8 @@ export interface EngineOptions {
   sessionTokenTtlMs?: number;
   /** re-read the earliest deadline this often, to see timers set by other servers; 0 = never */
   timerPollMs?: number;
+  /** how this server reaches the others that share its database (default: it is alone) */
+  bus?: Bus;
   /** LiveKit mode, when the server has LiveKit settings: the rooms of projects with `rooms: livekit` */
   livekit?: LiveKitMode | null;
   /**
@@ -115,6 +118,7 @@ const DEFAULTS = {
   timerPollMs: 0,
   livenessClock: systemClock,
   livekit: null,
+  bus: localBus,
 };
 
 /** Timers that belong to a state and are cleared when the session leaves it. */
@@ -184,6 +188,11 @@ export class Engine {
     this.#admissions = new Batcher((key, reqs) => this.#admitBatch(key, reqs), ADMISSION_BATCH, track);
     this.#starts = new Batcher((_key, items) => this.#sessionsStarted(items), ADMISSION_BATCH, track);
     this.recorder = new Recorder(options.store.messages, track);
+    // frames other servers send to workers whose sockets are here
+    this.o.bus.onMessage((m) => {
+      if (m.kind === 'worker') this.#links.get(m.workerId)?.send(m.frame);
+      else if (m.kind === 'project') this.#track(() => this.#reloadProject(m.projectId));
+    });
     this.#scheduler = new Scheduler({
       store: options.store,
       clock: options.clock,
@@ -331,6 +340,18 @@ export class Engine {
 
   // ------------------------------------------------------------------ projects
 
+  /** Another server created or changed the project: its settings are read again. */
+  async #reloadProject(id: string): Promise<void> {
+    const record = await this.store.read.getProject(id);
+    if (record) this.#projects.set(id, record);
+  }
+
+  /** The project is committed: this server's cache has it, and the other servers are told to read it. */
+  #projectChanged(record: ProjectRecord): void {
+    this.#projects.set(record.settings.id, record);
+    if (this.o.bus.shared) this.o.bus.send({ kind: 'project', projectId: record.settings.id });
+  }
+
   #project(id: string): ProjectSettings {
     const p = this.#projects.get(id);
     if (!p) throw new UsherError('NOT_FOUND', `no project "${id}"`);
@@ -373,7 +394,7 @@ export class Engine {
         for (const region of Object.keys(settings.regions)) await this.#dispatch(r, fx, settings, region);
     });
     // the cache changes only once the change is committed
-    this.#projects.set(settings.id, record);
+    this.#projectChanged(record);
     return record;
   }
 
@@ -399,7 +420,7 @@ export class Engine {
         for (const region of Object.keys(settings.regions)) await this.#dispatch(r, fx, settings, region);
       return record;
     });
-    this.#projects.set(id, record);
+    this.#projectChanged(record);
     return record;
   }
 
@@ -755,9 +776,9 @@ export class Engine {
       try {
         while (box.length > 0) {
           const s = await this.store.read.getSession(sessionId);
-          const link = s?.workerId ? this.#links.get(s.workerId) : undefined;
+          const workerId = s?.workerId;
           for (const f of box.splice(0))
-            if (link && (s!.workerStarted || !f.needsStarted)) link.send(f.frame);
+            if (workerId && (s.workerStarted || !f.needsStarted)) this.#sendWorker(workerId, f.frame);
         }
       } finally {
         this.#outboxes.delete(sessionId);
@@ -1272,12 +1293,19 @@ export class Engine {
         });
         assignment.transcript = { messages: page.messages, hasMore: page.hasMore };
       }
-      this.#links.get(workerId)?.send({ type: 'assign', assignment });
+      this.#sendWorker(workerId, { type: 'assign', assignment });
     });
   }
 
+  /** A frame for a worker: on its socket if that is on this server, else through the bus to the server it is on. */
+  #sendWorker(workerId: string, frame: ServerToWorkerFrame): void {
+    const link = this.#links.get(workerId);
+    if (link) link.send(frame);
+    else if (this.o.bus.shared) this.o.bus.send({ kind: 'worker', workerId, frame });
+  }
+
   #sendToWorker(fx: Effects, workerId: string, frame: ServerToWorkerFrame): void {
-    fx.after(() => this.#links.get(workerId)?.send(frame));
+    fx.after(() => this.#sendWorker(workerId, frame));
   }
 
   #notifyWorker(fx: Effects, s: SessionRecord, frame: ServerToWorkerFrame): void {
@@ -1294,7 +1322,7 @@ export class Engine {
       if (!driver) return;
       if (w.driver === 'external') {
         if (graceMs === 0)
-          this.#links.get(w.id)?.send({ type: 'shutdown', sessionId: null, graceMs, reason: 'recycle' });
+          this.#sendWorker(w.id, { type: 'shutdown', sessionId: null, graceMs, reason: 'recycle' });
         return;
       }
       if (graceMs > 0 && this.#links.has(w.id)) {

@@ -1,5 +1,7 @@
-// Delivers session events to whoever listens on this server (sockets, webhooks, the dashboard).
+// Delivers session events to whoever listens on this server (sockets, webhooks, the dashboard), and, when
+// servers share a database, to the other servers through the bus.
 import type { SessionEvent } from '@usher/protocol';
+import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerRecord } from '../storage/records.ts';
 
 export type SessionListener = (event: SessionEvent) => void;
@@ -9,6 +11,15 @@ export class EventHub {
   readonly #bySession = new Map<string, Set<SessionListener>>();
   readonly #all = new Set<SessionListener>();
   readonly #workers = new Set<WorkerListener>();
+  #bus: Bus = localBus;
+
+  /** Events published here go to the other servers too, and theirs come here. */
+  connect(bus: Bus): void {
+    this.#bus = bus;
+    bus.onMessage((m) => {
+      if (m.kind === 'event') this.#deliver(m.event);
+    });
+  }
 
   subscribe(sessionId: string, listener: SessionListener): () => void {
     let set = this.#bySession.get(sessionId);
@@ -30,6 +41,11 @@ export class EventHub {
   }
 
   publish(event: SessionEvent): void {
+    this.#deliver(event);
+    if (this.#bus.shared) this.#bus.send({ kind: 'event', event });
+  }
+
+  #deliver(event: SessionEvent): void {
     for (const l of this.#all) l(event);
     const set = this.#bySession.get(event.sessionId);
     if (set) for (const l of [...set]) l(event);

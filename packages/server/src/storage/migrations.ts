@@ -108,6 +108,17 @@ CREATE TABLE messages (
 ){{clustered}};
 `,
   },
+  {
+    version: 4,
+    name: 'bus: payloads too large for a PostgreSQL notification',
+    sql: `
+CREATE TABLE bus_payloads (
+  id {{id}},
+  payload TEXT NOT NULL,
+  at BIGINT NOT NULL
+);
+`,
+  },
 ];
 
 const AUTO_ID: Record<Dialect, string> = {

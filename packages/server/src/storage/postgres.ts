@@ -28,9 +28,11 @@ export class PostgresDb implements Db {
   readonly pool: pg.Pool;
   readonly schema: string;
   readonly #statements = new Map<string, { text: string; name: string }>();
+  readonly #url: string;
   #closed = false;
 
   constructor(options: PostgresOptions) {
+    this.#url = options.url;
     this.schema = options.schema ?? 'public';
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.schema)) {
       throw new Error(`storage.postgres.schema "${this.schema}" must be a lower-case SQL identifier`);
@@ -105,6 +107,25 @@ export class PostgresDb implements Db {
 
   async exec(sql: string): Promise<void> {
     await this.pool.query(sql);
+  }
+
+  /**
+   * A connection of its own that LISTENs on `channel` (outside the pool, which it would otherwise hold). Its
+   * errors go to onError; the caller reconnects.
+   */
+  async listen(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onError: (err: Error) => void,
+  ): Promise<{ close(): Promise<void> }> {
+    const client = new pg.Client({ connectionString: this.#url, types });
+    client.on('error', onError);
+    client.on('notification', (n) => {
+      if (n.channel === channel && n.payload !== undefined) onNotify(n.payload);
+    });
+    await client.connect();
+    await client.query(`LISTEN "${channel}"`);
+    return { close: () => client.end() };
   }
 
   /** Creates the schema if needed (before migrations). */

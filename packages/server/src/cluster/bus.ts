@@ -1,0 +1,187 @@
+// The bus between Usher servers that share one PostgreSQL: session events, and frames for a worker whose socket
+// is on another server, travel as PostgreSQL notifications (LISTEN/NOTIFY) on one channel per schema. No broker:
+// the database the servers share already is one.
+//
+// Limits (docs/scaling.md): a notification reaches the servers listening at that moment, at most once; a server
+// whose listening connection drops misses what is sent until it reconnects. Payloads over PostgreSQL's 8,000
+// bytes go through the bus_payloads table, kept for a minute.
+import type { ServerToWorkerFrame, SessionEvent } from '@usher/protocol';
+import type { PostgresDb } from '../storage/postgres.ts';
+import type { Logger } from '../util/logger.ts';
+
+export type BusMessage =
+  | { kind: 'event'; event: SessionEvent }
+  | { kind: 'worker'; workerId: string; frame: ServerToWorkerFrame }
+  /** a project was created or its settings changed: the other servers read it again */
+  | { kind: 'project'; projectId: string };
+
+export interface Bus {
+  /** whether other servers may hear what is sent (false: a single server, nothing leaves it) */
+  readonly shared: boolean;
+  send(message: BusMessage): void;
+  /** what other servers sent; never this server's own messages */
+  onMessage(listener: (message: BusMessage) => void): void;
+  close(): Promise<void>;
+}
+
+/** One server alone (SQLite, or PostgreSQL used by one server): nothing to send. */
+export const localBus: Bus = Object.freeze({
+  shared: false,
+  send() {},
+  onMessage() {},
+  async close() {},
+});
+
+/** PostgreSQL refuses payloads of 8,000 bytes or more. */
+const MAX_NOTIFY_BYTES = 7_900;
+/** At most this many notifications go out in one statement. */
+const SEND_BATCH = 500;
+const PAYLOAD_TTL_MS = 60_000;
+const RECONNECT_MS = 1_000;
+
+interface Envelope {
+  /** the sending server */
+  o: string;
+  /** its sequence number: PostgreSQL drops a repeated identical payload within one transaction */
+  n: number;
+  m?: BusMessage;
+  /** a payload kept in bus_payloads */
+  ref?: number;
+}
+
+export class PostgresBus implements Bus {
+  readonly shared = true;
+  readonly #db: PostgresDb;
+  readonly #serverId: string;
+  readonly #log: Logger;
+  readonly #channel: string;
+  readonly #listeners: ((m: BusMessage) => void)[] = [];
+  #queue: string[] = [];
+  #sending: Promise<void> | null = null;
+  #seq = 0;
+  #inbox: Promise<void> = Promise.resolve();
+  #connection: { close(): Promise<void> } | null = null;
+  #reconnect: NodeJS.Timeout | null = null;
+  #sweep: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  private constructor(db: PostgresDb, serverId: string, log: Logger) {
+    this.#db = db;
+    this.#serverId = serverId;
+    this.#log = log;
+    this.#channel = `usher_${db.schema}`;
+  }
+
+  /** Listens on the schema's channel; resolves once listening. */
+  static async open(db: PostgresDb, serverId: string, log: Logger): Promise<PostgresBus> {
+    const bus = new PostgresBus(db, serverId, log);
+    await bus.#listen();
+    bus.#sweep = setInterval(() => void bus.#dropOldPayloads(), PAYLOAD_TTL_MS);
+    bus.#sweep.unref();
+    return bus;
+  }
+
+  onMessage(listener: (m: BusMessage) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  send(message: BusMessage): void {
+    if (this.#closed) return;
+    this.#queue.push(JSON.stringify({ o: this.#serverId, n: ++this.#seq, m: message } satisfies Envelope));
+    this.#sending ??= this.#flush();
+  }
+
+  /** Sends what is queued, in order: one statement per batch, on one connection at a time. */
+  async #flush(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, SEND_BATCH);
+        const payloads: string[] = [];
+        for (const p of batch)
+          payloads.push(Buffer.byteLength(p) < MAX_NOTIFY_BYTES ? p : await this.#keep(p));
+        await this.#db.run(
+          'SELECT pg_notify(?, p) FROM unnest(?::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i',
+          [this.#channel, payloads],
+        );
+      }
+    } catch (err) {
+      this.#log.error({ err }, 'the server bus could not send; other servers miss these events');
+    } finally {
+      this.#sending = null;
+      if (this.#queue.length > 0 && !this.#closed) this.#sending = this.#flush();
+    }
+  }
+
+  /** A payload too large for a notification: stored, and its id sent instead. */
+  async #keep(payload: string): Promise<string> {
+    const row = await this.#db.get<{ id: number }>(
+      'INSERT INTO bus_payloads (payload, at) VALUES (?, ?) RETURNING id',
+      [payload, Date.now()],
+    );
+    return JSON.stringify({ o: this.#serverId, n: ++this.#seq, ref: row!.id } satisfies Envelope);
+  }
+
+  async #listen(): Promise<void> {
+    this.#connection = await this.#db.listen(
+      this.#channel,
+      (payload) => {
+        // one at a time, so that a payload fetched from the table keeps its place
+        this.#inbox = this.#inbox
+          .then(() => this.#receive(payload))
+          .catch((err) => {
+            this.#log.error({ err }, 'the server bus could not read a message');
+          });
+      },
+      (err) => {
+        this.#log.warn({ err }, 'the server bus lost its connection; reconnecting');
+        this.#connection = null;
+        this.#scheduleReconnect();
+      },
+    );
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closed || this.#reconnect) return;
+    this.#reconnect = setTimeout(() => {
+      this.#reconnect = null;
+      if (this.#closed) return;
+      this.#listen().catch((err) => {
+        this.#log.warn({ err }, 'the server bus could not reconnect; trying again');
+        this.#scheduleReconnect();
+      });
+    }, RECONNECT_MS);
+    this.#reconnect.unref();
+  }
+
+  async #receive(payload: string): Promise<void> {
+    const e = JSON.parse(payload) as Envelope;
+    if (e.o === this.#serverId) return;
+    let message = e.m;
+    if (e.ref !== undefined) {
+      const row = await this.#db.get<{ payload: string }>('SELECT payload FROM bus_payloads WHERE id = ?', [
+        e.ref,
+      ]);
+      if (!row) return;
+      message = (JSON.parse(row.payload) as Envelope).m;
+    }
+    if (!message) return;
+    for (const listener of this.#listeners) listener(message);
+  }
+
+  async #dropOldPayloads(): Promise<void> {
+    await this.#db
+      .run('DELETE FROM bus_payloads WHERE at < ?', [Date.now() - PAYLOAD_TTL_MS])
+      .catch((err) => this.#log.warn({ err }, 'old bus payloads could not be dropped'));
+  }
+
+  /** Sends what is queued, then stops listening. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#sending;
+    this.#closed = true;
+    if (this.#reconnect) clearTimeout(this.#reconnect);
+    if (this.#sweep) clearInterval(this.#sweep);
+    await this.#inbox;
+    await this.#connection?.close().catch(() => {});
+  }
+}

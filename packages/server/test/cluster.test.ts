@@ -1,0 +1,154 @@
+// Several Usher servers on one PostgreSQL (SPEC §10): three servers on loopback share a schema; a project made
+// on one is known to all; a session asked for on one is seated on a worker connected to another, and its
+// viewer, on the third, sees every event and talks with the agent; under concurrent admission and release
+// through all three, no worker ever has two sessions and no session two workers.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { SessionEvent } from '@usher/protocol';
+import { ManualClock } from '@usher/server';
+import {
+  agentProject,
+  createTestDatabase,
+  databaseKinds,
+  type TestDatabase,
+  TestServer,
+} from '@usher/testing';
+
+const says = (e: SessionEvent) =>
+  e.type === 'session.message' ? `${e.message.from.kind}:${(e.message.data as { text: string }).text}` : null;
+
+describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('postgres') }, () => {
+  let db: TestDatabase;
+  const servers: TestServer[] = [];
+  const clock = new ManualClock();
+
+  before(async () => {
+    db = await createTestDatabase('postgres');
+    for (const name of ['a', 'b', 'c'])
+      servers.push(await new TestServer({ storage: db.storage, clock, serverId: `server-${name}` }).start());
+  });
+  after(async () => {
+    for (const s of servers) await s.close();
+    await db?.drop();
+  });
+
+  test('a session asked for on B, seated on a worker of A, watched from C: events and messages cross servers', async () => {
+    const [a, b, c] = servers as [TestServer, TestServer, TestServer];
+    await a.createProject(agentProject('shared', { min: 1, max: 1 }));
+    await a.readyWorkers('shared', 1);
+    const worker = [...a.fake.workers.values()][0]!;
+    // B learns of the project through the bus
+    await waitUntil(async () => (await b.api('GET', '/projects/shared')).status === 200);
+    const created = await b.api<{ id: string; token: string; state: string; workerId: string }>(
+      'POST',
+      '/sessions',
+      { projectId: 'shared' },
+    );
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const s = created.body;
+    assert.equal(s.workerId, worker.id, "seated on A's warm worker");
+    const viewer = await c.connect(s);
+    await viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
+    assert.equal(worker.assignments[0]?.sessionId, s.id, "A's worker got the assignment B decided");
+
+    const heard: string[] = [];
+    worker.sdk.on('message', (m) => heard.push(`${m.from.kind}:${(m.data as { text: string }).text}`));
+    worker.sdk.send('agent_text', { text: 'hello from A' });
+    await viewer.waitFor((e) => says(e) === 'agent:hello from A');
+    viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'hello from C' }, ref: 'c1' });
+    assert.equal((await viewer.next('message_ack')).recorded, true);
+    await waitUntil(async () => heard.includes('viewer:hello from C'));
+
+    // the transcript reads the same on every server
+    for (const server of servers) {
+      const page = await server.api<{ messages: { type: string }[] }>('GET', `/sessions/${s.id}/messages`);
+      assert.deepEqual(
+        page.body.messages.filter((m) => m.type.endsWith('_text')).map((m) => m.type),
+        ['agent_text', 'user_text'],
+      );
+    }
+    // ended through A: C's viewer gets the end and its socket closes with the code
+    await a.api('POST', `/sessions/${s.id}/end`);
+    const closed = await viewer.closed;
+    assert.equal(closed.code, 1000);
+    assert.deepEqual(viewer.states.slice(-2), ['ending', 'ended']);
+  });
+
+  test('concurrent admission and release through all three: one session per worker, one worker per session, FIFO queue', async () => {
+    const [a] = servers as [TestServer, TestServer, TestServer];
+    await a.createProject(agentProject('busy', { min: 4, max: 4 }, { maxQueueLength: 1000 }));
+    await a.readyWorkers('busy', 4);
+    for (const server of servers)
+      await waitUntil(async () => (await server.api('GET', '/projects/busy')).status === 200);
+    const ids: string[] = [];
+    const round = async (n: number) => {
+      const made = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          servers[i % 3]!.api<{ id: string }>('POST', '/sessions', { projectId: 'busy' }),
+        ),
+      );
+      for (const m of made) assert.equal(m.status, 201, JSON.stringify(m.body));
+      ids.push(...made.map((m) => m.body.id));
+    };
+    await round(30);
+    await invariants(db, 'busy');
+    // release what is seated through a server other than the one it was created on, then admit more
+    for (let k = 0; k < 5; k++) {
+      const seated = (await listSessions(a, 'busy')).filter((s) => s.workerId && s.state !== 'ended');
+      await Promise.all(seated.map((s, i) => servers[(i + 1) % 3]!.api('POST', `/sessions/${s.id}/end`)));
+      await round(6);
+      await invariants(db, 'busy');
+    }
+    // the queue is in arrival order across servers, positions 1..n
+    const queued = (await listSessions(a, 'busy')).filter((s) => s.state === 'queued');
+    const positions = queued.map((s) => s.queuePosition).sort((x, y) => (x ?? 0) - (y ?? 0));
+    assert.deepEqual(
+      positions,
+      queued.map((_, i) => i + 1),
+    );
+  });
+});
+
+interface Listed {
+  id: string;
+  state: string;
+  workerId: string | null;
+  queuePosition: number | null;
+}
+
+async function listSessions(t: TestServer, projectId: string): Promise<Listed[]> {
+  const res = await t.api<{ sessions: Listed[] }>('GET', `/sessions?projectId=${projectId}&limit=1000`);
+  return res.body.sessions;
+}
+
+/** No live worker holds two sessions and no live session two workers, as the database sees it. */
+async function invariants(db: TestDatabase, projectId: string): Promise<void> {
+  const { openStore } = await import('@usher/server');
+  const store = await openStore(db.storage);
+  try {
+    const workers = await store.read.listWorkers({ projectId });
+    const live = workers.filter((w) => w.state !== 'stopped' && w.sessionId);
+    const bySession = new Map<string, string[]>();
+    for (const w of live) bySession.set(w.sessionId!, [...(bySession.get(w.sessionId!) ?? []), w.id]);
+    for (const [sid, ws] of bySession)
+      assert.equal(ws.length, 1, `session ${sid} has workers ${ws.join(', ')}`);
+    const sessions = await store.read.listSessions({ projectId, limit: 100_000 });
+    const seated = sessions.filter((s) => s.workerId && !['ended', 'queued', 'requesting'].includes(s.state));
+    const byWorker = new Map<string, string[]>();
+    for (const s of seated) byWorker.set(s.workerId!, [...(byWorker.get(s.workerId!) ?? []), s.id]);
+    for (const [wid, ss] of byWorker)
+      assert.equal(ss.length, 1, `worker ${wid} has sessions ${ss.join(', ')}`);
+    assert.ok(seated.length <= 4, `${seated.length} sessions seated on a pool of 4`);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Polls a condition that another server makes true through the database (no clock involved). */
+async function waitUntil(check: () => Promise<boolean>, what = 'the condition'): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`${what} never held`);
+}
