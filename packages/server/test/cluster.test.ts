@@ -51,6 +51,21 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     await viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
     assert.equal(worker.assignments[0]?.sessionId, s.id, "A's worker got the assignment B decided");
 
+    // a user joins on B: B's snapshot lists who is in the room through A (the agent) and C (the viewer)
+    const join = await a.api<{ token: string }>(
+      'POST',
+      `/sessions/${s.id}/join`,
+      { identity: 'bea' },
+      s.token,
+    );
+    const user = await b.connect(s, join.body.token);
+    await user.waitFor((e) => e.type === 'session.participant_joined' && e.participant.identity === 'bea');
+    const listed = user.events.flatMap((e) =>
+      e.type === 'session.participant_joined' ? [e.participant.kind] : [],
+    );
+    assert.deepEqual(listed.sort(), ['agent', 'user', 'viewer']);
+    await viewer.waitFor((e) => e.type === 'session.participant_joined' && e.participant.identity === 'bea');
+
     const heard: string[] = [];
     worker.sdk.on('message', (m) => heard.push(`${m.from.kind}:${(m.data as { text: string }).text}`));
     worker.sdk.send('agent_text', { text: 'hello from A' });

@@ -170,6 +170,8 @@ export class Engine {
   readonly #pendingTasks = new Set<Promise<unknown>>();
   readonly #graceTimers = new Set<NodeJS.Timeout>();
   readonly #participants = new Participants();
+  /** per session, participants whose sockets are on other servers (#presenceElsewhere) */
+  readonly #elsewhere = new Map<string, Map<string, Participant>>();
   /** per session, frames on their way to its worker (#toSessionWorker) */
   readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
   readonly #admissions: Batcher<CreateSessionRequest, SessionWithQueue>;
@@ -192,6 +194,7 @@ export class Engine {
     this.o.bus.onMessage((m) => {
       if (m.kind === 'worker') this.#links.get(m.workerId)?.send(m.frame);
       else if (m.kind === 'project') this.#track(() => this.#reloadProject(m.projectId));
+      else this.#presenceElsewhere(m.event);
     });
     this.#scheduler = new Scheduler({
       store: options.store,
@@ -735,7 +738,26 @@ export class Engine {
 
   /** Who is in the session's room on this server now. */
   participants(sessionId: string): Participant[] {
-    return this.#participants.list(sessionId);
+    const here = this.#participants.list(sessionId);
+    const elsewhere = this.#elsewhere.get(sessionId);
+    if (!elsewhere) return here;
+    const known = new Set(here.map((p) => p.identity));
+    return [...here, ...[...elsewhere.values()].filter((p) => !known.has(p.identity))];
+  }
+
+  /** Who is in a room through another server, as that server's join and leave events tell. */
+  #presenceElsewhere(e: SessionEvent): void {
+    if (e.type === 'session.participant_joined') {
+      const room = this.#elsewhere.get(e.sessionId) ?? new Map<string, Participant>();
+      this.#elsewhere.set(e.sessionId, room);
+      room.set(e.participant.identity, e.participant);
+    } else if (e.type === 'session.participant_left') {
+      const room = this.#elsewhere.get(e.sessionId);
+      room?.delete(e.participant.identity);
+      if (room?.size === 0) this.#elsewhere.delete(e.sessionId);
+    } else if (e.type === 'session.status_changed' && e.status === 'ended') {
+      this.#elsewhere.delete(e.sessionId);
+    }
   }
 
   /** A participant's socket joined the room; the first one announces the participant to the room and worker. */
@@ -1263,7 +1285,7 @@ export class Engine {
         { role: 'agent', sid: s.id, pid: s.projectId, idn: workerId },
         this.o.sessionTokenTtlMs,
       );
-      const participants = this.#participants.list(s.id).filter((p) => p.kind !== 'agent');
+      const participants = this.participants(s.id).filter((p) => p.kind !== 'agent');
       const assignment: Assignment = { ...assignmentBase, participants, token };
       const livekit = this.liveKitFor(s.projectId);
       if (livekit) {
