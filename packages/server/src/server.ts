@@ -271,6 +271,8 @@ export class UsherServer {
     const relay = new SignallingRelay({
       peerConnectionOptions: o.peerConnectionOptions,
       log,
+      bus,
+      serverId,
       onDisconnectPlayer: (sessionId, reason) =>
         void engine
           .endSession(sessionId, `worker:disconnect_player: ${reason}`)

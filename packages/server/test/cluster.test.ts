@@ -10,8 +10,10 @@ import {
   agentProject,
   createTestDatabase,
   databaseKinds,
+  streamProject,
   type TestDatabase,
   TestServer,
+  TestStreamer,
 } from '@usher/testing';
 
 const says = (e: SessionEvent) =>
@@ -87,6 +89,46 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     const closed = await viewer.closed;
     assert.equal(closed.code, 1000);
     assert.deepEqual(viewer.states.slice(-2), ['ending', 'ended']);
+  });
+
+  test('Pixel Streaming across servers: a streamer on A, its viewer on C; offers, answers and candidates cross', async () => {
+    const [a, b, c] = servers as [TestServer, TestServer, TestServer];
+    await a.createProject(
+      streamProject('ps', { min: 0, max: 1 }, { worker: { driver: 'external' }, reuseWorkers: true }),
+    );
+    for (const server of servers)
+      await waitUntil(async () => (await server.api('GET', '/projects/ps')).status === 200);
+    const pool = await a.api<{ signallingUrl: string }>('POST', '/projects/ps/pool-tokens', {});
+    const streamer = new TestStreamer(pool.body.signallingUrl);
+    const workerId = await streamer.registered;
+    try {
+      const session = await b.createSession('ps');
+      const viewer = await c.connect(session);
+      viewer.send({ type: 'listStreamers' });
+      assert.deepEqual((await viewer.next('streamerList')).ids, [workerId]);
+      viewer.send({ type: 'subscribe', streamerId: workerId });
+      const connected = await streamer.next('playerConnected');
+      const playerId = String(connected.playerId);
+      assert.equal(connected.sessionId, session.id);
+      // the streamer's candidate before its offer is held, as on one server
+      streamer.send({ type: 'iceCandidate', playerId, candidate: { candidate: 'early', sdpMid: '0' } });
+      streamer.send({ type: 'offer', playerId, sdp: 'v=0 offer' });
+      assert.equal((await viewer.next('offer')).sdp, 'v=0 offer');
+      assert.deepEqual((await viewer.next('iceCandidate')).candidate, { candidate: 'early', sdpMid: '0' });
+      viewer.send({ type: 'answer', sdp: 'v=0 answer' });
+      const answer = await streamer.next('answer');
+      assert.deepEqual([answer.sdp, answer.playerId], ['v=0 answer', playerId]);
+      viewer.send({ type: 'iceCandidate', candidate: { candidate: 'viewer', sdpMid: '0' } });
+      assert.equal(
+        ((await streamer.next('iceCandidate')).candidate as { candidate: string }).candidate,
+        'viewer',
+      );
+      await viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
+      await viewer.close(1000);
+      assert.equal((await streamer.next('playerDisconnected')).playerId, playerId);
+    } finally {
+      await streamer.close();
+    }
   });
 
   test('concurrent admission and release through all three: one session per worker, one worker per session, FIFO queue', async () => {

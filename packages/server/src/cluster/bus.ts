@@ -6,6 +6,23 @@
 // whose listening connection drops misses what is sent until it reconnects. Payloads over PostgreSQL's 8,000
 // bytes go through the bus_payloads table, kept for a minute.
 import type { ServerToWorkerFrame, SessionEvent } from '@usher/protocol';
+
+/** A viewer's signalling socket: the server it is on, and its id there. */
+export interface PlayerRef {
+  server: string;
+  ref: string;
+}
+
+/** Pixel Streaming signalling between a viewer and a streamer on different servers (realtime/signalling). */
+export type SignalMessage =
+  /** a streamer here was seated for the session (an answer to `list`, or news) */
+  | { op: 'seated'; sessionId: string; workerId: string }
+  /** a viewer asks which streamer its session is seated on */
+  | { op: 'list'; sessionId: string }
+  | { op: 'subscribe'; workerId: string; sessionId: string; from: PlayerRef }
+  | { op: 'unsubscribe'; workerId: string; from: PlayerRef }
+  | { op: 'toStreamer'; workerId: string; from: PlayerRef; m: Record<string, unknown> }
+  | { op: 'toPlayer'; to: PlayerRef; m: Record<string, unknown> };
 import type { PostgresDb } from '../storage/postgres.ts';
 import type { Logger } from '../util/logger.ts';
 
@@ -13,7 +30,8 @@ export type BusMessage =
   | { kind: 'event'; event: SessionEvent }
   | { kind: 'worker'; workerId: string; frame: ServerToWorkerFrame }
   /** a project was created or its settings changed: the other servers read it again */
-  | { kind: 'project'; projectId: string };
+  | { kind: 'project'; projectId: string }
+  | { kind: 'signal'; signal: SignalMessage };
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: a single server, nothing leaves it) */

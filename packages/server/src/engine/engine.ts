@@ -194,7 +194,7 @@ export class Engine {
     this.o.bus.onMessage((m) => {
       if (m.kind === 'worker') this.#links.get(m.workerId)?.send(m.frame);
       else if (m.kind === 'project') this.#track(() => this.#reloadProject(m.projectId));
-      else this.#presenceElsewhere(m.event);
+      else if (m.kind === 'event') this.#presenceElsewhere(m.event);
     });
     this.#scheduler = new Scheduler({
       store: options.store,

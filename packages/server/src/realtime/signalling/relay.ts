@@ -1,6 +1,7 @@
 // The Pixel Streaming signalling relay: it pairs each stream session's viewer with the streamer of the worker
 // the session is seated on, and passes offers, answers and ICE candidates between them, never between
-// anyone else. It knows the streamers and viewers connected to this server. See docs/signalling.md.
+// anyone else. It knows the streamers and viewers connected to this server; when the viewer and the streamer
+// are on different servers of one database, their signalling crosses through the bus. See docs/signalling.md.
 import {
   type PlayerSignal,
   RELAYED_TO_PLAYER,
@@ -8,6 +9,7 @@ import {
   SIGNALLING_PROTOCOL_VERSION,
   type StreamerSignal,
 } from '@usher/protocol';
+import { type Bus, localBus, type PlayerRef, type SignalMessage } from '../../cluster/bus.ts';
 import { newId } from '../../engine/ids.ts';
 
 /** One end of a signalling socket. */
@@ -19,6 +21,10 @@ export interface SignalPeer {
 export interface PlayerHandle {
   readonly sessionId: string;
   readonly peer: SignalPeer;
+  /** its id on this server, for signals that come back through the bus */
+  readonly ref: string;
+  /** subscribed to a streamer on another server */
+  remote: boolean;
   /** set by `subscribe`: the id the streamer knows this viewer by */
   playerId: string | null;
   /** the worker subscribed to */
@@ -39,6 +45,9 @@ export interface RelayOptions {
   /** a streamer sent `disconnectPlayer`: end that viewer's session */
   onDisconnectPlayer: (sessionId: string, reason: string) => void;
   log?: { warn(obj: object, msg: string): void };
+  /** the other servers of the database, and this server's id among them */
+  bus?: Bus;
+  serverId?: string;
 }
 
 export class SignallingRelay {
@@ -48,9 +57,24 @@ export class SignallingRelay {
   readonly #seats = new Map<string, string>();
   /** viewers that asked for the streamer list before their session was seated */
   readonly #waiting = new Map<string, Set<PlayerHandle>>();
+  /** viewers on this server, by ref */
+  readonly #players = new Map<string, PlayerHandle>();
+  /** viewers on other servers subscribed to streamers here, by `server/ref` */
+  readonly #remotes = new Map<string, PlayerHandle>();
+  readonly #bus: Bus;
+  readonly #serverId: string;
 
   constructor(options: RelayOptions) {
     this.#o = options;
+    this.#bus = options.bus ?? localBus;
+    this.#serverId = options.serverId ?? 'this-server';
+    this.#bus.onMessage((m) => {
+      if (m.kind === 'signal') this.#fromBus(m.signal);
+    });
+  }
+
+  #signal(signal: SignalMessage): void {
+    if (this.#bus.shared) this.#bus.send({ kind: 'signal', signal });
   }
 
   /** The first message on every signalling socket. */
@@ -84,6 +108,11 @@ export class SignallingRelay {
     if (!s) return;
     s.sessionId = sessionId;
     this.#seats.set(sessionId, workerId);
+    this.#answerWaiting(sessionId, workerId);
+    this.#signal({ op: 'seated', sessionId, workerId });
+  }
+
+  #answerWaiting(sessionId: string, workerId: string): void {
     const waiting = this.#waiting.get(sessionId);
     this.#waiting.delete(sessionId);
     for (const handle of waiting ?? []) handle.peer.send({ type: 'streamerList', ids: [workerId] });
@@ -133,10 +162,20 @@ export class SignallingRelay {
   // ------------------------------------------------------------------ viewers
 
   playerOpened(sessionId: string, peer: SignalPeer): PlayerHandle {
-    return { sessionId, peer, playerId: null, workerId: null };
+    const handle: PlayerHandle = {
+      sessionId,
+      peer,
+      ref: newId('pr'),
+      remote: false,
+      playerId: null,
+      workerId: null,
+    };
+    this.#players.set(handle.ref, handle);
+    return handle;
   }
 
   playerClosed(handle: PlayerHandle): void {
+    this.#players.delete(handle.ref);
     this.#waiting.get(handle.sessionId)?.delete(handle);
     if (this.#waiting.get(handle.sessionId)?.size === 0) this.#waiting.delete(handle.sessionId);
     this.#unsubscribe(handle);
@@ -151,6 +190,8 @@ export class SignallingRelay {
           const set = this.#waiting.get(handle.sessionId) ?? new Set();
           set.add(handle);
           this.#waiting.set(handle.sessionId, set);
+          // the streamer may be on another server
+          this.#signal({ op: 'list', sessionId: handle.sessionId });
         }
         return;
       }
@@ -164,6 +205,10 @@ export class SignallingRelay {
         return;
     }
     if (!RELAYED_TO_STREAMER.has(m.type)) return;
+    if (handle.remote && handle.workerId) {
+      this.#signal({ op: 'toStreamer', workerId: handle.workerId, from: this.#refOf(handle), m });
+      return;
+    }
     const s = handle.workerId ? this.#streamers.get(handle.workerId) : undefined;
     if (!s || !handle.playerId) {
       handle.peer.send({
@@ -178,6 +223,19 @@ export class SignallingRelay {
 
   #subscribe(handle: PlayerHandle, streamerId: string): void {
     const workerId = this.#seats.get(handle.sessionId);
+    if (!workerId && !this.#streamers.has(streamerId) && this.#bus.shared && !this.#isRemote(handle)) {
+      // not a streamer of this server: the server it is on answers
+      this.#unsubscribe(handle);
+      handle.remote = true;
+      handle.workerId = streamerId;
+      this.#signal({
+        op: 'subscribe',
+        workerId: streamerId,
+        sessionId: handle.sessionId,
+        from: this.#refOf(handle),
+      });
+      return;
+    }
     const s = workerId ? this.#streamers.get(workerId) : undefined;
     if (!s || workerId !== streamerId) {
       handle.peer.send({
@@ -208,6 +266,11 @@ export class SignallingRelay {
     const { playerId, workerId } = handle;
     handle.playerId = null;
     handle.workerId = null;
+    if (handle.remote) {
+      handle.remote = false;
+      if (workerId) this.#signal({ op: 'unsubscribe', workerId, from: this.#refOf(handle) });
+      return;
+    }
     if (!playerId || !workerId) return;
     const s = this.#streamers.get(workerId);
     if (s?.players.delete(playerId)) s.peer.send({ type: 'playerDisconnected', playerId });
@@ -215,5 +278,71 @@ export class SignallingRelay {
 
   #dropPlayers(s: Streamer): void {
     for (const { handle } of [...s.players.values()]) this.#unsubscribe(handle);
+  }
+
+  // ------------------------------------------------------------------ across servers
+
+  #refOf(handle: PlayerHandle): PlayerRef {
+    return { server: this.#serverId, ref: handle.ref };
+  }
+
+  #isRemote(handle: PlayerHandle): boolean {
+    return !this.#players.has(handle.ref);
+  }
+
+  #fromBus(signal: SignalMessage): void {
+    switch (signal.op) {
+      case 'seated':
+        this.#answerWaiting(signal.sessionId, signal.workerId);
+        return;
+      case 'list': {
+        const workerId = this.#seats.get(signal.sessionId);
+        if (workerId) this.#signal({ op: 'seated', sessionId: signal.sessionId, workerId });
+        return;
+      }
+      case 'subscribe': {
+        if (!this.#streamers.has(signal.workerId)) return;
+        const key = `${signal.from.server}/${signal.from.ref}`;
+        const previous = this.#remotes.get(key);
+        if (previous) this.#unsubscribe(previous);
+        const from = signal.from;
+        // a stand-in for the viewer: what the streamer sends it goes back through the bus
+        const handle: PlayerHandle = {
+          sessionId: signal.sessionId,
+          peer: { send: (m) => this.#signal({ op: 'toPlayer', to: from, m }) },
+          ref: from.ref,
+          remote: false,
+          playerId: null,
+          workerId: null,
+        };
+        this.#subscribe(handle, signal.workerId);
+        if (handle.playerId) this.#remotes.set(key, handle);
+        return;
+      }
+      case 'toStreamer': {
+        const handle = this.#remotes.get(`${signal.from.server}/${signal.from.ref}`);
+        const s = handle?.workerId ? this.#streamers.get(handle.workerId) : undefined;
+        if (handle?.playerId && s) s.peer.send({ ...signal.m, playerId: handle.playerId });
+        return;
+      }
+      case 'unsubscribe': {
+        const key = `${signal.from.server}/${signal.from.ref}`;
+        const handle = this.#remotes.get(key);
+        this.#remotes.delete(key);
+        if (handle) this.#unsubscribe(handle);
+        return;
+      }
+      case 'toPlayer': {
+        if (signal.to.server !== this.#serverId) return;
+        const handle = this.#players.get(signal.to.ref);
+        if (!handle) return;
+        if (signal.m.type === 'subscribeFailed') {
+          handle.remote = false;
+          handle.workerId = null;
+        }
+        handle.peer.send(signal.m);
+        return;
+      }
+    }
   }
 }
