@@ -160,7 +160,8 @@ export const WORKER_FRAME_DOCS: Readonly<Record<WorkerFrameType, string>> = {
 };
 
 export const SERVER_FRAME_DOCS: Readonly<Record<ServerFrameType, string>> = {
-  registered: 'answer to `register`: the worker id and the heartbeat interval to keep',
+  registered:
+    "answer to `register`: the worker id and the heartbeat interval to keep; after a pool-token registration also `token`, the worker's own token, to register with when it reconnects (so it comes back as the same worker, with its session)",
   assign: 'a session for this worker, with a worker token scoped to it and any saved state',
   message: 'a room message for the worker',
   participant_joined: 'someone joined the session',

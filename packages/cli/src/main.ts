@@ -30,7 +30,12 @@ Options (each overrides the config file and the environment):
       --print-config      print the resolved configuration (secrets hidden) and exit
   -h, --help              this help
 
-Environment only: USHER_SECRET (token signing secret, 32+ characters), USHER_SERVER_ID.`,
+Environment only: USHER_SECRET (token signing secret, 32+ characters), USHER_SERVER_ID,
+USHER_DRAIN_TIMEOUT_MS (how long SIGTERM waits for this server's sessions; default 30000).
+
+Signals: SIGTERM drains (no new sessions; the sessions on workers this server started finish, up to
+USHER_DRAIN_TIMEOUT_MS), then stops; SIGINT (Ctrl-C) stops at once. Either way participants and workers
+are told the server is restarting (1012) and reconnect, to another server when several share a database.`,
   demo: `usher demo: run the server with the demo projects
 
 Uses a SQLite file in .usher/demo.db and port 8080 unless told otherwise; takes the same options as serve.`,
@@ -144,6 +149,17 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    if (signal === 'SIGTERM') {
+      const timeoutMs = Number(process.env.USHER_DRAIN_TIMEOUT_MS ?? 30_000);
+      log.info(
+        { signal, timeoutMs },
+        'draining: no new sessions; the sessions of this server’s workers finish',
+      );
+      const { remaining } = await server.drain({
+        timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : 30_000,
+      });
+      if (remaining > 0) log.warn({ remaining }, 'drain timed out; stopping the workers still serving');
+    }
     log.info({ signal }, 'shutting down: stopping workers and closing connections');
     await server.close();
     log.info({}, 'stopped');

@@ -93,6 +93,11 @@ export const ServerToWorkerFrame = Type.Union([
     type: Type.Literal('registered'),
     workerId: Type.String(),
     heartbeatIntervalMs: Type.Integer(),
+    /**
+     * A worker that registered with a pool token gets a worker token of its own: it registers with it when it
+     * reconnects, so that it comes back as the same worker, with its session
+     */
+    token: Type.Optional(Type.String()),
   }),
   Type.Object({ type: Type.Literal('assign'), assignment: Assignment }),
   Type.Object({ type: Type.Literal('message'), message: Envelope }),

@@ -11,12 +11,14 @@ import { installErrorHandling } from './api/errors.ts';
 import { healthRoutes } from './api/routes/health.ts';
 import { messageRoutes } from './api/routes/messages.ts';
 import { projectRoutes } from './api/routes/projects.ts';
+import { serverRoutes } from './api/routes/servers.ts';
 import { sessionRoutes } from './api/routes/sessions.ts';
 import { webRoutes } from './api/routes/web.ts';
 import { workerRoutes } from './api/routes/workers.ts';
 import { installJsonParser, installValidation } from './api/validation.ts';
 import { AdminKeys, TokenIssuer } from './auth/tokens.ts';
 import { type Bus, localBus, PostgresBus } from './cluster/bus.ts';
+import { ServerRegistry } from './cluster/registry.ts';
 import type { WorkerDriver } from './drivers/driver.ts';
 import { ExternalDriver } from './drivers/external.ts';
 import { ProcessDriver } from './drivers/process.ts';
@@ -108,6 +110,8 @@ export class UsherServer {
   #keepalive: Keepalive | null = null;
   #livekit: LiveKitMode | null = null;
   #bus: Bus | null = null;
+  #registry: ServerRegistry | null = null;
+  #draining: Promise<{ remaining: number }> | null = null;
 
   constructor(options: UsherServerOptions) {
     this.options = options;
@@ -268,6 +272,12 @@ export class UsherServer {
         void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
     );
 
+    const registry = new ServerRegistry(store.db, serverId);
+    this.#registry = registry;
+    bus.onMessage((m) => {
+      if (m.kind === 'drain' && m.serverId === serverId)
+        void this.drain().catch((err) => log.error({ err }, 'draining failed'));
+    });
     const relay = new SignallingRelay({
       peerConnectionOptions: o.peerConnectionOptions,
       log,
@@ -289,6 +299,14 @@ export class UsherServer {
       workerSocketUrl: () => `${toWs(baseUrl)}/workers/ws`,
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
       version: VERSION,
+      servers: {
+        selfId: serverId,
+        list: () => registry.list(),
+        drain: (id) => {
+          if (id === serverId) void this.drain().catch((err) => log.error({ err }, 'draining failed'));
+          else bus.send({ kind: 'drain', serverId: id });
+        },
+      },
       sessionSocketUrl: (id) => `${toWs(baseUrl)}/sessions/${encodeURIComponent(id)}/ws`,
     };
     // requests wait until the engine has recovered what an earlier run left (projects, viewers, workers)
@@ -308,6 +326,7 @@ export class UsherServer {
         });
       projectRoutes(scope, ctx);
       workerRoutes(scope, ctx);
+      serverRoutes(scope, ctx);
       sessionSocketRoute(scope, ctx);
       workerSocketRoute(scope, ctx);
       streamerSocketRoute(scope, ctx);
@@ -323,6 +342,7 @@ export class UsherServer {
 
     try {
       await engine.start();
+      await registry.start(baseUrl, VERSION);
       started.resolve();
     } catch (err) {
       started.reject(err);
@@ -336,11 +356,32 @@ export class UsherServer {
     return { url: this.#url };
   }
 
+  /**
+   * Drains this server: it answers /readyz with 503, takes no new sessions and starts no workers; the workers it
+   * started finish their sessions and stop. Resolves when they are gone, or after `timeoutMs` (default 30 s)
+   * with how many are left. Sessions on other workers are not waited for: their participants and workers
+   * reconnect to another server when this one closes. Call close() next.
+   */
+  drain(options: { timeoutMs?: number } = {}): Promise<{ remaining: number }> {
+    this.#draining ??= (async () => {
+      this.options.log?.info(
+        {},
+        'draining: no new sessions; waiting for the sessions of this server’s workers',
+      );
+      // the engine refuses new sessions from this moment on
+      const drained = this.engine.drainServer(options.timeoutMs ?? 30_000);
+      await this.#registry?.markDraining().catch(() => {});
+      return drained;
+    })();
+    return this.#draining;
+  }
+
   /** Stops accepting connections, stops the engine's timers and every worker this server started. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#keepalive?.close();
       await this.#app?.close();
+      await this.#registry?.stop();
       await this.#engine?.close();
       await this.#bus?.close();
       await this.#livekit?.stop();

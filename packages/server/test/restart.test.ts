@@ -344,7 +344,8 @@ for (const kind of databaseKinds()) {
       assert.equal(await gone(s.pids.get(activeWorker)!), true);
       process.kill(s.pids.get(seatedWorker)!, 'SIGSTOP');
 
-      const run2 = await startServer({ ...s.options, engine: { ...s.options.engine, reattachMs: 500 } });
+      // long enough to look at the seats before the reaper runs, even on a busy machine
+      const run2 = await startServer({ ...s.options, engine: { ...s.options.engine, reattachMs: 5_000 } });
       c.after(async () => {
         if (run2.proc.exitCode === null) run2.proc.kill('SIGKILL');
       });

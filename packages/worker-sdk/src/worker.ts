@@ -52,6 +52,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #reconnectTimer: unknown = null;
   #failures = 0;
   #lastServerError: WorkerServerError | null = null;
+  /** the worker token the server gave a worker that registered with a pool token */
+  #ownToken: string | null = null;
   #inbox: Promise<void> = Promise.resolve();
   #started: PromiseWithResolvers<void> | null = null;
   #startSettled = false;
@@ -189,7 +191,9 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #open(): void {
     this.#state = 'connecting';
     this.#registered = false;
-    const { url, token, name, logger } = this.options;
+    const { url, name, logger } = this.options;
+    // after a pool-token registration, the worker's own token: it reconnects as the same worker
+    const token = this.#ownToken ?? this.options.token;
     let socket: SocketLike;
     try {
       socket = new this.options.WebSocket(url);
@@ -301,6 +305,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #dispatch(frame: ServerToWorkerFrame): void {
     switch (frame.type) {
       case 'registered':
+        if (frame.token) this.#ownToken = frame.token;
         this.#onRegistered(frame.workerId, frame.heartbeatIntervalMs);
         return;
       case 'assign':

@@ -1,4 +1,6 @@
 // What route handlers get: the engine, auth, and how to spell the server's public URLs.
+
+import type { ServerInfo } from '../cluster/registry.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Keepalive } from '../realtime/keepalive.ts';
 import type { RateLimit } from '../realtime/rate-limit.ts';
@@ -21,4 +23,11 @@ export interface ApiContext {
   /** ws(s)://…/workers/signalling, the Pixel Streaming streamer protocol */
   signallingUrl(): string;
   version: string;
+  /** the servers sharing the database */
+  servers: {
+    readonly selfId: string;
+    list(): Promise<ServerInfo[]>;
+    /** asks a server (this one, or another through the bus) to drain */
+    drain(serverId: string): void;
+  };
 }

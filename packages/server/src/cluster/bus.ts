@@ -23,6 +23,7 @@ export type SignalMessage =
   | { op: 'unsubscribe'; workerId: string; from: PlayerRef }
   | { op: 'toStreamer'; workerId: string; from: PlayerRef; m: Record<string, unknown> }
   | { op: 'toPlayer'; to: PlayerRef; m: Record<string, unknown> };
+
 import type { PostgresDb } from '../storage/postgres.ts';
 import type { Logger } from '../util/logger.ts';
 
@@ -31,7 +32,9 @@ export type BusMessage =
   | { kind: 'worker'; workerId: string; frame: ServerToWorkerFrame }
   /** a project was created or its settings changed: the other servers read it again */
   | { kind: 'project'; projectId: string }
-  | { kind: 'signal'; signal: SignalMessage };
+  | { kind: 'signal'; signal: SignalMessage }
+  /** an admin asked that server to drain */
+  | { kind: 'drain'; serverId: string };
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: a single server, nothing leaves it) */

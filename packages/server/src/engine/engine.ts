@@ -183,6 +183,7 @@ export class Engine {
   readonly #delays = new Set<() => void>();
   #started = false;
   #closed = false;
+  #draining = false;
 
   constructor(options: EngineOptions) {
     this.o = { ...DEFAULTS, ...options } as Resolved;
@@ -435,6 +436,11 @@ export class Engine {
    * admitted in one transaction (group commit): one lock, one commit and one dispatch for the batch.
    */
   async createSession(req: CreateSessionRequest): Promise<SessionWithQueue> {
+    if (this.#draining)
+      throw new UsherError(
+        'UNAVAILABLE',
+        `server "${this.o.serverId}" is draining and takes no new sessions: send the request to another server`,
+      );
     const project = this.#project(req.projectId);
     const region = req.region ?? project.defaultRegion;
     return this.#admissions.submit(poolKey(project.id, region), req);
@@ -1062,7 +1068,8 @@ export class Engine {
     }
     const counts = await r.poolCounts(p.id, region);
     let total = poolTotal(counts);
-    const canStart = p.worker.driver !== 'external' && !this.#inBackoff(p.id, region);
+    // a draining server starts no workers: the others refill the pools
+    const canStart = p.worker.driver !== 'external' && !this.#inBackoff(p.id, region) && !this.#draining;
     // 3. a new worker for each session still waiting, while the pool is below max
     while (canStart && total < pool.max) {
       const s = await nextQueued();
@@ -1482,7 +1489,20 @@ export class Engine {
     if (old && old !== link) old.close(4100, 'replaced by a newer connection');
     this.#links.set(worker.id, link);
     this.#heartbeat(worker.id);
-    link.send({ type: 'registered', workerId: worker.id, heartbeatIntervalMs: this.o.heartbeatIntervalMs });
+    // a pool-token worker gets a token of its own, to come back as itself after a reconnect
+    const own =
+      claims.role === 'pool'
+        ? await this.o.tokens.sign(
+            { role: 'worker', wid: worker.id, pid: worker.projectId },
+            this.o.workerTokenTtlMs,
+          )
+        : undefined;
+    link.send({
+      type: 'registered',
+      workerId: worker.id,
+      heartbeatIntervalMs: this.o.heartbeatIntervalMs,
+      ...(own ? { token: own } : {}),
+    });
     return worker;
   }
 
@@ -1733,6 +1753,48 @@ export class Engine {
         this.#stopWorkerAfterCommit(fx, w, 0);
       }
       return { ...w, draining: true };
+    });
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Draining this server: it takes no new sessions and starts no workers; the workers it started (process
+   * driver) take no new session either and stop once their session is over. Resolves when they are all gone,
+   * or after `timeoutMs`, with how many are left.
+   */
+  async drainServer(timeoutMs: number): Promise<{ remaining: number }> {
+    this.#draining = true;
+    const live = ['starting', 'ready', 'reserved', 'busy', 'stopping'] as const;
+    const mine = (await this.store.read.listWorkers({ states: [...live] })).filter(
+      (w) => w.serverId === this.o.serverId && w.driver === 'process',
+    );
+    for (const w of mine) await this.drainWorker(w.id).catch(() => {});
+    const ids = new Set(mine.map((w) => w.id));
+    const remaining = async () =>
+      (await this.store.read.listWorkers({ states: [...live] })).filter((w) => ids.has(w.id)).length;
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (n: number) => {
+        if (done) return;
+        done = true;
+        off();
+        clearTimeout(timer);
+        resolve({ remaining: n });
+      };
+      const check = async () => {
+        const n = await remaining().catch(() => -1);
+        if (n === 0) finish(0);
+      };
+      // every worker change is a chance that the last one stopped
+      const off = this.hub.subscribeWorkers((w) => {
+        if (ids.has(w.id)) void check();
+      });
+      const timer = setTimeout(() => void remaining().then(finish, () => finish(-1)), timeoutMs);
+      timer.unref();
+      void check();
     });
   }
 

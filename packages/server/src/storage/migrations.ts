@@ -119,6 +119,20 @@ CREATE TABLE bus_payloads (
 );
 `,
   },
+  {
+    version: 5,
+    name: 'servers: the Usher servers that share the database',
+    sql: `
+CREATE TABLE servers (
+  id TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  version TEXT NOT NULL,
+  started_at BIGINT NOT NULL,
+  seen_at BIGINT NOT NULL,
+  draining INTEGER NOT NULL DEFAULT 0
+);
+`,
+  },
 ];
 
 const AUTO_ID: Record<Dialect, string> = {

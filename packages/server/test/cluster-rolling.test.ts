@@ -1,0 +1,168 @@
+// A rolling restart of three servers on one PostgreSQL behind a TCP balancer (SPEC §5 draining, §10): each in
+// turn is drained (readiness 503, no new sessions), stopped and started again. External workers and viewers
+// reconnect through the balancer; no session is lost, and messages still flow both ways afterwards.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { UsherServerOptions } from '@usher/server';
+import {
+  agentProject,
+  createTestDatabase,
+  databaseKinds,
+  TEST_ADMIN_KEY,
+  TEST_SECRET,
+  TestSocket,
+} from '@usher/testing';
+import { UsherWorker } from '@usher/worker';
+import { eventually } from './fixtures/processes.ts';
+import { type Child, freePort, startServer } from './fixtures/server-child.ts';
+import { TcpBalancer } from './fixtures/tcp-balancer.ts';
+
+const headers = { authorization: `Bearer ${TEST_ADMIN_KEY}`, 'content-type': 'application/json' };
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+async function call<T>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(base + path, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+interface WorkerView {
+  id: string;
+  sessionId: string | null;
+  connected: boolean;
+}
+
+describe('a rolling restart of three servers', { skip: !databaseKinds().includes('postgres') }, () => {
+  test('each server drained and restarted in turn: no session is lost', async (c) => {
+    const db = await createTestDatabase('postgres');
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const balancer = await TcpBalancer.start(ports);
+    const children: Child[] = [];
+    const workers: UsherWorker[] = [];
+    c.after(async () => {
+      for (const w of workers) await w.close().catch(() => {});
+      for (const ch of children)
+        if (ch.proc.exitCode === null && ch.proc.signalCode === null) ch.proc.kill('SIGKILL');
+      await balancer.close();
+      await db.drop();
+    });
+    const options = (i: number): UsherServerOptions => ({
+      storage: db.storage,
+      port: ports[i]!,
+      serverId: `rolling-${i}`,
+      publicUrl: balancer.url,
+      adminKeys: [TEST_ADMIN_KEY],
+      secret: TEST_SECRET,
+    });
+    for (let i = 0; i < 3; i++) children.push(await startServer(options(i)));
+    const direct = (i: number) => children[i]!.url;
+
+    const project = await call(direct(0), 'POST', '/projects', {
+      ...agentProject('roll', { min: 0, max: 3 }),
+      worker: { driver: 'external' },
+      timeouts: { reconnectWindowMs: 120_000 },
+    });
+    assert.equal(project.status, 201, JSON.stringify(project.body));
+    // three agents started by hand with a pool token; they dial the balancer and echo what they hear
+    const pool = await call<{ token: string; workerUrl: string }>(
+      balancer.url,
+      'POST',
+      '/projects/roll/pool-tokens',
+      {},
+    );
+    for (let i = 0; i < 3; i++) {
+      const w: UsherWorker = new UsherWorker({
+        url: pool.body.workerUrl,
+        token: pool.body.token,
+        logger: quiet,
+        reconnect: { initialDelayMs: 50, maxDelayMs: 300, multiplier: 2, jitter: 0, maxAttempts: 100 },
+        onMessage: (m) => w.send('echo', m.data),
+      });
+      workers.push(w);
+      await w.start();
+    }
+    const connectedWorkers = async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 3; i++) {
+        const r = await call<{ workers: WorkerView[] }>(direct(i), 'GET', '/workers?projectId=roll').catch(
+          () => null,
+        );
+        for (const w of r?.body.workers ?? []) if (w.connected) seen.add(w.id);
+      }
+      return seen;
+    };
+    await eventually('three agents connected', async () => (await connectedWorkers()).size === 3);
+
+    const sessions: { id: string; token: string; url: string }[] = [];
+    const viewers = new Map<string, TestSocket>();
+    for (let i = 0; i < 3; i++) {
+      const s = await call<{ id: string; token: string; url: string }>(balancer.url, 'POST', '/sessions', {
+        projectId: 'roll',
+      });
+      assert.equal(s.status, 201, JSON.stringify(s.body));
+      sessions.push(s.body);
+      const v = new TestSocket(`${s.body.url}?token=${s.body.token}`);
+      viewers.set(s.body.id, v);
+      await v.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
+    }
+    const workerIds = new Set(
+      (await call<{ workers: WorkerView[] }>(direct(0), 'GET', '/workers?projectId=roll')).body.workers.map(
+        (w) => w.id,
+      ),
+    );
+
+    for (let i = 0; i < 3; i++) {
+      const drained = await call<{ draining: boolean }>(direct(i), 'POST', `/servers/rolling-${i}/drain`);
+      assert.equal(drained.status, 202, JSON.stringify(drained.body));
+      assert.equal((await call(direct(i), 'GET', '/readyz')).status, 503, 'a draining server is not ready');
+      const refused = await call<{ error: { code: string } }>(direct(i), 'POST', '/sessions', {
+        projectId: 'roll',
+      });
+      assert.equal(refused.body.error.code, 'UNAVAILABLE', 'a draining server takes no new sessions');
+      balancer.remove(ports[i]!);
+      children[i]!.proc.kill('SIGTERM');
+      assert.deepEqual(await children[i]!.exited, { code: 0, signal: null });
+      children[i] = await startServer(options(i));
+      balancer.add(ports[i]!);
+      // viewers whose socket was on the stopped server were told 1012: they come back, as the SDK does
+      for (const s of sessions) {
+        const v = viewers.get(s.id)!;
+        // a ping answers on a live server; a socket that was on the stopped one closes instead
+        v.send({ type: 'ping', id: `roll-${i}` });
+        const alive = await Promise.race([v.next('pong').then(() => null), v.closed]);
+        if (!alive) continue;
+        assert.equal(alive.code, 1012, 'told that the server is restarting');
+        const again = new TestSocket(`${s.url}?token=${s.token}`);
+        viewers.set(s.id, again);
+        const snap = await again.waitFor((e) => e.type === 'session.status_changed');
+        assert.equal(snap.type === 'session.status_changed' && snap.status, 'active');
+      }
+      await eventually('the agents back', async () => {
+        const seen = await connectedWorkers();
+        return seen.size === 3 && [...seen].every((id) => workerIds.has(id));
+      });
+    }
+
+    // every session is still the one it was, live on the same agent, and messages flow both ways
+    for (const s of sessions) {
+      const now = await call<{ state: string; endCode: number | null; restarts: number }>(
+        balancer.url,
+        'GET',
+        `/sessions/${s.id}`,
+      );
+      assert.equal(now.body.state, 'active');
+      assert.equal(now.body.endCode, null);
+      const v = viewers.get(s.id)!;
+      v.send({ type: 'message', messageType: 'user_text', data: { text: `hi ${s.id}` } });
+      await v.waitFor((e) => e.type === 'session.message' && e.message.type === 'echo');
+    }
+  });
+});
