@@ -151,10 +151,6 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     stopping = true;
     if (signal === 'SIGTERM') {
       const timeoutMs = Number(process.env.USHER_DRAIN_TIMEOUT_MS ?? 30_000);
-      log.info(
-        { signal, timeoutMs },
-        'draining: no new sessions; the sessions of this server’s workers finish',
-      );
       const { remaining } = await server.drain({
         timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : 30_000,
       });

@@ -364,12 +364,13 @@ export class UsherServer {
    */
   drain(options: { timeoutMs?: number } = {}): Promise<{ remaining: number }> {
     this.#draining ??= (async () => {
+      const timeoutMs = options.timeoutMs ?? 30_000;
       this.options.log?.info(
-        {},
+        { timeoutMs },
         'draining: no new sessions; waiting for the sessions of this server’s workers',
       );
       // the engine refuses new sessions from this moment on
-      const drained = this.engine.drainServer(options.timeoutMs ?? 30_000);
+      const drained = this.engine.drainServer(timeoutMs);
       await this.#registry?.markDraining().catch(() => {});
       return drained;
     })();
