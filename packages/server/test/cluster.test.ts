@@ -131,14 +131,17 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     }
   });
 
-  test('concurrent admission and release through all three: one session per worker, one worker per session, FIFO queue', async () => {
+  test('thousands of admissions and releases through all three: one session per worker, one worker per session', async () => {
     const [a] = servers as [TestServer, TestServer, TestServer];
-    await a.createProject(agentProject('busy', { min: 4, max: 4 }, { maxQueueLength: 1000 }));
-    await a.readyWorkers('busy', 4);
+    await a.createProject(
+      agentProject('busy', { min: 8, max: 8 }, { maxQueueLength: 10_000, reuseWorkers: true }),
+    );
+    await a.readyWorkers('busy', 8);
     for (const server of servers)
       await waitUntil(async () => (await server.api('GET', '/projects/busy')).status === 200);
     const ids: string[] = [];
-    const round = async (n: number) => {
+    let operations = 0;
+    const admit = async (n: number) => {
       const made = await Promise.all(
         Array.from({ length: n }, (_, i) =>
           servers[i % 3]!.api<{ id: string }>('POST', '/sessions', { projectId: 'busy' }),
@@ -146,16 +149,26 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
       );
       for (const m of made) assert.equal(m.status, 201, JSON.stringify(m.body));
       ids.push(...made.map((m) => m.body.id));
+      operations += n;
     };
-    await round(30);
+    await admit(100);
     await invariants(db, 'busy');
-    // release what is seated through a server other than the one it was created on, then admit more
-    for (let k = 0; k < 5; k++) {
-      const seated = (await listSessions(a, 'busy')).filter((s) => s.workerId && s.state !== 'ended');
-      await Promise.all(seated.map((s, i) => servers[(i + 1) % 3]!.api('POST', `/sessions/${s.id}/end`)));
-      await round(6);
+    // each round ends what is seated and a few of those waiting, through a server other than the one that
+    // made them, while the next admissions arrive, then checks the invariants
+    for (let k = 0; k < 12; k++) {
+      const open = (await listSessions(a, 'busy')).filter((s) => s.state !== 'ended' && s.state !== 'ending');
+      const releasing = [
+        ...open.filter((s) => s.workerId),
+        ...open.filter((s) => s.state === 'queued').slice(0, 60),
+      ];
+      await Promise.all([
+        ...releasing.map((s, i) => servers[(i + 1) % 3]!.api('POST', `/sessions/${s.id}/end`)),
+        admit(80),
+      ]);
+      operations += releasing.length;
       await invariants(db, 'busy');
     }
+    assert.ok(operations >= 1_000, `${operations} operations`);
     // the queue is in arrival order across servers: queued_at, then id, which is in creation order
     const store = await openStore(db.storage);
     try {
@@ -189,6 +202,10 @@ async function invariants(db: TestDatabase, projectId: string): Promise<void> {
   const store = await openStore(db.storage);
   try {
     const workers = await store.read.listWorkers({ projectId });
+    assert.ok(
+      workers.filter((w) => w.state !== 'stopped').length <= 8,
+      'never more workers than the pool max',
+    );
     const live = workers.filter((w) => w.state !== 'stopped' && w.sessionId);
     const bySession = new Map<string, string[]>();
     for (const w of live) bySession.set(w.sessionId!, [...(bySession.get(w.sessionId!) ?? []), w.id]);
@@ -200,7 +217,7 @@ async function invariants(db: TestDatabase, projectId: string): Promise<void> {
     for (const s of seated) byWorker.set(s.workerId!, [...(byWorker.get(s.workerId!) ?? []), s.id]);
     for (const [wid, ss] of byWorker)
       assert.equal(ss.length, 1, `worker ${wid} has sessions ${ss.join(', ')}`);
-    assert.ok(seated.length <= 4, `${seated.length} sessions seated on a pool of 4`);
+    assert.ok(seated.length <= 8, `${seated.length} sessions seated on a pool of 8`);
   } finally {
     await store.close();
   }
