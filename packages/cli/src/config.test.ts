@@ -172,6 +172,59 @@ describe('resolveConfig precedence', () => {
     fails({ file: yaml('livekit: wss://lk.example.com\n') }, 'livekit must be an object');
   });
 
+  test('Kubernetes settings come from the file and the environment; mistakes name the key', () => {
+    const file = yaml(
+      [
+        'kubernetes:',
+        '  namespace: usher-workers',
+        '  kubeconfig: /etc/usher/kubeconfig',
+        '  context: gpu-cluster',
+        '  installation: prod',
+        '  imagePullSecrets: [registry]',
+        '',
+      ].join('\n'),
+    );
+    const c = resolve({
+      file,
+      env: { USHER_KUBERNETES_USHER_URL: 'http://usher.usher.svc.cluster.local:8080/' },
+    });
+    assert.deepEqual(
+      { ...c.kubernetes },
+      {
+        namespace: 'usher-workers',
+        kubeconfig: '/etc/usher/kubeconfig',
+        context: 'gpu-cluster',
+        installation: 'prod',
+        imagePullSecrets: ['registry'],
+        usherUrl: 'http://usher.usher.svc.cluster.local:8080',
+      },
+    );
+    assert.equal(c.sources.kubernetes, 'env USHER_KUBERNETES_USHER_URL');
+    assert.ok(Object.isFrozen(c.kubernetes));
+    assert.equal(resolve().kubernetes, undefined, 'no Kubernetes driver unless configured');
+
+    // in a pod: the namespace from the environment (the downward API), in-cluster auth from the file
+    const inPod = resolve({
+      file: yaml('kubernetes:\n  inCluster: true\n'),
+      env: { USHER_KUBERNETES_NAMESPACE: 'usher' },
+    });
+    assert.deepEqual({ ...inPod.kubernetes }, { namespace: 'usher', installation: 'usher', inCluster: true });
+
+    fails({ file: yaml('kubernetes:\n  inCluster: true\n') }, 'kubernetes.namespace is required');
+    fails(
+      { file: yaml('kubernetes:\n  namespace: Usher_Workers\n') },
+      'kubernetes.namespace',
+      'namespace name',
+    );
+    fails({ file: yaml('kubernetes:\n  namespace: w\n  namespaces: [a]\n') }, 'kubernetes.namespaces is not');
+    fails(
+      { file: yaml('kubernetes:\n  namespace: w\n  inCluster: true\n  kubeconfig: /k\n') },
+      'either inCluster: true or kubeconfig',
+    );
+    fails({ file: yaml('kubernetes:\n  namespace: w\n  usherUrl: usher:8080\n') }, 'kubernetes.usherUrl');
+    fails({ file: yaml('kubernetes: usher-workers\n') }, 'kubernetes must be an object');
+  });
+
   test('a misspelt WebRTC key names where it is', () => {
     fails({ file: yaml('webrtc:\n  iceServers:\n    - url: stun:x\n') }, 'webrtc.iceServers', 'url');
   });

@@ -2,7 +2,13 @@
 // flags (each overriding the one before), validated with messages that name the key to fix. Frozen.
 import { readFileSync } from 'node:fs';
 import { type ProjectInput, ProjectInput as ProjectInputSchema, validator } from '@usher/protocol';
-import { type LiveKitSettings, parseLiveKitSettings, type StorageOptions } from '@usher/server';
+import {
+  type KubernetesSettings,
+  type LiveKitSettings,
+  parseKubernetesSettings,
+  parseLiveKitSettings,
+  type StorageOptions,
+} from '@usher/server';
 import Type, { type Static } from 'typebox';
 import { parse as parseYaml } from 'yaml';
 
@@ -62,6 +68,8 @@ const ConfigFile = Type.Object(
     ),
     // LiveKit mode (docs/livekit.md): checked by parseLiveKitSettings, whose messages name the key
     livekit: Type.Optional(Type.Unknown()),
+    // the Kubernetes driver (docs/kubernetes.md): checked by parseKubernetesSettings, whose messages name the key
+    kubernetes: Type.Optional(Type.Unknown()),
     projects: Type.Optional(Type.Array(Type.Unknown())),
   },
   { additionalProperties: false },
@@ -81,6 +89,8 @@ export interface ResolvedConfig {
   iceServers: readonly { urls: string | string[]; username?: string; credential?: string }[];
   /** the LiveKit server of projects with `rooms: livekit`; none by default */
   livekit: Readonly<LiveKitSettings> | undefined;
+  /** the Kubernetes driver's settings, for projects with `worker.driver: kubernetes`; none by default */
+  kubernetes: Readonly<KubernetesSettings> | undefined;
   projects: readonly ProjectInput[];
   /** where each setting came from, for `usher serve --print-config` */
   sources: Readonly<Record<string, string>>;
@@ -130,6 +140,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
   let logLevel = d.logLevel ?? 'info';
   let iceServers: ResolvedConfig['iceServers'] = [];
   let livekit: Record<string, unknown> | undefined;
+  let kubernetes: Record<string, unknown> | undefined;
   let projects: ProjectInput[] = [...(d.projects ?? [])];
   for (const k of ['host', 'port', 'storage', 'adminKeys', 'logLevel', 'projects']) sources[k] = 'default';
 
@@ -162,6 +173,11 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
       if (typeof f.livekit !== 'object' || f.livekit === null || Array.isArray(f.livekit))
         throw new ConfigError(`${inputs.file}: livekit must be an object with url, apiKey and apiSecret`);
       [livekit, sources.livekit] = [{ ...(f.livekit as Record<string, unknown>) }, src];
+    }
+    if (f.kubernetes !== undefined) {
+      if (typeof f.kubernetes !== 'object' || f.kubernetes === null || Array.isArray(f.kubernetes))
+        throw new ConfigError(`${inputs.file}: kubernetes must be an object with at least a namespace`);
+      [kubernetes, sources.kubernetes] = [{ ...(f.kubernetes as Record<string, unknown>) }, src];
     }
     if (f.projects) {
       projects = f.projects.map((p, i) => {
@@ -203,6 +219,14 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     const value = env[name];
     if (value) [livekit, sources.livekit] = [{ ...livekit, [key]: value }, `env ${name}`];
   }
+  // in a pod, the namespace comes from the downward API and the in-cluster address from the Service
+  for (const [name, key] of [
+    ['USHER_KUBERNETES_NAMESPACE', 'namespace'],
+    ['USHER_KUBERNETES_USHER_URL', 'usherUrl'],
+  ] as const) {
+    const value = env[name];
+    if (value) [kubernetes, sources.kubernetes] = [{ ...kubernetes, [key]: value }, `env ${name}`];
+  }
 
   // 3. flags
   const fl = inputs.flags;
@@ -230,6 +254,12 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
   } catch (err) {
     throw new ConfigError(`${(err as Error).message} (${sources.livekit})`);
   }
+  let kubernetesSettings: Readonly<KubernetesSettings> | undefined;
+  try {
+    kubernetesSettings = kubernetes ? parseKubernetesSettings(kubernetes) : undefined;
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message} (${sources.kubernetes})`);
+  }
   return Object.freeze({
     host,
     port,
@@ -241,6 +271,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     logLevel,
     iceServers,
     livekit: livekitSettings,
+    kubernetes: kubernetesSettings,
     projects,
     sources: Object.freeze(sources),
   });

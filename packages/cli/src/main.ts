@@ -136,6 +136,7 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     pagesRoot: demo ? DEMO_PAGE : undefined,
     peerConnectionOptions: config.iceServers.length > 0 ? { iceServers: config.iceServers } : undefined,
     livekit: config.livekit,
+    kubernetes: config.kubernetes,
     log,
   });
   const { url } = await server.listen();

@@ -3,6 +3,13 @@
 export { AdminKeys, TokenIssuer } from './auth/tokens.ts';
 export type { WorkerDriver, WorkerExit, WorkerLaunch } from './drivers/driver.ts';
 export { ExternalDriver } from './drivers/external.ts';
+// the driver itself is `@usher/server/kubernetes`: its client takes seconds to load, so only servers that use it do
+export {
+  KubernetesConfigError,
+  type KubernetesSettings,
+  parseKubernetesSettings,
+  REQUIRED_PERMISSIONS,
+} from './drivers/kubernetes-settings.ts';
 export { expandLaunchVars, ProcessDriver } from './drivers/process.ts';
 export { type Clock, ManualClock, systemClock } from './engine/clock.ts';
 export { Engine, type EngineOptions, type WorkerLink } from './engine/engine.ts';

@@ -21,6 +21,7 @@ import { type Bus, localBus, PostgresBus } from './cluster/bus.ts';
 import { ServerRegistry } from './cluster/registry.ts';
 import type { WorkerDriver } from './drivers/driver.ts';
 import { ExternalDriver } from './drivers/external.ts';
+import type { KubernetesSettings } from './drivers/kubernetes-settings.ts';
 import { ProcessDriver } from './drivers/process.ts';
 import { type Clock, systemClock } from './engine/clock.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
@@ -59,6 +60,11 @@ export interface UsherServerOptions {
   serverId?: string;
   /** worker drivers by name; `process` and `external` are built in */
   drivers?: Partial<Record<'process' | 'external' | 'kubernetes', WorkerDriver>>;
+  /**
+   * The Kubernetes driver's settings (docs/kubernetes.md): projects with `worker.driver: kubernetes` get a Pod
+   * and a Secret per worker. Ignored when `drivers.kubernetes` is given.
+   */
+  kubernetes?: KubernetesSettings;
   /** projects declared in configuration: created when missing, updated when present */
   projects?: readonly ProjectInput[];
   /**
@@ -164,7 +170,9 @@ export class UsherServer {
       new ProcessDriver({ logger: (workerId, stream, line) => log.info({ workerId, stream }, line) });
     const externalDriver = o.drivers?.external ?? new ExternalDriver();
     this.#drivers = { process: processDriver, external: externalDriver };
-    if (o.drivers?.kubernetes) this.#drivers.kubernetes = o.drivers.kubernetes;
+    const kubernetesDriver =
+      o.drivers?.kubernetes ?? (o.kubernetes ? await kubernetesFrom(o.kubernetes, log) : null);
+    if (kubernetesDriver) this.#drivers.kubernetes = kubernetesDriver;
 
     const app = Fastify({
       bodyLimit: o.bodyLimitBytes ?? 1024 * 1024,
@@ -271,6 +279,10 @@ export class UsherServer {
       (exit) =>
         void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
     );
+    kubernetesDriver?.onExit(
+      (exit) =>
+        void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
+    );
 
     const registry = new ServerRegistry(store.db, serverId);
     this.#registry = registry;
@@ -353,6 +365,7 @@ export class UsherServer {
       if (exists && p.id) await engine.updateProject(p.id, p);
       else await engine.createProject(p);
     }
+    if (kubernetesDriver) await reapOrphanPods(kubernetesDriver, engine, log);
     return { url: this.#url };
   }
 
@@ -395,4 +408,46 @@ export class UsherServer {
 
 function toWs(httpUrl: string): string {
   return httpUrl.replace(/^http/, 'ws');
+}
+
+/** The Kubernetes driver from settings; its client is loaded only by a server that uses it (it loads slowly). */
+async function kubernetesFrom(settings: KubernetesSettings, log: Logger): Promise<WorkerDriver> {
+  const { KubernetesDriver } = await import('./drivers/kubernetes.ts');
+  const driver = KubernetesDriver.fromSettings(settings, { log });
+  driver.onProgress((p) => {
+    const { workerId, pod, step, node, reason, message } = p;
+    if (step === 'waiting') log.info({ workerId, pod, reason, message }, 'worker pod waiting');
+    else log.debug({ workerId, pod, step, node, reason }, 'worker pod progress');
+  });
+  return driver;
+}
+
+/** What a driver that can find workers it left behind (the Kubernetes one) offers at start-up. */
+interface OrphanReaper {
+  reapOrphans(
+    isKnown: (workerId: string) => Promise<boolean>,
+    namespaces: Iterable<string>,
+  ): Promise<string[]>;
+}
+
+/**
+ * Start-up, after the engine has recovered the workers it knows: worker pods whose worker is no longer live in
+ * the database (a server died between creating a pod and recording it, or its database was replaced) go.
+ */
+async function reapOrphanPods(driver: WorkerDriver, engine: Engine, log: Logger): Promise<void> {
+  const reaper = driver as WorkerDriver & Partial<OrphanReaper>;
+  if (typeof reaper.reapOrphans !== 'function') return;
+  const namespaces = engine.listProjects().flatMap((p) => {
+    const w = p.settings.worker;
+    return w?.driver === 'kubernetes' && w.namespace ? [w.namespace] : [];
+  });
+  try {
+    const reaped = await reaper.reapOrphans(async (id) => {
+      const w = await engine.store.read.getWorker(id);
+      return w !== undefined && w.state !== 'stopped';
+    }, namespaces);
+    if (reaped.length > 0) log.warn({ pods: reaped }, 'deleted orphaned worker pods');
+  } catch (err) {
+    log.error({ err }, 'could not look for orphaned worker pods');
+  }
 }

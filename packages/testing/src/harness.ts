@@ -23,6 +23,8 @@ export interface TestServerOptions {
   clock?: Clock;
   /** default: a FakeDriver */
   processDriver?: WorkerDriver;
+  /** the driver of projects with `worker.driver: kubernetes` (e.g. a KubernetesDriver on a FakeKubeApi) */
+  kubernetesDriver?: WorkerDriver;
   projects?: ProjectInput[];
   port?: number;
   serverId?: string;
@@ -54,7 +56,10 @@ export class TestServer {
       secret: TEST_SECRET,
       clock: this.clock,
       serverId: options.serverId ?? 'test-server',
-      drivers: { process: this.driver },
+      drivers: {
+        process: this.driver,
+        ...(options.kubernetesDriver ? { kubernetes: options.kubernetesDriver } : {}),
+      },
       projects: options.projects,
       engine: { positionIntervalMs: 0, ...options.engine },
       keepaliveMs: options.keepaliveMs ?? 0,
