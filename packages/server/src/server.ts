@@ -90,6 +90,11 @@ export interface UsherServerOptions {
    * known to be alone, which saves a notification per event.
    */
   cluster?: boolean;
+  /**
+   * How often this server refreshes its row in the servers table (default 5 s); a server not seen for three
+   * times as long is taken for dead, and another adopts its viewers and workers.
+   */
+  serverHeartbeatMs?: number;
   /** room messages each participant connection may send (default 50 a second, bursts of 100) */
   messageRate?: RateLimit;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
@@ -238,12 +243,15 @@ export class UsherServer {
     const bus = shared ? await PostgresBus.open(store.db as PostgresDb, serverId, log) : localBus;
     this.#bus = bus;
     this.hub.connect(bus);
+    const registry = new ServerRegistry(store.db, serverId, { heartbeatMs: o.serverHeartbeatMs });
+    this.#registry = registry;
     let baseUrl = '';
     const engine = new Engine({
       // another server's deadlines are seen within a second (it may have died before they came due)
       ...(shared ? { timerPollMs: 1_000 } : {}),
       ...o.engine,
       bus,
+      aliveServers: () => registry.alive(),
       livekit,
       store,
       clock,
@@ -256,6 +264,7 @@ export class UsherServer {
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
     });
     this.#engine = engine;
+    registry.onDeadServer((dead) => engine.adoptServer(dead));
     livekit?.attach({
       log,
       // the agent is in the LiveKit room and has the packet already
@@ -284,8 +293,6 @@ export class UsherServer {
         void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
     );
 
-    const registry = new ServerRegistry(store.db, serverId);
-    this.#registry = registry;
     bus.onMessage((m) => {
       if (m.kind === 'drain' && m.serverId === serverId)
         void this.drain().catch((err) => log.error({ err }, 'draining failed'));

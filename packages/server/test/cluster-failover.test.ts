@@ -129,3 +129,69 @@ describe('a server killed among three', { skip: !databaseKinds().includes('postg
     for (const [i, ch] of children.entries()) if (i !== victim) await ch.exited;
   });
 });
+
+describe('a killed server that does not come back', { skip: !databaseKinds().includes('postgres') }, () => {
+  test('a survivor claims it and adopts its viewer: the reconnect window runs out with 4007', async (c) => {
+    const db = await createTestDatabase('postgres');
+    const children: Child[] = [];
+    c.after(async () => {
+      for (const ch of children)
+        if (ch.proc.exitCode === null && ch.proc.signalCode === null) ch.proc.kill('SIGTERM');
+      for (const ch of children) await ch.exited;
+      await db.drop();
+    });
+    for (const i of [0, 1]) {
+      children.push(
+        await startServer({
+          storage: db.storage,
+          port: await freePort(),
+          serverId: `adopt-${i}`,
+          adminKeys: [TEST_ADMIN_KEY],
+          secret: TEST_SECRET,
+          // a server not seen for three beats (0.9 s) is dead
+          serverHeartbeatMs: 300,
+        }),
+      );
+    }
+    const [survivor, victim] = children.map((ch) => ch.url) as [string, string];
+    await call(survivor, 'POST', '/projects', {
+      ...agentProject('ad', { min: 1, max: 1 }),
+      worker: { driver: 'process', command: ECHO_COMMAND },
+      timeouts: { reconnectWindowMs: 1_000, shutdownGraceMs: 500 },
+    });
+    const s = await call<{ id: string; token: string }>(survivor, 'POST', '/sessions', { projectId: 'ad' });
+    // the viewer is on the server that is about to die
+    const viewer = new TestSocket(`${victim.replace('http', 'ws')}/sessions/${s.id}/ws?token=${s.token}`);
+    await viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
+    // an observer on the survivor sees how it ends (a viewer token opens a socket as a viewer too, so an
+    // observer token it is)
+    const obs = await call<{ token: string }>(survivor, 'POST', `/sessions/${s.id}/join`, {
+      role: 'observer',
+    });
+    const watcher = new TestSocket(
+      `${survivor.replace('http', 'ws')}/sessions/${s.id}/ws?token=${obs.token}`,
+    );
+    await watcher.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
+    await eventually('the viewer attached on the victim', async () => {
+      const store = await openStore(db.storage);
+      try {
+        return (await store.read.getSession(s.id))?.viewerServer === 'adopt-1';
+      } finally {
+        await store.close();
+      }
+    });
+
+    children[1]!.proc.kill('SIGKILL');
+    await children[1]!.exited;
+    // the survivor claims the dead server's row, starts the viewer's reconnect window, and it runs out
+    const ended = await watcher.waitFor((e) => e.type === 'session.status_changed' && e.status === 'ended');
+    assert.equal(ended.type === 'session.status_changed' && ended.endReason, 'reconnect_failed');
+    assert.equal(ended.type === 'session.status_changed' && ended.endCode, 4007);
+    const { servers } = await call<{ servers: { id: string }[] }>(survivor, 'GET', '/servers');
+    assert.deepEqual(
+      servers.map((x) => x.id),
+      ['adopt-0'],
+      "the dead server's row was claimed",
+    );
+  });
+});

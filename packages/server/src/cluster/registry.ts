@@ -1,11 +1,10 @@
 // The servers that share the database: each one writes its row at start, refreshes it while it runs, marks it
-// when it drains and removes it when it stops. A row not refreshed for a while is a server that died.
+// when it drains and removes it when it stops. A row not refreshed for a while is a server that died: the first
+// running server to notice claims it (by deleting the row) and adopts what the dead one held.
 import type { Db } from '../storage/db.ts';
 
-/** How often a server refreshes its row (real time). */
+/** How often a server refreshes its row (real time), by default; a row three times as old is a dead server's. */
 export const SERVER_HEARTBEAT_MS = 5_000;
-/** A row this old belongs to a server that is gone (killed, or cut off from the database). */
-export const SERVER_GONE_AFTER_MS = 3 * SERVER_HEARTBEAT_MS;
 
 export interface ServerInfo {
   id: string;
@@ -14,7 +13,7 @@ export interface ServerInfo {
   startedAt: number;
   seenAt: number;
   draining: boolean;
-  /** seen within SERVER_GONE_AFTER_MS */
+  /** seen within three heartbeats */
   alive: boolean;
 }
 
@@ -31,12 +30,25 @@ export class ServerRegistry {
   readonly #db: Db;
   readonly #id: string;
   readonly #now: () => number;
+  readonly #heartbeatMs: number;
   #timer: NodeJS.Timeout | null = null;
+  #onDead: (serverId: string) => Promise<void> = async () => {};
 
-  constructor(db: Db, serverId: string, now: () => number = Date.now) {
+  constructor(db: Db, serverId: string, options: { heartbeatMs?: number; now?: () => number } = {}) {
     this.#db = db;
     this.#id = serverId;
-    this.#now = now;
+    this.#heartbeatMs = options.heartbeatMs ?? SERVER_HEARTBEAT_MS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** A row older than this belongs to a server that is gone (killed, or cut off from the database). */
+  get goneAfterMs(): number {
+    return 3 * this.#heartbeatMs;
+  }
+
+  /** What to do with a dead server that this one claimed. */
+  onDeadServer(handler: (serverId: string) => Promise<void>): void {
+    this.#onDead = handler;
   }
 
   /** Writes this server's row (a restart under the same id replaces it) and keeps it fresh. */
@@ -48,12 +60,35 @@ export class ServerRegistry {
          started_at = excluded.started_at, seen_at = excluded.seen_at, draining = 0`,
       [this.#id, url, version, now, now],
     );
-    this.#timer = setInterval(() => {
-      void this.#db
-        .run('UPDATE servers SET seen_at = ? WHERE id = ?', [this.#now(), this.#id])
-        .catch(() => {});
-    }, SERVER_HEARTBEAT_MS);
+    this.#timer = setInterval(() => void this.#beat(), this.#heartbeatMs);
     this.#timer.unref();
+  }
+
+  async #beat(): Promise<void> {
+    try {
+      await this.#db.run('UPDATE servers SET seen_at = ? WHERE id = ?', [this.#now(), this.#id]);
+      await this.sweep();
+    } catch {
+      // the database is away: the next beat tries again
+    }
+  }
+
+  /** Claims the rows of dead servers, one at a time, and adopts each; returns the ids it claimed. */
+  async sweep(): Promise<string[]> {
+    const before = this.#now() - this.goneAfterMs;
+    const stale = await this.#db.all<{ id: string }>('SELECT id FROM servers WHERE seen_at < ? AND id <> ?', [
+      before,
+      this.#id,
+    ]);
+    const claimed: string[] = [];
+    for (const { id } of stale) {
+      // only one server deletes the row: that one adopts
+      const n = await this.#db.run('DELETE FROM servers WHERE id = ? AND seen_at < ?', [id, before]);
+      if (n !== 1) continue;
+      claimed.push(id);
+      await this.#onDead(id);
+    }
+    return claimed;
   }
 
   async markDraining(): Promise<void> {
@@ -72,8 +107,13 @@ export class ServerRegistry {
       startedAt: Number(r.started_at),
       seenAt: Number(r.seen_at),
       draining: r.draining === 1,
-      alive: now - Number(r.seen_at) < SERVER_GONE_AFTER_MS,
+      alive: now - Number(r.seen_at) < this.goneAfterMs,
     }));
+  }
+
+  /** The ids of the servers that run now (this one included). */
+  async alive(): Promise<Set<string>> {
+    return new Set((await this.list()).filter((s) => s.alive).map((s) => s.id));
   }
 
   /** The server stopped cleanly: its row goes. */

@@ -85,6 +85,8 @@ export interface EngineOptions {
   timerPollMs?: number;
   /** how this server reaches the others that share its database (default: it is alone) */
   bus?: Bus;
+  /** the ids of the servers sharing the database that are running now (default: none but this one) */
+  aliveServers?: () => Promise<ReadonlySet<string>>;
   /** LiveKit mode, when the server has LiveKit settings: the rooms of projects with `rooms: livekit` */
   livekit?: LiveKitMode | null;
   /**
@@ -119,6 +121,7 @@ const DEFAULTS = {
   livenessClock: systemClock,
   livekit: null,
   bus: localBus,
+  aliveServers: async () => new Set<string>(),
 };
 
 /** Timers that belong to a state and are cleared when the session leaves it. */
@@ -251,24 +254,33 @@ export class Engine {
 
   async #recover(): Promise<void> {
     const now = this.clock.now();
-    // viewers' sockets died with the previous run: their reconnect windows start now
+    // viewers' sockets on this server died with the previous run: their reconnect windows start now (a
+    // viewer on another server is that server's)
+    const self = this.o.serverId;
     await this.#tx(async (r, fx) => {
       const attached = (
         await r.listSessions({
           states: ['queued', 'connecting', 'active', 'idle', 'paused'],
           limit: 1_000_000,
         })
-      ).filter((s) => s.viewerAttached);
+      ).filter((s) => s.viewerAttached && (s.viewerServer === self || s.viewerServer === null));
       for (const s of attached) {
         const p = this.#project(s.projectId);
-        await r.updateSession(s.id, { viewerAttached: false, updatedAt: now });
+        await r.updateSession(s.id, { viewerAttached: false, viewerServer: null, updatedAt: now });
         await this.#setTimer(r, fx, s.id, TimerKind.Reconnect, now + p.timeouts.reconnectWindowMs);
       }
     });
-    // workers of the previous run: alive ones get time to re-attach, dead ones are handled as exits
+    // workers of the previous run: alive ones get time to re-attach, dead ones are handled as exits. This
+    // server's own processes are its own; a worker of another driver is this server's unless its socket is on
+    // another server that runs
+    const running = await this.o.aliveServers();
     const workers = (
       await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
-    ).filter((w) => w.serverId === this.o.serverId || w.driver !== 'process');
+    ).filter((w) =>
+      w.driver === 'process'
+        ? w.serverId === self
+        : w.attachedTo === null || w.attachedTo === self || !running.has(w.attachedTo),
+    );
     for (const w of workers) {
       const driver = this.o.drivers[w.driver];
       const alive = driver && w.handle ? await driver.isAlive(w.id, w.handle) : w.driver === 'external';
@@ -282,6 +294,7 @@ export class Engine {
         continue;
       }
       this.#watchLiveness(w.id, this.o.reattachMs, async () => {
+        if (await this.#attachedElsewhere(w.id)) return;
         this.o.log.warn({ workerId: w.id }, 'worker did not re-attach after restart; reaping it');
         if (driver && w.handle) await driver.reap(w.id, w.handle).catch(() => {});
         await this.onWorkerExit({ workerId: w.id, code: null, signal: null, expected: false });
@@ -639,7 +652,11 @@ export class Engine {
     await this.#tx(async (r, fx) => {
       const s = await r.getSession(id, { lock: true });
       if (!s || s.state === 'ended' || s.state === 'ending') return;
-      await r.updateSession(id, { viewerAttached: true, updatedAt: this.clock.now() });
+      await r.updateSession(id, {
+        viewerAttached: true,
+        viewerServer: this.o.serverId,
+        updatedAt: this.clock.now(),
+      });
       await r.clearTimer(id, TimerKind.Reconnect);
       const p = this.#project(s.projectId);
       if (s.state === 'connecting' && s.workerStarted && needsViewerToStart(p)) {
@@ -671,8 +688,10 @@ export class Engine {
     await this.#tx(async (r, fx) => {
       const s = await r.getSession(id, { lock: true });
       if (!s || s.state === 'ended' || s.state === 'ending') return;
+      // the viewer came back on another server meanwhile: it is attached there
+      if (s.viewerServer && s.viewerServer !== this.o.serverId) return;
       const now = this.clock.now();
-      await r.updateSession(id, { viewerAttached: false, updatedAt: now });
+      await r.updateSession(id, { viewerAttached: false, viewerServer: null, updatedAt: now });
       if (code === 1000 || code === 1001) {
         const reason: EndReason = PENDING_STATES.includes(s.state)
           ? 'canceled'
@@ -1481,9 +1500,17 @@ export class Engine {
         },
         now,
       );
+      worker.attachedTo = this.o.serverId;
       await this.store.read.insertWorker(worker);
     } else {
       throw new UsherError('FORBIDDEN', 'this token is not a worker token');
+    }
+    if (worker.attachedTo !== this.o.serverId) {
+      await this.store.read.updateWorker(worker.id, {
+        attachedTo: this.o.serverId,
+        updatedAt: this.clock.now(),
+      });
+      worker = { ...worker, attachedTo: this.o.serverId };
     }
     const old = this.#links.get(worker.id);
     if (old && old !== link) old.close(4100, 'replaced by a newer connection');
@@ -1668,7 +1695,58 @@ export class Engine {
 
   /** A worker's socket closed. It may come back (restart, network); if not, liveness declares it lost. */
   workerSocketClosed(workerId: string, link: WorkerLink): void {
-    if (this.#links.get(workerId) === link) this.#links.delete(workerId);
+    if (this.#links.get(workerId) !== link) return;
+    this.#links.delete(workerId);
+    // unless it has already come back on another server
+    this.#track(() => this.store.read.detachWorker(workerId, this.o.serverId));
+  }
+
+  /** Whether the worker's socket is on another running server now (that server watches it). */
+  async #attachedElsewhere(workerId: string): Promise<boolean> {
+    const w = await this.store.read.getWorker(workerId);
+    if (!w?.attachedTo || w.attachedTo === this.o.serverId) return false;
+    return (await this.o.aliveServers()).has(w.attachedTo);
+  }
+
+  /**
+   * Another server died (its row in the servers table went stale and this server claimed it): the viewers that
+   * were on it get their reconnect windows, and the workers whose sockets were on it get the re-attach window
+   * to come back to any server; those that do not are handled as crashed.
+   */
+  async adoptServer(dead: string): Promise<void> {
+    if (this.#closed) return;
+    this.o.log.warn({ server: dead }, 'a server died: adopting its viewers and workers');
+    await this.#tx(async (r, fx) => {
+      const open = await r.listSessions({
+        states: ['queued', 'connecting', 'active', 'idle', 'paused'],
+        limit: 1_000_000,
+      });
+      const now = this.clock.now();
+      for (const s of open.filter((x) => x.viewerAttached && x.viewerServer === dead)) {
+        const locked = await r.getSession(s.id, { lock: true });
+        if (!locked?.viewerAttached || locked.viewerServer !== dead) continue;
+        await r.updateSession(s.id, { viewerAttached: false, viewerServer: null, updatedAt: now });
+        const p = this.#project(s.projectId);
+        await this.#setTimer(r, fx, s.id, TimerKind.Reconnect, now + p.timeouts.reconnectWindowMs);
+      }
+    });
+    const orphans = (
+      await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
+    ).filter((w) => w.attachedTo === dead || (w.attachedTo === null && w.serverId === dead));
+    for (const w of orphans) {
+      if (this.#links.has(w.id)) continue;
+      this.#watchLiveness(w.id, this.o.reattachMs, async () => {
+        const now = await this.store.read.getWorker(w.id);
+        if (!now || now.state === 'stopped' || (now.attachedTo && now.attachedTo !== dead)) return;
+        await this.onWorkerExit({
+          workerId: w.id,
+          code: null,
+          signal: null,
+          expected: false,
+          error: `its server ${dead} died and it did not come back`,
+        });
+      });
+    }
   }
 
   /**

@@ -133,6 +133,14 @@ CREATE TABLE servers (
 );
 `,
   },
+  {
+    version: 6,
+    name: 'the server a viewer and a worker are connected to',
+    sql: `
+ALTER TABLE sessions ADD COLUMN viewer_server TEXT;
+ALTER TABLE workers ADD COLUMN attached_to TEXT;
+`,
+  },
 ];
 
 const AUTO_ID: Record<Dialect, string> = {

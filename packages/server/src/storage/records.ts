@@ -23,6 +23,8 @@ export interface SessionRecord {
   savedState: unknown;
   /** the viewer's connection is up (streaming sessions go active only with it) */
   viewerAttached: boolean;
+  /** the server the viewer's connection is on, while it is attached */
+  viewerServer: string | null;
   /** the worker took the assignment (`session_started`) */
   workerStarted: boolean;
   /** the end decided when the session entered `ending` */
@@ -54,6 +56,8 @@ export interface WorkerRecord {
   handle: string | null;
   /** the server whose driver started the worker, or that holds its socket */
   serverId: string | null;
+  /** the server the worker's socket is on now, or null while it has none */
+  attachedTo: string | null;
   draining: boolean;
   createdAt: number;
   readyAt: number | null;
@@ -90,6 +94,7 @@ export function newWorkerRecord(
   return {
     ...fields,
     state: 'starting',
+    attachedTo: null,
     draining: false,
     createdAt: now,
     readyAt: null,
@@ -111,6 +116,7 @@ export function newSessionRecord(
     restarts: 0,
     savedState: null,
     viewerAttached: false,
+    viewerServer: null,
     workerStarted: false,
     pendingEnd: null,
     createdAt: now,

@@ -32,6 +32,7 @@ function worker(id: string, over: Partial<WorkerRecord> = {}): WorkerRecord {
     sessionId: null,
     handle: null,
     serverId: null,
+    attachedTo: null,
     draining: false,
     createdAt: T,
     readyAt: null,

@@ -67,6 +67,7 @@ interface SessionRow {
   restarts: number;
   saved_state: string | null;
   viewer_attached: number;
+  viewer_server: string | null;
   worker_started: number;
   pending_end: string | null;
   created_at: number;
@@ -87,6 +88,7 @@ interface WorkerRow {
   session_id: string | null;
   handle: string | null;
   server_id: string | null;
+  attached_to: string | null;
   draining: number;
   created_at: number;
   ready_at: number | null;
@@ -107,6 +109,7 @@ function sessionFromRow(r: SessionRow): SessionRecord {
     restarts: r.restarts,
     savedState: r.saved_state === null ? null : JSON.parse(r.saved_state),
     viewerAttached: r.viewer_attached === 1,
+    viewerServer: r.viewer_server,
     workerStarted: r.worker_started === 1,
     pendingEnd: r.pending_end === null ? null : JSON.parse(r.pending_end),
     createdAt: r.created_at,
@@ -129,6 +132,7 @@ function workerFromRow(r: WorkerRow): WorkerRecord {
     sessionId: r.session_id,
     handle: r.handle,
     serverId: r.server_id,
+    attachedTo: r.attached_to,
     draining: r.draining === 1,
     createdAt: r.created_at,
     readyAt: r.ready_at,
@@ -421,6 +425,14 @@ export class Repo {
     if (this.#held) this.#held.updateWorker(id, patch);
     else await this.#write([updateRow('workers', WORKER_COLUMNS, id, patch)]);
     this.changedWorkers.add(id);
+  }
+
+  /** The worker's socket on `serverId` closed: it is attached nowhere, unless it is on another server already. */
+  async detachWorker(id: string, serverId: string): Promise<void> {
+    await this.q.run('UPDATE workers SET attached_to = NULL WHERE id = ? AND attached_to = ?', [
+      id,
+      serverId,
+    ]);
   }
 
   async listWorkers(filter: WorkerFilter = {}): Promise<WorkerRecord[]> {
