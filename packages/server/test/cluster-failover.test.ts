@@ -13,21 +13,10 @@ import {
   TestSocket,
 } from '@usher/testing';
 import { ECHO_COMMAND, eventually } from './fixtures/processes.ts';
-import { type Child, freePort, startServer } from './fixtures/server-child.ts';
+import { adminOk, type Child, freePort, startServer } from './fixtures/server-child.ts';
 import { TcpBalancer } from './fixtures/tcp-balancer.ts';
 
-const headers = { authorization: `Bearer ${TEST_ADMIN_KEY}`, 'content-type': 'application/json' };
-
-async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(base + path, {
-    method,
-    headers,
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const json = (await res.json()) as T;
-  assert.ok(res.ok, `${method} ${path}: HTTP ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const call = adminOk;
 
 describe('a server killed among three', { skip: !databaseKinds().includes('postgres') }, () => {
   test('its session keeps its worker, its viewer resumes elsewhere, and its deadline fires on a survivor', async (c) => {

@@ -14,25 +14,11 @@ import {
 } from '@usher/testing';
 import { UsherWorker } from '@usher/worker';
 import { eventually } from './fixtures/processes.ts';
-import { type Child, freePort, startServer } from './fixtures/server-child.ts';
+import { adminApi, type Child, freePort, startServer } from './fixtures/server-child.ts';
 import { TcpBalancer } from './fixtures/tcp-balancer.ts';
 
-const headers = { authorization: `Bearer ${TEST_ADMIN_KEY}`, 'content-type': 'application/json' };
+const call = adminApi;
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
-
-async function call<T>(
-  base: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(base + path, {
-    method,
-    headers,
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
 
 interface WorkerView {
   id: string;

@@ -13,27 +13,12 @@ import {
   TestSocket,
 } from '@usher/testing';
 import { ECHO_COMMAND, eventually, gone, isGone } from './fixtures/processes.ts';
-import { type Child, freePort, startServer } from './fixtures/server-child.ts';
+import { adminApi, type Child, freePort, startServer } from './fixtures/server-child.ts';
 
 const SERVER_ID = 'restart-test-server';
 const LONG = 3_600_000;
 
-async function api<T = Record<string, unknown>>(
-  base: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(base + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${TEST_ADMIN_KEY}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
+const api = adminApi;
 
 interface SessionView {
   id: string;

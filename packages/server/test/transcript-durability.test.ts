@@ -14,15 +14,9 @@ import {
   TestSocket,
 } from '@usher/testing';
 import { ECHO_COMMAND, eventually } from './fixtures/processes.ts';
-import { freePort, startServer } from './fixtures/server-child.ts';
+import { adminApi, adminOk, freePort, startServer } from './fixtures/server-child.ts';
 
-const admin = { authorization: `Bearer ${TEST_ADMIN_KEY}`, 'content-type': 'application/json' };
-
-async function post<T>(base: string, path: string, body: unknown): Promise<T> {
-  const res = await fetch(base + path, { method: 'POST', headers: admin, body: JSON.stringify(body) });
-  assert.ok(res.ok, `${path}: HTTP ${res.status} ${await res.clone().text()}`);
-  return (await res.json()) as T;
-}
+const post = <T>(base: string, path: string, body: unknown) => adminOk<T>(base, 'POST', path, body);
 
 const texts = (page: MessagePage) =>
   page.messages.filter((m) => m.type === 'user_text').map((m) => (m.data as { n: number }).n);
@@ -80,8 +74,8 @@ for (const kind of databaseKinds()) {
       const again = new TestSocket(`${s.url}?token=${s.token}`);
       await again.waitFor((e) => e.type === 'session.status_changed');
       await eventually('the session is live again', async () => {
-        const res = await fetch(`${run2!.url}/sessions/${s.id}`, { headers: admin });
-        return ['active', 'idle'].includes(((await res.json()) as { state: string }).state);
+        const res = await adminApi<{ state: string }>(run2!.url, 'GET', `/sessions/${s.id}`);
+        return ['active', 'idle'].includes(res.body.state);
       });
       for (let n = 100; n < 600; n++) again.send({ type: 'message', messageType: 'user_text', data: { n } });
       await again.waitFor((e) => e.type === 'session.message' && (e.message.data as { n: number }).n === 599);

@@ -220,7 +220,8 @@ for (const kind of databaseKinds()) {
 
       const crashed = t.nextEvent(s.id, (e) => e.type === 'session.error');
       t.fake.crash(s.workerId!);
-      assert.equal((await crashed).type === 'session.error' && (await crashed).recoverable, true);
+      const error = await crashed;
+      assert.equal(error.type === 'session.error' && error.recoverable, true);
       const restarted = await t.waitForState(s.id, 'active');
       assert.notEqual(restarted.workerId, s.workerId);
       const assignment = t.fake.workers.get(restarted.workerId as string)!.assignments[0]!;

@@ -38,6 +38,19 @@ export interface WorkerDriver {
   close(): Promise<void>;
 }
 
+/** A stored handle read back: its JSON object, or null when it is not one (a handle of another driver). */
+export function handleFields(handle: string): Record<string, unknown> | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(handle);
+  } catch {
+    return null;
+  }
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : null;
+}
+
 /**
  * Tells every listener of an exit. A listener that throws does not keep the others from hearing it; its error
  * surfaces as an uncaught one, as from an EventEmitter.

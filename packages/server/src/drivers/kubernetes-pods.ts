@@ -1,7 +1,7 @@
 // A worker's pod and what Usher reads from it: the project's worker spec, names and labels, the handle, and the
 // pod status turned into a worker exit. No API calls here.
 import type { V1ContainerStatus, V1Pod, V1ResourceRequirements, V1Toleration } from '@kubernetes/client-node';
-import type { WorkerExit } from './driver.ts';
+import { handleFields, type WorkerExit } from './driver.ts';
 
 /** Labels (and annotations, which keep the exact values) on every pod and secret of a worker. */
 export const LABELS = {
@@ -136,14 +136,9 @@ export function encodeHandle(handle: KubernetesHandle): string {
 }
 
 export function decodeHandle(handle: string): KubernetesHandle | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(handle);
-  } catch {
-    return null;
-  }
-  if (typeof value !== 'object' || value === null) return null;
-  const { namespace, pod } = value as Record<string, unknown>;
+  const fields = handleFields(handle);
+  if (!fields) return null;
+  const { namespace, pod } = fields;
   if (typeof namespace !== 'string' || typeof pod !== 'string' || !namespace || !pod) return null;
   return { namespace, pod };
 }

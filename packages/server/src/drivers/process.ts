@@ -4,7 +4,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { announceExit, type WorkerDriver, type WorkerExit, type WorkerLaunch } from './driver.ts';
+import {
+  announceExit,
+  handleFields,
+  type WorkerDriver,
+  type WorkerExit,
+  type WorkerLaunch,
+} from './driver.ts';
 
 export type WorkerStream = 'stdout' | 'stderr';
 /** Receives each line a worker writes; it must not throw (what it throws is dropped). */
@@ -307,14 +313,9 @@ function encodeHandle(handle: ProcessHandle): string {
 
 /** Parses a stored handle; null when it names no process (a failed spawn, or not a handle of this driver). */
 function decodeHandle(handle: string): { pid: number; startTime: number | null } | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(handle);
-  } catch {
-    return null;
-  }
-  if (typeof value !== 'object' || value === null) return null;
-  const { pid, startTime } = value as Record<string, unknown>;
+  const fields = handleFields(handle);
+  if (!fields) return null;
+  const { pid, startTime } = fields;
   // pid 0 or 1 would turn a group kill into "my own group" or "everything": never accept them
   if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 1) return null;
   if (startTime !== null && (typeof startTime !== 'number' || !Number.isSafeInteger(startTime))) return null;
