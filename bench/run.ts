@@ -7,11 +7,17 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { admissionBenchmark } from './admission.ts';
 import { type Benchmark, type BenchResult, type Machine, machine } from './lib/harness.ts';
+import { messagesBenchmark } from './messages.ts';
 import { queueBenchmark } from './queue.ts';
 import { streamingBenchmark } from './streaming.ts';
 
 /** Every benchmark, in the order of BENCHMARKS.md. */
-const BENCHMARKS: readonly Benchmark[] = [admissionBenchmark, queueBenchmark, streamingBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [
+  admissionBenchmark,
+  queueBenchmark,
+  streamingBenchmark,
+  messagesBenchmark,
+];
 
 const FILE = join(import.meta.dirname, '..', 'BENCHMARKS.md');
 

@@ -74,6 +74,15 @@ export function threadTime(a: ServerStats, b: ServerStats, wallMs: number): stri
   return `server main thread ${p(run)} on a CPU, ${p(wait)} waiting for one, ${p(Math.max(0, 1 - run - wait))} idle or blocked`;
 }
 
+/**
+ * What the server fixture is started with: the shared configuration, plus options only some benchmarks set
+ * (left out, the server's defaults apply).
+ */
+export interface BenchServerConfig extends ServerFixtureConfig {
+  /** room messages each participant connection may send (UsherServerOptions.messageRate) */
+  messageRate?: { perSecond: number; burst: number };
+}
+
 /** The server under test in a child process, with a worker host for its workers. */
 export class BenchServer {
   readonly server: ChildProcess;
@@ -95,7 +104,7 @@ export class BenchServer {
     });
   }
 
-  static async start(config: ServerFixtureConfig, options: { cpuProf: boolean }): Promise<BenchServer> {
+  static async start(config: BenchServerConfig, options: { cpuProf: boolean }): Promise<BenchServer> {
     const profileDir = options.cpuProf ? mkdtempSync(join(tmpdir(), 'usher-prof-')) : null;
     const flags = [...QUIET, '--expose-gc'];
     if (profileDir) flags.push('--cpu-prof', '--cpu-prof-dir', profileDir);

@@ -10,7 +10,8 @@ import {
   type WorkerLaunch,
 } from '@usher/server';
 import pino from 'pino';
-import type { LagStats, ServerFixtureConfig, ServerNotice, ServerReply, ServerRequest } from './ipc.ts';
+import type { BenchServerConfig } from './harness.ts';
+import type { LagStats, ServerNotice, ServerReply, ServerRequest } from './ipc.ts';
 
 const send = (m: ServerNotice | ServerReply) => process.send?.(m);
 
@@ -49,7 +50,7 @@ class RelayDriver implements WorkerDriver {
   }
 }
 
-const config = JSON.parse(process.env.BENCH_SERVER ?? 'null') as ServerFixtureConfig | null;
+const config = JSON.parse(process.env.BENCH_SERVER ?? 'null') as BenchServerConfig | null;
 if (!config) throw new Error('BENCH_SERVER (the fixture configuration, JSON) is not set');
 
 const lag = monitorEventLoopDelay({ resolution: 10 });
@@ -66,6 +67,7 @@ const server = new UsherServer({
   drivers: { process: new RelayDriver() },
   projects: config.projects,
   engine: config.engine ?? {},
+  ...(config.messageRate ? { messageRate: config.messageRate } : {}),
 });
 
 function lagStats(): LagStats {
