@@ -171,6 +171,8 @@ export class Engine {
   readonly #meanCache = new Map<string, { at: number; value: number | null }>();
   readonly #launchBackoff = new Map<string, { failures: number; until: number; timer: TimerHandle | null }>();
   readonly #pendingTasks = new Set<Promise<unknown>>();
+  /** per session and kind of activity, the deadline write on its way (#recordActivity) */
+  readonly #activityWrites = new Map<string, Promise<void>>();
   readonly #graceTimers = new Set<NodeJS.Timeout>();
   readonly #participants = new Participants();
   /** per session, participants whose sockets are on other servers (#presenceElsewhere) */
@@ -618,6 +620,16 @@ export class Engine {
     // an active session whose deadline moved less than a second ago, or that this kind of activity does not
     // concern (room messages do not count against AFK): nothing to write and nothing to read
     if (known && ((known.inputOnly && kind !== 'input') || now + known.spanMs - known.due < 1000)) return;
+    // what arrives while a write for the session is on its way shares it: it moves the deadline to now as well
+    const key = `${kind}:${id}`;
+    const running = this.#activityWrites.get(key);
+    if (running) return running;
+    const write = this.#writeActivity(id, kind, now).finally(() => this.#activityWrites.delete(key));
+    this.#activityWrites.set(key, write);
+    return write;
+  }
+
+  async #writeActivity(id: string, kind: 'input' | 'activity', now: number): Promise<void> {
     await this.#tx(async (r, fx) => {
       const s = await r.getSession(id, { lock: true });
       if (!s) return;
@@ -729,7 +741,8 @@ export class Engine {
     this.hub.publish({ type: 'session.message', sessionId, at: message.at, message });
     if (from.kind !== 'agent' && options.toWorker !== false)
       this.#toSessionWorker(sessionId, { type: 'message', message }, false);
-    await this.recordActivity(sessionId);
+    // the idle deadline moves in the background: the sender's ack does not wait for it
+    this.#track(() => this.recordActivity(sessionId));
     return { message, stored };
   }
 
@@ -757,8 +770,10 @@ export class Engine {
     sessionId: string,
     q: { limit: number; beforeUs?: number; beforeId?: string; includeDebug: boolean },
   ): Promise<MessagePageResult> {
-    await this.getSession(sessionId); // 404 for an unknown session
-    return this.recorder.page({ sessionId, ...q });
+    const page = await this.recorder.page({ sessionId, ...q });
+    // an empty page may be an unknown session: 404 then
+    if (page.messages.length === 0) await this.getSession(sessionId);
+    return page;
   }
 
   /** Who is in the session's room on this server now. */
