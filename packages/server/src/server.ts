@@ -362,6 +362,12 @@ export class UsherServer {
     try {
       await engine.start();
       await registry.start(baseUrl, VERSION);
+      if (bus instanceof PostgresBus) {
+        // events cross between servers only while there are others: a server alone pays nothing for the bus
+        bus.setPeers((await registry.alive()).size > 1);
+        registry.onBeat((alive) => bus.setPeers(alive.size > 1));
+        bus.send({ kind: 'hello', serverId });
+      }
       started.resolve();
     } catch (err) {
       started.reject(err);

@@ -34,10 +34,12 @@ export type BusMessage =
   | { kind: 'project'; projectId: string }
   | { kind: 'signal'; signal: SignalMessage }
   /** an admin asked that server to drain */
-  | { kind: 'drain'; serverId: string };
+  | { kind: 'drain'; serverId: string }
+  /** a server started: the others know they are not alone */
+  | { kind: 'hello'; serverId: string };
 
 export interface Bus {
-  /** whether other servers may hear what is sent (false: a single server, nothing leaves it) */
+  /** whether other servers may hear what is sent (false: this server is alone, nothing leaves it) */
   readonly shared: boolean;
   send(message: BusMessage): void;
   /** what other servers sent; never this server's own messages */
@@ -61,8 +63,6 @@ const PAYLOAD_TTL_MS = 60_000;
 const RECONNECT_MS = 1_000;
 
 interface Envelope {
-  /** the sending server */
-  o: string;
   /** its sequence number: PostgreSQL drops a repeated identical payload within one transaction */
   n: number;
   m?: BusMessage;
@@ -70,8 +70,10 @@ interface Envelope {
   ref?: number;
 }
 
+/** A payload on the wire: the sending server's id, a newline, the envelope's JSON (a server skips its own unread). */
+const wire = (serverId: string, e: Envelope) => `${serverId}\n${JSON.stringify(e)}`;
+
 export class PostgresBus implements Bus {
-  readonly shared = true;
   readonly #db: PostgresDb;
   readonly #serverId: string;
   readonly #log: Logger;
@@ -85,6 +87,8 @@ export class PostgresBus implements Bus {
   #reconnect: NodeJS.Timeout | null = null;
   #sweep: NodeJS.Timeout | null = null;
   #closed = false;
+  /** whether another server runs: until one does, nothing is sent (one server alone pays nothing) */
+  #peers = false;
 
   private constructor(db: PostgresDb, serverId: string, log: Logger) {
     this.#db = db;
@@ -102,13 +106,23 @@ export class PostgresBus implements Bus {
     return bus;
   }
 
+  get shared(): boolean {
+    return this.#peers;
+  }
+
+  /** Whether other servers run (the servers table says so, or one said hello). */
+  setPeers(peers: boolean): void {
+    this.#peers = peers;
+  }
+
   onMessage(listener: (m: BusMessage) => void): void {
     this.#listeners.push(listener);
   }
 
   send(message: BusMessage): void {
-    if (this.#closed) return;
-    this.#queue.push(JSON.stringify({ o: this.#serverId, n: ++this.#seq, m: message } satisfies Envelope));
+    // a hello goes out even from a server that thinks it is alone: that is how the others learn of it
+    if (this.#closed || (!this.#peers && message.kind !== 'hello')) return;
+    this.#queue.push(wire(this.#serverId, { n: ++this.#seq, m: message }));
     this.#sending ??= this.#flush();
   }
 
@@ -139,7 +153,7 @@ export class PostgresBus implements Bus {
       'INSERT INTO bus_payloads (payload, at) VALUES (?, ?) RETURNING id',
       [payload, Date.now()],
     );
-    return JSON.stringify({ o: this.#serverId, n: ++this.#seq, ref: row!.id } satisfies Envelope);
+    return wire(this.#serverId, { n: ++this.#seq, ref: row!.id });
   }
 
   async #listen(): Promise<void> {
@@ -175,17 +189,20 @@ export class PostgresBus implements Bus {
   }
 
   async #receive(payload: string): Promise<void> {
-    const e = JSON.parse(payload) as Envelope;
-    if (e.o === this.#serverId) return;
+    const cut = payload.indexOf('\n');
+    if (cut < 0 || payload.slice(0, cut) === this.#serverId) return;
+    const e = JSON.parse(payload.slice(cut + 1)) as Envelope;
     let message = e.m;
     if (e.ref !== undefined) {
       const row = await this.#db.get<{ payload: string }>('SELECT payload FROM bus_payloads WHERE id = ?', [
         e.ref,
       ]);
       if (!row) return;
-      message = (JSON.parse(row.payload) as Envelope).m;
+      const kept = row.payload;
+      message = (JSON.parse(kept.slice(kept.indexOf('\n') + 1)) as Envelope).m;
     }
     if (!message) return;
+    if (message.kind === 'hello') this.#peers = true;
     for (const listener of this.#listeners) listener(message);
   }
 

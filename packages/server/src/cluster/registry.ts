@@ -33,6 +33,7 @@ export class ServerRegistry {
   readonly #heartbeatMs: number;
   #timer: NodeJS.Timeout | null = null;
   #onDead: (serverId: string) => Promise<void> = async () => {};
+  #onBeat: (alive: Set<string>) => void = () => {};
 
   constructor(db: Db, serverId: string, options: { heartbeatMs?: number; now?: () => number } = {}) {
     this.#db = db;
@@ -44,6 +45,11 @@ export class ServerRegistry {
   /** A row older than this belongs to a server that is gone (killed, or cut off from the database). */
   get goneAfterMs(): number {
     return 3 * this.#heartbeatMs;
+  }
+
+  /** Told after every heartbeat which servers run (this one included). */
+  onBeat(handler: (alive: Set<string>) => void): void {
+    this.#onBeat = handler;
   }
 
   /** What to do with a dead server that this one claimed. */
@@ -68,6 +74,7 @@ export class ServerRegistry {
     try {
       await this.#db.run('UPDATE servers SET seen_at = ? WHERE id = ?', [this.#now(), this.#id]);
       await this.sweep();
+      this.#onBeat(await this.alive());
     } catch {
       // the database is away: the next beat tries again
     }
