@@ -6,6 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { admissionBenchmark } from './admission.ts';
+import { clusterBenchmark } from './cluster.ts';
 import { type Benchmark, type BenchResult, type Machine, machine } from './lib/harness.ts';
 import { messagesBenchmark } from './messages.ts';
 import { queueBenchmark } from './queue.ts';
@@ -17,6 +18,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   queueBenchmark,
   streamingBenchmark,
   messagesBenchmark,
+  clusterBenchmark,
 ];
 
 const FILE = join(import.meta.dirname, '..', 'BENCHMARKS.md');

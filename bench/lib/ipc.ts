@@ -11,6 +11,8 @@ export interface ServerFixtureConfig {
   secret: string;
   /** engine options, e.g. positionIntervalMs */
   engine?: Record<string, number>;
+  /** the server's id (default bench-server); servers sharing a database need distinct ones */
+  serverId?: string;
 }
 
 export interface LagStats {
