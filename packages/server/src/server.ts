@@ -265,6 +265,7 @@ export class UsherServer {
     });
     this.#engine = engine;
     registry.onDeadServer((dead) => engine.adoptServer(dead));
+    registry.onReclaimed(() => engine.reclaim());
     livekit?.attach({
       log,
       // the agent is in the LiveKit room and has the packet already

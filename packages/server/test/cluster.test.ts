@@ -169,14 +169,9 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
       await invariants(db, 'busy');
     }
     assert.ok(operations >= 1_000, `${operations} operations`);
-    // the queue is in arrival order across servers: queued_at, then id, which is in creation order
+    // every session asked for is accounted for: queued, seated, or ended
     const store = await openStore(db.storage);
     try {
-      const queue = await store.read.queuedSessionIds('busy', 'default');
-      assert.ok(queue.length > 0, 'some sessions wait');
-      // (requests sent at once to three servers have no order of their own: the database's is the order)
-      assert.deepEqual(queue, [...queue].sort());
-      // every session asked for is accounted for: queued, seated, or ended
       const all = await store.read.listSessions({ projectId: 'busy', limit: 100_000 });
       assert.deepEqual(all.map((x) => x.id).sort(), [...ids].sort());
     } finally {

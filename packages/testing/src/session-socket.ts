@@ -13,6 +13,8 @@ export class TestSocket {
   readonly closed: Promise<{ code: number; reason: string }>;
   #waiters: { pred: Predicate; resolve: (e: SessionEvent) => void; from: number }[] = [];
   #otherWaiters: { type: string; resolve: (m: Record<string, unknown>) => void }[] = [];
+  #otherWatchers: { pred: (frames: readonly Record<string, unknown>[]) => boolean; resolve: () => void }[] =
+    [];
 
   constructor(url: string) {
     this.ws = new WebSocket(url);
@@ -40,6 +42,11 @@ export class TestSocket {
         this.other.push(m);
         const i = this.#otherWaiters.findIndex((w) => w.type === m.type);
         if (i >= 0) this.#otherWaiters.splice(i, 1)[0]!.resolve(m);
+        this.#otherWatchers = this.#otherWatchers.filter((w) => {
+          if (!w.pred(this.other)) return true;
+          w.resolve();
+          return false;
+        });
       }
     });
   }
@@ -63,6 +70,12 @@ export class TestSocket {
     return new Promise((resolve) => this.#otherWaiters.push({ type, resolve }));
   }
   #taken = new Map<string, number>();
+
+  /** Resolves once the frames that are not session events (all received so far) satisfy the predicate. */
+  untilOther(pred: (frames: readonly Record<string, unknown>[]) => boolean): Promise<void> {
+    if (pred(this.other)) return Promise.resolve();
+    return new Promise((resolve) => this.#otherWatchers.push({ pred, resolve }));
+  }
 
   /** Waits until the session reports the state. */
   state(

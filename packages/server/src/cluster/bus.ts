@@ -36,7 +36,9 @@ export type BusMessage =
   /** an admin asked that server to drain */
   | { kind: 'drain'; serverId: string }
   /** a server started: the others know they are not alone */
-  | { kind: 'hello'; serverId: string };
+  | { kind: 'hello'; serverId: string }
+  /** a draining server freed a worker of this pool: another server refills it and seats its queue */
+  | { kind: 'dispatch'; projectId: string; region: string };
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: this server is alone, nothing leaves it) */
@@ -61,6 +63,8 @@ const MAX_NOTIFY_BYTES = 7_900;
 const SEND_BATCH = 500;
 const PAYLOAD_TTL_MS = 60_000;
 const RECONNECT_MS = 1_000;
+/** a newcomer's row is in the servers table well within this after its hello */
+const HELLO_COUNTS_MS = 15_000;
 
 interface Envelope {
   /** its sequence number: PostgreSQL drops a repeated identical payload within one transaction */
@@ -89,6 +93,8 @@ export class PostgresBus implements Bus {
   #closed = false;
   /** whether another server runs: until one does, nothing is sent (one server alone pays nothing) */
   #peers = false;
+  /** when another server last said hello (a servers table read from before it does not count) */
+  #helloAt = 0;
 
   private constructor(db: PostgresDb, serverId: string, log: Logger) {
     this.#db = db;
@@ -110,9 +116,9 @@ export class PostgresBus implements Bus {
     return this.#peers;
   }
 
-  /** Whether other servers run (the servers table says so, or one said hello). */
+  /** Whether other servers run, as the servers table says; a hello heard lately outweighs a table without it. */
   setPeers(peers: boolean): void {
-    this.#peers = peers;
+    this.#peers = peers || Date.now() - this.#helloAt < HELLO_COUNTS_MS;
   }
 
   onMessage(listener: (m: BusMessage) => void): void {
@@ -202,7 +208,10 @@ export class PostgresBus implements Bus {
       message = (JSON.parse(kept.slice(kept.indexOf('\n') + 1)) as Envelope).m;
     }
     if (!message) return;
-    if (message.kind === 'hello') this.#peers = true;
+    if (message.kind === 'hello') {
+      this.#peers = true;
+      this.#helloAt = Date.now();
+    }
     for (const listener of this.#listeners) listener(message);
   }
 

@@ -34,6 +34,8 @@ export class ServerRegistry {
   #timer: NodeJS.Timeout | null = null;
   #onDead: (serverId: string) => Promise<void> = async () => {};
   #onBeat: (alive: Set<string>) => void = () => {};
+  #onReclaimed: () => Promise<void> = async () => {};
+  #row: { url: string; version: string } | null = null;
 
   constructor(db: Db, serverId: string, options: { heartbeatMs?: number; now?: () => number } = {}) {
     this.#db = db;
@@ -52,6 +54,14 @@ export class ServerRegistry {
     this.#onBeat = handler;
   }
 
+  /**
+   * This server's row was gone: another server took it for dead (it was cut off from the database for a
+   * while) and adopted what it held. The row is back; the handler takes its viewers and workers back.
+   */
+  onReclaimed(handler: () => Promise<void>): void {
+    this.#onReclaimed = handler;
+  }
+
   /** What to do with a dead server that this one claimed. */
   onDeadServer(handler: (serverId: string) => Promise<void>): void {
     this.#onDead = handler;
@@ -59,6 +69,14 @@ export class ServerRegistry {
 
   /** Writes this server's row (a restart under the same id replaces it) and keeps it fresh. */
   async start(url: string, version: string): Promise<void> {
+    this.#row = { url, version };
+    await this.#upsert();
+    this.#timer = setInterval(() => void this.#beat(), this.#heartbeatMs);
+    this.#timer.unref();
+  }
+
+  async #upsert(): Promise<void> {
+    const { url, version } = this.#row!;
     const now = this.#now();
     await this.#db.run(
       `INSERT INTO servers (id, url, version, started_at, seen_at, draining) VALUES (?, ?, ?, ?, ?, 0)
@@ -66,13 +84,15 @@ export class ServerRegistry {
          started_at = excluded.started_at, seen_at = excluded.seen_at, draining = 0`,
       [this.#id, url, version, now, now],
     );
-    this.#timer = setInterval(() => void this.#beat(), this.#heartbeatMs);
-    this.#timer.unref();
   }
 
   async #beat(): Promise<void> {
     try {
-      await this.#db.run('UPDATE servers SET seen_at = ? WHERE id = ?', [this.#now(), this.#id]);
+      const n = await this.#db.run('UPDATE servers SET seen_at = ? WHERE id = ?', [this.#now(), this.#id]);
+      if (n === 0) {
+        await this.#upsert();
+        await this.#onReclaimed();
+      }
       await this.sweep();
       this.#onBeat(await this.alive());
     } catch {

@@ -200,6 +200,8 @@ export class Engine {
     this.o.bus.onMessage((m) => {
       if (m.kind === 'worker') this.#links.get(m.workerId)?.send(m.frame);
       else if (m.kind === 'project') this.#track(() => this.#reloadProject(m.projectId));
+      else if (m.kind === 'dispatch' && !this.#draining)
+        this.#track(() => this.#redispatch(m.projectId, m.region));
       else if (m.kind === 'event') this.#presenceElsewhere(m.event);
     });
     this.#scheduler = new Scheduler({
@@ -1533,7 +1535,7 @@ export class Engine {
     this.#heartbeat(worker.id);
     // a pool-token worker gets a token of its own, to come back as itself after a reconnect
     const own =
-      claims.role === 'pool'
+      worker.driver === 'external'
         ? await this.o.tokens.sign(
             { role: 'worker', wid: worker.id, pid: worker.projectId },
             this.o.workerTokenTtlMs,
@@ -1572,6 +1574,11 @@ export class Engine {
   async #workerLost(workerId: string, why: string): Promise<void> {
     const w = await this.store.read.getWorker(workerId);
     if (!w || w.state === 'stopped') return;
+    // it came back on another server, which watches it now
+    if (!this.#links.has(workerId) && (await this.#attachedElsewhere(workerId))) {
+      this.#liveness.delete(workerId);
+      return;
+    }
     this.o.log.warn({ workerId, why }, 'worker lost');
     this.#links.get(workerId)?.close(4100, `lost: ${why}`);
     this.#links.delete(workerId);
@@ -1724,6 +1731,32 @@ export class Engine {
   }
 
   /**
+   * This server was taken for dead while it was cut off from the database, and another adopted what it held:
+   * the viewers still connected here are attached again (their reconnect windows close), and the workers whose
+   * sockets are here are marked as here.
+   */
+  async reclaim(): Promise<void> {
+    this.o.log.warn({}, 'this server was taken for dead; taking its viewers and workers back');
+    for (const id of this.#viewers.keys()) {
+      await this.#tx(async (r) => {
+        const s = await r.getSession(id, { lock: true });
+        if (!s || s.state === 'ended' || s.state === 'ending') return;
+        await r.updateSession(id, {
+          viewerAttached: true,
+          viewerServer: this.o.serverId,
+          updatedAt: this.clock.now(),
+        });
+        await r.clearTimer(id, TimerKind.Reconnect);
+      });
+    }
+    for (const workerId of this.#links.keys())
+      await this.store.read.updateWorker(workerId, {
+        attachedTo: this.o.serverId,
+        updatedAt: this.clock.now(),
+      });
+  }
+
+  /**
    * Another server died (its row in the servers table went stale and this server claimed it): the viewers that
    * were on it get their reconnect windows, and the workers whose sockets were on it get the re-attach window
    * to come back to any server; those that do not are handled as crashed.
@@ -1753,6 +1786,8 @@ export class Engine {
       this.#watchLiveness(w.id, this.o.reattachMs, async () => {
         const now = await this.store.read.getWorker(w.id);
         if (!now || now.state === 'stopped' || (now.attachedTo && now.attachedTo !== dead)) return;
+        // the server was not dead after all (it was cut off from the database): it still holds the worker
+        if ((await this.o.aliveServers()).has(dead)) return;
         await this.onWorkerExit({
           workerId: w.id,
           code: null,
@@ -1776,9 +1811,11 @@ export class Engine {
     this.#liveness.delete(exit.workerId);
     this.#links.get(exit.workerId)?.close(4100, 'worker exited');
     this.#links.delete(exit.workerId);
+    let freed = null as { projectId: string; region: string } | null;
     await this.#tx(async (r, fx) => {
       const w = await r.getWorker(exit.workerId, { lock: true });
       if (!w || w.state === 'stopped') return;
+      freed = { projectId: w.projectId, region: w.region };
       const now = this.clock.now();
       await r.updateWorker(w.id, { state: 'stopped', stoppedAt: now, updatedAt: now });
       const p = this.#projects.get(w.projectId)?.settings;
@@ -1805,6 +1842,8 @@ export class Engine {
       }
       if (p?.enabled) await this.#dispatch(r, fx, p, w.region);
     });
+    // a draining server starts no workers: another server refills the pool and seats the queue
+    if (freed && this.#draining && this.o.bus.shared) this.o.bus.send({ kind: 'dispatch', ...freed });
   }
 
   /** Auto-restart: a crashed live session goes back to `connecting` on a fresh worker with its saved state. */

@@ -98,13 +98,17 @@ export class LiveKitMode {
     await this.rooms.deleteRoom(sessionId);
   }
 
-  /** `{url, token}` for a participant or the agent of the session's room. */
+  /**
+   * `{url, token}` for a participant or the agent of the session's room. The agent's opens the room (and puts
+   * the recorder in it) on the server that sends the assignment; a participant's is only a token, whichever
+   * server answers (LiveKit makes the room if the participant is there first).
+   */
   async access(
     sessionId: string,
     identity: string,
     kind: LiveKitRole,
   ): Promise<{ url: string; token: string }> {
-    await this.open(sessionId);
+    if (kind === 'agent') await this.open(sessionId);
     const token = await this.#tokens.participantToken({ sessionId, identity, kind, ttlMs: this.#ttlMs });
     return { url: this.settings.url, token };
   }

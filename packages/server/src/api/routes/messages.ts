@@ -15,7 +15,7 @@ const MessagesQuery = Type.Object(
     before: Type.Optional(
       Type.String({
         description:
-          'ISO-8601 time: only messages older than it. Every message has a distinct time to the microsecond, so passing the `at` of the oldest message of a page (or nextBefore) gives the page before it',
+          'ISO-8601 time: only messages older than it. A server gives each message it relays a time of its own to the microsecond, so the `at` of the oldest message of a page (or nextBefore) gives the page before it; with several servers add before_id (nextBeforeId) to be exact',
       }),
     ),
     before_id: Type.Optional(

@@ -1,5 +1,5 @@
-// The Usher servers that share the database: list them, and drain one (it takes no new sessions, lets its
-// live ones finish, then stops taking connections). Readiness for load balancers: GET /readyz.
+// The Usher servers that share the database: list them, and drain one (it takes no new sessions and lets the
+// sessions of its own workers finish; stopping it then closes its connections). Readiness: GET /readyz.
 import { UsherError } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
@@ -49,7 +49,8 @@ export function serverRoutes(app: FastifyInstance, ctx: ApiContext): void {
     {
       schema: {
         tags,
-        summary: 'Drain a server: no new sessions, its live ones finish, then it stops taking connections',
+        summary:
+          'Drain a server: it is no longer ready, takes no new sessions and lets the sessions of its own workers finish; stop it (SIGTERM) to close its connections',
         params: IdParams,
         response: { 202: Server, '4xx': ErrorResponse },
       },
