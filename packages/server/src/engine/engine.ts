@@ -257,23 +257,10 @@ export class Engine {
   }
 
   async #recover(): Promise<void> {
-    const now = this.clock.now();
     // viewers' sockets on this server died with the previous run: their reconnect windows start now (a
     // viewer on another server is that server's)
     const self = this.o.serverId;
-    await this.#tx(async (r, fx) => {
-      const attached = (
-        await r.listSessions({
-          states: ['queued', 'connecting', 'active', 'idle', 'paused'],
-          limit: 1_000_000,
-        })
-      ).filter((s) => s.viewerAttached && (s.viewerServer === self || s.viewerServer === null));
-      for (const s of attached) {
-        const p = this.#project(s.projectId);
-        await r.updateSession(s.id, { viewerAttached: false, viewerServer: null, updatedAt: now });
-        await this.#setTimer(r, fx, s.id, TimerKind.Reconnect, now + p.timeouts.reconnectWindowMs);
-      }
-    });
+    await this.#releaseViewers((server) => server === self || server === null);
     // workers of the previous run: alive ones get time to re-attach, dead ones are handled as exits. This
     // server's own processes are its own; a worker of another driver is this server's unless its socket is on
     // another server that runs
@@ -658,20 +645,47 @@ export class Engine {
     this.#activityDue.set(id, { ...a, due });
   }
 
+  /** The session's viewer is connected to this server: its reconnect window, if open, closes. */
+  async #viewerHere(r: Repo, id: string): Promise<SessionRecord | null> {
+    const s = await r.getSession(id, { lock: true });
+    if (!s || s.state === 'ended' || s.state === 'ending') return null;
+    await r.updateSession(id, {
+      viewerAttached: true,
+      viewerServer: this.o.serverId,
+      updatedAt: this.clock.now(),
+    });
+    await r.clearTimer(id, TimerKind.Reconnect);
+    return s;
+  }
+
+  /**
+   * The viewers whose connection was on a server that went away (this one before a restart, or a dead one):
+   * their reconnect windows start now.
+   */
+  async #releaseViewers(wasOn: (server: string | null) => boolean): Promise<void> {
+    await this.#tx(async (r, fx) => {
+      const open = await r.listSessions({
+        states: ['queued', 'connecting', 'active', 'idle', 'paused'],
+        limit: 1_000_000,
+      });
+      const now = this.clock.now();
+      for (const s of open) {
+        if (!s.viewerAttached || !wasOn(s.viewerServer)) continue;
+        await r.updateSession(s.id, { viewerAttached: false, viewerServer: null, updatedAt: now });
+        const p = this.#project(s.projectId);
+        await this.#setTimer(r, fx, s.id, TimerKind.Reconnect, now + p.timeouts.reconnectWindowMs);
+      }
+    });
+  }
+
   /** The viewer's connection came up (first socket) or came back (within the reconnect window). */
   async viewerAttached(id: string): Promise<void> {
     const n = (this.#viewers.get(id) ?? 0) + 1;
     this.#viewers.set(id, n);
     if (n > 1) return;
     await this.#tx(async (r, fx) => {
-      const s = await r.getSession(id, { lock: true });
-      if (!s || s.state === 'ended' || s.state === 'ending') return;
-      await r.updateSession(id, {
-        viewerAttached: true,
-        viewerServer: this.o.serverId,
-        updatedAt: this.clock.now(),
-      });
-      await r.clearTimer(id, TimerKind.Reconnect);
+      const s = await this.#viewerHere(r, id);
+      if (!s) return;
       const p = this.#project(s.projectId);
       if (s.state === 'connecting' && s.workerStarted && needsViewerToStart(p)) {
         await this.#enterActive(r, fx, { ...s, viewerAttached: true }, 'viewer:attached');
@@ -1737,18 +1751,7 @@ export class Engine {
    */
   async reclaim(): Promise<void> {
     this.o.log.warn({}, 'this server was taken for dead; taking its viewers and workers back');
-    for (const id of this.#viewers.keys()) {
-      await this.#tx(async (r) => {
-        const s = await r.getSession(id, { lock: true });
-        if (!s || s.state === 'ended' || s.state === 'ending') return;
-        await r.updateSession(id, {
-          viewerAttached: true,
-          viewerServer: this.o.serverId,
-          updatedAt: this.clock.now(),
-        });
-        await r.clearTimer(id, TimerKind.Reconnect);
-      });
-    }
+    for (const id of this.#viewers.keys()) await this.#tx((r) => this.#viewerHere(r, id));
     for (const workerId of this.#links.keys())
       await this.store.read.updateWorker(workerId, {
         attachedTo: this.o.serverId,
@@ -1764,20 +1767,7 @@ export class Engine {
   async adoptServer(dead: string): Promise<void> {
     if (this.#closed) return;
     this.o.log.warn({ server: dead }, 'a server died: adopting its viewers and workers');
-    await this.#tx(async (r, fx) => {
-      const open = await r.listSessions({
-        states: ['queued', 'connecting', 'active', 'idle', 'paused'],
-        limit: 1_000_000,
-      });
-      const now = this.clock.now();
-      for (const s of open.filter((x) => x.viewerAttached && x.viewerServer === dead)) {
-        const locked = await r.getSession(s.id, { lock: true });
-        if (!locked?.viewerAttached || locked.viewerServer !== dead) continue;
-        await r.updateSession(s.id, { viewerAttached: false, viewerServer: null, updatedAt: now });
-        const p = this.#project(s.projectId);
-        await this.#setTimer(r, fx, s.id, TimerKind.Reconnect, now + p.timeouts.reconnectWindowMs);
-      }
-    });
+    await this.#releaseViewers((server) => server === dead);
     const orphans = (
       await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
     ).filter((w) => w.attachedTo === dead || (w.attachedTo === null && w.serverId === dead));
