@@ -2,12 +2,12 @@
 // (Usher, or the bare forwarder it is compared with) with a bounded number in flight per direction, and every
 // delivery is timed from its send. The pairs are plain `ws` clients in this process.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { BareStreamer, openViewer, poolSignallingUrl } from './bare-signalling.ts';
 import { type HttpClient, sleep } from './harness.ts';
 import { IpcClient } from './ipc.ts';
+import { schedstat } from './schedstat.ts';
 
 /** One viewer and the streamer it is subscribed to, through a relay. */
 export interface Pair {
@@ -98,15 +98,7 @@ export class Forwarder {
   /** the forwarder's CPU time so far (µs), and its main thread's where Linux tells (ns) */
   async sample(): Promise<Sample> {
     const cpu = await this.ipc.request<{ user: number; system: number }>({ t: 'cpu' });
-    try {
-      const [run, wait] = readFileSync(`/proc/${this.child.pid}/schedstat`, 'utf8')
-        .trim()
-        .split(/\s+/)
-        .map(Number);
-      return { cpu, sched: { runNs: run ?? 0, waitNs: wait ?? 0 } };
-    } catch {
-      return { cpu, sched: null };
-    }
+    return { cpu, sched: schedstat(`/proc/${this.child.pid}/schedstat`) };
   }
 
   async pairs(n: number): Promise<Pair[]> {

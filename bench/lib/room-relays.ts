@@ -2,13 +2,13 @@
 // two users joined to each with their own tokens) and the bare room forwarder (room-forwarder.ts, with its
 // worker stand-ins in room-workers.ts).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { HttpClient } from './harness.ts';
 import { IpcClient } from './ipc.ts';
 import type { Sample } from './relay-load.ts';
 import type { Room, RoomUser } from './room-load.ts';
+import { schedstat } from './schedstat.ts';
 
 type Frame = { type: string; status?: string; code?: string; message?: unknown };
 
@@ -132,15 +132,7 @@ export class RoomForwarder {
   /** the forwarder's CPU time so far (µs), and its main thread's where Linux tells (ns) */
   async sample(): Promise<Sample> {
     const cpu = await this.ipc.request<{ user: number; system: number }>({ t: 'cpu' });
-    try {
-      const [run, wait] = readFileSync(`/proc/${this.forwarder.pid}/schedstat`, 'utf8')
-        .trim()
-        .split(/\s+/)
-        .map(Number);
-      return { cpu, sched: { runNs: run ?? 0, waitNs: wait ?? 0 } };
-    } catch {
-      return { cpu, sched: null };
-    }
+    return { cpu, sched: schedstat(`/proc/${this.forwarder.pid}/schedstat`) };
   }
 
   /** the worker stand-ins' CPU time so far (µs) and how many messages they were given */

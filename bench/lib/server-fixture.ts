@@ -1,6 +1,5 @@
 // The server under benchmark, in a process of its own: an UsherServer whose `process` driver only hands each
 // launch to the parent (a worker host dials in for it), plus event-loop and memory figures on request.
-import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   type Logger,
@@ -12,6 +11,7 @@ import {
 import pino from 'pino';
 import type { BenchServerConfig } from './harness.ts';
 import type { LagStats, ServerNotice, ServerReply, ServerRequest } from './ipc.ts';
+import { schedstat } from './schedstat.ts';
 
 const send = (m: ServerNotice | ServerReply) => process.send?.(m);
 
@@ -106,19 +106,6 @@ async function handle(req: ServerRequest): Promise<unknown> {
       await server.close();
       setImmediate(() => process.exit(0));
       return null;
-  }
-}
-
-/**
- * The main (JavaScript) thread's time on a CPU and time spent runnable but waiting for one, in ns
- * (Linux /proc/thread-self/schedstat); the second shows how much other work on the machine delayed it.
- */
-function schedstat(): { runNs: number; waitNs: number } | null {
-  try {
-    const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').trim().split(/\s+/).map(Number);
-    return { runNs: run ?? 0, waitNs: wait ?? 0 };
-  } catch {
-    return null;
   }
 }
 

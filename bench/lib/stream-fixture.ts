@@ -3,12 +3,12 @@
 // WebSocket frame and HTTP request the server receives or sends — observed from outside the server's code, by
 // wrapping `ws` and the HTTP server's events in this process — so that a benchmark can tell the server's
 // share of a timeline from its peers'.
-import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type Logger, UsherServer } from '@usher/server';
 import pino from 'pino';
 import WebSocket from 'ws';
 import type { ServerFixtureConfig } from './ipc.ts';
+import { schedstat } from './schedstat.ts';
 
 export interface StreamFixtureConfig extends ServerFixtureConfig {
   /** a folder served at `/` */
@@ -99,15 +99,6 @@ function memory(gc: boolean) {
   }
   const m = process.memoryUsage();
   return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
-}
-
-function schedstat(): { runNs: number; waitNs: number } | null {
-  try {
-    const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').trim().split(/\s+/).map(Number);
-    return { runNs: run ?? 0, waitNs: wait ?? 0 };
-  } catch {
-    return null;
-  }
 }
 
 async function handle(req: StreamFixtureRequest): Promise<unknown> {

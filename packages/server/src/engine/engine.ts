@@ -24,7 +24,7 @@ import type { TokenIssuer } from '../auth/tokens.ts';
 import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
 import type { LiveKitMode } from '../livekit/mode.ts';
-import { type MessagePageResult, microsToIso } from '../storage/messages.ts';
+import type { MessagePageResult, StoredMessage } from '../storage/messages.ts';
 import type {
   ProjectRecord,
   ProjectSettings,
@@ -746,14 +746,9 @@ export class Engine {
     data: unknown,
     options: { toWorker?: boolean } = {},
   ): Promise<RelayedMessage> {
-    const now = this.clock.now();
-    const atUs = this.recorder.stamp(now);
-    const message: Envelope = { id: newId('m', now), sessionId, type, from, at: microsToIso(atUs), data };
-    const stored = Recorder.records(type)
-      ? this.recorder.record(message, atUs).then(() => true)
-      : Promise.resolve(false);
-    // a failed write is reported to whoever waits for it; nobody waiting must not crash the server
-    stored.catch((err) => this.o.log.error({ err, sessionId, messageId: message.id }, 'recording failed'));
+    const entry = this.recorder.envelope(this.clock.now(), { sessionId, type, from, data });
+    const { message } = entry;
+    const stored = this.#keep(entry);
     this.hub.publish({ type: 'session.message', sessionId, at: message.at, message });
     if (from.kind !== 'agent' && options.toWorker !== false)
       this.#toSessionWorker(sessionId, { type: 'message', message }, false);
@@ -764,18 +759,23 @@ export class Engine {
 
   /** Stores a participant's arrival or departure in the transcript (it reaches sockets as its own event). */
   #recordPresence(sessionId: string, type: 'participant_joined' | 'participant_left', p: Participant): void {
-    const atUs = this.recorder.stamp(this.clock.now());
-    const message: Envelope = {
-      id: newId('m', Math.floor(atUs / 1000)),
-      sessionId,
-      type,
-      from: { identity: p.identity, kind: p.kind },
-      at: microsToIso(atUs),
-      data: { participant: p },
-    };
-    this.recorder
-      .record(message, atUs)
-      .catch((err) => this.o.log.error({ err, sessionId, messageId: message.id }, 'recording failed'));
+    const from = { identity: p.identity, kind: p.kind };
+    void this.#keep(
+      this.recorder.envelope(this.clock.now(), { sessionId, type, from, data: { participant: p } }),
+    );
+  }
+
+  /**
+   * Records the message if its type is recorded: true once it is durable, false when it is not kept. A failed
+   * write is logged, and reported to whoever waits for it (nobody waiting must not crash the server).
+   */
+  #keep({ message, atUs }: StoredMessage): Promise<boolean> {
+    if (!Recorder.records(message.type)) return Promise.resolve(false);
+    const stored = this.recorder.record(message, atUs).then(() => true);
+    stored.catch((err) =>
+      this.o.log.error({ err, sessionId: message.sessionId, messageId: message.id }, 'recording failed'),
+    );
+    return stored;
   }
 
   /**

@@ -2,8 +2,15 @@
 // Writes are batched: what arrives in one turn of the event loop, or while a write is in flight, goes out as one
 // statement, so recording never holds up the relay. A message is durable once its record() promise resolves.
 import { type Envelope, RECORDED_TYPES } from '@usher/protocol';
-import type { MessageLog, MessagePageResult, PageQuery, StoredMessage } from '../storage/messages.ts';
+import {
+  type MessageLog,
+  type MessagePageResult,
+  microsToIso,
+  type PageQuery,
+  type StoredMessage,
+} from '../storage/messages.ts';
 import { Batcher, type Outcome } from './batcher.ts';
+import { newId } from './ids.ts';
 
 /** At most this many messages go out in one statement. */
 const RECORD_BATCH = 1_000;
@@ -28,13 +35,14 @@ export class Recorder {
   }
 
   /**
-   * A time for a message sent at `nowMs`, in microseconds: unique and increasing on this server, so the
-   * messages of a session stay in the order they were relayed even when the clock stands still.
+   * A new message sent at `nowMs`, with its id and its time in microseconds: unique and increasing on this
+   * server, so the messages of a session stay in the order they were relayed even when the clock stands still.
    */
-  stamp(nowMs: number): number {
+  envelope(nowMs: number, fields: Omit<Envelope, 'id' | 'at'>): StoredMessage {
     const us = nowMs * 1000;
     this.#lastUs = us > this.#lastUs ? us : this.#lastUs + 1;
-    return this.#lastUs;
+    const atUs = this.#lastUs;
+    return { message: { id: newId('m', nowMs), ...fields, at: microsToIso(atUs) }, atUs };
   }
 
   /** Stores the message with the next batch; resolves once it is durable. */
