@@ -5,7 +5,9 @@ import type { ProjectInput, SessionEvent } from '@usher/protocol';
 import {
   type Clock,
   ManualClock,
+  openStore,
   type StorageOptions,
+  Store,
   UsherServer,
   type UsherServerOptions,
   type WorkerDriver,
@@ -263,24 +265,47 @@ export function useTestServer(
     await server?.close();
     await db?.drop();
   });
-  const live = <T>(value: T | undefined): T => {
-    if (value === undefined)
-      throw new Error('useTestServer: the server starts in before(); use it inside tests');
-    return value;
-  };
-  const t = new Proxy(Object.create(TestServer.prototype) as TestServer, {
-    get: (_, key) => {
-      const target = live(server);
-      const value: unknown = Reflect.get(target, key, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-    set: (_, key, value) => Reflect.set(live(server), key, value),
-    has: (_, key) => key in live(server),
-  });
+  const t = suiteProxy(() => server, TestServer.prototype, 'the server');
   return {
     t,
     get db() {
-      return live(db);
+      return live(db, 'the database');
     },
   };
+}
+
+/**
+ * Registers node:test hooks on the current suite: before() creates a database of `kind` and opens a Store on
+ * it (migrated), after() closes it and drops the database. `store` reads as the store inside tests.
+ */
+export function useTestStore(kind: DatabaseKind): { readonly store: Store } {
+  let db: TestDatabase | undefined;
+  let store: Store | undefined;
+  before(async () => {
+    db = await createTestDatabase(kind);
+    store = await openStore(db.storage);
+  });
+  after(async () => {
+    await store?.close();
+    await db?.drop();
+  });
+  return { store: suiteProxy(() => store, Store.prototype, 'the store') };
+}
+
+function live<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`${what} is made in before(); use it inside tests`);
+  return value;
+}
+
+/** An object that forwards everything to the suite's current value (made in a before() hook). */
+function suiteProxy<T extends object>(current: () => T | undefined, proto: object, what: string): T {
+  return new Proxy(Object.create(proto) as T, {
+    get: (_, key) => {
+      const target = live(current(), what);
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+    set: (_, key, value) => Reflect.set(live(current(), what), key, value),
+    has: (_, key) => key in live(current(), what),
+  });
 }

@@ -1,11 +1,10 @@
 // The message log on SQLite and PostgreSQL: batched appends, pages newest first returned oldest first, cursors
 // that neither skip nor repeat a message when many share a timestamp, debug hidden unless asked.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { Envelope } from '@usher/protocol';
-import { createTestDatabase, databaseKinds, type TestDatabase } from '@usher/testing';
+import { databaseKinds, useTestStore } from '@usher/testing';
 import { isoToMicros, microsToIso, type StoredMessage } from './messages.ts';
-import { openStore, type Store } from './store.ts';
 
 const T_US = Date.UTC(2026, 0, 1) * 1000;
 
@@ -46,17 +45,7 @@ describe('ISO-8601 timestamps to the microsecond', () => {
 
 for (const kind of databaseKinds()) {
   describe(`message log (${kind})`, () => {
-    let db: TestDatabase;
-    let store: Store;
-
-    before(async () => {
-      db = await createTestDatabase(kind);
-      store = await openStore(db.storage);
-    });
-    after(async () => {
-      await store?.close();
-      await db?.drop();
-    });
+    const { store } = useTestStore(kind);
 
     test('a message comes back exactly as it was stored, with its envelope, sender and time', async () => {
       const m = stored('s-one', 1, T_US + 7);

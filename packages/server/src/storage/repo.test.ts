@@ -1,9 +1,9 @@
 // Storage conformance: the same suite on SQLite and PostgreSQL (migrations, sessions, queue, workers, timers,
 // settings, transactions and pool locks), so both back-ends behave alike.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { applyProjectInput } from '@usher/protocol';
-import { createTestDatabase, databaseKinds, type TestDatabase } from '@usher/testing';
+import { createTestDatabase, databaseKinds, type TestDatabase, useTestStore } from '@usher/testing';
 import { newId } from '../engine/ids.ts';
 import type { Db } from './db.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
@@ -62,17 +62,7 @@ const turn = () => new Promise<void>((r) => setImmediate(r));
 
 for (const kind of databaseKinds()) {
   describe(`storage conformance (${kind})`, () => {
-    let db: TestDatabase;
-    let store: Store;
-
-    before(async () => {
-      db = await createTestDatabase(kind);
-      store = await openStore(db.storage);
-    });
-    after(async () => {
-      await store?.close();
-      await db?.drop();
-    });
+    const { store } = useTestStore(kind);
 
     // ---------------------------------------------------------------- migrations
 
