@@ -4,7 +4,8 @@ import type { SessionEvent } from '@usher/protocol';
 import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerRecord } from '../storage/records.ts';
 
-export type SessionListener = (event: SessionEvent) => void;
+/** `local` is false for an event another server published (it reached this one through the bus). */
+export type SessionListener = (event: SessionEvent, local: boolean) => void;
 export type WorkerListener = (worker: WorkerRecord) => void;
 
 export class EventHub {
@@ -17,7 +18,7 @@ export class EventHub {
   connect(bus: Bus): void {
     this.#bus = bus;
     bus.onMessage((m) => {
-      if (m.kind === 'event') this.#deliver(m.event);
+      if (m.kind === 'event') this.#deliver(m.event, false);
     });
   }
 
@@ -34,21 +35,24 @@ export class EventHub {
     };
   }
 
-  /** Every event of every session. */
+  /**
+   * Every event of every session, this server's and (when servers share a database) the others'. Listeners that
+   * act once per event in a cluster (metrics, webhooks) keep only those with `local` true.
+   */
   subscribeAll(listener: SessionListener): () => void {
     this.#all.add(listener);
     return () => this.#all.delete(listener);
   }
 
   publish(event: SessionEvent): void {
-    this.#deliver(event);
+    this.#deliver(event, true);
     if (this.#bus.shared) this.#bus.send({ kind: 'event', event });
   }
 
-  #deliver(event: SessionEvent): void {
-    for (const l of this.#all) l(event);
+  #deliver(event: SessionEvent, local: boolean): void {
+    for (const l of this.#all) l(event, local);
     const set = this.#bySession.get(event.sessionId);
-    if (set) for (const l of [...set]) l(event);
+    if (set) for (const l of [...set]) l(event, local);
   }
 
   /** Every change of a worker's state, session or draining flag, after it is committed. */
