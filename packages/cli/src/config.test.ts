@@ -448,6 +448,45 @@ projects:
     assert.equal(settings.timeouts.pausedMs, 900_000);
   });
 
+  test('at the top level, exactly as the seed writes it, it is the default of every declared project', () => {
+    const c = resolve({
+      file: yaml(`
+# Session configuration
+session:
+  timeouts:
+    pending: 300        # seconds
+    connecting: 120     # seconds
+    idle: 1800          # seconds
+    paused: 900         # seconds
+projects:
+  - id: plain
+  - id: own-ms
+    timeouts: { idleMs: 5000 }
+  - id: own-seconds
+    session: { timeouts: { paused: 10 } }
+`),
+    });
+    const settings = Object.fromEntries(c.projects.map((p) => [p.id, applyProjectInput(null, p).timeouts]));
+    assert.deepEqual(
+      [
+        settings.plain!.pendingMs,
+        settings.plain!.connectingMs,
+        settings.plain!.idleMs,
+        settings.plain!.pausedMs,
+      ],
+      [300_000, 120_000, 1_800_000, 900_000],
+    );
+    // a project's own value wins, in either form
+    assert.equal(settings['own-ms']!.idleMs, 5000);
+    assert.equal(settings['own-ms']!.pendingMs, 300_000);
+    assert.equal(settings['own-seconds']!.pausedMs, 10_000);
+    assert.equal(settings['own-seconds']!.idleMs, 1_800_000);
+  });
+
+  test('a typo in the top-level block is named', () => {
+    fails({ file: yaml('session:\n  timeouts:\n    idel: 300\n') }, 'session.timeouts', '"idel"');
+  });
+
   test('a typo inside the seed block is named', () => {
     fails(
       { file: yaml('projects:\n  - id: a\n    session:\n      timeouts:\n        pendnig: 300\n') },

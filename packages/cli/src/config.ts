@@ -1,7 +1,12 @@
 // Resolves the server's configuration once: defaults, then the YAML file, then environment variables, then
 // flags (each overriding the one before), validated with messages that name the key to fix. Frozen.
 import { readFileSync } from 'node:fs';
-import { type ProjectInput, ProjectInput as ProjectInputSchema, validator } from '@usher/protocol';
+import {
+  type ProjectInput,
+  ProjectInput as ProjectInputSchema,
+  SeedSessionBlock,
+  validator,
+} from '@usher/protocol';
 import {
   type KubernetesSettings,
   type LiveKitSettings,
@@ -70,6 +75,9 @@ const ConfigFile = Type.Object(
     livekit: Type.Optional(Type.Unknown()),
     // the Kubernetes driver (docs/kubernetes.md): checked by parseKubernetesSettings, whose messages name the key
     kubernetes: Type.Optional(Type.Unknown()),
+    // the agent seed's block, as written there (seconds): the timeouts of every project declared here that
+    // does not set its own
+    session: Type.Optional(SeedSessionBlock),
     projects: Type.Optional(Type.Array(Type.Unknown())),
   },
   { additionalProperties: false },
@@ -184,7 +192,7 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
         const r = projectValidator.parse(p);
         if (!r.ok) throw new ConfigError(`${inputs.file}: ${yamlMessage(`projects[${i}]`, r.message)}`);
         if (!r.value.id) throw new ConfigError(`${inputs.file}: projects[${i}].id is required`);
-        return r.value;
+        return withSessionDefaults(r.value, f.session);
       });
       sources.projects = src;
     }
@@ -275,6 +283,26 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     projects,
     sources: Object.freeze(sources),
   });
+}
+
+/**
+ * A declared project with the file's top-level `session.timeouts` (seconds) as defaults: a value the project sets
+ * itself, in either form (`timeouts.pendingMs` or its own `session.timeouts.pending`), wins.
+ */
+function withSessionDefaults(p: ProjectInput, session: SeedSessionBlock | undefined): ProjectInput {
+  const seed = session?.timeouts;
+  if (!seed) return p;
+  const ms = (seconds: number | undefined) =>
+    seconds === undefined ? undefined : Math.round(seconds * 1000);
+  const defaults = Object.fromEntries(
+    Object.entries({
+      pendingMs: ms(seed.pending),
+      connectingMs: ms(seed.connecting),
+      idleMs: ms(seed.idle),
+      pausedMs: ms(seed.paused),
+    }).filter(([, v]) => v !== undefined),
+  );
+  return { ...p, timeouts: { ...defaults, ...p.timeouts } };
 }
 
 /**
