@@ -1,0 +1,159 @@
+// The `usher` command as an operator runs it: --help on every command, `usher migrate`, and `usher serve` with a
+// YAML file that declares two projects (the seed's session.timeouts block included), stopped with SIGTERM.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { openStore } from '@usher/server';
+
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'usher-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Environment without the operator's own USHER_* settings, so the test sees only what it passes. */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('USHER_')));
+  return { ...env, ...extra };
+}
+
+/** Runs `usher …` to its end. */
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { env: cleanEnv(), cwd: dir });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Lines of a child's stdout, parsed as pino's JSON where they are JSON. */
+async function* jsonLines(child: ChildProcess): AsyncGenerator<Record<string, unknown>> {
+  for await (const line of createInterface({ input: child.stdout! })) {
+    if (line.startsWith('{')) yield JSON.parse(line) as Record<string, unknown>;
+  }
+}
+
+describe('usher --help', () => {
+  for (const [args, fragment] of [
+    [['--help'], 'Commands:'],
+    [['serve', '--help'], '--config <file>'],
+    [['demo', '--help'], 'demo projects'],
+    [['migrate', '--help'], '--database <url>'],
+  ] as const) {
+    test(`usher ${args.join(' ')} explains itself and exits 0`, async () => {
+      const r = await run([...args]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stdout.includes(fragment), r.stdout);
+    });
+  }
+
+  test('an unknown command or option exits 2 and shows the help', async () => {
+    const unknown = await run(['srve']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "srve"/);
+    const option = await run(['serve', '--prot', '80']);
+    assert.equal(option.code, 2);
+    assert.match(option.stderr, /--prot/);
+    assert.match(option.stderr, /usher serve: run the server/);
+  });
+});
+
+describe('usher migrate', () => {
+  test('creates the schema of a new SQLite file, then finds it up to date', async () => {
+    const db = join(dir, 'migrate.db');
+    for (let i = 0; i < 2; i++) {
+      const r = await run(['migrate', '--database', db]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /is up to date/);
+    }
+    const store = await openStore({ type: 'sqlite', path: db });
+    try {
+      assert.deepEqual(await store.read.listProjects(), []);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a bad config file exits 2 and names the key to fix', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'server:\n  prot: 80\n');
+    const r = await run(['migrate', '--config', file]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /server/);
+    assert.match(r.stderr, /"prot"/);
+  });
+});
+
+describe('usher serve', () => {
+  test('serves the projects the YAML file declares, with the seed timeouts, and drains on SIGTERM', async () => {
+    const key = 'operator-key-0123456789';
+    const file = join(dir, 'two-projects.yaml');
+    writeFileSync(
+      file,
+      `
+server:
+  port: 0
+storage:
+  sqlite:
+    path: ${join(dir, 'serve.db')}
+adminKeys: [${key}]
+session:
+  timeouts:
+    pending: 300
+    connecting: 120
+    idle: 1800
+    paused: 900
+projects:
+  - id: game
+    kind: stream
+    worker: { driver: external }
+  - id: assistant
+    kind: agent
+    worker: { driver: external }
+    timeouts: { idleMs: 60000 }
+`,
+    );
+    const child = spawn(process.execPath, [MAIN, 'serve', '--config', file], { env: cleanEnv(), cwd: dir });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      const lines = jsonLines(child);
+      let url = '';
+      for await (const line of lines) {
+        if (line.msg === 'usher is listening') {
+          url = String(line.url);
+          break;
+        }
+      }
+      assert.ok(url, `the server said where it listens; stderr: ${stderr}`);
+      const res = await fetch(`${url}/projects`, { headers: { authorization: `Bearer ${key}` } });
+      assert.equal(res.status, 200);
+      const { projects } = (await res.json()) as {
+        projects: { id: string; timeouts: { idleMs: number; pausedMs: number } }[];
+      };
+      const byId = Object.fromEntries(projects.map((p) => [p.id, p]));
+      assert.deepEqual(Object.keys(byId).sort(), ['assistant', 'game']);
+      assert.equal(byId.game!.timeouts.idleMs, 1_800_000);
+      assert.equal(byId.assistant!.timeouts.idleMs, 60_000);
+      assert.equal(byId.assistant!.timeouts.pausedMs, 900_000);
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
