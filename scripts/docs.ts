@@ -195,6 +195,8 @@ export const SOCKET_CLOSE_DOCS: Readonly<Record<keyof typeof SocketCloseCode, st
   ServerShutdown:
     'the server is shutting down or restarting: reconnect to another server or later (the Web SDK resumes the session, within its reconnect window)',
   Replaced: 'the worker was replaced by a newer connection, declared lost, or exited',
+  SlowConsumer:
+    'the operator event socket (`GET /events/ws`) fell too far behind reading its events; reconnect and read the current state again',
 };
 
 export const WORKER_ENV_DOCS: Readonly<Record<keyof typeof WORKER_ENV, string>> = {

@@ -104,4 +104,6 @@ export const SocketCloseCode = {
   ServerShutdown: 1012,
   /** the worker was replaced or reaped */
   Replaced: 4100,
+  /** the client read its events too slowly (the operator's event socket): reconnect, then read the state again */
+  SlowConsumer: 4101,
 } as const;

@@ -1,6 +1,7 @@
 // The Usher server as a library: construct with options (no I/O), then listen() and close().
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import { type ProjectInput, SocketCloseCode } from '@usher/protocol';
@@ -8,13 +9,19 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { AuthContext } from './api/auth.ts';
 import type { ApiContext } from './api/context.ts';
 import { installErrorHandling } from './api/errors.ts';
+import { OriginPolicy } from './api/origins.ts';
+import { adminKeyRoutes } from './api/routes/admin-keys.ts';
 import { healthRoutes } from './api/routes/health.ts';
 import { messageRoutes } from './api/routes/messages.ts';
+import { metricsRoutes } from './api/routes/metrics.ts';
+import { operationRoutes } from './api/routes/operations.ts';
 import { projectRoutes } from './api/routes/projects.ts';
 import { serverRoutes } from './api/routes/servers.ts';
 import { sessionRoutes } from './api/routes/sessions.ts';
 import { webRoutes } from './api/routes/web.ts';
+import { webhookRoutes } from './api/routes/webhooks.ts';
 import { workerRoutes } from './api/routes/workers.ts';
+import { SessionRateLimiter, type SessionRateOptions } from './api/session-rate.ts';
 import { installJsonParser, installValidation } from './api/validation.ts';
 import { AdminKeys, TokenIssuer } from './auth/tokens.ts';
 import { type Bus, localBus, PostgresBus } from './cluster/bus.ts';
@@ -29,15 +36,21 @@ import { EventHub } from './engine/event-hub.ts';
 import type { LiveKitSettings } from './livekit/config.ts';
 import { LiveKitMode } from './livekit/mode.ts';
 import { liveKitWebhookRoute } from './livekit/webhooks.ts';
+import { Observability } from './observability/observability.ts';
+import { eventsSocketRoute } from './realtime/events-socket.ts';
 import { Keepalive } from './realtime/keepalive.ts';
 import { DEFAULT_MESSAGE_RATE, type RateLimit } from './realtime/rate-limit.ts';
 import { sessionSocketRoute } from './realtime/session-socket.ts';
 import { SignallingRelay } from './realtime/signalling/relay.ts';
 import { streamerSocketRoute } from './realtime/signalling/streamer-socket.ts';
 import { MAX_WORKER_FRAME_BYTES, workerSocketRoute } from './realtime/worker-socket.ts';
+import { AdminKeyStore } from './storage/admin-keys.ts';
 import { PostgresDb } from './storage/postgres.ts';
 import { openStore, type StorageOptions, Store } from './storage/store.ts';
 import { type Logger, silentLogger } from './util/logger.ts';
+import { scrubSecrets } from './util/redact.ts';
+import { resolveEndpoints, type WebhookEndpoint } from './webhooks/endpoints.ts';
+import { type WebhookDeliveryOptions, Webhooks } from './webhooks/service.ts';
 
 export const VERSION = '0.1.0';
 
@@ -49,7 +62,11 @@ export interface UsherServerOptions {
   port?: number;
   /** the URL clients and workers use to reach this server, if not http://host:port */
   publicUrl?: string;
-  /** admin API keys; when none is given a random one is generated and logged at start-up */
+  /**
+   * Admin API keys given in configuration (held as hashes in memory). More can be made, listed and revoked
+   * through /admin-keys (docs/security.md). When none is given and none is stored, the first start makes one
+   * named "bootstrap": its value is `generatedAdminKey`, for the caller to show once; it is never logged.
+   */
   adminKeys?: readonly string[];
   /** the secret that signs tokens (at least 32 characters); default: one generated once and kept in the database */
   secret?: string;
@@ -99,6 +116,37 @@ export interface UsherServerOptions {
   messageRate?: RateLimit;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
   bodyLimitBytes?: number;
+  /**
+   * How many bytes of events an operator event socket (`GET /events/ws`) may have waiting to be sent before it
+   * is closed with 4101 as too slow (default 4 MiB): a slow dashboard never holds up the server.
+   */
+  eventsSocketMaxBufferedBytes?: number;
+  /**
+   * Whether to believe X-Forwarded-For (and -Host, -Proto) from the peer: true for any peer, or the proxies'
+   * addresses and CIDR ranges (a list, or comma-separated), as Fastify's trustProxy. Default false: the client
+   * is the socket's peer. Per-client rate limits need it behind a load balancer.
+   */
+  trustProxy?: boolean | string | readonly string[];
+  /**
+   * Web pages of other origins that may call the API and open session sockets from a browser: exact origins
+   * (`https://app.example.com`) or `*`. Default none: only pages this server serves (same origin). Clients that
+   * send no Origin (workers, backends) are not concerned.
+   */
+  allowedOrigins?: readonly string[];
+  /** limits on POST /sessions per client address and per project (docs/security.md) */
+  sessionRate?: SessionRateOptions;
+  /**
+   * GET /metrics (Prometheus, docs/observability.md): it needs an admin key unless `public` is true (for a scraper
+   * on a private network that cannot send one).
+   */
+  metrics?: { public?: boolean };
+  /**
+   * Signed POSTs of session events to these endpoints, with retries and a durable delivery log
+   * (docs/webhooks.md). Secrets stay in the configuration: they are never stored or logged.
+   */
+  webhooks?: readonly WebhookEndpoint[];
+  /** how webhook deliveries are made: attempts, timeout, retry schedule, retention (docs/webhooks.md) */
+  webhookDelivery?: WebhookDeliveryOptions;
   engine?: Partial<
     Omit<
       EngineOptions,
@@ -123,6 +171,8 @@ export class UsherServer {
   #bus: Bus | null = null;
   #registry: ServerRegistry | null = null;
   #draining: Promise<{ remaining: number }> | null = null;
+  #observability: Observability | null = null;
+  #webhooks: Webhooks | null = null;
 
   constructor(options: UsherServerOptions) {
     this.options = options;
@@ -145,34 +195,70 @@ export class UsherServer {
     return this.#url;
   }
 
-  /** The admin key generated at start-up when none was configured. */
+  /** Webhooks: the delivery log, and settled() for tests (available after listen()). */
+  get webhooks(): Webhooks {
+    if (!this.#webhooks) throw new Error('the server is not listening yet: call listen() first');
+    return this.#webhooks;
+  }
+
+  /** What the server observes of itself: its Prometheus metrics, its sessions' pools (after listen()). */
+  get observability(): Observability {
+    if (!this.#observability) throw new Error('the server is not listening yet: call listen() first');
+    return this.#observability;
+  }
+
+  /**
+   * The admin key made on first start (named "bootstrap") when none was configured or stored, else null. It is
+   * stored only as a hash and never logged: show it once to whoever started the server.
+   */
   get generatedAdminKey(): string | null {
     return this.#adminKey;
   }
 
   async listen(): Promise<{ url: string }> {
     const o = this.options;
-    const log = o.log ?? silentLogger;
     const clock = o.clock ?? systemClock;
+    resolveEndpoints(o.webhooks ?? []); // a mistake in them stops the start before anything is opened
     if (o.storage instanceof Store) this.#store = o.storage;
     else {
       this.#store = await openStore(o.storage, () => clock.now());
       this.#ownsStore = true;
     }
     const store = this.#store;
+    // metrics, and log lines that name a session or worker completed with its project
+    const observability = new Observability({
+      store,
+      hub: this.hub,
+      log: o.log ?? silentLogger,
+      projects: () => this.#engine?.listProjects() ?? [],
+    });
+    this.#observability = observability;
+    const log = observability.log;
     const secret =
       o.secret ?? (await store.read.getOrInitSetting('token_secret', randomBytes(32).toString('base64url')));
     const tokens = new TokenIssuer(secret, () => clock.now());
-    let keys = o.adminKeys ?? [];
-    if (keys.length === 0) {
-      this.#adminKey = `usk_${randomBytes(24).toString('base64url')}`;
-      keys = [this.#adminKey];
+    const adminKeys = new AdminKeys(o.adminKeys ?? [], {
+      store: new AdminKeyStore(store.db),
+      now: () => clock.now(),
+      // the other servers drop the key from their caches at once (their cache expiry is the backstop)
+      onRevoked: (keyId) => this.#bus?.send({ kind: 'admin_key_revoked', keyId }),
+    });
+    const bootstrap = await adminKeys.bootstrap();
+    if (bootstrap) {
+      this.#adminKey = bootstrap.key;
+      log.warn(
+        { keyId: bootstrap.id, prefix: bootstrap.prefix },
+        'no admin key was configured or stored: made one named "bootstrap"; its value goes to whoever started the server, never to the log (rotate it: docs/security.md)',
+      );
     }
-    const auth: AuthContext = { adminKeys: new AdminKeys(keys), tokens };
+    const auth: AuthContext = { adminKeys, tokens };
 
     const processDriver =
       o.drivers?.process ??
-      new ProcessDriver({ logger: (workerId, stream, line) => log.info({ workerId, stream }, line) });
+      new ProcessDriver({
+        // a worker may print its URLs or environment: what looks like a token or key is hidden
+        logger: (workerId, stream, line) => log.info({ workerId, stream }, scrubSecrets(line)),
+      });
     const externalDriver = o.drivers?.external ?? new ExternalDriver();
     this.#drivers = { process: processDriver, external: externalDriver };
     const kubernetesDriver =
@@ -181,6 +267,7 @@ export class UsherServer {
 
     const app = Fastify({
       bodyLimit: o.bodyLimitBytes ?? 1024 * 1024,
+      trustProxy: (o.trustProxy ?? false) as boolean | string | string[],
       logController: new LogController({ disableRequestLogging: true }),
       return503OnClosing: true,
       forceCloseConnections: true,
@@ -225,6 +312,19 @@ export class UsherServer {
         done();
       },
     });
+    const origins = new OriginPolicy(o.allowedOrigins ?? [], o.publicUrl);
+    if (origins.crossOrigin)
+      await app.register(cors, {
+        origin: (origin, cb) => cb(null, origins.corsOrigin(origin)),
+        methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
+        allowedHeaders: ['authorization', 'content-type', 'x-api-key'],
+        maxAge: 600,
+      });
+    // browsers apply no CORS to WebSockets: an upgrade from another origin's page is refused here (403) unless
+    // allowed. Worker endpoints are dialled by processes, not pages, and authenticate with worker tokens.
+    app.addHook('onRequest', async (req) => {
+      if (req.ws && !WORKER_SOCKETS.has(req.routeOptions.url ?? '')) await origins.socketGuard(req);
+    });
 
     const livekit =
       o.livekit instanceof LiveKitMode
@@ -245,6 +345,18 @@ export class UsherServer {
     this.hub.connect(bus);
     const registry = new ServerRegistry(store.db, serverId, { heartbeatMs: o.serverHeartbeatMs });
     this.#registry = registry;
+    const webhooks = new Webhooks({
+      db: store.db,
+      hub: this.hub,
+      clock,
+      serverId,
+      endpoints: o.webhooks ?? [],
+      delivery: o.webhookDelivery,
+      log,
+      shared,
+      userAgent: `Usher/${VERSION} (webhooks)`,
+    });
+    this.#webhooks = webhooks;
     let baseUrl = '';
     const engine = new Engine({
       // another server's deadlines are seen within a second (it may have died before they came due)
@@ -257,13 +369,14 @@ export class UsherServer {
       clock,
       hub: this.hub,
       tokens,
-      drivers: this.#drivers,
+      drivers: observability.drivers(this.#drivers),
       log,
       serverId,
       workerUrl: () => `${toWs(baseUrl)}/workers/ws`,
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
     });
     this.#engine = engine;
+    observability.watchRecorder(engine.recorder);
     registry.onDeadServer((dead) => engine.adoptServer(dead));
     registry.onReclaimed(() => engine.reclaim());
     livekit?.attach({
@@ -295,6 +408,7 @@ export class UsherServer {
     );
 
     bus.onMessage((m) => {
+      if (m.kind === 'admin_key_revoked') adminKeys.forget(m.keyId);
       if (m.kind === 'drain' && m.serverId === serverId)
         void this.drain().catch((err) => log.error({ err }, 'draining failed'));
     });
@@ -316,6 +430,7 @@ export class UsherServer {
       relay,
       keepalive,
       messageRate: o.messageRate ?? DEFAULT_MESSAGE_RATE,
+      sessionRate: new SessionRateLimiter(o.sessionRate, Boolean(o.trustProxy), () => clock.now(), log),
       workerSocketUrl: () => `${toWs(baseUrl)}/workers/ws`,
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
       version: VERSION,
@@ -347,7 +462,12 @@ export class UsherServer {
       projectRoutes(scope, ctx);
       workerRoutes(scope, ctx);
       serverRoutes(scope, ctx);
+      operationRoutes(scope, ctx);
+      metricsRoutes(scope, ctx, observability.metrics, o.metrics);
+      webhookRoutes(scope, { auth, webhooks });
+      adminKeyRoutes(scope, { auth });
       sessionSocketRoute(scope, ctx);
+      eventsSocketRoute(scope, ctx, { maxBufferedBytes: o.eventsSocketMaxBufferedBytes });
       workerSocketRoute(scope, ctx);
       streamerSocketRoute(scope, ctx);
       await webRoutes(scope, o.pagesRoot);
@@ -357,10 +477,10 @@ export class UsherServer {
     const address = await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
     this.#url = address.replace('[::1]', 'localhost');
     baseUrl = (o.publicUrl ?? this.#url).replace(/\/$/, '');
-    if (this.#adminKey)
-      log.warn({}, `no admin key configured; generated one for this run: ${this.#adminKey}`);
 
     try {
+      // webhooks hear what the engine does from its first step (recovery included)
+      await webhooks.start();
       await engine.start();
       await registry.start(baseUrl, VERSION);
       if (bus instanceof PostgresBus) {
@@ -411,6 +531,8 @@ export class UsherServer {
       await this.#app?.close();
       await this.#registry?.stop();
       await this.#engine?.close();
+      this.#observability?.close();
+      await this.#webhooks?.close();
       await this.#bus?.close();
       await this.#livekit?.stop();
       await Promise.all(Object.values(this.#drivers).map((d) => d.close()));
@@ -419,6 +541,9 @@ export class UsherServer {
     return this.#closing;
   }
 }
+
+/** The WebSocket endpoints of workers: not for browsers, so not subject to allowedOrigins. */
+const WORKER_SOCKETS = new Set(['/workers/ws', '/workers/signalling']);
 
 function toWs(httpUrl: string): string {
   return httpUrl.replace(/^http/, 'ws');

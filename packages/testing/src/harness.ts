@@ -35,6 +35,15 @@ export interface TestServerOptions {
   keepaliveMs?: number;
   /** LiveKit mode: settings, or a LiveKitMode (built after the options, hence a function) */
   livekit?: () => UsherServerOptions['livekit'];
+  /** the server's logger (default: none) */
+  log?: UsherServerOptions['log'];
+  /** GET /metrics access (default: an admin key is needed) */
+  metrics?: UsherServerOptions['metrics'];
+  /** webhook endpoints and how deliveries are made (docs/webhooks.md) */
+  webhooks?: UsherServerOptions['webhooks'];
+  webhookDelivery?: UsherServerOptions['webhookDelivery'];
+  /** any other server options (rate limits, allowed origins, trustProxy…), applied last */
+  server?: Partial<UsherServerOptions>;
 }
 
 export interface ApiResult<T = Record<string, unknown>> {
@@ -66,6 +75,11 @@ export class TestServer {
       engine: { positionIntervalMs: 0, ...options.engine },
       keepaliveMs: options.keepaliveMs ?? 0,
       livekit: options.livekit?.(),
+      log: options.log,
+      metrics: options.metrics,
+      webhooks: options.webhooks,
+      webhookDelivery: options.webhookDelivery,
+      ...options.server,
     });
   }
 

@@ -1,9 +1,14 @@
 // Who is calling: an admin (API key), a participant or worker (signed token), or nobody.
 import { UsherError } from '@usher/protocol';
 import type { FastifyRequest } from 'fastify';
-import type { AdminKeys, TokenIssuer, TokenRole, VerifiedToken } from '../auth/tokens.ts';
+import type { AdminKeys } from '../auth/admin-keys.ts';
+import type { TokenIssuer, TokenRole, VerifiedToken } from '../auth/tokens.ts';
 
-export type Caller = { kind: 'admin' } | { kind: 'token'; token: VerifiedToken } | { kind: 'anonymous' };
+/** An admin (`keyId`: the stored key's id, null for a key given in configuration), a token, or nobody. */
+export type Caller =
+  | { kind: 'admin'; keyId: string | null }
+  | { kind: 'token'; token: VerifiedToken }
+  | { kind: 'anonymous' };
 
 export interface AuthContext {
   adminKeys: AdminKeys;
@@ -32,8 +37,9 @@ export async function callerOf(req: FastifyRequest, auth: AuthContext): Promise<
   const credential = credentialOf(req);
   if (credential === null) return { kind: 'anonymous' };
   if (JWT_SHAPE.test(credential)) return { kind: 'token', token: await auth.tokens.verify(credential) };
-  if (auth.adminKeys.check(credential)) return { kind: 'admin' };
-  throw new UsherError('UNAUTHORIZED', 'the admin key is not valid');
+  const admin = await auth.adminKeys.verify(credential);
+  if (admin) return { kind: 'admin', keyId: admin.keyId };
+  throw new UsherError('UNAUTHORIZED', 'the admin key is not valid (or was revoked)');
 }
 
 export function requireAdmin(caller: Caller): void {

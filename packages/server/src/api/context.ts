@@ -6,6 +6,7 @@ import type { Keepalive } from '../realtime/keepalive.ts';
 import type { RateLimit } from '../realtime/rate-limit.ts';
 import type { SignallingRelay } from '../realtime/signalling/relay.ts';
 import type { AuthContext } from './auth.ts';
+import type { SessionRateLimiter } from './session-rate.ts';
 
 export interface ApiContext {
   engine: Engine;
@@ -16,6 +17,8 @@ export interface ApiContext {
   keepalive: Keepalive;
   /** room messages per participant connection */
   messageRate: RateLimit;
+  /** how many sessions a client, and a project, may ask for */
+  sessionRate: SessionRateLimiter;
   /** ws(s)://…/sessions/{id}/ws */
   sessionSocketUrl(sessionId: string): string;
   /** ws(s)://…/workers/ws, the worker protocol */

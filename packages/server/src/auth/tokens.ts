@@ -1,5 +1,5 @@
-// Signed, short-lived tokens scoped to one session (or worker) and one role, and admin key checks.
-import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+// Signed, short-lived tokens scoped to one session (or worker) and one role. Admin keys: admin-keys.ts.
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { UsherError } from '@usher/protocol';
 import { errors as joseErrors, jwtVerify } from 'jose';
 
@@ -76,26 +76,4 @@ export class TokenIssuer {
   }
 }
 
-/** Admin API keys, kept only as SHA-256 hashes and compared in constant time. */
-export class AdminKeys {
-  readonly #hashes: Buffer[];
-
-  constructor(keys: readonly string[]) {
-    this.#hashes = keys.map(hashKey);
-  }
-
-  get configured(): boolean {
-    return this.#hashes.length > 0;
-  }
-
-  check(key: string): boolean {
-    const h = hashKey(key);
-    let ok = false;
-    for (const k of this.#hashes) ok = timingSafeEqual(k, h) || ok;
-    return ok;
-  }
-}
-
-function hashKey(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
-}
+export { AdminKeys } from './admin-keys.ts';

@@ -38,7 +38,9 @@ export type BusMessage =
   /** a server started: the others know they are not alone */
   | { kind: 'hello'; serverId: string }
   /** a draining server freed a worker of this pool: another server refills it and seats its queue */
-  | { kind: 'dispatch'; projectId: string; region: string };
+  | { kind: 'dispatch'; projectId: string; region: string }
+  /** an admin key was revoked: the others drop it from their caches at once */
+  | { kind: 'admin_key_revoked'; keyId: string };
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: this server is alone, nothing leaves it) */

@@ -208,7 +208,8 @@ export class Engine {
       store: options.store,
       clock: options.clock,
       handle: (t) => this.#onTimer(t),
-      onError: (err, t) => this.o.log.error({ err, timer: t }, 'timer handler failed'),
+      onError: (err, t) =>
+        this.o.log.error({ err, sessionId: t.sessionId, timer: t }, 'timer handler failed'),
       pollIntervalMs: this.o.timerPollMs,
     });
   }
@@ -286,7 +287,10 @@ export class Engine {
       }
       this.#watchLiveness(w.id, this.o.reattachMs, async () => {
         if (await this.#attachedElsewhere(w.id)) return;
-        this.o.log.warn({ workerId: w.id }, 'worker did not re-attach after restart; reaping it');
+        this.o.log.warn(
+          { workerId: w.id, projectId: w.projectId, region: w.region, sessionId: w.sessionId ?? undefined },
+          'worker did not re-attach after restart; reaping it',
+        );
         if (driver && w.handle) await driver.reap(w.id, w.handle).catch(() => {});
         await this.onWorkerExit({ workerId: w.id, code: null, signal: null, expected: false });
       });
@@ -1253,7 +1257,10 @@ export class Engine {
           );
         }
       } catch (err) {
-        this.o.log.error({ err, workerId: w.id, projectId: p.id }, 'worker failed to start');
+        this.o.log.error(
+          { err, workerId: w.id, projectId: p.id, region, sessionId: sessionId ?? undefined },
+          'worker failed to start',
+        );
         await this.onWorkerExit({
           workerId: w.id,
           code: null,
@@ -1350,7 +1357,10 @@ export class Engine {
           assignment.livekit = await livekit.access(s.id, workerId, 'agent');
         } catch (err) {
           // without its room the agent has nowhere to meet its users
-          this.o.log.error({ err, sessionId: s.id }, 'the LiveKit room could not be opened');
+          this.o.log.error(
+            { err, sessionId: s.id, projectId: s.projectId, workerId },
+            'the LiveKit room could not be opened',
+          );
           this.hub.publish({
             type: 'session.error',
             sessionId: s.id,
@@ -1480,6 +1490,13 @@ export class Engine {
     return estimateWaitMs(position, await this.#mean(projectId, region), poolMax);
   }
 
+  /** The estimated wait of each position in a pool's queue, as queued sessions are told it (GET /queues). */
+  async waitEstimator(projectId: string, region: string): Promise<(position: number) => number | null> {
+    const mean = await this.#mean(projectId, region);
+    const poolMax = this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0;
+    return (position) => estimateWaitMs(position, mean, poolMax);
+  }
+
   async #mean(projectId: string, region: string): Promise<number | null> {
     const key = poolKey(projectId, region);
     const cached = this.#meanCache.get(key);
@@ -1593,7 +1610,10 @@ export class Engine {
       this.#liveness.delete(workerId);
       return;
     }
-    this.o.log.warn({ workerId, why }, 'worker lost');
+    this.o.log.warn(
+      { workerId, projectId: w.projectId, region: w.region, sessionId: w.sessionId ?? undefined, why },
+      'worker lost',
+    );
     this.#links.get(workerId)?.close(4100, `lost: ${why}`);
     this.#links.delete(workerId);
     const driver = this.o.drivers[w.driver];

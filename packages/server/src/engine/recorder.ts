@@ -22,6 +22,7 @@ export class Recorder {
   readonly #batcher: Batcher<StoredMessage, void>;
   readonly #inflight = new Set<Promise<unknown>>();
   #lastUs = 0;
+  #written: ((batch: readonly StoredMessage[]) => void) | null = null;
 
   /** @param track  runs a write loop as tracked background work (so shutdown waits for it) */
   constructor(log: MessageLog, track: (work: () => Promise<void>) => void) {
@@ -54,6 +55,11 @@ export class Recorder {
     return done;
   }
 
+  /** Hears each batch once it is durable (the metrics count recorded messages). */
+  onWritten(listener: (batch: readonly StoredMessage[]) => void): void {
+    this.#written = listener;
+  }
+
   /** Resolves when every message recorded before the call is written (or failed). */
   async flushed(): Promise<void> {
     await Promise.allSettled([...this.#inflight]);
@@ -67,6 +73,11 @@ export class Recorder {
 
   async #write(batch: StoredMessage[]): Promise<Outcome<void>[]> {
     await this.#log.append(batch);
+    try {
+      this.#written?.(batch);
+    } catch {
+      // what listens is told, and cannot fail the write
+    }
     return batch.map(() => ({ ok: true, value: undefined }));
   }
 }

@@ -2,6 +2,7 @@
 import type { Validator } from '@usher/protocol';
 import type { Static, TSchema } from 'typebox';
 import type { RawData } from 'ws';
+import { scrubSecrets } from '../util/redact.ts';
 
 export type Parsed<T> =
   | { ok: true; value: T }
@@ -38,6 +39,8 @@ export function parseFrame<T extends TSchema>(
   return { ok: true, value: result.value };
 }
 
+/** The start of a frame's text, for messages and logs: what looks like a token in it is hidden. */
 export function truncate(s: string, max = 200): string {
-  return s.length > max ? `${s.slice(0, max)}…` : s;
+  const shown = scrubSecrets(s);
+  return shown.length > max ? `${shown.slice(0, max)}…` : shown;
 }

@@ -1,4 +1,5 @@
-// A token bucket: at most `burst` at once, refilled at `perSecond`. One per participant socket for room messages.
+// Token buckets: at most `burst` at once, refilled at `perSecond`. One per participant socket for room messages;
+// one per client and per project for session creation (BucketMap keeps those, bounded).
 
 export interface RateLimit {
   /** sustained rate */
@@ -15,6 +16,7 @@ export class TokenBucket {
   #tokens: number;
   #at: number;
 
+  /** `now` in milliseconds: real time by default; the server passes its clock, tests a manual one */
   constructor(limit: RateLimit, now: () => number = performance.now.bind(performance)) {
     this.#limit = limit;
     this.#now = now;
@@ -22,16 +24,66 @@ export class TokenBucket {
     this.#at = now();
   }
 
+  #refill(): void {
+    const now = this.#now();
+    if (now > this.#at)
+      this.#tokens = Math.min(
+        this.#limit.burst,
+        this.#tokens + ((now - this.#at) / 1000) * this.#limit.perSecond,
+      );
+    this.#at = Math.max(this.#at, now);
+  }
+
   /** Takes one token; false when there is none left. */
   take(): boolean {
-    const now = this.#now();
-    this.#tokens = Math.min(
-      this.#limit.burst,
-      this.#tokens + ((now - this.#at) / 1000) * this.#limit.perSecond,
-    );
-    this.#at = now;
+    this.#refill();
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;
     return true;
+  }
+
+  /** How long until a token is there, in ms (0: one is there now). */
+  waitMs(): number {
+    this.#refill();
+    if (this.#tokens >= 1) return 0;
+    return Math.ceil(((1 - this.#tokens) / this.#limit.perSecond) * 1000);
+  }
+}
+
+/**
+ * One bucket per key (a client's address, a project), created full on first use. At most `maxKeys` are kept:
+ * the least recently used goes first, which at worst gives that key a fresh burst.
+ */
+export class BucketMap {
+  readonly #limit: RateLimit;
+  readonly #now: () => number;
+  readonly #maxKeys: number;
+  readonly #buckets = new Map<string, TokenBucket>();
+
+  constructor(limit: RateLimit, now: () => number, maxKeys = 10_000) {
+    this.#limit = limit;
+    this.#now = now;
+    this.#maxKeys = maxKeys;
+  }
+
+  get limit(): RateLimit {
+    return this.#limit;
+  }
+
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  /** Takes a token of the key's bucket: 0 when taken, else how many ms until one is there. */
+  take(key: string): number {
+    let bucket = this.#buckets.get(key);
+    if (bucket) this.#buckets.delete(key);
+    else {
+      bucket = new TokenBucket(this.#limit, this.#now);
+      while (this.#buckets.size >= this.#maxKeys) this.#buckets.delete(this.#buckets.keys().next().value!);
+    }
+    // (re)inserted last: the map's order is the order of last use
+    this.#buckets.set(key, bucket);
+    return bucket.take() ? 0 : Math.max(1, bucket.waitMs());
   }
 }

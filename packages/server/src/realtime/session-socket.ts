@@ -58,6 +58,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
 
       let role: string;
       let identity = 'admin';
+      /** the session's project, for log lines (known once the session is read) */
+      let projectId: string | undefined;
       let joined = false;
       /** participants the snapshot listed: their held join events are not sent again */
       const listed = new Set<string>();
@@ -80,6 +82,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         };
         if (caller.kind === 'token') sendConfig(caller.token.pid);
         let s = await engine.getSession(sessionId);
+        projectId = s.projectId;
         timeline = await engine.store.read.timeline(sessionId);
         // the snapshot shows the timeline's state, so that the held events it already covers can be told apart
         const last = timeline[timeline.length - 1];
@@ -170,7 +173,9 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             return;
           case 'input':
             if (role === 'viewer' || role === 'user')
-              void engine.recordInput(sessionId).catch((err) => req.log.error({ err }, 'input failed'));
+              void engine
+                .recordInput(sessionId)
+                .catch((err) => req.log.error({ err, sessionId, projectId }, 'input failed'));
             return;
           case 'message': {
             const { ref } = frame;
@@ -200,7 +205,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
                   send({ type: 'message_ack', ref, id: message.id, at: message.at, recorded });
               })
               .catch((err) => {
-                req.log.error({ err }, 'relay failed');
+                req.log.error({ err, sessionId, projectId }, 'relay failed');
                 refuse('INTERNAL', 'the message could not be relayed');
               });
             return;
@@ -223,7 +228,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         if (role === 'viewer' && !ended) {
           void engine
             .viewerDetached(sessionId, code)
-            .catch((err) => req.log.error({ err }, 'viewer detach failed'));
+            .catch((err) => req.log.error({ err, sessionId, projectId }, 'viewer detach failed'));
         }
       };
       ctx.keepalive.track(socket);

@@ -1,6 +1,6 @@
 // GET /workers/ws: the worker protocol. The first frame must be `register` with a valid token; frames are
 // handled one at a time, in order.
-import { SocketCloseCode, UsherError, validator, WorkerFrame } from '@usher/protocol';
+import { MAX_CLIENT_FRAME_BYTES, SocketCloseCode, UsherError, validator, WorkerFrame } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { ApiContext } from '../api/context.ts';
@@ -16,6 +16,8 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
   const { engine } = ctx;
   app.get('/workers/ws', { websocket: true }, (socket: WebSocket, req) => {
     let workerId: string | null = null;
+    /** the worker's project, for log lines (known once it registered) */
+    let projectId: string | undefined;
     let chain: Promise<void> = Promise.resolve();
     const link: WorkerLink = {
       send: (frame) => {
@@ -35,7 +37,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
     const handle = async (raw: Parameters<typeof parseFrame>[0], isBinary: boolean) => {
       const parsed = parseFrame(raw, isBinary, workerFrame, MAX_WORKER_FRAME_BYTES);
       if (!parsed.ok) {
-        req.log.warn({ workerId, problem: parsed.message }, 'bad worker frame');
+        req.log.warn({ workerId, projectId, problem: parsed.message }, 'bad worker frame');
         if (!workerId) return refuse(parsed.message);
         link.send({ type: 'error', code: parsed.code, message: parsed.message });
         return;
@@ -48,7 +50,12 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
           const claims = await ctx.auth.tokens.verify(frame.token);
           const w = await engine.workerRegistered(claims, link);
           workerId = w.id;
+          projectId = w.projectId;
           clearTimeout(deadline);
+          req.log.info(
+            { workerId, projectId, region: w.region, driver: w.driver, sessionId: w.sessionId ?? undefined },
+            'worker registered',
+          );
         } catch (err) {
           refuse(err instanceof UsherError ? err.message : 'registration failed');
         }
@@ -58,12 +65,24 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
         link.send({ type: 'error', code: 'BAD_REQUEST', message: 'already registered' });
         return;
       }
+      // a room message is held to the size participants' are held to (their frames); saved state may be larger
+      if (frame.type === 'message' && byteLength(raw) > MAX_CLIENT_FRAME_BYTES) {
+        link.send({
+          type: 'error',
+          code: 'PAYLOAD_TOO_LARGE',
+          message: `room messages are limited to ${MAX_CLIENT_FRAME_BYTES} bytes (the frame that carries one); this one was dropped`,
+        });
+        return;
+      }
       try {
         await engine.workerFrame(workerId, frame);
       } catch (err) {
         const e =
           err instanceof UsherError ? err : new UsherError('INTERNAL', 'the frame could not be handled');
-        if (e.code === 'INTERNAL') req.log.error({ err, workerId }, 'worker frame failed');
+        if (e.code === 'INTERNAL') {
+          const sessionId = 'sessionId' in frame ? frame.sessionId : undefined;
+          req.log.error({ err, workerId, projectId, sessionId, frame: frame.type }, 'worker frame failed');
+        }
         link.send({ type: 'error', code: e.code, message: e.message });
       }
     };
@@ -77,4 +96,8 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
       if (workerId) engine.workerSocketClosed(workerId, link);
     });
   });
+}
+
+function byteLength(raw: Parameters<typeof parseFrame>[0]): number {
+  return Array.isArray(raw) ? raw.reduce((n, b) => n + b.byteLength, 0) : raw.byteLength;
 }

@@ -141,6 +141,58 @@ ALTER TABLE sessions ADD COLUMN viewer_server TEXT;
 ALTER TABLE workers ADD COLUMN attached_to TEXT;
 `,
   },
+  {
+    version: 7,
+    name: 'admin keys: hashed at rest, revocable (docs/security.md)',
+    sql: `
+CREATE TABLE admin_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  prefix TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  last_used_at BIGINT,
+  revoked_at BIGINT
+);
+`,
+  },
+  {
+    version: 8,
+    name: 'webhooks: the delivery log of signed session events (docs/webhooks.md)',
+    sql: `
+CREATE TABLE webhook_deliveries (
+  id TEXT PRIMARY KEY,
+  endpoint_url TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  project_id TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at BIGINT NOT NULL,
+  last_status INTEGER,
+  last_error TEXT,
+  last_attempt_at BIGINT,
+  claimed_by TEXT,
+  claim TEXT,
+  lease_until BIGINT,
+  created_at BIGINT NOT NULL,
+  delivered_at BIGINT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_url, next_attempt_at, id) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at, id);
+CREATE INDEX webhook_deliveries_status ON webhook_deliveries (status, created_at, id);
+CREATE INDEX webhook_deliveries_session ON webhook_deliveries (session_id, created_at, id);
+CREATE INDEX webhook_deliveries_project ON webhook_deliveries (project_id, created_at, id);
+`,
+  },
+  {
+    version: 9,
+    name: 'transitions: by time, for the operator statistics (GET /stats)',
+    sql: `
+CREATE INDEX transitions_at ON transitions (at, from_state, to_state, session_id);
+`,
+  },
 ];
 
 const AUTO_ID: Record<Dialect, string> = {

@@ -46,16 +46,32 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
       schema: {
         tags,
         summary: 'Ask for a session: it is seated on a worker, or queued',
+        description:
+          'Rate-limited per client address (callers with an admin key are exempt) and, when configured, per project: over a limit the answer is 429 RATE_LIMITED with Retry-After (docs/security.md).',
         body: CreateSessionRequest,
-        response: { 201: CreatedSession, '4xx': ErrorResponse, '5xx': ErrorResponse },
+        response: {
+          201: CreatedSession,
+          429: Type.Object(ErrorResponse.properties, {
+            description: 'RATE_LIMITED: too many sessions asked for; try again after Retry-After seconds',
+            headers: {
+              'retry-after': { type: 'integer', description: 'seconds to wait before asking again' },
+            },
+          }),
+          '4xx': ErrorResponse,
+          '5xx': ErrorResponse,
+        },
       },
     },
     async (req, reply) => {
       const caller = await callerOf(req, ctx.auth);
+      // admin-key callers are trusted backends: only the per-project limit applies to them
+      if (caller.kind !== 'admin')
+        ctx.sessionRate.client(req.ip, reply, req.headers['x-forwarded-for'] !== undefined);
       const project = engine.getProject(req.body.projectId).settings;
       if (!project.public) requireAdmin(caller);
       else if (caller.kind === 'token')
         throw new UsherError('FORBIDDEN', 'a session token cannot create sessions');
+      ctx.sessionRate.project(project.id, reply);
       const { session, queuePosition, estimatedWaitMs } = await engine.createSession(req.body);
       const token = await engine.issueSessionToken(session, 'viewer', newId('viewer', engine.clock.now()));
       reply.status(201);

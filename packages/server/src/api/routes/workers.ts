@@ -1,12 +1,14 @@
 // Worker routes: list and drain.
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
+import type { Engine } from '../../engine/engine.ts';
 import type { WorkerRecord } from '../../storage/records.ts';
 import { callerOf, requireAdmin } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
 
-const Worker = Type.Object({
+/** A live worker, as GET /workers and the operator's event socket show it. */
+export const Worker = Type.Object({
   id: Type.String(),
   projectId: Type.String(),
   region: Type.String(),
@@ -21,9 +23,8 @@ const Worker = Type.Object({
 
 const tags = ['workers'];
 
-export function workerRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const { engine } = ctx;
-  const view = (w: WorkerRecord) => ({
+export function workerView(engine: Engine, w: WorkerRecord): Static<typeof Worker> {
+  return {
     id: w.id,
     projectId: w.projectId,
     region: w.region,
@@ -34,7 +35,12 @@ export function workerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     connected: engine.isWorkerConnected(w.id),
     createdAt: new Date(w.createdAt).toISOString(),
     readyAt: w.readyAt === null ? null : new Date(w.readyAt).toISOString(),
-  });
+  };
+}
+
+export function workerRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const { engine } = ctx;
+  const view = (w: WorkerRecord) => workerView(engine, w);
 
   app.get<{ Querystring: { projectId?: string } }>(
     '/workers',

@@ -24,6 +24,8 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
   const { engine, relay } = ctx;
   app.get('/workers/signalling', { websocket: true }, (socket: WebSocket, req) => {
     let workerId: string | null = null;
+    /** the worker's project, for log lines (known once it registered) */
+    let projectId: string | undefined;
     let external = false;
     let chain: Promise<void> = Promise.resolve();
     const send = (m: Record<string, unknown>) => {
@@ -32,8 +34,8 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
     const peer = { send };
     const fail = (err: unknown, what: string) => {
       const e = err instanceof UsherError ? err : new UsherError('INTERNAL', `${what} failed`);
-      if (e.code === 'INTERNAL') req.log.error({ err, workerId }, what);
-      else req.log.warn({ workerId, problem: e.message }, what);
+      if (e.code === 'INTERNAL') req.log.error({ err, workerId, projectId }, what);
+      else req.log.warn({ workerId, projectId, problem: e.message }, what);
     };
 
     // the engine talks to every worker in its own protocol; a streamer hears only what it understands
@@ -86,10 +88,14 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
         const claims = await ctx.auth.tokens.verify(credential);
         const w = await engine.workerRegistered(claims, link);
         workerId = w.id;
+        projectId = w.projectId;
         external = w.driver === 'external';
         clearTimeout(deadline);
         relay.streamerConnected(w.id, peer);
-        req.log.info({ workerId: w.id, endpointId }, 'streamer registered');
+        req.log.info(
+          { workerId: w.id, projectId, region: w.region, sessionId: w.sessionId ?? undefined, endpointId },
+          'streamer registered',
+        );
         // a streamer that comes back (server restart, network) keeps the session it was seated for
         if (w.sessionId && (w.state === 'reserved' || w.state === 'busy')) relay.seated(w.id, w.sessionId);
         await engine.workerFrame(w.id, { type: 'ready' });
@@ -102,7 +108,7 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
     const handle = async (raw: Parameters<typeof parseFrame>[0], isBinary: boolean) => {
       const parsed = parseFrame(raw, isBinary, streamerSignal, MAX_STREAMER_FRAME_BYTES);
       if (!parsed.ok) {
-        req.log.warn({ workerId, problem: parsed.message }, 'bad streamer message');
+        req.log.warn({ workerId, projectId, problem: parsed.message }, 'bad streamer message');
         send({ type: 'error', code: parsed.code, message: parsed.message });
         return;
       }

@@ -1,0 +1,72 @@
+// What the log never shows: secrets in text, in URLs, and in fields named like credentials.
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import pino from 'pino';
+import { safeLoggerOptions, scrubSecrets } from './redact.ts';
+
+const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoidmlld2VyIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+const KEY = 'usk_0123456789abcdefghijklmnopqrstuvwxyzABCDE';
+
+test('scrubSecrets hides tokens, keys, bearer credentials and secret query parameters, and keeps the rest', () => {
+  assert.equal(
+    scrubSecrets(`ws://h/workers/signalling?token=${JWT}&x=1`),
+    'ws://h/workers/signalling?token=[hidden]&x=1',
+  );
+  assert.equal(scrubSecrets(`/x?a=1&api_key=abc&key=def`), '/x?a=1&api_key=[hidden]&key=[hidden]');
+  assert.equal(
+    scrubSecrets(`Authorization: Bearer some-opaque-thing, more`),
+    'Authorization: Bearer [hidden], more',
+  );
+  assert.equal(scrubSecrets(`my token is ${JWT}.`), 'my token is [hidden].');
+  assert.equal(scrubSecrets(`key ${KEY} here`), 'key [hidden] here');
+  assert.equal(
+    scrubSecrets('webhook secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw= set'),
+    'webhook secret [hidden] set',
+  );
+  assert.equal(
+    scrubSecrets('nothing secret: session s_123 on worker w_456'),
+    'nothing secret: session s_123 on worker w_456',
+  );
+});
+
+test('with safeLoggerOptions, pino hides credential fields and scrubs URLs and messages', () => {
+  let out = '';
+  const stream = new Writable({
+    write(chunk, _e, done) {
+      out += chunk.toString();
+      done();
+    },
+  });
+  const log = pino({ level: 'info', ...safeLoggerOptions }, stream);
+  log.info(
+    {
+      req: {
+        method: 'GET',
+        url: `/sessions/s/ws?token=${JWT}`,
+        headers: { authorization: `Bearer ${KEY}`, 'x-api-key': KEY, cookie: 'a=b' },
+      },
+      token: JWT,
+      secret: 'the-secret',
+      worker: { key: KEY, url: `ws://h/x?token=${JWT}`, name: 'kept' },
+    },
+    `hello ${JWT}`,
+  );
+  type Line = {
+    msg: string;
+    token: string;
+    req: { url: string; method: string; headers: Record<string, string> };
+    worker: Record<string, string>;
+  };
+  const line = JSON.parse(out) as Line;
+  assert.ok(!out.includes(JWT) && !out.includes(KEY) && !out.includes('the-secret'), out);
+  assert.equal(line.req.url, '/sessions/s/ws?token=[hidden]');
+  assert.equal(line.req.headers.authorization, '[hidden]');
+  assert.equal(line.req.headers['x-api-key'], '[hidden]');
+  assert.equal(line.req.method, 'GET');
+  assert.equal(line.token, '[hidden]');
+  assert.equal(line.worker.key, '[hidden]');
+  assert.equal(line.worker.url, 'ws://h/x?token=[hidden]');
+  assert.equal(line.worker.name, 'kept');
+  assert.equal(line.msg, 'hello [hidden]');
+});

@@ -1,0 +1,167 @@
+// The webhooks of one server, on SQLite and PostgreSQL: it queues only the events it published itself (another
+// server queues its own), one row per endpoint that wants the event, with the session's project in the payload;
+// a batch is one statement; old finished deliveries are pruned on the clock.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { SessionEvent } from '@usher/protocol';
+import { databaseKinds, useTestStore } from '@usher/testing';
+import { WebhookReceiver } from '../../test/fixtures/webhook-receiver.ts';
+import type { Bus, BusMessage } from '../cluster/bus.ts';
+import { ManualClock } from '../engine/clock.ts';
+import { EventHub } from '../engine/event-hub.ts';
+import { silentLogger } from '../util/logger.ts';
+import { Webhooks } from './service.ts';
+
+const SECRET = 'service-test-secret-0123456789';
+
+/** A bus whose messages the test delivers: what another server would publish. */
+function fakeBus() {
+  let listener: (m: BusMessage) => void = () => {};
+  const bus: Bus = {
+    shared: true,
+    send() {},
+    onMessage(l) {
+      listener = l;
+    },
+    async close() {},
+  };
+  return { bus, fromOtherServer: (m: BusMessage) => listener(m) };
+}
+
+const status = (sessionId: string, s: string): SessionEvent => ({
+  type: 'session.status_changed',
+  sessionId,
+  at: new Date(Date.UTC(2026, 0, 1)).toISOString(),
+  status: s as 'active',
+  previous: null,
+  cause: 'test',
+});
+
+for (const kind of databaseKinds()) {
+  describe(`webhooks of one server (${kind})`, () => {
+    const { store } = useTestStore(kind);
+    let receiver: WebhookReceiver;
+    before(async () => {
+      receiver = await WebhookReceiver.start();
+      for (const [id, project] of [
+        ['svc-a', 'alpha'],
+        ['svc-b', 'beta'],
+      ])
+        await store.db.run(
+          `INSERT INTO sessions (id, project_id, region, config, state, created_at, updated_at)
+            VALUES (?, ?, 'default', '{}', 'active', 0, 0)`,
+          [id!, project!],
+        );
+    });
+    after(() => receiver.close());
+
+    test('only local events are queued, once per endpoint that wants them, with their project', async () => {
+      const hub = new EventHub();
+      const { bus, fromOtherServer } = fakeBus();
+      hub.connect(bus);
+      const clock = new ManualClock();
+      const webhooks = new Webhooks({
+        db: store.db,
+        hub,
+        clock,
+        serverId: 'svc',
+        endpoints: [
+          { url: `${receiver.url}/svc-all`, secret: SECRET },
+          { url: `${receiver.url}/svc-beta`, secret: SECRET, projects: ['beta'] },
+          { url: `${receiver.url}/svc-messages`, secret: SECRET, events: ['session.message'] },
+        ],
+        log: silentLogger,
+        shared: false,
+        userAgent: 'test',
+      });
+      await webhooks.start();
+      try {
+        hub.publish(status('svc-a', 'active'));
+        hub.publish(status('svc-b', 'active'));
+        hub.publish({
+          type: 'session.queue_position',
+          sessionId: 'svc-a',
+          at: new Date(clock.now()).toISOString(),
+          position: 1,
+          queueLength: 1,
+          estimatedWaitMs: null,
+        });
+        hub.publish(status('svc-unknown', 'active')); // no such session: dropped with a warning
+        fromOtherServer({ kind: 'event', event: status('svc-b', 'ended') });
+        await webhooks.settled();
+        const rows = await webhooks.deliveries.list({ limit: 50 });
+        assert.deepEqual(
+          rows
+            .map(
+              (r) => `${r.endpointUrl.slice(receiver.url.length)} ${r.sessionId} ${r.projectId} ${r.status}`,
+            )
+            .sort(),
+          [
+            '/svc-all svc-a alpha delivered',
+            '/svc-all svc-b beta delivered',
+            '/svc-beta svc-b beta delivered',
+          ],
+        );
+        const body = JSON.parse((await webhooks.deliveries.get(rows.at(-1)!.id))!.payload);
+        assert.deepEqual(body, {
+          type: 'session.status_changed',
+          timestamp: '2026-01-01T00:00:00.000Z',
+          data: {
+            type: 'session.status_changed',
+            sessionId: 'svc-a',
+            projectId: 'alpha',
+            at: '2026-01-01T00:00:00.000Z',
+            status: 'active',
+            previous: null,
+            cause: 'test',
+          },
+        });
+        assert.equal(receiver.at('/svc-messages').length, 0);
+      } finally {
+        await webhooks.close();
+      }
+      hub.publish(status('svc-a', 'ended'));
+      assert.equal((await webhooks.deliveries.list({ limit: 50 })).length, 3, 'nothing is heard after close');
+    });
+
+    test('finished deliveries older than the retention are pruned every hour; pending ones stay', async () => {
+      await store.db.run('DELETE FROM webhook_deliveries');
+      const clock = new ManualClock();
+      const webhooks = new Webhooks({
+        db: store.db,
+        hub: new EventHub(),
+        clock,
+        serverId: 'svc-prune',
+        endpoints: [],
+        delivery: { retentionMs: 86_400_000 },
+        log: silentLogger,
+        shared: false,
+        userAgent: 'test',
+      });
+      await webhooks.deliveries.enqueue(
+        ['old-done', 'old-pending', 'new-done'].map((id, i) => ({
+          id,
+          endpointUrl: 'http://127.0.0.1:1/none',
+          eventType: 'session.error',
+          sessionId: 'svc-a',
+          projectId: 'alpha',
+          payload: '{}',
+          createdAt: clock.now() + (i === 2 ? 3_600_000 : 0),
+        })),
+      );
+      await store.db.run(`UPDATE webhook_deliveries SET status = 'delivered' WHERE id <> 'old-pending'`);
+      await webhooks.start();
+      try {
+        await clock.advance(86_400_000);
+        assert.equal((await webhooks.deliveries.list({ limit: 10 })).length, 3, 'a day old: not yet');
+        await clock.advance(3_600_000);
+        assert.deepEqual((await webhooks.deliveries.list({ limit: 10 })).map((d) => d.id).sort(), [
+          'new-done',
+          'old-pending',
+        ]);
+      } finally {
+        await webhooks.close();
+      }
+    });
+  });
+}
