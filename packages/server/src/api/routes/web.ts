@@ -1,5 +1,5 @@
-// Files for browsers: the Web SDK bundle at /sdk/usher.js (with its source map), and optionally a folder of
-// pages at / (the demo's).
+// Files for browsers: the Web SDK bundle at /sdk/usher.js (with its source map), the operator dashboard at
+// /dashboard/, and optionally a folder of pages at / (the demo's).
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,16 @@ import Type from 'typebox';
 
 /** Where `npm run build -w packages/web-sdk` (run by `npm install`) writes the browser bundle. */
 export const WEB_SDK_DIST = join(dirname(fileURLToPath(import.meta.url)), '../../../../web-sdk/dist');
+
+/** Where `npm run build -w packages/dashboard` (run by `npm install`) writes the dashboard. */
+export const DASHBOARD_DIST = join(dirname(fileURLToPath(import.meta.url)), '../../../../dashboard/dist');
+
+const DASHBOARD_FILES = {
+  '': ['index.html', 'text/html; charset=utf-8', 'The operator dashboard (sign in with an admin key)'],
+  'dashboard.js': ['dashboard.js', 'text/javascript; charset=utf-8', "The dashboard's script"],
+  'dashboard.js.map': ['dashboard.js.map', 'application/json; charset=utf-8', "The dashboard's source map"],
+  'dashboard.css': ['dashboard.css', 'text/css; charset=utf-8', "The dashboard's style sheet"],
+} as const;
 
 const SDK_FILES = {
   'usher.js': 'text/javascript; charset=utf-8',
@@ -38,6 +48,29 @@ export async function webRoutes(app: FastifyInstance, pagesRoot: string | undefi
           throw new UsherError(
             'NOT_FOUND',
             'the Web SDK bundle is not built: run `npm install` (or `npm run build -w packages/web-sdk`)',
+          );
+        }
+        return reply.type(type).header('cache-control', 'no-cache').send(body);
+      },
+    );
+  }
+  app.get(
+    '/dashboard',
+    { schema: { tags: ['web'], summary: 'Redirects to /dashboard/', response: { 302: Type.Null() } } },
+    async (_req, reply) => reply.redirect('/dashboard/'),
+  );
+  for (const [path, [file, type, summary]] of Object.entries(DASHBOARD_FILES)) {
+    app.get(
+      `/dashboard/${path}`,
+      { schema: { tags: ['web'], summary, response: { 200: Type.String() } } },
+      async (_req, reply) => {
+        let body: Buffer;
+        try {
+          body = await readFile(join(DASHBOARD_DIST, file));
+        } catch {
+          throw new UsherError(
+            'NOT_FOUND',
+            'the dashboard is not built: run `npm install` (or `npm run build -w packages/dashboard`)',
           );
         }
         return reply.type(type).header('cache-control', 'no-cache').send(body);
