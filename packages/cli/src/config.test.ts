@@ -391,6 +391,85 @@ describe('resolveConfig errors name the key to fix', () => {
   });
 });
 
+describe('operations settings: origins, proxies, rate limits, metrics, webhooks', () => {
+  const SECRET = 'a-webhook-secret-of-24-chars+';
+  test('from the file, overridden by the environment and flags, with their sources', () => {
+    const file = yaml(`
+server:
+  trustProxy: [10.0.0.0/8]
+  allowedOrigins: [https://app.example.com]
+  bodyLimitBytes: 65536
+sessionRate:
+  perClient: { perSecond: 5, burst: 10 }
+  perProject: false
+messageRate: { perSecond: 20, burst: 40 }
+metrics: { public: true }
+webhooks:
+  - url: https://hooks.example.com/usher
+    events: [session.status_changed]
+  - url: https://other.example.com/usher
+    secret: ${SECRET}
+`);
+    const c = resolve({ file, env: { USHER_WEBHOOK_SECRET: 'from-the-environment-0123456789' } });
+    assert.deepEqual(c.trustProxy, ['10.0.0.0/8']);
+    assert.deepEqual(c.allowedOrigins, ['https://app.example.com']);
+    assert.equal(c.bodyLimitBytes, 65536);
+    assert.deepEqual(c.sessionRate, { perClient: { perSecond: 5, burst: 10 }, perProject: false });
+    assert.deepEqual(c.messageRate, { perSecond: 20, burst: 40 });
+    assert.equal(c.metricsPublic, true);
+    // the environment's secret fills only the endpoint without one
+    assert.deepEqual(
+      c.webhooks.map((w) => w.secret),
+      ['from-the-environment-0123456789', SECRET],
+    );
+    const env = resolve({
+      file,
+      env: {
+        USHER_ALLOWED_ORIGINS: 'https://a.example.com, https://b.example.com',
+        USHER_TRUST_PROXY: 'true',
+        USHER_METRICS_PUBLIC: 'false',
+        USHER_WEBHOOK_SECRET: 'from-the-environment-0123456789',
+      },
+    });
+    assert.deepEqual(env.allowedOrigins, ['https://a.example.com', 'https://b.example.com']);
+    assert.equal(env.sources.allowedOrigins, 'env USHER_ALLOWED_ORIGINS');
+    assert.equal(env.trustProxy, true);
+    assert.equal(env.metricsPublic, false);
+    const flags = resolve({
+      file,
+      env: { USHER_WEBHOOK_SECRET: 'from-the-environment-0123456789' },
+      flags: { 'allowed-origin': ['http://localhost:3000'], 'metrics-public': true },
+    });
+    assert.deepEqual(flags.allowedOrigins, ['http://localhost:3000']);
+    assert.equal(flags.sources.allowedOrigins, 'flag --allowed-origin');
+  });
+
+  test('defaults: no other origin, no proxy, metrics behind the admin key, no webhooks', () => {
+    const c = resolve();
+    assert.deepEqual(
+      [c.allowedOrigins, c.trustProxy, c.metricsPublic, c.webhooks, c.sessionRate],
+      [[], false, false, [], undefined],
+    );
+  });
+
+  test('mistakes name the key to fix', () => {
+    fails(
+      { env: { USHER_ALLOWED_ORIGINS: 'https://app.example.com/' } },
+      'https://app.example.com/',
+      'USHER_ALLOWED_ORIGINS',
+      'exact origin',
+    );
+    fails({ file: yaml('sessionRate:\n  perClient: { perSecond: 0, burst: 1 }\n') }, 'sessionRate.perClient');
+    fails({ env: { USHER_METRICS_PUBLIC: 'maybe' } }, 'USHER_METRICS_PUBLIC', 'true or false');
+    fails(
+      { file: yaml('webhooks:\n  - url: https://h.example.com/x\n') },
+      'webhooks[0].secret',
+      'USHER_WEBHOOK_SECRET',
+    );
+    fails({ file: yaml(`webhooks:\n  - url: not a url\n    secret: ${SECRET}\n`) }, 'webhooks[0].url');
+  });
+});
+
 describe('storageFromUrl', () => {
   test('postgres:// and postgresql:// URLs are PostgreSQL, kept whole', () => {
     assert.deepEqual(storageFromUrl('postgres://u:p@h:5432/d?sslmode=require', 'k'), {

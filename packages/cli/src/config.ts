@@ -12,10 +12,19 @@ import {
   type LiveKitSettings,
   parseKubernetesSettings,
   parseLiveKitSettings,
+  type RateLimit,
+  resolveEndpoints,
+  type SessionRateOptions,
   type StorageOptions,
+  type WebhookEndpoint,
 } from '@usher/server';
 import Type, { type Static } from 'typebox';
 import { parse as parseYaml } from 'yaml';
+
+const Rate = Type.Object(
+  { perSecond: Type.Number({ exclusiveMinimum: 0 }), burst: Type.Integer({ minimum: 1 }) },
+  { additionalProperties: false },
+);
 
 const ConfigFile = Type.Object(
   {
@@ -26,10 +35,34 @@ const ConfigFile = Type.Object(
           port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
           publicUrl: Type.Optional(Type.String()),
           serverId: Type.Optional(Type.String()),
+          // believe X-Forwarded-For from these proxies (true: from any peer)
+          trustProxy: Type.Optional(Type.Union([Type.Boolean(), Type.String(), Type.Array(Type.String())])),
+          // exact origins of the web pages that may use the API and session sockets from a browser, or "*"
+          allowedOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+          // the largest HTTP body accepted, in bytes
+          bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
         },
         { additionalProperties: false },
       ),
     ),
+    // limits on POST /sessions (docs/security.md)
+    sessionRate: Type.Optional(
+      Type.Object(
+        {
+          perClient: Type.Optional(Type.Union([Rate, Type.Literal(false)])),
+          perProject: Type.Optional(Type.Union([Rate, Type.Literal(false)])),
+          exemptClients: Type.Optional(Type.Array(Type.String())),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    // room messages each participant connection may send
+    messageRate: Type.Optional(Rate),
+    metrics: Type.Optional(
+      Type.Object({ public: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+    ),
+    // signed POSTs of session events (docs/webhooks.md): checked by resolveEndpoints, whose messages name the key
+    webhooks: Type.Optional(Type.Array(Type.Unknown())),
     storage: Type.Optional(
       Type.Object(
         {
@@ -100,6 +133,17 @@ export interface ResolvedConfig {
   /** the Kubernetes driver's settings, for projects with `worker.driver: kubernetes`; none by default */
   kubernetes: Readonly<KubernetesSettings> | undefined;
   projects: readonly ProjectInput[];
+  /** whose X-Forwarded-For to believe: false (default), true, or proxy addresses / CIDR ranges */
+  trustProxy: boolean | string | readonly string[];
+  /** origins of other web pages allowed to use the API and session sockets; none by default */
+  allowedOrigins: readonly string[];
+  bodyLimitBytes: number | undefined;
+  /** limits on POST /sessions; the server's defaults where unset */
+  sessionRate: SessionRateOptions | undefined;
+  messageRate: RateLimit | undefined;
+  /** whether GET /metrics is served without an admin key */
+  metricsPublic: boolean;
+  webhooks: readonly WebhookEndpoint[];
   /** where each setting came from, for `usher serve --print-config` */
   sources: Readonly<Record<string, string>>;
 }
@@ -114,6 +158,8 @@ export interface ConfigInputs {
     'admin-key'?: string[];
     'public-url'?: string;
     'log-level'?: string;
+    'allowed-origin'?: string[];
+    'metrics-public'?: boolean;
   };
   /** defaults that differ per command (demo vs serve) */
   defaults?: Partial<Pick<ResolvedConfig, 'host' | 'port' | 'storage' | 'projects' | 'logLevel'>>;
@@ -150,6 +196,13 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
   let livekit: Record<string, unknown> | undefined;
   let kubernetes: Record<string, unknown> | undefined;
   let projects: ProjectInput[] = [...(d.projects ?? [])];
+  let trustProxy: ResolvedConfig['trustProxy'] = false;
+  let allowedOrigins: string[] = [];
+  let bodyLimitBytes: number | undefined;
+  let sessionRate: SessionRateOptions | undefined;
+  let messageRate: RateLimit | undefined;
+  let metricsPublic = false;
+  let webhooks: WebhookEndpoint[] = [];
   for (const k of ['host', 'port', 'storage', 'adminKeys', 'logLevel', 'projects']) sources[k] = 'default';
 
   // 1. the YAML file
@@ -173,6 +226,13 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     if (f.storage?.sqlite)
       [storage, sources.storage] = [{ type: 'sqlite', path: f.storage.sqlite.path }, src];
     if (f.storage?.postgres) [storage, sources.storage] = [{ type: 'postgres', ...f.storage.postgres }, src];
+    if (f.server?.trustProxy !== undefined) [trustProxy, sources.trustProxy] = [f.server.trustProxy, src];
+    if (f.server?.allowedOrigins) [allowedOrigins, sources.allowedOrigins] = [f.server.allowedOrigins, src];
+    if (f.server?.bodyLimitBytes) [bodyLimitBytes, sources.bodyLimitBytes] = [f.server.bodyLimitBytes, src];
+    if (f.sessionRate) [sessionRate, sources.sessionRate] = [f.sessionRate, src];
+    if (f.messageRate) [messageRate, sources.messageRate] = [f.messageRate, src];
+    if (f.metrics?.public !== undefined) [metricsPublic, sources.metricsPublic] = [f.metrics.public, src];
+    if (f.webhooks) [webhooks, sources.webhooks] = [f.webhooks as WebhookEndpoint[], src];
     if (f.adminKeys) [adminKeys, sources.adminKeys] = [f.adminKeys, src];
     if (f.secret) [secret, sources.secret] = [f.secret, src];
     if (f.log?.level) [logLevel, sources.logLevel] = [f.log.level, src];
@@ -218,6 +278,20 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     ];
   if (env.USHER_SECRET) [secret, sources.secret] = [env.USHER_SECRET, 'env USHER_SECRET'];
   if (env.USHER_LOG_LEVEL) [logLevel, sources.logLevel] = [env.USHER_LOG_LEVEL, 'env USHER_LOG_LEVEL'];
+  if (env.USHER_ALLOWED_ORIGINS)
+    [allowedOrigins, sources.allowedOrigins] = [list(env.USHER_ALLOWED_ORIGINS), 'env USHER_ALLOWED_ORIGINS'];
+  if (env.USHER_TRUST_PROXY)
+    [trustProxy, sources.trustProxy] = [parseTrustProxy(env.USHER_TRUST_PROXY), 'env USHER_TRUST_PROXY'];
+  if (env.USHER_METRICS_PUBLIC)
+    [metricsPublic, sources.metricsPublic] = [
+      parseBoolean(env.USHER_METRICS_PUBLIC, 'env USHER_METRICS_PUBLIC'),
+      'env USHER_METRICS_PUBLIC',
+    ];
+  // a webhook secret is best kept out of the file: it fills in the endpoints that have none
+  if (env.USHER_WEBHOOK_SECRET) {
+    webhooks = webhooks.map((w) => (w.secret ? w : { ...w, secret: env.USHER_WEBHOOK_SECRET! }));
+    sources.webhookSecret = 'env USHER_WEBHOOK_SECRET';
+  }
   // LiveKit's API secret is best kept out of the file
   for (const [name, key] of [
     ['USHER_LIVEKIT_URL', 'url'],
@@ -245,6 +319,9 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     [storage, sources.storage] = [storageFromUrl(fl.database, 'flag --database'), 'flag --database'];
   if (fl['admin-key']?.length) [adminKeys, sources.adminKeys] = [fl['admin-key'], 'flag --admin-key'];
   if (fl['log-level']) [logLevel, sources.logLevel] = [fl['log-level'], 'flag --log-level'];
+  if (fl['allowed-origin']?.length)
+    [allowedOrigins, sources.allowedOrigins] = [fl['allowed-origin'], 'flag --allowed-origin'];
+  if (fl['metrics-public']) [metricsPublic, sources.metricsPublic] = [true, 'flag --metrics-public'];
 
   for (const k of adminKeys) {
     if (k.length < 16)
@@ -261,6 +338,23 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     livekitSettings = livekit ? parseLiveKitSettings(livekit) : undefined;
   } catch (err) {
     throw new ConfigError(`${(err as Error).message} (${sources.livekit})`);
+  }
+  for (const o of allowedOrigins) {
+    if (o === '*') continue;
+    let url: URL | null = null;
+    try {
+      url = new URL(o);
+    } catch {}
+    if (!url || url.origin !== o)
+      throw new ConfigError(
+        `allowed origin "${o}" (${sources.allowedOrigins}) must be an exact origin such as https://app.example.com (scheme, host and port only, no path or trailing slash), or *`,
+      );
+  }
+  try {
+    resolveEndpoints(webhooks);
+  } catch (err) {
+    const hint = sources.webhookSecret ? '' : ' (a secret may also come from env USHER_WEBHOOK_SECRET)';
+    throw new ConfigError(`${(err as Error).message} (${sources.webhooks})${hint}`);
   }
   let kubernetesSettings: Readonly<KubernetesSettings> | undefined;
   try {
@@ -281,6 +375,13 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     livekit: livekitSettings,
     kubernetes: kubernetesSettings,
     projects,
+    trustProxy,
+    allowedOrigins,
+    bodyLimitBytes,
+    sessionRate,
+    messageRate,
+    metricsPublic,
+    webhooks,
     sources: Object.freeze(sources),
   });
 }
@@ -314,6 +415,26 @@ function yamlMessage(prefix: string, message: string): string {
   if (!m) return prefix ? `${prefix}: ${message}` : message;
   const path = [prefix, (m[1] ?? '').replaceAll('/', '.')].filter(Boolean).join('.');
   return `${path || 'top level'} ${m[2]}`;
+}
+
+function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
+/** USHER_TRUST_PROXY: true/false, or proxy addresses and CIDR ranges, comma-separated. */
+function parseTrustProxy(value: string): boolean | string[] {
+  if (/^(true|1|yes)$/i.test(value)) return true;
+  if (/^(false|0|no)$/i.test(value)) return false;
+  return list(value);
+}
+
+function parseBoolean(value: string, key: string): boolean {
+  if (/^(true|1|yes)$/i.test(value)) return true;
+  if (/^(false|0|no)$/i.test(value)) return false;
+  throw new ConfigError(`${key} must be true or false, not "${value}"`);
 }
 
 function parsePort(value: string, key: string): number {

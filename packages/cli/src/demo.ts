@@ -1,7 +1,9 @@
 // The demo of `npm start`: projects whose workers are the example commands shipped in this repository.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProjectInput } from '@usher/protocol';
+import { generateAdminKey, type StorageOptions } from '@usher/server';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -63,4 +65,20 @@ export function demoProjects(): ProjectInput[] {
       timeouts: { pendingMs: 120_000, idleMs: 300_000, maxRuntimeMs: 600_000, shutdownGraceMs: 2_000 },
     },
   ];
+}
+
+/**
+ * The demo's admin key, so that every `npm start` prints the same one: kept beside the demo's SQLite file
+ * (readable by its owner only), made on the first run. A real deployment configures its keys instead.
+ */
+export function demoAdminKey(storage: StorageOptions): string {
+  const file = join(storage.type === 'sqlite' ? dirname(storage.path) : '.usher', 'demo-admin-key');
+  try {
+    const key = readFileSync(file, 'utf8').trim();
+    if (key.length >= 16) return key;
+  } catch {}
+  const { key } = generateAdminKey();
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  return key;
 }

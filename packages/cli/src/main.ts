@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The `usher` command: serve, demo, migrate. Thin: it resolves configuration and runs the server library.
 import { parseArgs } from 'node:util';
-import { openStore, redact, UsherServer } from '@usher/server';
+import { openStore, redact, safeLoggerOptions, UsherServer } from '@usher/server';
 import pino from 'pino';
+import { adminKeysCommand } from './admin-keys.ts';
 import { ConfigError, type ConfigInputs, type ResolvedConfig, resolveConfig } from './config.ts';
-import { DEMO_PAGE, demoProjects } from './demo.ts';
+import { DEMO_PAGE, demoAdminKey, demoProjects } from './demo.ts';
 
 const HELP: Record<string, string> = {
   main: `usher: session orchestrator for GPU-streamed apps and realtime agents
@@ -15,6 +16,7 @@ Commands:
   serve     run the server (config file, environment and flags)
   demo      run the server with the demo projects on http://localhost:8080 (what npm start does)
   migrate   bring the database schema up to date and exit
+  admin-keys  make, list and revoke admin API keys in the database (works while servers run)
 
 Run "usher <command> --help" for a command's options.`,
   serve: `usher serve: run the server
@@ -25,21 +27,45 @@ Options (each overrides the config file and the environment):
   -p, --port <port>       port (env USHER_PORT; default 8080; 0 picks a free one)
       --public-url <url>  URL clients and workers use to reach this server (env USHER_PUBLIC_URL)
       --database <url>    postgres://… or a SQLite file path (env USHER_DATABASE_URL; default usher.db)
-      --admin-key <key>   admin API key, repeatable (env USHER_ADMIN_KEYS, comma-separated)
+      --admin-key <key>   admin API key, repeatable (env USHER_ADMIN_KEYS, comma-separated); keys made with
+                          "usher admin-keys create" or POST /admin-keys work too
+      --allowed-origin <origin>
+                          a web page origin (https://app.example.com) that may use the API and session
+                          sockets from a browser, repeatable (env USHER_ALLOWED_ORIGINS, comma-separated)
+      --metrics-public    serve GET /metrics without an admin key (env USHER_METRICS_PUBLIC)
       --log-level <lvl>   fatal|error|warn|info|debug|trace|silent (env USHER_LOG_LEVEL; default info)
       --print-config      print the resolved configuration (secrets hidden) and exit
   -h, --help              this help
 
 Environment only: USHER_SECRET (token signing secret, 32+ characters), USHER_SERVER_ID,
+USHER_TRUST_PROXY (true, or proxy addresses/CIDR ranges whose X-Forwarded-For is believed),
+USHER_WEBHOOK_SECRET (signs the webhooks that have no secret in the file),
 USHER_DRAIN_TIMEOUT_MS (how long SIGTERM waits for this server's sessions; default 30000).
+Every key of the config file: docs/configuration.md.
+
+With no admin key configured and none in the database, the first start makes one and prints it once.
 
 Signals: SIGTERM drains (no new sessions; the sessions on workers this server started finish, up to
 USHER_DRAIN_TIMEOUT_MS), then stops; SIGINT (Ctrl-C) stops at once. Either way participants and workers
 are told the server is restarting (1012) and reconnect, to another server when several share a database.`,
   demo: `usher demo: run the server with the demo projects
 
-Uses a SQLite file in .usher/demo.db and port 8080 unless told otherwise; takes the same options as serve.`,
+Uses a SQLite file in .usher/demo.db and port 8080 unless told otherwise; takes the same options as serve.
+Without --admin-key, its admin key is kept in .usher/demo-admin-key (made on the first run).`,
   migrate: `usher migrate: bring the database schema up to date and exit
+
+Options:
+  -c, --config <file>   YAML config file (env USHER_CONFIG)
+      --database <url>  postgres://… or a SQLite file path (env USHER_DATABASE_URL)`,
+  'admin-keys': `usher admin-keys: make, list and revoke the admin API keys kept in the database
+
+Usage:
+  usher admin-keys create <name>   make a key; its value is printed once (only its hash is stored)
+  usher admin-keys list            the keys: id, name, prefix, created, last used, revoked
+  usher admin-keys revoke <id>     revoke a key (running servers stop taking it within 10 s)
+
+Rotate a key: create a new one, switch your clients to it, revoke the old one. Keys given in the
+configuration (--admin-key, USHER_ADMIN_KEYS) are not listed: change them there.
 
 Options:
   -c, --config <file>   YAML config file (env USHER_CONFIG)
@@ -54,6 +80,8 @@ const OPTIONS = {
   database: { type: 'string' },
   'admin-key': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
+  'allowed-origin': { type: 'string', multiple: true },
+  'metrics-public': { type: 'boolean' },
   'print-config': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -69,8 +97,14 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false }));
+    ({ values, positionals } = parseArgs({
+      args: rest,
+      options: OPTIONS,
+      strict: true,
+      allowPositionals: command === 'admin-keys',
+    }));
   } catch (err) {
     console.error(`usher ${command}: ${(err as Error).message}\n\n${HELP[command]}`);
     return 2;
@@ -108,6 +142,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(`usher migrate: the schema of ${describeStorage(config)} is up to date`);
     return 0;
   }
+  if (command === 'admin-keys') return adminKeysCommand(config, positionals, HELP['admin-keys']!);
   return serve(config, command === 'demo');
 }
 
@@ -117,21 +152,24 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     const { dirname } = await import('node:path');
     mkdirSync(dirname(config.storage.path), { recursive: true });
   }
-  const log = pino({
-    level: config.logLevel,
-    redact: {
-      paths: ['token', '*.token', 'secret', '*.secret', 'authorization', '*.authorization'],
-      censor: '[hidden]',
-    },
-  });
+  // tokens, keys and secrets never reach the log, in fields or in text
+  const log = pino({ level: config.logLevel, ...safeLoggerOptions });
+  const adminKeys = demo && config.adminKeys.length === 0 ? [demoAdminKey(config.storage)] : config.adminKeys;
   const server = new UsherServer({
     storage: config.storage,
     host: config.host,
     port: config.port,
     publicUrl: config.publicUrl,
     serverId: config.serverId,
-    adminKeys: config.adminKeys,
+    adminKeys,
     secret: config.secret,
+    trustProxy: config.trustProxy,
+    allowedOrigins: config.allowedOrigins,
+    bodyLimitBytes: config.bodyLimitBytes,
+    sessionRate: config.sessionRate,
+    messageRate: config.messageRate,
+    metrics: { public: config.metricsPublic },
+    webhooks: config.webhooks,
     projects: config.projects,
     pagesRoot: demo ? DEMO_PAGE : undefined,
     peerConnectionOptions: config.iceServers.length > 0 ? { iceServers: config.iceServers } : undefined,
@@ -145,7 +183,17 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     { url: shownUrl, storage: describeStorage(config), projects: config.projects.map((p) => p.id) },
     'usher is listening',
   );
-  if (demo) printDemoHelp(shownUrl, server.generatedAdminKey ?? '<one of your admin keys>');
+  if (server.generatedAdminKey)
+    // on the terminal once, never in the log
+    console.log(`
+  No admin key was configured or stored, so this first start made one, named "bootstrap":
+
+    ${server.generatedAdminKey}
+
+  It is shown this once and stored only as a hash. Make your own keys with "usher admin-keys create <name>"
+  (or POST /admin-keys), then revoke this one (docs/security.md).
+`);
+  if (demo) printDemoHelp(shownUrl, adminKeys[0] ?? server.generatedAdminKey ?? '<one of your admin keys>');
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -173,6 +221,8 @@ function printDemoHelp(url: string, adminKey: string): void {
 
   Open ${url} in a browser: a live video from one of the 2 demo streamers. Open a third tab and it
   queues until a seat frees; leave a tab alone for a minute and it gets the AFK warning, then ends (4004).
+
+  The operator dashboard: ${url}/dashboard/ (sign in with the admin key below).
 
   Open ${url}/chat.html to talk with the demo agent (project "chat"); open its invite link in a second tab
   to join the same room, kill the agent's process (its pid is in the log) to watch the session recover, end
@@ -208,6 +258,7 @@ function printable(config: ResolvedConfig): object {
         : config.storage,
     adminKeys: config.adminKeys.map(() => '[hidden]'),
     secret: config.secret ? '[hidden]' : undefined,
+    webhooks: config.webhooks.map((w) => ({ ...w, secret: '[hidden]' })),
   };
 }
 

@@ -50,6 +50,7 @@ describe('usher --help', () => {
     [['serve', '--help'], '--config <file>'],
     [['demo', '--help'], 'demo projects'],
     [['migrate', '--help'], '--database <url>'],
+    [['admin-keys', '--help'], 'usher admin-keys create <name>'],
   ] as const) {
     test(`usher ${args.join(' ')} explains itself and exits 0`, async () => {
       const r = await run([...args]);
@@ -95,7 +96,75 @@ describe('usher migrate', () => {
   });
 });
 
+describe('usher admin-keys', () => {
+  test('create prints a key once, list shows it without its value, revoke marks it; the last key stays', async () => {
+    const db = join(dir, 'keys.db');
+    const created = await run(['admin-keys', 'create', 'ops', '--database', db]);
+    assert.equal(created.code, 0, created.stderr);
+    const key = /\b(usk_[\w-]{43})\b/.exec(created.stdout)?.[1];
+    assert.ok(key, created.stdout);
+    const second = await run(['admin-keys', 'create', 'ci', '--database', db]);
+    const id = /\((ak_[^)]+)\)/.exec(created.stdout)?.[1];
+    assert.ok(id, created.stdout);
+
+    const listed = await run(['admin-keys', 'list', '--database', db]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /ops/);
+    assert.match(listed.stdout, /ci/);
+    assert.ok(!listed.stdout.includes(key), 'list never shows a key');
+    assert.ok(listed.stdout.includes(key.slice(0, 8)), 'list shows the prefix');
+
+    const revoked = await run(['admin-keys', 'revoke', id, '--database', db]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match((await run(['admin-keys', 'list', '--database', db])).stdout, /ops .*revoked/);
+    const ciId = /\((ak_[^)]+)\)/.exec(second.stdout)?.[1];
+    const last = await run(['admin-keys', 'revoke', ciId!, '--database', db]);
+    assert.equal(last.code, 1);
+    assert.match(last.stderr, /last one/);
+  });
+
+  test('mistakes in its arguments exit 2 with its help', async () => {
+    for (const args of [['admin-keys'], ['admin-keys', 'make', 'x'], ['admin-keys', 'create']]) {
+      const r = await run([...args, '--database', join(dir, 'keys-bad.db')]);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match(r.stderr, /usher admin-keys create <name>/);
+    }
+  });
+});
+
 describe('usher serve', () => {
+  test('with no admin key anywhere, the first start prints one on the terminal, never in the log', async () => {
+    const db = join(dir, 'bootstrap.db');
+    const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--database', db], {
+      env: cleanEnv(),
+      cwd: dir,
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const logLines: string[] = [];
+    let printed = '';
+    try {
+      let url = '';
+      for await (const line of createInterface({ input: child.stdout })) {
+        if (line.startsWith('{')) {
+          logLines.push(line);
+          const parsed = JSON.parse(line) as { msg?: string; url?: string };
+          if (parsed.msg === 'usher is listening') url = String(parsed.url);
+        } else printed += `${line}\n`;
+        if (url && printed.includes('revoke this one')) break;
+      }
+      const key = /\b(usk_[\w-]{43})\b/.exec(printed)?.[1];
+      assert.ok(key, printed);
+      assert.match(printed, /named "bootstrap"/);
+      for (const line of logLines) assert.ok(!line.includes(key), `the log line ${line} holds the key`);
+      const res = await fetch(`${url}/projects`, { headers: { authorization: `Bearer ${key}` } });
+      assert.equal(res.status, 200);
+      child.kill('SIGINT');
+      assert.equal(await exited, 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   test('serves the projects the YAML file declares, with the seed timeouts, and drains on SIGTERM', async () => {
     const key = 'operator-key-0123456789';
     const file = join(dir, 'two-projects.yaml');
