@@ -454,10 +454,10 @@ webhooks:
 
   test('mistakes name the key to fix', () => {
     fails(
-      { env: { USHER_ALLOWED_ORIGINS: 'https://app.example.com/' } },
-      'https://app.example.com/',
+      { env: { USHER_ALLOWED_ORIGINS: 'https://app.example.com/app' } },
+      'https://app.example.com/app',
       'USHER_ALLOWED_ORIGINS',
-      'exact origin',
+      'no path',
     );
     fails({ file: yaml('sessionRate:\n  perClient: { perSecond: 0, burst: 1 }\n') }, 'sessionRate.perClient');
     fails({ env: { USHER_METRICS_PUBLIC: 'maybe' } }, 'USHER_METRICS_PUBLIC', 'true or false');

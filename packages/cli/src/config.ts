@@ -8,6 +8,7 @@ import {
   validator,
 } from '@usher/protocol';
 import {
+  checkOrigin,
   type KubernetesSettings,
   type LiveKitSettings,
   parseKubernetesSettings,
@@ -341,14 +342,11 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
   }
   for (const o of allowedOrigins) {
     if (o === '*') continue;
-    let url: URL | null = null;
     try {
-      url = new URL(o);
-    } catch {}
-    if (!url || url.origin !== o)
-      throw new ConfigError(
-        `allowed origin "${o}" (${sources.allowedOrigins}) must be an exact origin such as https://app.example.com (scheme, host and port only, no path or trailing slash), or *`,
-      );
+      checkOrigin(o);
+    } catch (err) {
+      throw new ConfigError(`${(err as Error).message} (${sources.allowedOrigins})`);
+    }
   }
   try {
     resolveEndpoints(webhooks);

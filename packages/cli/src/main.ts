@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // The `usher` command: serve, demo, migrate. Thin: it resolves configuration and runs the server library.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openStore, redact, safeLoggerOptions, UsherServer } from '@usher/server';
 import pino from 'pino';
@@ -148,8 +150,6 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
   if (config.storage.type === 'sqlite') {
-    const { mkdirSync } = await import('node:fs');
-    const { dirname } = await import('node:path');
     mkdirSync(dirname(config.storage.path), { recursive: true });
   }
   // tokens, keys and secrets never reach the log, in fields or in text
@@ -180,19 +180,15 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
   const { url } = await server.listen();
   const shownUrl = url.replace('127.0.0.1', 'localhost');
   log.info(
-    { url: shownUrl, storage: describeStorage(config), projects: config.projects.map((p) => p.id) },
+    {
+      url: shownUrl,
+      dashboard: `${shownUrl}/dashboard/`,
+      storage: describeStorage(config),
+      projects: config.projects.map((p) => p.id),
+    },
     'usher is listening',
   );
-  if (server.generatedAdminKey)
-    // on the terminal once, never in the log
-    console.log(`
-  No admin key was configured or stored, so this first start made one, named "bootstrap":
-
-    ${server.generatedAdminKey}
-
-  It is shown this once and stored only as a hash. Make your own keys with "usher admin-keys create <name>"
-  (or POST /admin-keys), then revoke this one (docs/security.md).
-`);
+  if (server.generatedAdminKey) showBootstrapKey(server.generatedAdminKey, config, log);
   if (demo) printDemoHelp(shownUrl, adminKeys[0] ?? server.generatedAdminKey ?? '<one of your admin keys>');
   let stopping = false;
   const stop = async (signal: string) => {
@@ -213,6 +209,42 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
   return new Promise<number>(() => {});
+}
+
+/**
+ * The key a first start made. Where stdout is a terminal it is printed there, once. Elsewhere stdout is the log
+ * stream (a container's), so the key goes to a file only its owner can read, and the log says where.
+ */
+function showBootstrapKey(key: string, config: ResolvedConfig, log: pino.Logger): void {
+  const advice =
+    'Make your own keys with "usher admin-keys create <name>" (or POST /admin-keys), then revoke this one (docs/security.md).';
+  if (process.stdout.isTTY) {
+    console.log(`
+  No admin key was configured or stored, so this first start made one, named "bootstrap":
+
+    ${key}
+
+  It is shown this once and stored only as a hash. ${advice}
+`);
+    return;
+  }
+  const file = join(
+    config.storage.type === 'sqlite' ? dirname(config.storage.path) : '.usher',
+    'bootstrap-admin-key',
+  );
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, `${key}\n`, { mode: 0o600, flag: 'w' });
+    log.warn(
+      { file: resolve(file) },
+      `no admin key was configured or stored: made one named "bootstrap" and wrote it to this file (readable by its owner only); the log never shows it. ${advice}`,
+    );
+  } catch (err) {
+    log.error(
+      { err },
+      `no admin key was configured or stored: made one named "bootstrap" but could not write it to ${file}; make a key with "usher admin-keys create <name>" against this database`,
+    );
+  }
 }
 
 function printDemoHelp(url: string, adminKey: string): void {

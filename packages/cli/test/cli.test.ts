@@ -2,7 +2,7 @@
 // YAML file that declares two projects (the seed's session.timeouts block included), stopped with SIGTERM.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -133,33 +133,35 @@ describe('usher admin-keys', () => {
 });
 
 describe('usher serve', () => {
-  test('with no admin key anywhere, the first start prints one on the terminal, never in the log', async () => {
-    const db = join(dir, 'bootstrap.db');
+  test('with no admin key anywhere, the first start writes one to an owner-only file and logs where, never the key', async () => {
+    const db = join(dir, 'bootstrap', 'usher.db');
     const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--database', db], {
       env: cleanEnv(),
       cwd: dir,
     });
+    let stdout = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    const logLines: string[] = [];
-    let printed = '';
     try {
       let url = '';
-      for await (const line of createInterface({ input: child.stdout })) {
-        if (line.startsWith('{')) {
-          logLines.push(line);
-          const parsed = JSON.parse(line) as { msg?: string; url?: string };
-          if (parsed.msg === 'usher is listening') url = String(parsed.url);
-        } else printed += `${line}\n`;
-        if (url && printed.includes('revoke this one')) break;
+      let file = '';
+      for await (const line of jsonLines(child)) {
+        if (line.msg === 'usher is listening') url = String(line.url);
+        if (typeof line.file === 'string' && String(line.msg).includes('bootstrap')) file = line.file;
+        if (url && file) break;
       }
-      const key = /\b(usk_[\w-]{43})\b/.exec(printed)?.[1];
-      assert.ok(key, printed);
-      assert.match(printed, /named "bootstrap"/);
-      for (const line of logLines) assert.ok(!line.includes(key), `the log line ${line} holds the key`);
+      assert.equal(file, join(dir, 'bootstrap', 'bootstrap-admin-key'));
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      const key = readFileSync(file, 'utf8').trim();
+      assert.match(key, /^usk_[\w-]{43}$/);
       const res = await fetch(`${url}/projects`, { headers: { authorization: `Bearer ${key}` } });
       assert.equal(res.status, 200);
       child.kill('SIGINT');
       assert.equal(await exited, 0);
+      // stdout is the log stream here: the key is nowhere in it
+      assert.ok(stdout.length > 0 && !stdout.includes(key), stdout);
     } finally {
       child.kill('SIGKILL');
     }

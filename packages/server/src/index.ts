@@ -1,5 +1,6 @@
 // @usher/server: the Usher server as a library.
 
+export { checkOrigin } from './api/origins.ts';
 export { DEFAULT_SESSION_RATE, type SessionRateOptions } from './api/session-rate.ts';
 export { ADMIN_KEY_CACHE_MS, AdminKeys, generateAdminKey, hashAdminKey } from './auth/admin-keys.ts';
 export { TokenIssuer } from './auth/tokens.ts';

@@ -56,7 +56,7 @@ export class OriginPolicy {
 }
 
 /** `https://App.example.com:443/` → `https://app.example.com`; throws for what is not an origin. */
-function checkOrigin(o: string): string {
+export function checkOrigin(o: string): string {
   let url: URL | null = null;
   try {
     url = new URL(o);
