@@ -125,3 +125,13 @@ export async function request(
     },
   };
 }
+
+/**
+ * How many sessions are in each live state now, counted by the server: the newest bucket of GET /stats. A one-hour
+ * window in 5-minute buckets keeps the read small: the server caches the buckets that have settled.
+ */
+export async function liveCounts(api: Api, projectId = ''): Promise<Record<string, number>> {
+  const scope = projectId ? `&projectId=${encodeURIComponent(projectId)}` : '';
+  const stats = await api.get<Stats>(`/stats?hours=1&bucketMinutes=5${scope}`);
+  return stats.series.at(-1)?.states ?? {};
+}

@@ -56,6 +56,11 @@ export function drawChart(canvas: HTMLCanvasElement, kind: Kind, stats: Stats): 
   } else new Chart(canvas, config);
 }
 
+/** Destroys the chart drawn on the canvas, if any: its resize observers and listeners go with it. */
+export function destroyChart(canvas: HTMLCanvasElement): void {
+  Chart.getChart(canvas)?.destroy();
+}
+
 function labels(stats: Stats): string[] {
   return stats.series.map((p) => clock(p.at));
 }

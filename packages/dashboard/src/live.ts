@@ -1,6 +1,7 @@
 // Live sockets with the admin key: the server's event feed (GET /events/ws) for the live views, and a
 // session's own socket (GET /sessions/{id}/ws, as an observer) for its page. Each reconnects with exponential
-// backoff and jitter when it drops.
+// backoff and jitter when it drops. The key travels as a WebSocket subprotocol, not in the URL, so that no
+// proxy's access log records it.
 import type { SessionEvent } from '@usher/protocol';
 import type { Worker } from './api.ts';
 
@@ -20,10 +21,15 @@ export interface EventSource<E> {
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15_000;
+/** The subprotocol the server selects; the credential rides beside it as `bearer.<key>`. */
+const PROTOCOL = 'usher';
+/** What a subprotocol may hold (an HTTP token); `new WebSocket` refuses anything else. */
+const PROTOCOL_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 export class LiveSocket<E extends { type: string }> implements EventSource<E> {
   status: LiveStatus = 'connecting';
   readonly #url: URL;
+  readonly #protocols: string[];
   /** whether a close with this code is worth a new attempt */
   readonly #retry: (code: number) => boolean;
   readonly #listeners = new Set<(e: E) => void>();
@@ -35,13 +41,19 @@ export class LiveSocket<E extends { type: string }> implements EventSource<E> {
   constructor(path: string, key: string, retry: (code: number) => boolean = () => true) {
     this.#url = new URL(path, location.href);
     this.#url.protocol = this.#url.protocol === 'https:' ? 'wss:' : 'ws:';
-    this.#url.searchParams.set('token', key);
+    // a key given in configuration may hold characters a subprotocol cannot (such as / or =): it goes in the
+    // URL, the one way left to a browser
+    if (PROTOCOL_TOKEN.test(key)) this.#protocols = [PROTOCOL, `bearer.${key}`];
+    else {
+      this.#protocols = [];
+      this.#url.searchParams.set('token', key);
+    }
     this.#retry = retry;
   }
 
   start(): this {
     if (this.status === 'closed') return this;
-    const ws = new WebSocket(this.#url);
+    const ws = new WebSocket(this.#url, this.#protocols);
     this.#ws = ws;
     let first = true;
     ws.onmessage = (m) => {

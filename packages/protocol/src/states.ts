@@ -41,6 +41,10 @@ export const PENDING_STATES: readonly SessionState[] = ['requesting', 'queued'];
 export const SEATED_STATES: readonly SessionState[] = ['connecting', 'active', 'idle', 'paused', 'ending'];
 /** States in which the session is live for its participants. */
 export const LIVE_STATES: readonly SessionState[] = ['active', 'idle', 'paused'];
+/** Every state but `ended`: the states a session is counted in while it lives (metrics, statistics). */
+export const OPEN_STATES: readonly Exclude<SessionState, 'ended'>[] = SESSION_STATES.filter(
+  (s): s is Exclude<SessionState, 'ended'> => s !== 'ended',
+);
 
 export function isSessionState(value: unknown): value is SessionState {
   return typeof value === 'string' && (SESSION_STATES as readonly string[]).includes(value);

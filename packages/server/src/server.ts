@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import { type ProjectInput, SocketCloseCode } from '@usher/protocol';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
-import type { AuthContext } from './api/auth.ts';
+import { type AuthContext, selectSocketProtocol } from './api/auth.ts';
 import type { ApiContext } from './api/context.ts';
 import { installErrorHandling } from './api/errors.ts';
 import { OriginPolicy } from './api/origins.ts';
@@ -23,7 +23,8 @@ import { webhookRoutes } from './api/routes/webhooks.ts';
 import { workerRoutes } from './api/routes/workers.ts';
 import { SessionRateLimiter, type SessionRateOptions } from './api/session-rate.ts';
 import { installJsonParser, installValidation } from './api/validation.ts';
-import { AdminKeys, TokenIssuer } from './auth/tokens.ts';
+import { AdminKeys } from './auth/admin-keys.ts';
+import { TokenIssuer } from './auth/tokens.ts';
 import { type Bus, localBus, PostgresBus } from './cluster/bus.ts';
 import { ServerRegistry } from './cluster/registry.ts';
 import type { WorkerDriver } from './drivers/driver.ts';
@@ -303,7 +304,8 @@ export class UsherServer {
           : { schema, url },
     });
     await app.register(websocket, {
-      options: { maxPayload: MAX_WORKER_FRAME_BYTES },
+      // a browser may offer its credential as a `bearer.` subprotocol beside `usher`, which is the one selected
+      options: { maxPayload: MAX_WORKER_FRAME_BYTES, handleProtocols: selectSocketProtocol },
       // every socket hears that the server is going away and may come back: viewers and workers reconnect
       preClose(done) {
         for (const client of this.websocketServer.clients)
@@ -318,6 +320,8 @@ export class UsherServer {
         origin: (origin, cb) => cb(null, origins.corsOrigin(origin)),
         methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
         allowedHeaders: ['authorization', 'content-type', 'x-api-key'],
+        // a page told 429 RATE_LIMITED can read how long to wait
+        exposedHeaders: ['retry-after'],
         maxAge: 600,
       });
     // browsers apply no CORS to WebSockets: an upgrade from another origin's page is refused here (403) unless
@@ -348,6 +352,7 @@ export class UsherServer {
     const webhooks = new Webhooks({
       db: store.db,
       hub: this.hub,
+      sessions: observability.sessions,
       clock,
       serverId,
       endpoints: o.webhooks ?? [],
@@ -430,7 +435,13 @@ export class UsherServer {
       relay,
       keepalive,
       messageRate: o.messageRate ?? DEFAULT_MESSAGE_RATE,
-      sessionRate: new SessionRateLimiter(o.sessionRate, Boolean(o.trustProxy), () => clock.now(), log),
+      sessionRate: new SessionRateLimiter(
+        o.sessionRate,
+        // an empty list trusts no proxy
+        Array.isArray(o.trustProxy) ? o.trustProxy.length > 0 : Boolean(o.trustProxy),
+        () => clock.now(),
+        log,
+      ),
       workerSocketUrl: () => `${toWs(baseUrl)}/workers/ws`,
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
       version: VERSION,
@@ -467,7 +478,10 @@ export class UsherServer {
       webhookRoutes(scope, { auth, webhooks });
       adminKeyRoutes(scope, { auth });
       sessionSocketRoute(scope, ctx);
-      eventsSocketRoute(scope, ctx, { maxBufferedBytes: o.eventsSocketMaxBufferedBytes });
+      eventsSocketRoute(scope, ctx, {
+        sessions: observability.sessions,
+        maxBufferedBytes: o.eventsSocketMaxBufferedBytes,
+      });
       workerSocketRoute(scope, ctx);
       streamerSocketRoute(scope, ctx);
       await webRoutes(scope, o.pagesRoot);

@@ -13,6 +13,7 @@ import {
   TestServer,
   useTestServer,
 } from '@usher/testing';
+import { processMetrics } from '../src/observability/metrics.ts';
 import { assertError } from './helpers.ts';
 
 /** One scrape, parsed: each sample by `name{label="value",…}` (labels sorted), and each metric's type. */
@@ -374,5 +375,34 @@ describe('two servers on one PostgreSQL count each event once', {
       assert.equal(live, 1);
     }
     await a.api('POST', `/sessions/${queued.id}/end`);
+  });
+});
+
+describe('process metrics in a process with several servers', () => {
+  const servers: TestServer[] = [];
+  before(async () => {
+    for (const name of ['p1', 'p2'])
+      servers.push(
+        await new TestServer({ storage: { type: 'sqlite', path: ':memory:' }, serverId: name }).start(),
+      );
+  });
+  after(async () => {
+    for (const s of servers) await s.close();
+  });
+
+  test('are collected once, for the process, and served by every server beside its own metrics', async () => {
+    const shared = processMetrics();
+    assert.equal(processMetrics(), shared, 'one registry for the process');
+    for (const s of servers) {
+      // a server's own registry holds no process metric: it started no collector of its own
+      const own = await s.server.observability.metrics.registry.getMetricsAsJSON();
+      assert.deepEqual(
+        own.filter((m) => !m.name.startsWith('usher_')).map((m) => m.name),
+        [],
+      );
+      const m = await scrape(s);
+      assert.equal(m.types.get('process_cpu_user_seconds_total'), 'counter');
+      assert.equal(m.types.get('usher_sessions_created_total'), 'counter');
+    }
   });
 });

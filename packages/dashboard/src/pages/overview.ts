@@ -1,6 +1,6 @@
-// Overview: how many sessions are in each state now, and the last day in three charts.
-import type { Session, Stats } from '../api.ts';
-import { drawChart, LIVE_STATES } from '../charts.ts';
+// Overview: how many sessions are in each state now (counted by the server), and the last day in three charts.
+import { liveCounts, type Stats } from '../api.ts';
+import { destroyChart, drawChart, LIVE_STATES } from '../charts.ts';
 import { fill, h } from '../dom.ts';
 import { header, liveRefresh, type Page } from '../page.ts';
 
@@ -38,21 +38,21 @@ export const overviewPage: Page = (el, ctx) => {
   );
 
   let endedToday: number | null = null;
+  /** set once the operator has left: a read still on its way draws nothing */
+  let left = false;
   const stopCounts = liveRefresh(
     ctx.live,
     head.error,
     async () => {
-      const live = LIVE_STATES.join(',');
-      const { sessions } = await ctx.api.get<{ sessions: Session[] }>(`/sessions?state=${live}&limit=1000`);
-      const by = new Map<string, number>();
-      for (const s of sessions) by.set(s.state, (by.get(s.state) ?? 0) + 1);
+      const by = await liveCounts(ctx.api);
+      if (left) return;
       fill(
         counts,
         LIVE_STATES.map((state) =>
           h(
             'a',
             { class: `card count state-${state}`, href: `#/sessions?state=${state}`, 'data-state': state },
-            h('span', { class: 'count-value' }, String(by.get(state) ?? 0)),
+            h('span', { class: 'count-value' }, String(by[state] ?? 0)),
             h('span', { class: 'count-label' }, state),
           ),
         ),
@@ -73,6 +73,8 @@ export const overviewPage: Page = (el, ctx) => {
     chartError,
     async () => {
       const stats = await ctx.api.get<Stats>(`/stats?hours=${HOURS}`);
+      // a chart drawn on a page that is gone would never be destroyed
+      if (left) return;
       endedToday = stats.series.reduce((n, p) => n + p.ended, 0);
       const card = counts.querySelector('[data-state="ended"] .count-value');
       if (card) card.textContent = String(endedToday);
@@ -85,7 +87,9 @@ export const overviewPage: Page = (el, ctx) => {
     5_000,
   );
   return () => {
+    left = true;
     stopCounts();
     stopCharts();
+    for (const c of charts) destroyChart(c.canvas);
   };
 };

@@ -17,7 +17,16 @@ export interface AuthContext {
 
 const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
 
-/** Reads `Authorization: Bearer …`, `x-api-key`, or (for WebSockets, which cannot set headers) `?token=`. */
+/** The WebSocket subprotocol the server selects when a client offers it (with a `bearer.` credential). */
+export const SOCKET_PROTOCOL = 'usher';
+/** A subprotocol entry that carries a credential: `bearer.<admin key or token>`. */
+const BEARER_PROTOCOL = 'bearer.';
+
+/**
+ * Reads `Authorization: Bearer …`, `x-api-key`, or (for WebSockets, on which browsers cannot set headers)
+ * `?token=`, then a `bearer.<credential>` entry of `Sec-WebSocket-Protocol`, which stays out of URLs and so
+ * out of proxies' access logs.
+ */
 export function credentialOf(req: FastifyRequest): string | null {
   const header = req.headers.authorization;
   if (header) {
@@ -30,7 +39,24 @@ export function credentialOf(req: FastifyRequest): string | null {
   if (typeof key === 'string' && key) return key;
   const token = (req.query as Record<string, unknown> | undefined)?.token;
   if (typeof token === 'string' && token) return token;
+  const offered = req.headers['sec-websocket-protocol'];
+  for (const entry of typeof offered === 'string' ? offered.split(',') : []) {
+    const p = entry.trim();
+    if (p.startsWith(BEARER_PROTOCOL) && p.length > BEARER_PROTOCOL.length)
+      return p.slice(BEARER_PROTOCOL.length);
+  }
   return null;
+}
+
+/**
+ * Picks the subprotocol a WebSocket upgrade answers with (ws's `handleProtocols`): `usher` when offered; else
+ * the first offered that carries no credential, as ws would by default; else none. A `bearer.` entry is never
+ * echoed back.
+ */
+export function selectSocketProtocol(offered: ReadonlySet<string>): string | false {
+  if (offered.has(SOCKET_PROTOCOL)) return SOCKET_PROTOCOL;
+  for (const p of offered) if (!p.startsWith(BEARER_PROTOCOL)) return p;
+  return false;
 }
 
 export async function callerOf(req: FastifyRequest, auth: AuthContext): Promise<Caller> {

@@ -59,7 +59,7 @@ export class AdminKeys {
   readonly #onRevoked: (keyId: string) => void;
   /** hex hash → the stored key it belongs to, believed until `until` */
   readonly #good = new Map<string, { id: string; until: number }>();
-  /** hex hash → not a key, believed until then (a flood of bad keys does not reach the database) */
+  /** hex hash → not a key, believed until then (a flood of one bad key asks the database once a period) */
   readonly #bad = new Map<string, number>();
   /** lookups under way, so that concurrent requests with one key ask the database once */
   readonly #pending = new Map<string, Promise<string | null>>();
@@ -74,20 +74,11 @@ export class AdminKeys {
     this.#onRevoked = options.onRevoked ?? (() => {});
   }
 
-  /** Whether any key is given in configuration. */
-  get configured(): boolean {
-    return this.#configured.length > 0;
-  }
-
   get configuredCount(): number {
     return this.#configured.length;
   }
 
   /** A configured key matches (constant time: every configured hash is compared). */
-  check(key: string): boolean {
-    return this.#matchConfigured(hashAdminKey(key));
-  }
-
   #matchConfigured(h: Buffer): boolean {
     let ok = false;
     for (const k of this.#configured) ok = timingSafeEqual(k, h) || ok;

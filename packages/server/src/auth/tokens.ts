@@ -75,5 +75,3 @@ export class TokenIssuer {
     }
   }
 }
-
-export { AdminKeys } from './admin-keys.ts';

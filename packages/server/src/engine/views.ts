@@ -2,8 +2,9 @@
 import type { Project, Session, TimelineEntry } from '@usher/protocol';
 import type { ProjectRecord, SessionRecord, TransitionRecord } from '../storage/records.ts';
 
-const iso = (ms: number) => new Date(ms).toISOString();
-const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
+/** A time (epoch ms) as the API writes it: ISO-8601, UTC. */
+export const iso = (ms: number) => new Date(ms).toISOString();
+export const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
 
 export function sessionView(
   s: SessionRecord,

@@ -1,13 +1,13 @@
 // The server's Prometheus metrics (GET /metrics, docs/observability.md), in a registry of its own so that several
-// servers can run in one process. Gauges are read from the database at each scrape (so they describe the whole
-// cluster); counters and histograms count the events this server published, so that each event is counted once
-// however many servers share the database.
-import type { SessionEvent, SessionEventOf } from '@usher/protocol';
+// servers can run in one process, served with Node's process metrics (collected once per process). Gauges are
+// read from the database at each scrape (so they describe the whole cluster); counters and histograms count the
+// events this server published, so that each event is counted once however many servers share the database.
+import { OPEN_STATES, type SessionEvent, type SessionEventOf } from '@usher/protocol';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { WorkerLaunch } from '../drivers/driver.ts';
 import type { EventHub } from '../engine/event-hub.ts';
 import type { StoredMessage } from '../storage/messages.ts';
-import { OPEN_STATES, sessionCountsByPool } from '../storage/observability.ts';
+import { sessionCountsByPool } from '../storage/observability.ts';
 import type { Store } from '../storage/store.ts';
 import type { SessionDirectory, SessionKey } from './session-directory.ts';
 
@@ -19,6 +19,20 @@ export const OTHER_REGION = 'other';
 
 /** The worker counts a pool is shown with: the live states, and draining workers (whatever their state). */
 export const WORKER_GAUGE_STATES = ['starting', 'ready', 'reserved', 'busy', 'stopping', 'draining'] as const;
+
+let processRegistry: Registry | null = null;
+
+/**
+ * Node's process metrics (CPU, memory, event loop, GC), collected once per process: collecting starts a GC
+ * observer and an event-loop monitor that are never stopped, so every server in the process shares these.
+ */
+export function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
 
 export interface MetricsOptions {
   store: Store;
@@ -32,7 +46,7 @@ export interface MetricsOptions {
 }
 
 export class Metrics {
-  /** this server's registry: the Usher metrics and Node's process metrics */
+  /** this server's registry: the Usher metrics (the process metrics are processMetrics(), served beside them) */
   readonly registry = new Registry();
   readonly #o: MetricsOptions;
   readonly #off: () => void;
@@ -50,11 +64,13 @@ export class Metrics {
   readonly #workerCrashes: Counter<'project' | 'region' | 'recoverable'>;
   readonly #relayed: Counter<'project'>;
   readonly #recorded: Counter<'project'>;
+  /** per project, messages relayed and recorded since the last scrape: added to the counters when they are read */
+  readonly #relayedSince = new Map<string, { n: number }>();
+  readonly #recordedSince = new Map<string, { n: number }>();
 
   constructor(options: MetricsOptions) {
     this.#o = options;
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
     this.#sessions = new Gauge({
       name: 'usher_sessions',
       help: 'Sessions in each state but ended, per pool (read from the database at each scrape: the whole cluster)',
@@ -75,7 +91,7 @@ export class Metrics {
     });
     this.#created = new Counter({
       name: 'usher_sessions_created_total',
-      help: 'Sessions requested (POST /sessions) on this server, refused ones included',
+      help: 'Sessions this server created for POST /sessions, those refused at admission (4000-4002) included; requests turned away before (429, 400, 401, 403, 404, 503) are not counted',
       labelNames: ['project', 'region'],
       registers,
     });
@@ -124,17 +140,26 @@ export class Metrics {
       labelNames: ['project', 'region', 'recoverable'],
       registers,
     });
+    // counted per message on the relay's hot path: in a map, moved into the counters whenever they are read
+    const relayedSince = this.#relayedSince;
+    const recordedSince = this.#recordedSince;
     this.#relayed = new Counter({
       name: 'usher_messages_relayed_total',
       help: 'Room messages relayed by this server',
       labelNames: ['project'],
       registers,
+      collect() {
+        addCounts(this, relayedSince);
+      },
     });
     this.#recorded = new Counter({
       name: 'usher_messages_recorded_total',
       help: 'Transcript entries this server stored durably (recorded message types, joins and departures)',
       labelNames: ['project'],
       registers,
+      collect() {
+        addCounts(this, recordedSince);
+      },
     });
     this.#off = options.hub.subscribeAll((event, local) => {
       if (local) this.#onEvent(event);
@@ -168,7 +193,7 @@ export class Metrics {
       for (const state of WORKER_GAUGE_STATES)
         this.#workers.set({ ...labels, state }, workers[i]![state] ?? 0);
     });
-    return this.registry.metrics();
+    return Registry.merge([processMetrics(), this.registry]).metrics();
   }
 
   get contentType(): string {
@@ -188,8 +213,8 @@ export class Metrics {
   recorded(batch: readonly StoredMessage[]): void {
     for (const { message } of batch) {
       const key = this.#o.sessions.peek(message.sessionId);
-      if (key) this.#recorded.inc({ project: key.projectId });
-      else this.#o.sessions.with(message.sessionId, (k) => this.#recorded.inc({ project: k.projectId }));
+      if (key) count(this.#recordedSince, key.projectId);
+      else this.#o.sessions.with(message.sessionId, (k) => count(this.#recordedSince, k.projectId));
     }
   }
 
@@ -203,8 +228,8 @@ export class Metrics {
         case 'session.message': {
           // the relay's hot path: a lookup in memory and an increment
           const key = this.#o.sessions.peek(e.sessionId);
-          if (key) this.#relayed.inc({ project: key.projectId });
-          else this.#o.sessions.with(e.sessionId, (k) => this.#relayed.inc({ project: k.projectId }));
+          if (key) count(this.#relayedSince, key.projectId);
+          else this.#o.sessions.with(e.sessionId, (k) => count(this.#relayedSince, k.projectId));
           return;
         }
         case 'session.status_changed':
@@ -267,6 +292,19 @@ export class Metrics {
     } catch (err) {
       this.#o.onError(err);
     }
+  }
+}
+
+function count(counts: Map<string, { n: number }>, project: string): void {
+  const c = counts.get(project);
+  if (c) c.n++;
+  else counts.set(project, { n: 1 });
+}
+
+function addCounts(counter: Counter<'project'>, counts: Map<string, { n: number }>): void {
+  for (const [project, c] of counts) {
+    if (c.n > 0) counter.inc({ project }, c.n);
+    c.n = 0;
   }
 }
 

@@ -24,6 +24,7 @@ export interface ObservabilityOptions {
 }
 
 export class Observability {
+  /** the sessions' projects and regions, for the metrics, the logs, the webhooks and the operator's feed */
   readonly sessions: SessionDirectory;
   readonly workers = new WorkerDirectory();
   readonly metrics: Metrics;
@@ -34,7 +35,7 @@ export class Observability {
   constructor(o: ObservabilityOptions) {
     this.sessions = new SessionDirectory(
       (ids) => sessionKeys(o.store.read.q, ids),
-      (err) => o.log.error({ err }, 'metrics: a session could not be looked up'),
+      (err) => o.log.error({ err }, 'a session could not be looked up (its project and region)'),
     );
     this.log = withProjectIds(o.log, {
       session: (id) => this.sessions.peek(id),

@@ -109,3 +109,85 @@ test('a failed read is reported and drops what waited for it; the next call read
   await dir.idle();
   assert.deepEqual(seen, ['second']);
 });
+
+test('keys(): those in memory at once, the others in the read of the turn; unknown ones left out', async () => {
+  const { dir, reads } = directory({
+    a: { projectId: 'pa' },
+    b: { projectId: 'pb' },
+    c: { projectId: 'pc' },
+  });
+  dir.with('a', () => {});
+  await dir.idle();
+  const seen: string[] = [];
+  dir.with('b', (k) => seen.push(k.projectId));
+  const keys = await dir.keys(['a', 'b', 'c', 'nope', 'c']);
+  assert.deepEqual(
+    [...keys].map(([id, k]) => `${id}:${k.projectId}`),
+    ['a:pa', 'b:pb', 'c:pc'],
+  );
+  assert.deepEqual(reads, [['a'], ['b', 'c', 'nope']], 'a was in memory; b, c and nope in one read');
+  assert.deepEqual(seen, ['pb']);
+  assert.deepEqual(await dir.keys([]), new Map());
+  assert.equal(reads.length, 2);
+});
+
+test('keys() rejects when the read fails; what waited with with() is dropped', async () => {
+  const errors: unknown[] = [];
+  const dir = new SessionDirectory(
+    async () => {
+      throw new Error('database down');
+    },
+    (err) => errors.push(err),
+  );
+  const seen: string[] = [];
+  dir.with('x', () => seen.push('x'));
+  await assert.rejects(dir.keys(['x', 'y']), /database down/);
+  assert.deepEqual(seen, []);
+  assert.equal(errors.length, 1, 'the failed read is reported once');
+});
+
+test('idle() waits for the reads asked for before it and what they started, not for the reads that follow', async () => {
+  const reads: { ids: string[]; answer: (keys: Map<string, SessionKey>) => void }[] = [];
+  const dir = new SessionDirectory(
+    (ids) =>
+      new Promise((answer) => {
+        reads.push({ ids: [...ids], answer });
+      }),
+    () => {},
+  );
+  const key = (projectId: string): SessionKey => ({
+    projectId,
+    region: 'eu',
+    createdAt: T,
+    queuedAt: null,
+    activeAt: null,
+    endedAt: null,
+  });
+  // what the key of a starts (as the metrics read a timeline): idle() waits for it too
+  const started = Promise.withResolvers<void>();
+  dir.with('a', () => void dir.track(started.promise));
+  let idle = false;
+  const waited = dir.idle().then(() => {
+    idle = true;
+  });
+  await Promise.resolve(); // the read of a has started
+  assert.deepEqual(
+    reads.map((r) => r.ids),
+    [['a']],
+  );
+  /** Whether idle() has resolved once everything that is ready has run (microtasks run before setImmediate). */
+  const settledNow = () => new Promise<boolean>((r) => setImmediate(() => r(idle)));
+
+  // steady load: while a is read, and after, new sessions keep being asked about
+  dir.with('b', () => {});
+  await Promise.resolve();
+  assert.equal(reads.length, 2, 'the read of b has started');
+  reads[0]!.answer(new Map([['a', key('pa')]]));
+  assert.equal(await settledNow(), false, 'a is read, but what its key started is not done');
+  dir.with('c', () => {});
+  started.resolve();
+  assert.equal(await settledNow(), true, 'the reads of b and c, asked for later, are not waited for');
+  await waited;
+  for (const r of reads.slice(1)) r.answer(new Map());
+  await dir.idle();
+});

@@ -8,13 +8,22 @@ import type { RawData, WebSocket } from 'ws';
 import { callerOf, requireAdmin } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import { workerView } from '../api/routes/workers.ts';
-import type { Engine } from '../engine/engine.ts';
+import type { EventHub } from '../engine/event-hub.ts';
+import type { SessionDirectory, SessionKey } from '../observability/session-directory.ts';
 import type { WorkerRecord } from '../storage/records.ts';
 
 /** How much a socket may have queued and unsent before it counts as too slow (default 4 MiB). */
 export const DEFAULT_EVENTS_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Events the feed may hold while their sessions' projects are read; past this the database is too slow for the
+ * flow of events, and every event socket is closed with 4101 rather than the feed growing without end.
+ */
+export const DEFAULT_EVENTS_MAX_QUEUED = 10_000;
+
 export interface EventsSocketOptions {
+  /** the server's session directory: where each event's projectId comes from */
+  sessions: SessionDirectory;
   /** bytes queued on one socket beyond which it is closed with 4101 (SocketCloseCode.SlowConsumer) */
   maxBufferedBytes?: number;
 }
@@ -32,50 +41,68 @@ const EventsQuery = Type.Object(
   { additionalProperties: false },
 );
 
-/** Session ids whose project is remembered, at most (the oldest learned is forgotten first). */
-const KNOWN_SESSIONS = 50_000;
 /** Session ids looked up in one query. */
 const LOOKUP_BATCH = 500;
+/** Delivered items are dropped from the front of the queue once this many have piled up there. */
+const COMPACT_AT = 1_024;
 
-type Item = { kind: 'session'; event: SessionEvent } | { kind: 'worker'; frame: WorkerChanged };
+type Item =
+  /** projectId: undefined while not known yet; null for a session the store does not know, or a failed lookup */
+  | { kind: 'session'; event: SessionEvent; projectId: string | null | undefined }
+  | { kind: 'worker'; frame: WorkerChanged };
 
-interface WorkerChanged {
+export interface WorkerChanged {
   type: 'worker.changed';
   at: string;
   worker: ReturnType<typeof workerView>;
 }
 
-interface Subscriber {
+export interface Subscriber {
   /** wants session.message events */
   readonly messages: boolean;
   send(text: string): void;
+  /** The feed fell too far behind and has dropped this subscriber: close its socket with 4101. */
+  tooSlow(reason: string): void;
+}
+
+export interface EventFeedOptions {
+  hub: Pick<EventHub, 'subscribeAll' | 'subscribeWorkers'>;
+  /** each event's project */
+  sessions: SessionDirectory;
+  /** a worker change as it is sent */
+  workerFrame(worker: WorkerRecord): WorkerChanged;
+  /** events held at most while projects are looked up; past this every subscriber is dropped (tooSlow) */
+  maxQueued: number;
 }
 
 /**
- * The events of the hub, each with its session's project, in order, to every subscriber. A session's project is
- * looked up once (several sessions in one query) and remembered; while a lookup runs, what comes after waits, so
- * that nothing overtakes an earlier event.
+ * The events of the hub, each with its session's project, in order, to every subscriber. The projects come from
+ * the server's session directory (in memory, else read, several sessions in one query); while a lookup runs,
+ * what comes after waits, so that nothing overtakes an earlier event. What waits is bounded (maxQueued).
  */
-class EventFeed {
-  readonly #engine: Engine;
+export class EventFeed {
+  readonly #o: EventFeedOptions;
   readonly #subscribers = new Set<Subscriber>();
   #unsubscribe: (() => void)[] = [];
   #queue: Item[] = [];
   #head = 0;
   #lookingUp = false;
-  /** session id → project id (null: no such session) */
-  readonly #projects = new Map<string, string | null>();
   #wantMessages = 0;
 
-  constructor(engine: Engine) {
-    this.#engine = engine;
+  constructor(options: EventFeedOptions) {
+    this.#o = options;
+  }
+
+  /** Items held in memory: those waiting, and delivered ones at the front not yet dropped (for tests). */
+  get held(): number {
+    return this.#queue.length;
   }
 
   add(sub: Subscriber): void {
     this.#subscribers.add(sub);
     if (sub.messages) this.#wantMessages++;
     if (this.#subscribers.size > 1) return;
-    const hub = this.#engine.hub;
+    const hub = this.#o.hub;
     this.#unsubscribe = [
       hub.subscribeAll((event) => this.#onEvent(event)),
       hub.subscribeWorkers((worker) => this.#onWorker(worker)),
@@ -94,16 +121,24 @@ class EventFeed {
 
   #onEvent(event: SessionEvent): void {
     if (event.type === 'session.message' && this.#wantMessages === 0) return;
-    this.#queue.push({ kind: 'session', event });
-    this.#pump();
+    this.#push({ kind: 'session', event, projectId: this.#o.sessions.peek(event.sessionId)?.projectId });
   }
 
   #onWorker(worker: WorkerRecord): void {
-    const at = new Date(this.#engine.clock.now()).toISOString();
-    this.#queue.push({
-      kind: 'worker',
-      frame: { type: 'worker.changed', at, worker: workerView(this.#engine, worker) },
-    });
+    this.#push({ kind: 'worker', frame: this.#o.workerFrame(worker) });
+  }
+
+  #push(item: Item): void {
+    if (this.#queue.length - this.#head >= this.#o.maxQueued) {
+      // lookups cannot keep up with the events: drop the subscribers (they reconnect and read the state afresh)
+      const reason = `more than ${this.#o.maxQueued} events waited for their sessions' projects to be read`;
+      for (const sub of [...this.#subscribers]) {
+        this.remove(sub);
+        sub.tooSlow(reason);
+      }
+      return;
+    }
+    this.#queue.push(item);
     this.#pump();
   }
 
@@ -112,7 +147,7 @@ class EventFeed {
     if (this.#lookingUp) return;
     while (this.#head < this.#queue.length) {
       const item = this.#queue[this.#head]!;
-      if (item.kind === 'session' && !this.#projects.has(item.event.sessionId)) break;
+      if (item.kind === 'session' && item.projectId === undefined) break;
       this.#head++;
       this.#deliver(item);
     }
@@ -121,38 +156,39 @@ class EventFeed {
       this.#head = 0;
       return;
     }
+    // the queue may never drain under a steady flow of new sessions: drop what was delivered from its front
+    if (this.#head >= COMPACT_AT) {
+      this.#queue.splice(0, this.#head);
+      this.#head = 0;
+    }
     this.#lookingUp = true;
-    void this.#lookUp()
-      .catch(() => {
-        // the database did not answer: these events go out without their project rather than never
-        for (const item of this.#queue.slice(this.#head))
-          if (item.kind === 'session' && !this.#projects.has(item.event.sessionId))
-            this.#remember(item.event.sessionId, null);
-      })
-      .finally(() => {
-        this.#lookingUp = false;
-        this.#pump();
-      });
+    void this.#lookUp().finally(() => {
+      this.#lookingUp = false;
+      this.#pump();
+    });
   }
 
   async #lookUp(): Promise<void> {
     const ids = new Set<string>();
     for (let i = this.#head; i < this.#queue.length && ids.size < LOOKUP_BATCH; i++) {
       const item = this.#queue[i]!;
-      if (item.kind === 'session' && !this.#projects.has(item.event.sessionId)) ids.add(item.event.sessionId);
+      if (item.kind === 'session' && item.projectId === undefined) ids.add(item.event.sessionId);
     }
-    const list = [...ids];
-    const rows = await this.#engine.store.db.all<{ id: string; project_id: string }>(
-      `SELECT id, project_id FROM sessions WHERE id IN (${list.map(() => '?').join(', ')})`,
-      list,
-    );
-    const found = new Map(rows.map((r) => [r.id, r.project_id]));
-    for (const id of list) this.#remember(id, found.get(id) ?? null);
-  }
-
-  #remember(sessionId: string, projectId: string | null): void {
-    this.#projects.set(sessionId, projectId);
-    if (this.#projects.size > KNOWN_SESSIONS) this.#projects.delete(this.#projects.keys().next().value!);
+    let found: Map<string, SessionKey> | null = null;
+    try {
+      found = await this.#o.sessions.keys(ids);
+    } catch {
+      // the database did not answer (the directory logs it): these events go out without their project
+      // rather than never
+    }
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const item = this.#queue[i]!;
+      if (item.kind !== 'session' || item.projectId !== undefined) continue;
+      const id = item.event.sessionId;
+      const key = found?.get(id) ?? this.#o.sessions.peek(id);
+      if (key) item.projectId = key.projectId;
+      else if (found === null || ids.has(id)) item.projectId = null;
+    }
   }
 
   #deliver(item: Item): void {
@@ -161,19 +197,24 @@ class EventFeed {
     if (item.kind === 'session') {
       const { event } = item;
       message = event.type === 'session.message';
-      text = JSON.stringify({ ...event, projectId: this.#projects.get(event.sessionId) ?? null });
+      text = JSON.stringify({ ...event, projectId: item.projectId ?? null });
     } else text = JSON.stringify(item.frame);
     for (const sub of [...this.#subscribers]) if (!message || sub.messages) sub.send(text);
   }
 }
 
-export function eventsSocketRoute(
-  app: FastifyInstance,
-  ctx: ApiContext,
-  options: EventsSocketOptions = {},
-): void {
+export function eventsSocketRoute(app: FastifyInstance, ctx: ApiContext, options: EventsSocketOptions): void {
   const { engine } = ctx;
-  const feed = new EventFeed(engine);
+  const feed = new EventFeed({
+    hub: engine.hub,
+    sessions: options.sessions,
+    workerFrame: (worker) => ({
+      type: 'worker.changed',
+      at: new Date(engine.clock.now()).toISOString(),
+      worker: workerView(engine, worker),
+    }),
+    maxQueued: DEFAULT_EVENTS_MAX_QUEUED,
+  });
   const maxBuffered = options.maxBufferedBytes ?? DEFAULT_EVENTS_MAX_BUFFERED_BYTES;
 
   app.get<{ Querystring: { token?: string; messages?: string } }>(
@@ -220,6 +261,14 @@ export function eventsSocketRoute(
               `more than ${maxBuffered} bytes of events were waiting to be read`,
             );
           }
+        },
+        tooSlow(reason) {
+          feed.remove(sub);
+          req.log.warn(
+            { maxQueuedEvents: DEFAULT_EVENTS_MAX_QUEUED },
+            'the event feed fell behind reading sessions’ projects; closed an event socket',
+          );
+          if (socket.readyState === socket.OPEN) socket.close(SocketCloseCode.SlowConsumer, reason);
         },
       };
       sub.send(

@@ -82,21 +82,19 @@ export class AdminKeyStore {
   }
 
   /**
-   * The key with this hash, if it is not revoked; stamps its last use. One statement: checking a key costs one
-   * indexed lookup (the caller caches the answer).
+   * The key with this hash, if it is not revoked; stamps its last use when it is found. A hash that matches
+   * nothing costs one indexed read and no write (a flood of different bad keys each reach the database); the
+   * caller caches the answer, so a key in use is stamped at most once per cache period on each server.
    */
   async use(hash: string, now: number): Promise<{ id: string } | undefined> {
     const r = await this.#db.get<{ id: string }>(
-      'UPDATE admin_keys SET last_used_at = ? WHERE hash = ? AND revoked_at IS NULL RETURNING id',
-      [now, hash],
+      'SELECT id FROM admin_keys WHERE hash = ? AND revoked_at IS NULL',
+      [hash],
       HOT,
     );
-    return r && { id: r.id };
-  }
-
-  /** How many keys are not revoked. */
-  async activeCount(): Promise<number> {
-    return activeCount(this.#db);
+    if (!r) return undefined;
+    await this.#db.run('UPDATE admin_keys SET last_used_at = ? WHERE id = ?', [now, r.id], HOT);
+    return { id: r.id };
   }
 
   /**

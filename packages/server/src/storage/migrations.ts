@@ -184,6 +184,8 @@ CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at, id);
 CREATE INDEX webhook_deliveries_status ON webhook_deliveries (status, created_at, id);
 CREATE INDEX webhook_deliveries_session ON webhook_deliveries (session_id, created_at, id);
 CREATE INDEX webhook_deliveries_project ON webhook_deliveries (project_id, created_at, id);
+CREATE INDEX webhook_deliveries_claim ON webhook_deliveries (claim) WHERE claim IS NOT NULL;
+CREATE INDEX webhook_deliveries_claimed_by ON webhook_deliveries (claimed_by) WHERE claimed_by IS NOT NULL;
 `,
   },
   {

@@ -1,13 +1,8 @@
 // Queries behind metrics and logs, written once for both dialects: live sessions per pool and state (read at
 // each scrape), and the pool and times of sessions by id (what an event, which names only its session, is about).
-import { SESSION_STATES, type SessionState } from '@usher/protocol';
+import { OPEN_STATES, type SessionState } from '@usher/protocol';
 import type { Queryable } from './db.ts';
 import { MAX_PARAMS } from './tables.ts';
-
-/** Every state but `ended`: the states a session is counted in while it lives. */
-export const OPEN_STATES: readonly Exclude<SessionState, 'ended'>[] = SESSION_STATES.filter(
-  (s): s is Exclude<SessionState, 'ended'> => s !== 'ended',
-);
 
 export interface PoolStateCount {
   projectId: string;

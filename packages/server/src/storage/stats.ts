@@ -1,12 +1,7 @@
 // Queries behind the operator's views, written once for both dialects: every queue in line order, and session
 // statistics over a time window (sessions per state, queue waits, endings, close codes) from the transitions.
-import { SESSION_STATES, type SessionState } from '@usher/protocol';
+import { OPEN_STATES, type SessionState } from '@usher/protocol';
 import type { Queryable } from './db.ts';
-
-/** The states a session is counted in while it lives (all but `ended`). */
-export const LIVE_STATS_STATES: readonly Exclude<SessionState, 'ended'>[] = SESSION_STATES.filter(
-  (s): s is Exclude<SessionState, 'ended'> => s !== 'ended',
-);
 
 export interface QueuedSession {
   id: string;
@@ -151,9 +146,9 @@ export class StatsReader {
     const project = w.projectId === undefined ? [] : [w.projectId];
     const current = await this.#q.all<{ state: string; n: number }>(
       `SELECT state, COUNT(*) AS n FROM sessions
-       WHERE state IN (${LIVE_STATS_STATES.map(() => '?').join(', ')})${project.length ? ' AND project_id = ?' : ''}
+       WHERE state IN (${OPEN_STATES.map(() => '?').join(', ')})${project.length ? ' AND project_id = ?' : ''}
        GROUP BY state`,
-      [...LIVE_STATS_STATES, ...project],
+      [...OPEN_STATES, ...project],
     );
     const counts = new Map<string, number>(current.map((r) => [r.state, Number(r.n)]));
     const undo = (d: Map<string, number>) => {
@@ -167,9 +162,7 @@ export class StatsReader {
       const f = facts[i]!;
       buckets[i] = {
         at: w.from + i * w.bucketMs,
-        states: Object.fromEntries(
-          LIVE_STATS_STATES.map((s) => [s, counts.get(s) ?? 0]),
-        ) as StatsBucket['states'],
+        states: Object.fromEntries(OPEN_STATES.map((s) => [s, counts.get(s) ?? 0])) as StatsBucket['states'],
         left: f.left.count,
         waitMsAvg: f.left.count === 0 ? null : Math.round(f.left.sum / f.left.count),
         waitMsMax: f.left.max,

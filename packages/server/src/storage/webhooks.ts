@@ -101,6 +101,12 @@ const CLAIM: Record<Db['dialect'], string> = {
 };
 
 const UNCLAIM = 'claimed_by = NULL, claim = NULL, lease_until = NULL';
+/**
+ * Giving back one claim's rows, or every claim of a server: read through the partial indexes on claim and
+ * claimed_by, which hold only the rows under a claim (exported for the test of their plans).
+ */
+export const RELEASE_CLAIM = `UPDATE webhook_deliveries SET ${UNCLAIM} WHERE claim = ?`;
+export const RELEASE_SERVER = `UPDATE webhook_deliveries SET ${UNCLAIM} WHERE claimed_by = ? AND status = 'pending'`;
 
 interface Row {
   id: string;
@@ -214,15 +220,12 @@ export class WebhookLog {
 
   /** Gives back what a claim holds and was not attempted (shutdown), so any server may send it at once. */
   async release(claim: string): Promise<number> {
-    return this.#db.run(`UPDATE webhook_deliveries SET ${UNCLAIM} WHERE claim = ?`, [claim]);
+    return this.#db.run(RELEASE_CLAIM, [claim]);
   }
 
   /** Gives back every claim a server holds: at its start, those of its previous run, which was killed. */
   async releaseServer(serverId: string): Promise<number> {
-    return this.#db.run(
-      `UPDATE webhook_deliveries SET ${UNCLAIM} WHERE claimed_by = ? AND status = 'pending'`,
-      [serverId],
-    );
+    return this.#db.run(RELEASE_SERVER, [serverId]);
   }
 
   /** When the endpoint's next pending delivery becomes claimable (its due time, or its lease's end), if any. */
@@ -290,21 +293,5 @@ export class WebhookLog {
     return this.#db.run(`DELETE FROM webhook_deliveries WHERE created_at < ? AND status <> 'pending'`, [
       before,
     ]);
-  }
-
-  /** The project of each of these sessions (those that exist). */
-  async projectsOf(sessionIds: readonly string[]): Promise<Map<string, string>> {
-    if (sessionIds.length === 0) return new Map();
-    const rows =
-      this.#db.dialect === 'sqlite'
-        ? await this.#db.all<{ id: string; project_id: string }>(
-            'SELECT id, project_id FROM sessions WHERE id IN (SELECT value FROM json_each(?))',
-            [JSON.stringify(sessionIds)],
-          )
-        : await this.#db.all<{ id: string; project_id: string }>(
-            'SELECT id, project_id FROM sessions WHERE id = ANY(?::text[])',
-            [sessionIds],
-          );
-    return new Map(rows.map((r) => [r.id, r.project_id]));
   }
 }

@@ -18,6 +18,10 @@ test('scrubSecrets hides tokens, keys, bearer credentials and secret query param
     scrubSecrets(`Authorization: Bearer some-opaque-thing, more`),
     'Authorization: Bearer [hidden], more',
   );
+  assert.equal(
+    scrubSecrets('Sec-WebSocket-Protocol: usher, bearer.some-opaque-thing'),
+    'Sec-WebSocket-Protocol: usher, bearer.[hidden]',
+  );
   assert.equal(scrubSecrets(`my token is ${JWT}.`), 'my token is [hidden].');
   assert.equal(scrubSecrets(`key ${KEY} here`), 'key [hidden] here');
   assert.equal(
@@ -44,7 +48,12 @@ test('with safeLoggerOptions, pino hides credential fields and scrubs URLs and m
       req: {
         method: 'GET',
         url: `/sessions/s/ws?token=${JWT}`,
-        headers: { authorization: `Bearer ${KEY}`, 'x-api-key': KEY, cookie: 'a=b' },
+        headers: {
+          authorization: `Bearer ${KEY}`,
+          'x-api-key': KEY,
+          cookie: 'a=b',
+          'sec-websocket-protocol': 'usher, bearer.a-configured-admin-key',
+        },
       },
       token: JWT,
       secret: 'the-secret',
@@ -63,10 +72,36 @@ test('with safeLoggerOptions, pino hides credential fields and scrubs URLs and m
   assert.equal(line.req.url, '/sessions/s/ws?token=[hidden]');
   assert.equal(line.req.headers.authorization, '[hidden]');
   assert.equal(line.req.headers['x-api-key'], '[hidden]');
+  assert.equal(line.req.headers['sec-websocket-protocol'], '[hidden]');
   assert.equal(line.req.method, 'GET');
   assert.equal(line.token, '[hidden]');
   assert.equal(line.worker.key, '[hidden]');
   assert.equal(line.worker.url, 'ws://h/x?token=[hidden]');
   assert.equal(line.worker.name, 'kept');
   assert.equal(line.msg, 'hello [hidden]');
+});
+
+test('a URL field keeps no password: a database connection string is logged without it', () => {
+  let out = '';
+  const stream = new Writable({
+    write(chunk, _e, done) {
+      out += chunk.toString();
+      done();
+    },
+  });
+  const log = pino({ level: 'info', ...safeLoggerOptions }, stream);
+  log.info({ url: 'postgres://usher:s3cret-pw@db.internal:5432/usher?sslmode=require' });
+  log.info({ storage: { url: `postgres://u:an%40other-pw@h/db?token=${JWT}` } });
+  log.info({ url: 'postgres://u:unparseable-pw@h:99999/db' });
+  const urls = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { url?: string; storage?: { url: string } })
+    .map((l) => l.url ?? l.storage?.url);
+  assert.deepEqual(urls, [
+    'postgres://usher:***@db.internal:5432/usher?sslmode=require',
+    'postgres://u:***@h/db?token=[hidden]',
+    '<unparseable url>',
+  ]);
+  assert.ok(!out.includes('pw') && !out.includes(JWT), out);
 });

@@ -22,13 +22,15 @@ describe('webhook retry schedule', () => {
       retryDelayMs(1, RETRY_SCHEDULE_MS, () => 1),
       6_000,
     );
+    // the random source swept evenly over [0, 1): the delays spread evenly over 30 s ± 20 %
     const seen = new Set<number>();
     for (let i = 0; i < 200; i++) {
-      const d = retryDelayMs(2);
-      assert.ok(d >= 24_000 && d <= 36_000, String(d));
+      const d = retryDelayMs(2, RETRY_SCHEDULE_MS, () => i / 200);
+      assert.ok(d >= 24_000 && d < 36_000, String(d));
       seen.add(d);
     }
-    assert.ok(seen.size > 20, 'delays differ from one delivery to the next');
+    assert.equal(seen.size, 200, 'each draw of the random source gives another delay');
+    assert.deepEqual([Math.min(...seen), Math.max(...seen)], [24_000, 35_940]);
   });
 
   test('a custom schedule', () => {

@@ -1,6 +1,7 @@
 // The webhooks of one server, on SQLite and PostgreSQL: it queues only the events it published itself (another
-// server queues its own), one row per endpoint that wants the event, with the session's project in the payload;
-// a batch is one statement; old finished deliveries are pruned on the clock.
+// server queues its own), one row per endpoint that wants the event, with the session's project (from the
+// server's session directory) in the payload; a batch is one statement; old finished deliveries are pruned on
+// the clock.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { SessionEvent } from '@usher/protocol';
@@ -9,6 +10,8 @@ import { WebhookReceiver } from '../../test/fixtures/webhook-receiver.ts';
 import type { Bus, BusMessage } from '../cluster/bus.ts';
 import { ManualClock } from '../engine/clock.ts';
 import { EventHub } from '../engine/event-hub.ts';
+import { SessionDirectory } from '../observability/session-directory.ts';
+import { sessionKeys } from '../storage/observability.ts';
 import { silentLogger } from '../util/logger.ts';
 import { Webhooks } from './service.ts';
 
@@ -54,15 +57,29 @@ for (const kind of databaseKinds()) {
         );
     });
     after(() => receiver.close());
+    /** A session directory as the server's, with the sessions it read, call by call. */
+    const directory = () => {
+      const reads: string[][] = [];
+      const sessions = new SessionDirectory(
+        (ids) => {
+          reads.push([...ids].sort());
+          return sessionKeys(store.read.q, ids);
+        },
+        () => {},
+      );
+      return { sessions, reads };
+    };
 
     test('only local events are queued, once per endpoint that wants them, with their project', async () => {
       const hub = new EventHub();
       const { bus, fromOtherServer } = fakeBus();
       hub.connect(bus);
       const clock = new ManualClock();
+      const { sessions, reads } = directory();
       const webhooks = new Webhooks({
         db: store.db,
         hub,
+        sessions,
         clock,
         serverId: 'svc',
         endpoints: [
@@ -117,11 +134,17 @@ for (const kind of databaseKinds()) {
           },
         });
         assert.equal(receiver.at('/svc-messages').length, 0);
+        assert.deepEqual(reads, [['svc-a', 'svc-b', 'svc-unknown']], 'the projects, read in one query');
+        // a session the directory holds is not read again
+        hub.publish(status('svc-a', 'idle'));
+        await webhooks.settled();
+        assert.equal((await webhooks.deliveries.list({ limit: 50 })).length, 4);
+        assert.equal(reads.length, 1);
       } finally {
         await webhooks.close();
       }
       hub.publish(status('svc-a', 'ended'));
-      assert.equal((await webhooks.deliveries.list({ limit: 50 })).length, 3, 'nothing is heard after close');
+      assert.equal((await webhooks.deliveries.list({ limit: 50 })).length, 4, 'nothing is heard after close');
     });
 
     test('finished deliveries older than the retention are pruned every hour; pending ones stay', async () => {
@@ -130,6 +153,7 @@ for (const kind of databaseKinds()) {
       const webhooks = new Webhooks({
         db: store.db,
         hub: new EventHub(),
+        sessions: directory().sessions,
         clock,
         serverId: 'svc-prune',
         endpoints: [],

@@ -5,6 +5,7 @@ import type { SessionEvent } from '@usher/protocol';
 import { Batcher, type Outcome } from '../engine/batcher.ts';
 import type { Clock, TimerHandle } from '../engine/clock.ts';
 import type { EventHub } from '../engine/event-hub.ts';
+import type { SessionDirectory } from '../observability/session-directory.ts';
 import type { Db } from '../storage/db.ts';
 import { type DeliveryWithPayload, type NewDelivery, WebhookLog } from '../storage/webhooks.ts';
 import type { Logger } from '../util/logger.ts';
@@ -33,6 +34,8 @@ export interface WebhookDeliveryOptions {
 export interface WebhooksOptions {
   db: Db;
   hub: EventHub;
+  /** the server's session directory: each event's project */
+  sessions: SessionDirectory;
   clock: Clock;
   serverId: string;
   endpoints: readonly WebhookEndpoint[];
@@ -49,8 +52,6 @@ export interface WebhooksOptions {
 
 /** The most events queued in one statement. */
 const ENQUEUE_BATCH = 500;
-/** Session → project, remembered for this many sessions. */
-const PROJECT_CACHE = 10_000;
 const PRUNE_EVERY_MS = 3_600_000;
 
 export class Webhooks {
@@ -61,7 +62,6 @@ export class Webhooks {
   readonly #dispatcher: Dispatcher;
   readonly #batcher: Batcher<SessionEvent, void>;
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #projects = new Map<string, string>();
   /** event types some endpoint wants: others cost nothing */
   readonly #wanted: ReadonlySet<string>;
   readonly #retentionMs: number;
@@ -160,13 +160,11 @@ export class Webhooks {
   }
 
   async #enqueue(events: SessionEvent[]): Promise<Outcome<void>[]> {
-    const unknown = [...new Set(events.map((e) => e.sessionId))].filter((id) => !this.#projects.has(id));
-    for (const [id, projectId] of await this.deliveries.projectsOf(unknown)) this.#remember(id, projectId);
+    const keys = await this.#o.sessions.keys(events.map((e) => e.sessionId));
     const now = this.#o.clock.now();
     const rows: NewDelivery[] = [];
-    const ended: string[] = [];
     for (const e of events) {
-      const projectId = this.#projects.get(e.sessionId);
+      const projectId = keys.get(e.sessionId)?.projectId;
       if (projectId === undefined) {
         this.#o.log.warn(
           { sessionId: e.sessionId, type: e.type },
@@ -174,7 +172,6 @@ export class Webhooks {
         );
         continue;
       }
-      if (e.type === 'session.status_changed' && e.status === 'ended') ended.push(e.sessionId);
       const to = this.endpoints.filter((ep) => wants(ep, e.type, projectId));
       if (to.length === 0) continue;
       const { type, sessionId, ...rest } = e;
@@ -195,7 +192,6 @@ export class Webhooks {
         });
     }
     await this.deliveries.enqueue(rows);
-    for (const id of ended) this.#projects.delete(id);
     for (const url of new Set(rows.map((r) => r.endpointUrl))) this.#track(this.#dispatcher.wake(url));
     return events.map(() => ({ ok: true, value: undefined }));
   }
@@ -211,11 +207,6 @@ export class Webhooks {
     } else this.#idSeq++;
     const time = this.#idMs.toString(36).padStart(9, '0');
     return `whd_${time}${this.#idSeq.toString(36).padStart(5, '0')}${randomBytes(4).toString('hex')}`;
-  }
-
-  #remember(sessionId: string, projectId: string): void {
-    if (this.#projects.size >= PROJECT_CACHE) this.#projects.delete(this.#projects.keys().next().value!);
-    this.#projects.set(sessionId, projectId);
   }
 
   #schedulePrune(): void {

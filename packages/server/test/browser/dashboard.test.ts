@@ -28,6 +28,7 @@ describe('the operator dashboard in Chromium', () => {
       agentProject('chat', { min: 0, max: 1 }),
       agentProject('line', { min: 1, max: 1 }),
       streamProject('shutter', { min: 1, max: 1 }),
+      agentProject('crowd', { min: 0, max: 1 }),
     ],
   });
   const chromium = useChromium();
@@ -221,11 +222,50 @@ describe('the operator dashboard in Chromium', () => {
     }
   });
 
+  test('sessions: the counts are the server’s; a list cut at its limit says so, and shows more on request', async () => {
+    const ids: string[] = [];
+    for (let n = 0; n < 3; n++) ids.push((await t.createSession('crowd')).id);
+    // one worker: the two after the first wait in line
+    assert.equal((await t.session(ids[2]!)).state, 'queued');
+    const d = await open();
+    try {
+      await d.page.goto(`${t.url}/dashboard/#/sessions?project=crowd&limit=2`);
+      await d.heading('Sessions');
+      await d.shows('.tabs[data-project="crowd"] a[data-state="live"]', 'All live (3)');
+      await d.shows('.tabs a[data-state="queued"]', 'queued (2)');
+      await d.shows('.list-cut', 'Showing the newest 2 of 3 sessions.');
+      const rows = () => d.page.locator('tr[data-session]').count();
+      assert.equal(await rows(), 2);
+      // the newest two
+      await d.shows(`tr[data-session="${ids[2]}"]`);
+      await d.shows(`tr[data-session="${ids[1]}"]`);
+      await d.screenshot('dashboard-sessions-cut');
+
+      await d.page.locator('.list-cut a', { hasText: 'Show 20' }).click();
+      await d.shows(`tr[data-session="${ids[0]}"]`);
+      await d.gone('.list-cut:not([hidden])');
+      assert.equal(await rows(), 3);
+
+      await d.page.goto(`${t.url}/dashboard/#/sessions?project=crowd&state=queued&limit=1`);
+      await d.shows('.list-cut', 'Showing the newest 1 of 2 sessions.');
+      await d.shows(`tr[data-session="${ids[2]}"]`, 'queued');
+      assert.equal(await rows(), 1);
+      assert.ok(
+        d.calls.every((c) => !c.includes('limit=1000')),
+        `no call asks for every session: ${d.calls.join(', ')}`,
+      );
+    } finally {
+      await d.close();
+      for (const id of ids.reverse()) await t.api('POST', `/sessions/${id}/end`);
+      for (const id of ids) await t.waitForState(id, 'ended');
+    }
+  });
+
   test('the event stream: dropped, it reconnects and the live views go on without a reload', async () => {
     const d = await DashboardPage.open(chromium.browser, t.url);
     // the page's event sockets pass through the test, which can cut them
     const sockets: WebSocketRoute[] = [];
-    await d.page.routeWebSocket(/\/events\/ws\?/, (ws) => {
+    await d.page.routeWebSocket(/\/events\/ws/, (ws) => {
       ws.connectToServer();
       sockets.push(ws);
     });
@@ -244,6 +284,8 @@ describe('the operator dashboard in Chromium', () => {
       await d.shows(`tr[data-session="${s.id}"]`, 'play');
       await d.live();
       assert.equal(sockets.length, 2, 'a second socket');
+      // the admin key travels as a subprotocol, never in the URL
+      for (const ws of sockets) assert.equal(new URL(ws.url()).search, '', ws.url());
       assert.deepEqual(await d.liveStatuses(), ['reconnecting', 'live']);
       assert.equal(await d.reloaded(), false);
       await t.api('POST', `/sessions/${s.id}/end`);
@@ -270,6 +312,9 @@ describe('the operator dashboard in Chromium', () => {
       await d.heading(`Session ${id}`);
       await d.shows('.facts', 'active');
       await d.shows('.messages li', `line ${said}`);
+      // its own socket, opened with the admin key as a subprotocol: nothing secret in the URL
+      assert.equal((await d.socketTo(`/sessions/${id}/ws`)).search, '');
+      for (const url of d.socketUrls) assert.equal(new URL(url).search, '', url);
       // what is said while the page is open appears without a reload
       await d.mark();
       viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'said live' }, ref: 'live' });
@@ -448,11 +493,17 @@ describe('the operator dashboard in Chromium', () => {
     }
   });
 
-  test('overview: counts by state and the last day in charts (states, queue and waits, close codes)', async () => {
+  test('overview: counts by state (the server’s) and the last day in charts (states, queue and waits, close codes); leaving destroys the charts', async () => {
     const { id } = await liveSession('play');
-    const d = await open();
+    const d = await DashboardPage.signedIn(chromium.browser, t.url, TEST_ADMIN_KEY, {
+      countObservers: true,
+    });
     try {
       await d.shows('.count[data-state="active"] .count-value', '1');
+      assert.ok(
+        !d.calls.some((c) => c.startsWith('GET /sessions')),
+        `counted by the server, not from a list: ${d.calls.join(', ')}`,
+      );
       await d.shows('canvas[data-chart="closeCodes"][aria-label]');
       const label = (chart: string) =>
         d.page.locator(`canvas[data-chart="${chart}"]`).getAttribute('aria-label') as Promise<string>;
@@ -467,6 +518,15 @@ describe('the operator dashboard in Chromium', () => {
       await d.screenshot('dashboard-overview');
       await t.api('POST', `/sessions/${id}/end`);
       await d.shows('.count[data-state="active"] .count-value', '0');
+
+      // each chart observes its box while shown; leaving the page destroys it, observers and all, every time
+      assert.ok((await d.observers()).resize >= 3, JSON.stringify(await d.observers()));
+      for (let visit = 0; visit < 2; visit++) {
+        await d.nav('Servers');
+        assert.deepEqual(await d.observers(), { resize: 0, mutation: 0 }, `after visit ${visit + 1}`);
+        await d.nav('Overview');
+        await d.shows('canvas[data-chart="closeCodes"][aria-label]');
+      }
     } finally {
       await d.close();
     }

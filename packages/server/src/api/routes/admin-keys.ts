@@ -2,6 +2,7 @@
 // is make, switch, revoke (docs/security.md).
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
+import { iso, isoOrNull } from '../../engine/views.ts';
 import type { AdminKeyRecord } from '../../storage/admin-keys.ts';
 import { type AuthContext, callerOf, requireAdmin } from '../auth.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
@@ -38,9 +39,9 @@ const view = (k: AdminKeyRecord) => ({
   id: k.id,
   name: k.name,
   prefix: k.prefix,
-  createdAt: new Date(k.createdAt).toISOString(),
-  lastUsedAt: k.lastUsedAt === null ? null : new Date(k.lastUsedAt).toISOString(),
-  revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+  createdAt: iso(k.createdAt),
+  lastUsedAt: isoOrNull(k.lastUsedAt),
+  revokedAt: isoOrNull(k.revokedAt),
 });
 
 export function adminKeyRoutes(app: FastifyInstance, ctx: { auth: AuthContext }): void {

@@ -1,16 +1,16 @@
 // What the operator's dashboard reads: every queue with its positions, session statistics over time, and who was
 // in a session's room. The live feed is realtime/events-socket.ts.
-import { Participant, UsherError } from '@usher/protocol';
+import { OPEN_STATES, Participant, UsherError } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
+import { iso } from '../../engine/views.ts';
 import { microsToIso } from '../../storage/messages.ts';
 import { presence } from '../../storage/presence.ts';
-import { LIVE_STATS_STATES, queuedSessions, StatsReader } from '../../storage/stats.ts';
+import { queuedSessions, StatsReader } from '../../storage/stats.ts';
 import { callerOf, requireAdmin, requireSession } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
 
-const iso = (ms: number) => new Date(ms).toISOString();
 const Iso = Type.String({ format: 'date-time' });
 const Wait = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
   description: 'estimated wait in ms, as the session is told it; null without history or pool size',
@@ -71,7 +71,7 @@ const StatsQuery = Type.Object(
   { additionalProperties: false },
 );
 const StateCounts = Type.Object(
-  Object.fromEntries(LIVE_STATS_STATES.map((s) => [s, Type.Integer({ minimum: 0 })])),
+  Object.fromEntries(OPEN_STATES.map((s) => [s, Type.Integer({ minimum: 0 })])),
   { description: 'sessions in each state at the bucket’s end (every state but ended)' },
 );
 const Stats = Type.Object({

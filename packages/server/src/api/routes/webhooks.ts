@@ -3,14 +3,15 @@
 import { UsherError } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
-import type { DeliveryRecord, DeliveryWithPayload } from '../../storage/webhooks.ts';
+import { iso, isoOrNull } from '../../engine/views.ts';
+import { DELIVERY_STATUSES, type DeliveryRecord, type DeliveryWithPayload } from '../../storage/webhooks.ts';
 import type { Webhooks } from '../../webhooks/service.ts';
 import { type AuthContext, callerOf, requireAdmin } from '../auth.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
 
 const Time = Type.String({ format: 'date-time' });
 const TimeOrNull = Type.Union([Time, Type.Null()]);
-const Status = Type.Union([Type.Literal('pending'), Type.Literal('delivered'), Type.Literal('failed')]);
+const Status = Type.Union(DELIVERY_STATUSES.map((s) => Type.Literal(s)));
 
 const Delivery = Type.Object({
   id: Type.String({ description: 'also the `webhook-id` header of every attempt' }),
@@ -65,8 +66,6 @@ const DeliveryPage = Type.Object({
   }),
 });
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
 function view(d: DeliveryRecord) {
   return {
     id: d.id,
@@ -79,9 +78,9 @@ function view(d: DeliveryRecord) {
     nextAttemptAt: d.status === 'pending' ? iso(d.nextAttemptAt) : null,
     lastStatus: d.lastStatus,
     lastError: d.lastError,
-    lastAttemptAt: iso(d.lastAttemptAt),
-    createdAt: iso(d.createdAt)!,
-    deliveredAt: iso(d.deliveredAt),
+    lastAttemptAt: isoOrNull(d.lastAttemptAt),
+    createdAt: iso(d.createdAt),
+    deliveredAt: isoOrNull(d.deliveredAt),
   };
 }
 

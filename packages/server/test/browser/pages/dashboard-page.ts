@@ -31,29 +31,100 @@ export function ensureDashboardBuilt(): void {
   execFileSync('npm', ['run', 'build', '-w', 'packages/dashboard'], { cwd: ROOT, stdio: 'inherit' });
 }
 
+export interface OpenOptions {
+  /** count the page's observers that are observing (see `observers()`) */
+  countObservers?: boolean;
+}
+
+/** The dashboard's observers that observe and have not been disconnected, by kind (see `countObservers`). */
+export interface ObserverCounts {
+  resize: number;
+  mutation: number;
+}
+
 export class DashboardPage {
   readonly page: Page;
+  /** the URL of every WebSocket the page opened, in order */
+  readonly socketUrls: string[] = [];
+  /** every call the page made to the API: method, path and query, e.g. `GET /stats?hours=24` */
+  readonly calls: string[] = [];
   readonly #console: string[];
 
   private constructor(page: Page, console: string[]) {
     this.page = page;
     this.#console = console;
+    page.on('websocket', (ws) => this.socketUrls.push(ws.url()));
+    page.on('request', (r) => {
+      if (r.resourceType() !== 'fetch') return;
+      const url = new URL(r.url());
+      this.calls.push(`${r.method()} ${url.pathname}${url.search}`);
+    });
   }
 
   /** Opens /dashboard/ in a fresh browser context, laptop-sized. */
-  static async open(browser: Browser, serverUrl: string): Promise<DashboardPage> {
+  static async open(
+    browser: Browser,
+    serverUrl: string,
+    { countObservers = false }: OpenOptions = {},
+  ): Promise<DashboardPage> {
     const { page, console } = await newPage(browser);
     await page.setViewportSize({ width: 1440, height: 900 });
+    // before the page's scripts: every ResizeObserver and MutationObserver that the dashboard's code (not
+    // Playwright's) sets up is counted from observe() until disconnect(); a chart never destroyed keeps its own
+    if (countObservers)
+      await page.addInitScript(() => {
+        const active = { resize: new Set<object>(), mutation: new Set<object>() };
+        const w = window as unknown as Record<string, unknown>;
+        for (const [name, set] of [
+          ['ResizeObserver', active.resize],
+          ['MutationObserver', active.mutation],
+        ] as const) {
+          const Native = w[name] as new (cb: never) => { observe(...a: unknown[]): void; disconnect(): void };
+          w[name] = class extends Native {
+            override observe(...a: unknown[]): void {
+              if (new Error().stack?.includes('/dashboard/dashboard.js')) set.add(this);
+              super.observe(...a);
+            }
+            override disconnect(): void {
+              set.delete(this);
+              super.disconnect();
+            }
+          };
+        }
+        w.dashboardTestObservers = () => ({ resize: active.resize.size, mutation: active.mutation.size });
+      });
+    const d = new DashboardPage(page, console);
     await page.goto(`${serverUrl}/dashboard/`);
-    return new DashboardPage(page, console);
+    return d;
   }
 
   /** Opens the dashboard and signs in with the key; resolves once the event stream is live. */
-  static async signedIn(browser: Browser, serverUrl: string, key: string): Promise<DashboardPage> {
-    const d = await DashboardPage.open(browser, serverUrl);
+  static async signedIn(
+    browser: Browser,
+    serverUrl: string,
+    key: string,
+    options: OpenOptions = {},
+  ): Promise<DashboardPage> {
+    const d = await DashboardPage.open(browser, serverUrl, options);
     await d.signIn(key);
     await d.live();
     return d;
+  }
+
+  /** The URL of the first WebSocket the page opened to `pathname`, once it has opened one. */
+  async socketTo(pathname: string): Promise<URL> {
+    const match = (url: string) => new URL(url).pathname === pathname;
+    const seen = this.socketUrls.find(match);
+    if (seen) return new URL(seen);
+    const ws = await this.page.waitForEvent('websocket', { predicate: (w) => match(w.url()) });
+    return new URL(ws.url());
+  }
+
+  /** The observers observing now (the page must have been opened with `countObservers`). */
+  observers(): Promise<ObserverCounts> {
+    return this.page.evaluate(() =>
+      (window as unknown as { dashboardTestObservers: () => ObserverCounts }).dashboardTestObservers(),
+    );
   }
 
   /** Types the key into the sign-in form and submits it. */
