@@ -12,7 +12,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Envelope, MessagePage } from '@usher/protocol';
 import { TestSocket } from '@usher/testing';
@@ -93,8 +93,25 @@ class UsherProcess {
 
   /** The last log lines and stderr, to read beside a failure. */
   tail(): string {
-    const lines = this.log.slice(-40).map((l) => JSON.stringify(l));
-    return `usher serve's last log lines:\n  ${lines.join('\n  ')}\nstderr:\n  ${this.stderr || '(empty)'}`;
+    const show = (lines: Record<string, unknown>[]) =>
+      lines.map((l) => JSON.stringify(l)).join('\n  ') || '(none)';
+    return (
+      `usher serve's warnings and errors:\n  ${show(this.log.filter((l) => Number(l.level) >= 40))}\n` +
+      `its last log lines:\n  ${show(this.log.slice(-40))}\nstderr:\n  ${this.stderr || '(empty)'}`
+    );
+  }
+
+  /** Kills it and its workers at once (after a failure: nothing may outlive the test). */
+  async kill(): Promise<void> {
+    // once it has exited, its pid may belong to another process
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    for (const pid of this.children()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {} // gone already
+    }
+    this.child.kill('SIGKILL');
+    await this.exited;
   }
 
   /** The processes it runs now (its workers), read from /proc. */
@@ -124,9 +141,28 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   return undefined;
 }
 
+/**
+ * The promise, or a failure that names what was awaited once `ms` have passed: a deadline, so that a failure says
+ * where it stopped (with the server's log) before the test runner's own timeout, not a wait.
+ */
+async function within<T>(what: string, promise: Promise<T>, ms = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`waited ${ms} ms for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe('an operator runs Usher (issue 6)', () => {
   before(() => ensureDashboardBuilt());
   const chromium = useChromium();
+  let usher: UsherProcess | undefined;
+  // also when the test runner's timeout stopped the test
+  after(() => usher?.kill());
 
   test('serve from YAML, watch it in the dashboard, talk, disable a project (4000), read the transcript, scrape /metrics, get signed webhooks, stop with SIGTERM', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'usher-operator-'));
@@ -162,12 +198,14 @@ projects:
     regions: { default: { min: 1, max: 2 } }
 `,
     );
-    const usher = new UsherProcess(configFile, dir, { USHER_WEBHOOK_SECRET: WEBHOOK_SECRET });
+    usher = new UsherProcess(configFile, dir, { USHER_WEBHOOK_SECRET: WEBHOOK_SECRET });
     const sockets: TestSocket[] = [];
     let dashboard: DashboardPage | undefined;
     try {
       const listening = await usher.listening;
+      // as written: the operator appends paths to it
       const url = String(listening.url);
+      assert.match(url, /^http:\/\/localhost:\d+$/);
       assert.deepEqual(listening.projects, ['game', 'assistant']);
       const api = async <T>(method: string, path: string, body?: unknown, key: string | null = ADMIN_KEY) => {
         const res = await fetch(url + path, {
@@ -217,14 +255,14 @@ projects:
       const chat = await created('assistant');
       await d.shows(`tr[data-session="${chat.id}"]`, 'assistant');
       const ana = connect(chat.url, chat.token);
-      await ana.state('active');
+      await within('the chat to be active', ana.state('active'));
       await d.shows(`tr[data-session="${chat.id}"][data-state="active"]`);
 
       const play = await created('game');
       await d.shows(`tr[data-session="${play.id}"]`, 'game');
       const viewer = connect(play.url, play.token);
       // a stream goes live once its streamer has started and the viewer is connected
-      await viewer.state('active');
+      await within('the stream to be active', viewer.state('active'));
       await d.shows(`tr[data-session="${play.id}"][data-state="active"]`);
       await d.shows('.tabs a[data-state="active"]', 'active (2)');
       await d.screenshot('operator-3-sessions-live');
@@ -239,13 +277,16 @@ projects:
       assert.equal(joined.status, 200, joined.text);
       const bo = connect(joined.body.url, joined.body.token);
       const agentSays = (socket: TestSocket, text: string | RegExp) =>
-        socket.waitFor(
-          (e) =>
-            e.type === 'session.message' &&
-            e.message.type === 'agent_text' &&
-            (typeof text === 'string'
-              ? (e.message.data as { text?: string }).text === text
-              : text.test(String((e.message.data as { text?: string }).text))),
+        within(
+          `the agent to say ${text}`,
+          socket.waitFor(
+            (e) =>
+              e.type === 'session.message' &&
+              e.message.type === 'agent_text' &&
+              (typeof text === 'string'
+                ? (e.message.data as { text?: string }).text === text
+                : text.test(String((e.message.data as { text?: string }).text))),
+          ),
         );
       await agentSays(bo, 'Welcome, bo.');
       const said: [TestSocket, string, string | RegExp][] = [
@@ -255,7 +296,7 @@ projects:
       ];
       for (const [i, [socket, text, answer]] of said.entries()) {
         socket.send({ type: 'message', messageType: 'user_text', data: { text }, ref: `said-${i}` });
-        const ack = await socket.next('message_ack');
+        const ack = await within(`the ack of ${text}`, socket.next('message_ack'));
         assert.deepEqual([ack.ref, ack.recorded], [`said-${i}`, true]);
         // both users see the answer
         await agentSays(ana, answer);
@@ -319,8 +360,8 @@ projects:
       await d.page.locator('main button', { hasText: 'End session' }).click();
       await d.shows('dialog.confirm', 'End session');
       await d.page.locator('dialog.confirm button[value="confirm"]').click();
-      assert.equal((await ana.closed).code, 1000);
-      assert.equal((await bo.closed).code, 1000);
+      assert.equal((await within('the viewer’s socket to close', ana.closed)).code, 1000);
+      assert.equal((await within('bo’s socket to close', bo.closed)).code, 1000);
       await d.shows('.facts', '1000 completed');
       await d.screenshot('operator-5-session-ended');
 
@@ -341,7 +382,7 @@ projects:
       await d.shows('dialog.confirm', 'end now with close code 4000');
       await d.screenshot('operator-6-disable-confirm', { fullPage: false });
       await d.page.locator('dialog.confirm button[value="confirm"]').click();
-      assert.equal((await viewer.closed).code, 4000);
+      assert.equal((await within('the stream viewer’s socket to close', viewer.closed)).code, 4000);
       await d.shows('main .actions .badge', 'disabled');
       await d.shows('.notice', 'Project disabled');
       await d.screenshot('operator-7-project-disabled');
@@ -426,10 +467,13 @@ projects:
           receiver.received.filter((r) => r.json.data.sessionId === id && r.json.type === type);
         // the session's last events: it ended, and everyone who joined its room has left. The receiver calls
         // back on each request; the predicate looks at all it has received.
-        await receiver.waitFor(
-          () =>
-            of('session.status_changed').some((r) => r.json.data.status === 'ended') &&
-            of('session.participant_left').length === of('session.participant_joined').length,
+        await within(
+          `the last webhooks of ${id}`,
+          receiver.waitFor(
+            () =>
+              of('session.status_changed').some((r) => r.json.data.status === 'ended') &&
+              of('session.participant_left').length === of('session.participant_joined').length,
+          ),
         );
         const changes = of('session.status_changed').sort((a, b) =>
           a.json.timestamp.localeCompare(b.json.timestamp),
@@ -490,9 +534,16 @@ projects:
       const workers = usher.children();
       assert.ok(workers.length >= 1, 'the warm workers run as children of the server');
       usher.child.kill('SIGTERM');
-      assert.equal(await usher.exited, 0, usher.tail());
+      assert.equal(await within('usher serve to exit', usher.exited), 0, usher.tail());
+      // the workers are not the test's children, so nothing tells it when they are gone: gone() reads /proc
+      // again (every 10 ms, for 10 s at most)
       for (const pid of workers) assert.ok(await gone(pid), `worker process ${pid} is gone`);
       assert.ok(usher.log.some((l) => l.msg === 'stopped'));
+      assert.equal(
+        usher.printed,
+        '',
+        'stdout had log lines only (the admin key is configured: none was made)',
+      );
       const errors = usher.log.filter((l) => Number(l.level) >= 50);
       assert.deepEqual(errors, [], 'no error was logged');
     } catch (err) {
@@ -502,8 +553,7 @@ projects:
     } finally {
       await dashboard?.close();
       for (const s of sockets) s.ws.terminate();
-      usher.child.kill('SIGKILL');
-      await usher.exited;
+      await usher.kill();
       await receiver.close();
       rmSync(dir, { recursive: true, force: true });
     }

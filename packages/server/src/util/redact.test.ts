@@ -93,6 +93,9 @@ test('a URL field keeps no password: a database connection string is logged with
   log.info({ url: 'postgres://usher:s3cret-pw@db.internal:5432/usher?sslmode=require' });
   log.info({ storage: { url: `postgres://u:an%40other-pw@h/db?token=${JWT}` } });
   log.info({ url: 'postgres://u:unparseable-pw@h:99999/db' });
+  log.info({ url: 'postgres://u:bad/pw@h/db' });
+  // without credentials, a URL is kept as written: the server's own (`usher is listening`) gets no trailing slash
+  log.info({ url: 'http://localhost:8080' });
   const urls = out
     .trim()
     .split('\n')
@@ -102,6 +105,8 @@ test('a URL field keeps no password: a database connection string is logged with
     'postgres://usher:***@db.internal:5432/usher?sslmode=require',
     'postgres://u:***@h/db?token=[hidden]',
     '<unparseable url>',
+    '<unparseable url>',
+    'http://localhost:8080',
   ]);
   assert.ok(!out.includes('pw') && !out.includes(JWT), out);
 });

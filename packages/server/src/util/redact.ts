@@ -28,18 +28,21 @@ const HIDDEN = '[hidden]';
 /** query parameters that carry credentials */
 const SECRET_PARAM = /([?&](?:token|access_token|key|api_key|apikey|secret)=)[^&#\s"']*/gi;
 
-/** An absolute URL (`scheme://`), which may carry a user and password; a request's path cannot. */
-const ABSOLUTE_URL = /^[a-z][a-z\d+.-]*:\/\//i;
+/**
+ * An absolute URL (`scheme://`) with an `@`: it may carry a user and password (even a malformed one, with a `/`
+ * in it, which parsing then hides whole); a request's path has none.
+ */
+const URL_WITH_USER = /^[a-z][a-z\d+.-]*:\/\/[^@]*@/i;
 
 /**
- * pino's censor: a URL keeps everything but its secret query parameters and its password (an absolute URL that
- * cannot be parsed is hidden whole); anything else is hidden.
+ * pino's censor: a URL keeps everything but its secret query parameters and its password (a URL with a user that
+ * cannot be parsed is hidden whole); one without a user is kept as written; anything else is hidden.
  */
 export function censor(value: unknown, path: readonly string[]): unknown {
   const last = path[path.length - 1];
   if (last === 'url' && typeof value === 'string') {
     const scrubbed = scrubSecrets(value);
-    return ABSOLUTE_URL.test(scrubbed) ? redact(scrubbed) : scrubbed;
+    return URL_WITH_USER.test(scrubbed) ? redact(scrubbed) : scrubbed;
   }
   return HIDDEN;
 }
