@@ -260,6 +260,25 @@ for (const kind of databaseKinds()) {
           : [],
       );
       assert.deepEqual(agents, ['joined crashed', 'left crashed', 'joined fresh']);
+      // room messages now go to the fresh agent, and its own are relayed (the crashed one is forgotten)
+      const fresh = t.fake.workers.get(restarted.workerId as string)!.sdk;
+      const heard = new Promise<Envelope>((resolve) =>
+        fresh.on('message', (m) => {
+          if (m.type === 'user_text') resolve(m);
+        }),
+      );
+      viewer.send({
+        type: 'message',
+        messageType: 'user_text',
+        data: { text: 'still there?' },
+        ref: 'again',
+      });
+      assert.deepEqual((await heard).data, { text: 'still there?' });
+      fresh.send('agent_text', { text: 'yes' });
+      const reply = await viewer.waitFor(
+        (e) => e.type === 'session.message' && (e.message.data as { text?: string }).text === 'yes',
+      );
+      assert.equal(reply.type === 'session.message' && reply.message.from.identity, restarted.workerId);
     });
   });
 }

@@ -144,6 +144,10 @@ export interface RelayedMessage {
 
 /** After an auto-restart, the fresh worker gets at most this many of the newest recorded messages. */
 const RESTART_TRANSCRIPT_MESSAGES = 100;
+/** How long a session's worker, as read, serves its room messages (real time; see #sessionWorkers). */
+const SESSION_WORKER_TTL_MS = 1_000;
+/** Sessions whose worker is kept at most (see #sessionWorkers). */
+const MAX_SESSION_WORKERS = 50_000;
 
 export interface SessionWithQueue {
   session: SessionRecord;
@@ -179,6 +183,14 @@ export class Engine {
   readonly #elsewhere = new Map<string, Map<string, Participant>>();
   /** per session, frames on their way to its worker (#toSessionWorker) */
   readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
+  /**
+   * Per session, its worker as last read, so that room messages reach it without a read each. Dropped when the
+   * session's state changes (the only time its worker changes), here or on another server, and read again
+   * after SESSION_WORKER_TTL_MS in case another server's change was not heard.
+   */
+  readonly #sessionWorkers = new Map<string, { workerId: string | null; readAt: number }>();
+  /** moves at every drop: a read that started before one is not kept */
+  #sessionWorkersEpoch = 0;
   readonly #admissions: Batcher<CreateSessionRequest, SessionWithQueue>;
   readonly #starts: Batcher<{ workerId: string; sessionId: string }, void>;
   readonly recorder: Recorder;
@@ -203,6 +215,9 @@ export class Engine {
       else if (m.kind === 'dispatch' && !this.#draining)
         this.#track(() => this.#redispatch(m.projectId, m.region));
       else if (m.kind === 'event') this.#presenceElsewhere(m.event);
+    });
+    this.o.hub.subscribeAll((e) => {
+      if (e.type === 'session.status_changed') this.#forgetSessionWorker(e.sessionId);
     });
     this.#scheduler = new Scheduler({
       store: options.store,
@@ -607,12 +622,19 @@ export class Engine {
     await this.#recordActivity(id, 'activity');
   }
 
+  /**
+   * Whether the activity changes nothing: the session is active and its deadline moved less than a second ago,
+   * or this kind of activity does not concern it (room messages do not count against AFK).
+   */
+  #activityKnown(id: string, kind: 'input' | 'activity', now: number): boolean {
+    const known = this.#activityDue.get(id);
+    return !!known && ((known.inputOnly && kind !== 'input') || now + known.spanMs - known.due < 1000);
+  }
+
   async #recordActivity(id: string, kind: 'input' | 'activity'): Promise<void> {
     const now = this.clock.now();
-    const known = this.#activityDue.get(id);
-    // an active session whose deadline moved less than a second ago, or that this kind of activity does not
-    // concern (room messages do not count against AFK): nothing to write and nothing to read
-    if (known && ((known.inputOnly && kind !== 'input') || now + known.spanMs - known.due < 1000)) return;
+    // nothing to write and nothing to read
+    if (this.#activityKnown(id, kind, now)) return;
     // what arrives while a write for the session is on its way shares it: it moves the deadline to now as well
     const key = `${kind}:${id}`;
     const running = this.#activityWrites.get(key);
@@ -752,12 +774,14 @@ export class Engine {
   ): Promise<RelayedMessage> {
     const entry = this.recorder.envelope(this.clock.now(), { sessionId, type, from, data });
     const { message } = entry;
-    const stored = this.#keep(entry);
+    // relayed first: the sockets' writes of this turn then leave before the recording batch is written
     this.hub.publish({ type: 'session.message', sessionId, at: message.at, message });
     if (from.kind !== 'agent' && options.toWorker !== false)
       this.#toSessionWorker(sessionId, { type: 'message', message }, false);
+    const stored = this.#keep(entry);
     // the idle deadline moves in the background: the sender's ack does not wait for it
-    this.#track(() => this.recordActivity(sessionId));
+    if (!this.#activityKnown(sessionId, 'activity', this.clock.now()))
+      this.#track(() => this.recordActivity(sessionId));
     return { message, stored };
   }
 
@@ -852,20 +876,45 @@ export class Engine {
       queued.push({ frame, needsStarted });
       return;
     }
+    // a frame that does not wait for the worker to start (a room message) goes to the worker last read
+    if (!needsStarted) {
+      const known = this.#sessionWorkers.get(sessionId);
+      if (known && this.o.livenessClock.now() - known.readAt < SESSION_WORKER_TTL_MS) {
+        if (known.workerId) this.#sendWorker(known.workerId, frame);
+        return;
+      }
+    }
     const box = [{ frame, needsStarted }];
     this.#outboxes.set(sessionId, box);
     this.#track(async () => {
       try {
         while (box.length > 0) {
+          const epoch = this.#sessionWorkersEpoch;
+          const readAt = this.o.livenessClock.now();
           const s = await this.store.read.getSession(sessionId);
-          const workerId = s?.workerId;
+          const workerId = s?.workerId ?? null;
+          if (s && s.state !== 'ended') this.#rememberSessionWorker(sessionId, workerId, epoch, readAt);
+          else this.#sessionWorkers.delete(sessionId);
           for (const f of box.splice(0))
-            if (workerId && (s.workerStarted || !f.needsStarted)) this.#sendWorker(workerId, f.frame);
+            if (workerId && (s?.workerStarted || !f.needsStarted)) this.#sendWorker(workerId, f.frame);
         }
       } finally {
         this.#outboxes.delete(sessionId);
       }
     });
+  }
+
+  /** Keeps a session's worker as read, unless the session's state changed since the read started. */
+  #rememberSessionWorker(sessionId: string, workerId: string | null, epoch: number, readAt: number): void {
+    if (epoch !== this.#sessionWorkersEpoch) return;
+    // only a cache: past its bound it starts again (a stopping worker may go on naming an ended session)
+    if (this.#sessionWorkers.size >= MAX_SESSION_WORKERS) this.#sessionWorkers.clear();
+    this.#sessionWorkers.set(sessionId, { workerId, readAt });
+  }
+
+  #forgetSessionWorker(sessionId: string): void {
+    this.#sessionWorkersEpoch++;
+    this.#sessionWorkers.delete(sessionId);
   }
 
   async issueSessionToken(
@@ -1646,7 +1695,9 @@ export class Engine {
         return;
       }
       case 'message':
-        await this.#ownSession(workerId, frame.sessionId);
+        // the session's worker as last read (see #sessionWorkers) needs no read
+        if (!this.#knownSessionWorker(frame.sessionId, workerId))
+          await this.#ownSession(workerId, frame.sessionId);
         await this.relayMessage(
           frame.sessionId,
           { identity: workerId, kind: 'agent' },
@@ -1660,9 +1711,22 @@ export class Engine {
   }
 
   async #ownSession(workerId: string, sessionId: string): Promise<void> {
+    const epoch = this.#sessionWorkersEpoch;
+    const readAt = this.o.livenessClock.now();
     const w = await this.store.read.getWorker(workerId);
     if (!w || w.sessionId !== sessionId)
       throw new UsherError('FORBIDDEN', `worker "${workerId}" does not serve session "${sessionId}"`);
+    this.#rememberSessionWorker(sessionId, workerId, epoch, readAt);
+  }
+
+  /** Whether the session's worker as last read, not too long ago, is this one. */
+  #knownSessionWorker(sessionId: string, workerId: string): boolean {
+    const known = this.#sessionWorkers.get(sessionId);
+    return (
+      !!known &&
+      known.workerId === workerId &&
+      this.o.livenessClock.now() - known.readAt < SESSION_WORKER_TTL_MS
+    );
   }
 
   async #workerReady(workerId: string): Promise<void> {

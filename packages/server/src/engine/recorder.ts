@@ -20,7 +20,8 @@ const RECORDED: ReadonlySet<string> = new Set(RECORDED_TYPES);
 export class Recorder {
   readonly #log: MessageLog;
   readonly #batcher: Batcher<StoredMessage, void>;
-  readonly #inflight = new Set<Promise<unknown>>();
+  /** the last message's write: batches are written in order, so once it is done every earlier one is */
+  #last: Promise<unknown> = Promise.resolve();
   #lastUs = 0;
   #written: ((batch: readonly StoredMessage[]) => void) | null = null;
 
@@ -49,9 +50,7 @@ export class Recorder {
   /** Stores the message with the next batch; resolves once it is durable. */
   record(message: Envelope, atUs: number): Promise<void> {
     const done = this.#batcher.submit('', { message, atUs });
-    const tracked = done.catch(() => {});
-    this.#inflight.add(tracked);
-    void tracked.finally(() => this.#inflight.delete(tracked));
+    this.#last = done;
     return done;
   }
 
@@ -62,7 +61,7 @@ export class Recorder {
 
   /** Resolves when every message recorded before the call is written (or failed). */
   async flushed(): Promise<void> {
-    await Promise.allSettled([...this.#inflight]);
+    await this.#last.catch(() => {});
   }
 
   /** A page of a session's transcript, including every message recorded before the call. */

@@ -62,8 +62,6 @@ export class Metrics {
   readonly #workerStarts: Counter<'project' | 'region' | 'driver'>;
   readonly #workerStartFailures: Counter<'project' | 'region' | 'driver'>;
   readonly #workerCrashes: Counter<'project' | 'region' | 'recoverable'>;
-  readonly #relayed: Counter<'project'>;
-  readonly #recorded: Counter<'project'>;
   /** per project, messages relayed and recorded since the last scrape: added to the counters when they are read */
   readonly #relayedSince = new Map<string, { n: number }>();
   readonly #recordedSince = new Map<string, { n: number }>();
@@ -143,7 +141,7 @@ export class Metrics {
     // counted per message on the relay's hot path: in a map, moved into the counters whenever they are read
     const relayedSince = this.#relayedSince;
     const recordedSince = this.#recordedSince;
-    this.#relayed = new Counter({
+    new Counter({
       name: 'usher_messages_relayed_total',
       help: 'Room messages relayed by this server',
       labelNames: ['project'],
@@ -152,7 +150,7 @@ export class Metrics {
         addCounts(this, relayedSince);
       },
     });
-    this.#recorded = new Counter({
+    new Counter({
       name: 'usher_messages_recorded_total',
       help: 'Transcript entries this server stored durably (recorded message types, joins and departures)',
       labelNames: ['project'],

@@ -3,6 +3,7 @@
 // viewer also signals its WebRTC connection to the worker here (Epic's player protocol, docs/signalling.md).
 import {
   ClientFrame,
+  type Envelope,
   MAX_CLIENT_FRAME_BYTES,
   type SessionEvent,
   SocketCloseCode,
@@ -14,6 +15,7 @@ import type { RawData, WebSocket } from 'ws';
 import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import type { TransitionRecord } from '../storage/records.ts';
+import { sendEvent, sendFrame } from './outbound.ts';
 import { TokenBucket } from './rate-limit.ts';
 import type { PlayerHandle } from './signalling/relay.ts';
 
@@ -29,9 +31,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       // events that arrive while the snapshot is read are held, then sent after it
       let buffer: SessionEvent[] | null = [];
       let ended = false;
-      const send = (e: SessionEvent | Record<string, unknown>) => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(e));
-      };
+      const send = (e: SessionEvent | Record<string, unknown>) => sendFrame(socket, e);
       /** the position this socket was last told: broadcasts that repeat it are not sent again */
       let lastPosition: number | null = null;
       const deliver = (e: SessionEvent) => {
@@ -39,7 +39,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
           if (e.position === lastPosition) return;
           lastPosition = e.position;
         }
-        send(e);
+        sendEvent(socket, e);
         if (e.type === 'session.status_changed' && e.status === 'ended' && !ended) {
           ended = true;
           socket.close(e.endCode ?? 1000, e.endReason ?? '');
@@ -143,16 +143,21 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       }
 
       const bucket = new TokenBucket(ctx.messageRate);
+      /** who this socket's room messages are from */
+      const from = { identity, kind: participantKind(role) };
+      const refuse = (ref: string | undefined, code: string, message: string) =>
+        send({ type: 'error', code, message, ...(ref !== undefined ? { ref } : {}) });
+      /** a relayed message is acked once it is recorded (or refused if it could not be) */
+      const acked = (ref: string | undefined, message: Envelope, stored: Promise<boolean>) =>
+        stored.then(
+          (recorded) => {
+            if (ref !== undefined)
+              send({ type: 'message_ack', ref, id: message.id, at: message.at, recorded });
+          },
+          () => refuse(ref, 'NOT_RECORDED', `message ${message.id} was relayed but could not be recorded`),
+        );
       const onMessage = (raw: RawData, isBinary: boolean) => {
-        const parsed = (() => {
-          const buf = raw as Buffer;
-          if (buf.byteLength > MAX_CLIENT_FRAME_BYTES) return null;
-          try {
-            return clientFrame.parse(JSON.parse(isBinary ? '' : buf.toString('utf8')));
-          } catch {
-            return { ok: false as const, message: 'the frame is not valid JSON' };
-          }
-        })();
+        const parsed = parseClientFrame(raw as Buffer, isBinary);
         if (parsed === null) {
           socket.close(SocketCloseCode.TooLarge, `frames are limited to ${MAX_CLIENT_FRAME_BYTES} bytes`);
           return;
@@ -179,35 +184,20 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             return;
           case 'message': {
             const { ref } = frame;
-            const refuse = (code: string, message: string) =>
-              send({ type: 'error', code, message, ...(ref !== undefined ? { ref } : {}) });
-            if (role === 'observer') return refuse('FORBIDDEN', 'observers cannot send room messages');
+            if (role === 'observer') return refuse(ref, 'FORBIDDEN', 'observers cannot send room messages');
             if (!bucket.take())
               return refuse(
+                ref,
                 'RATE_LIMITED',
                 `room messages are limited to ${ctx.messageRate.perSecond} a second (bursts of ${ctx.messageRate.burst}) per connection; this one was dropped`,
               );
-            void engine
-              .relayMessage(
-                sessionId,
-                { identity, kind: participantKind(role) },
-                frame.messageType,
-                frame.data,
-              )
-              .then(async ({ message, stored }) => {
-                const recorded = await stored.catch(() => null);
-                if (recorded === null)
-                  return refuse(
-                    'NOT_RECORDED',
-                    `message ${message.id} was relayed but could not be recorded`,
-                  );
-                if (ref !== undefined)
-                  send({ type: 'message_ack', ref, id: message.id, at: message.at, recorded });
-              })
-              .catch((err) => {
+            engine.relayMessage(sessionId, from, frame.messageType, frame.data).then(
+              ({ message, stored }) => acked(ref, message, stored),
+              (err) => {
                 req.log.error({ err, sessionId, projectId }, 'relay failed');
-                refuse('INTERNAL', 'the message could not be relayed');
-              });
+                refuse(ref, 'INTERNAL', 'the message could not be relayed');
+              },
+            );
             return;
           }
           default:
@@ -259,6 +249,16 @@ function unseen(held: SessionEvent[], timeline: TransitionRecord[]): SessionEven
   while (k > 0 && !changes.slice(0, k).every((e, i) => same(e, timeline[timeline.length - k + i]))) k--;
   const shown = new Set<SessionEvent>(changes.slice(0, k));
   return held.filter((e) => !shown.has(e));
+}
+
+/** A participant's frame, checked; null when it is too large. */
+function parseClientFrame(buf: Buffer, isBinary: boolean): ReturnType<typeof clientFrame.parse> | null {
+  if (buf.byteLength > MAX_CLIENT_FRAME_BYTES) return null;
+  try {
+    return clientFrame.parse(JSON.parse(isBinary ? '' : buf.toString('utf8')));
+  } catch {
+    return { ok: false as const, message: 'the frame is not valid JSON' };
+  }
 }
 
 function participantKind(role: string): 'viewer' | 'user' | 'agent' {

@@ -6,6 +6,7 @@ import type { WebSocket } from 'ws';
 import type { ApiContext } from '../api/context.ts';
 import type { WorkerLink } from '../engine/engine.ts';
 import { parseFrame, truncate } from './frames.ts';
+import { sendFrame } from './outbound.ts';
 
 const workerFrame = validator(WorkerFrame);
 /** Worker frames may carry saved state, so they may be larger than a viewer's. */
@@ -20,9 +21,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
     let projectId: string | undefined;
     let chain: Promise<void> = Promise.resolve();
     const link: WorkerLink = {
-      send: (frame) => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(frame));
-      },
+      send: (frame) => sendFrame(socket, frame),
       close: (code, reason) => socket.close(code, reason),
     };
     const deadline = setTimeout(

@@ -109,11 +109,19 @@ export class MessageLog {
   }
 }
 
+/** The millisecond microsToIso last wrote, and its text up to the microseconds. */
+let isoMs = Number.NaN;
+let isoPrefix = '';
+
 /** `2026-12-04T16:44:35.123004Z`: ISO-8601 to the microsecond. */
 export function microsToIso(us: number): string {
   const ms = Math.floor(us / 1000);
-  const iso = new Date(ms).toISOString();
-  return `${iso.slice(0, -1)}${String(us - ms * 1000).padStart(3, '0')}Z`;
+  // messages come many to the millisecond: its text is made once
+  if (ms !== isoMs) {
+    isoPrefix = new Date(ms).toISOString().slice(0, -1);
+    isoMs = ms;
+  }
+  return `${isoPrefix}${String(us - ms * 1000).padStart(3, '0')}Z`;
 }
 
 const ISO = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?)?$/i;

@@ -51,7 +51,10 @@ export class SqliteDb implements Db {
         return self.#stmt(sql).get(...(params as SqlValue[])) as T | undefined;
       },
       async run(sql: string, params: readonly SqlParam[] = []) {
-        return Number(self.#stmt(sql).run(...(params as SqlValue[])).changes);
+        const changes = Number(self.#stmt(sql).run(...(params as SqlValue[])).changes);
+        // outside a transaction the statement commits on its own (the message log's batches do)
+        if (!self.#db.isTransaction) self.#committed();
+        return changes;
       },
     };
   }
@@ -97,8 +100,7 @@ export class SqliteDb implements Db {
       try {
         const result = await fn(this.#direct);
         this.#db.exec('COMMIT');
-        if (++this.#commits === CHECKPOINTER_AFTER_COMMITS && this.#path !== ':memory:')
-          this.#startCheckpointer();
+        this.#committed();
         return result;
       } catch (err) {
         if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
@@ -108,6 +110,11 @@ export class SqliteDb implements Db {
       this.#locked = false;
       release();
     }
+  }
+
+  #committed(): void {
+    if (++this.#commits === CHECKPOINTER_AFTER_COMMITS && this.#path !== ':memory:')
+      this.#startCheckpointer();
   }
 
   /** Moves checkpoints to a thread of their own (sqlite-checkpointer.ts). */
