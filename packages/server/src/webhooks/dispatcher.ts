@@ -48,6 +48,11 @@ export class Dispatcher {
   readonly #o: Required<DispatcherOptions>;
   readonly #lanes = new Map<string, Lane>();
   readonly #stop = new AbortController();
+  /**
+   * Settles when start() has taken back the earlier run's claims: a lane claims nothing before, or start() would
+   * take back this run's own fresh claims, and another server could send those rows again.
+   */
+  readonly #started = Promise.withResolvers<void>();
 
   constructor(options: DispatcherOptions) {
     this.#o = {
@@ -62,15 +67,23 @@ export class Dispatcher {
 
   /** Takes back the claims of this server's previous run (it was killed mid-send) and starts every lane. */
   async start(): Promise<void> {
-    const released = await this.#o.log.releaseServer(this.#o.serverId);
-    if (released > 0)
-      this.#o.logger.info({ released }, 'webhooks: took back deliveries an earlier run had claimed');
+    try {
+      const released = await this.#o.log.releaseServer(this.#o.serverId);
+      if (released > 0)
+        this.#o.logger.info({ released }, 'webhooks: took back deliveries an earlier run had claimed');
+    } finally {
+      this.#started.resolve();
+    }
     for (const lane of this.#lanes.values()) void lane.kick();
   }
 
-  /** Rows were queued (or re-queued) for this endpoint: its lane looks now. Resolves when it has sent them. */
-  wake(endpointUrl: string): Promise<void> {
-    return this.#lanes.get(endpointUrl)?.kick() ?? Promise.resolve();
+  /**
+   * Rows were queued (or re-queued) for this endpoint: its lane looks now, or once start() is done. Resolves when
+   * it has sent them.
+   */
+  async wake(endpointUrl: string): Promise<void> {
+    await this.#started.promise;
+    await this.#lanes.get(endpointUrl)?.kick();
   }
 
   /** Resolves when no lane is working (tests wait for it after queueing or advancing the clock). */
