@@ -191,6 +191,7 @@ export class Engine {
   readonly #sessionWorkers = new Map<string, { workerId: string | null; readAt: number }>();
   /** moves at every drop: a read that started before one is not kept */
   #sessionWorkersEpoch = 0;
+  readonly #unsubscribeHub: () => void;
   readonly #admissions: Batcher<CreateSessionRequest, SessionWithQueue>;
   readonly #starts: Batcher<{ workerId: string; sessionId: string }, void>;
   readonly recorder: Recorder;
@@ -216,7 +217,7 @@ export class Engine {
         this.#track(() => this.#redispatch(m.projectId, m.region));
       else if (m.kind === 'event') this.#presenceElsewhere(m.event);
     });
-    this.o.hub.subscribeAll((e) => {
+    this.#unsubscribeHub = this.o.hub.subscribeAll((e) => {
       if (e.type === 'session.status_changed') this.#forgetSessionWorker(e.sessionId);
     });
     this.#scheduler = new Scheduler({
@@ -254,6 +255,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unsubscribeHub();
     this.#scheduler.stop();
     await this.#scheduler.idle();
     for (const h of this.#liveness.values()) this.o.livenessClock.clearTimer(h);
@@ -878,8 +880,8 @@ export class Engine {
     }
     // a frame that does not wait for the worker to start (a room message) goes to the worker last read
     if (!needsStarted) {
-      const known = this.#sessionWorkers.get(sessionId);
-      if (known && this.o.livenessClock.now() - known.readAt < SESSION_WORKER_TTL_MS) {
+      const known = this.#freshSessionWorker(sessionId);
+      if (known) {
         if (known.workerId) this.#sendWorker(known.workerId, frame);
         return;
       }
@@ -1719,14 +1721,15 @@ export class Engine {
     this.#rememberSessionWorker(sessionId, workerId, epoch, readAt);
   }
 
+  /** The session's worker as last read, if that was not too long ago. */
+  #freshSessionWorker(sessionId: string): { workerId: string | null } | undefined {
+    const known = this.#sessionWorkers.get(sessionId);
+    return known && this.o.livenessClock.now() - known.readAt < SESSION_WORKER_TTL_MS ? known : undefined;
+  }
+
   /** Whether the session's worker as last read, not too long ago, is this one. */
   #knownSessionWorker(sessionId: string, workerId: string): boolean {
-    const known = this.#sessionWorkers.get(sessionId);
-    return (
-      !!known &&
-      known.workerId === workerId &&
-      this.o.livenessClock.now() - known.readAt < SESSION_WORKER_TTL_MS
-    );
+    return this.#freshSessionWorker(sessionId)?.workerId === workerId;
   }
 
   async #workerReady(workerId: string): Promise<void> {
