@@ -229,7 +229,15 @@ export const sessionPage: Page = (el, ctx) => {
       e.type === 'session.participant_left' ||
       e.type === 'session.status_changed',
   );
+  // the socket closes for good as the session ends, and the participants leave with it: their departures are
+  // recorded after the last event this page hears, so it reads the session and its transcript once more
+  const offClosed = room.onStatus((status) => {
+    if (status !== 'closed') return;
+    stopSession.refresh();
+    stopTranscript.refresh();
+  });
   return () => {
+    offClosed();
     stopSession();
     stopTranscript();
     room.close();
