@@ -62,6 +62,43 @@ for (const kind of databaseKinds()) {
       assert.deepEqual(heard, ['joined viewer', 'joined user', 'left user']);
     });
 
+    test("an ended session's transcript holds every departure, even of a socket still closing", async () => {
+      await t.createProject(agentProject('farewell', { min: 1, max: 1 }));
+      await t.readyWorkers('farewell', 1);
+      const s = await t.createSession('farewell');
+      await t.waitForState(s.id, 'active');
+      const join = await t.api<{ token: string }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        { identity: 'dora' },
+        s.token,
+      );
+      const viewer = await t.connect(s);
+      const dora = await t.connect(s, join.body.token);
+      await viewer.waitFor(
+        (e) => e.type === 'session.participant_joined' && e.participant.identity === 'dora',
+      );
+      // dora's client stops reading: the server's close frame goes unanswered, her socket stays half closed
+      dora.ws.pause();
+
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+      const page = await t.api<{ messages: { type: string; from: { kind: string } }[] }>(
+        'GET',
+        `/sessions/${s.id}/messages?limit=100`,
+      );
+      const left = page.body.messages.filter((m) => m.type === 'participant_left').map((m) => m.from.kind);
+      assert.deepEqual(left.sort(), ['agent', 'user', 'viewer']);
+      dora.ws.resume();
+      await dora.closed;
+      // the socket's own close announces nobody twice
+      const again = await t.api<{ messages: { type: string }[] }>(
+        'GET',
+        `/sessions/${s.id}/messages?limit=100`,
+      );
+      assert.equal(again.body.messages.filter((m) => m.type === 'participant_left').length, 3);
+    });
+
     test('the agent pauses and resumes its own session, a user pauses it with their token, and the paused timeout ends it', async () => {
       await t.createProject(agentProject('pausing', { min: 1, max: 1 }, { timeouts: { pausedMs: 30_000 } }));
       await t.readyWorkers('pausing', 1);

@@ -229,8 +229,8 @@ export const sessionPage: Page = (el, ctx) => {
       e.type === 'session.participant_left' ||
       e.type === 'session.status_changed',
   );
-  // the socket closes for good as the session ends, and the participants leave with it: their departures are
-  // recorded after the last event this page hears, so it reads the session and its transcript once more
+  // the socket closes for good as the session ends: the page reads the session and its transcript once more, in
+  // case it missed the last events (the server records every departure before anyone can read the ended session)
   const offClosed = room.onStatus((status) => {
     if (status !== 'closed') return;
     stopSession.refresh();

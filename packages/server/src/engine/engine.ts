@@ -218,7 +218,10 @@ export class Engine {
       else if (m.kind === 'event') this.#presenceElsewhere(m.event);
     });
     this.#unsubscribeHub = this.o.hub.subscribeAll((e) => {
-      if (e.type === 'session.status_changed') this.#forgetSessionWorker(e.sessionId);
+      if (e.type !== 'session.status_changed') return;
+      this.#forgetSessionWorker(e.sessionId);
+      // once every listener has heard of the end (on whichever server it happened)
+      if (e.status === 'ended') queueMicrotask(() => this.#roomEnded(e.sessionId));
     });
     this.#scheduler = new Scheduler({
       store: options.store,
@@ -860,11 +863,23 @@ export class Engine {
   participantLeft(sessionId: string, identity: string): void {
     const participant = this.#participants.leave(sessionId, identity);
     if (!participant) return;
+    this.#announceLeft(sessionId, participant);
+    if (participant.kind !== 'agent')
+      this.#toSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
+  }
+
+  #announceLeft(sessionId: string, participant: Participant): void {
     this.#recordPresence(sessionId, 'participant_left', participant);
     const at = new Date(this.clock.now()).toISOString();
     this.hub.publish({ type: 'session.participant_left', sessionId, at, participant });
-    if (participant.kind !== 'agent')
-      this.#toSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
+  }
+
+  /**
+   * The session ended: everyone still in its room on this server leaves it now, not when their sockets finish
+   * closing, so the transcript holds every departure by the time anyone can read the ended session.
+   */
+  #roomEnded(sessionId: string): void {
+    for (const participant of this.#participants.clear(sessionId)) this.#announceLeft(sessionId, participant);
   }
 
   /**

@@ -32,6 +32,13 @@ export class Participants {
     return entry.participant;
   }
 
+  /** Empties the session's room (it ended): everyone who was in it, whatever sockets they still hold. */
+  clear(sessionId: string): Participant[] {
+    const left = this.list(sessionId);
+    this.#rooms.delete(sessionId);
+    return left;
+  }
+
   list(sessionId: string): Participant[] {
     return [...(this.#rooms.get(sessionId)?.values() ?? [])].map((e) => e.participant);
   }
