@@ -7,9 +7,11 @@ import {
   agentProject,
   type CreatedSession,
   databaseKinds,
+  type LiveWorker,
   streamProject,
   type TestSocket,
   useTestServer,
+  workersWhere as waitForWorkers,
 } from '@usher/testing';
 
 interface Entry {
@@ -17,11 +19,6 @@ interface Entry {
   to: string;
   at: string;
   cause: string;
-}
-interface LiveWorker {
-  id: string;
-  state: string;
-  sessionId: string | null;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -66,21 +63,8 @@ for (const kind of databaseKinds()) {
       return (await t.session(id)).state;
     }
 
-    /** Resolves when the project's live workers satisfy pred (subscribes before it looks, so no change is missed). */
-    function workersWhere(projectId: string, pred: (ws: LiveWorker[]) => boolean): Promise<LiveWorker[]> {
-      return new Promise((resolve, reject) => {
-        let done = false;
-        const check = () =>
-          void t.engine.listWorkers({ projectId }).then((ws) => {
-            if (done || !pred(ws)) return;
-            done = true;
-            off();
-            resolve(ws);
-          }, reject);
-        const off = t.server.hub.subscribeWorkers(check);
-        check();
-      });
-    }
+    const workersWhere = (projectId: string, pred: (ws: LiveWorker[]) => boolean) =>
+      waitForWorkers(t.server, projectId, pred);
 
     /** The worker has taken the session (`session_started`): it is busy with it. */
     const started = (projectId: string, sessionId: string) =>

@@ -175,25 +175,8 @@ export class TestServer {
   }
 
   /** Resolves when the workers of a project satisfy pred (checked now and on every worker change). */
-  async workersWhere(
-    projectId: string,
-    pred: (workers: { id: string; state: string; sessionId: string | null }[]) => boolean,
-  ): Promise<void> {
-    const check = async () => pred(await this.engine.listWorkers({ projectId }));
-    // subscribe before the first read, so no change can fall between the two
-    await new Promise<void>((resolve) => {
-      let done = false;
-      const test = () =>
-        void check().then((ok) => {
-          if (ok && !done) {
-            done = true;
-            off();
-            resolve();
-          }
-        });
-      const off = this.server.hub.subscribeWorkers(test);
-      test();
-    });
+  async workersWhere(projectId: string, pred: (workers: LiveWorker[]) => boolean): Promise<void> {
+    await workersWhere(this.server, projectId, pred);
   }
 
   /** Resolves when at least n workers of the project are ready. */
@@ -321,5 +304,41 @@ function suiteProxy<T extends object>(current: () => T | undefined, proto: objec
     },
     set: (_, key, value) => Reflect.set(live(current(), what), key, value),
     has: (_, key) => key in live(current(), what),
+  });
+}
+
+/** A worker as a test looks at it. */
+export interface LiveWorker {
+  id: string;
+  state: string;
+  sessionId: string | null;
+}
+
+/**
+ * Resolves with the project's workers once they satisfy pred: read now and again on every worker change (it
+ * listens before the first read, so no change falls between the two). A failed read rejects; a read still
+ * running once the wait is over is not heard (the server may have closed since).
+ */
+export function workersWhere<W extends LiveWorker>(
+  server: { engine: { listWorkers(filter: { projectId: string }): Promise<W[]> }; hub: UsherServer['hub'] },
+  projectId: string,
+  pred: (workers: W[]) => boolean,
+): Promise<W[]> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const settle = (outcome: { workers: W[] } | { err: unknown }) => {
+      if (done) return;
+      done = true;
+      off();
+      if ('workers' in outcome) resolve(outcome.workers);
+      else reject(outcome.err);
+    };
+    const check = () =>
+      void server.engine.listWorkers({ projectId }).then(
+        (workers) => pred(workers) && settle({ workers }),
+        (err: unknown) => settle({ err }),
+      );
+    const off = server.hub.subscribeWorkers(check);
+    check();
   });
 }

@@ -5,7 +5,13 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import type { ProjectInput } from '@usher/protocol';
 import { UsherServer } from '@usher/server';
-import { createTestDatabase, TEST_ADMIN_KEY, TEST_SECRET, type TestDatabase } from '@usher/testing';
+import {
+  createTestDatabase,
+  TEST_ADMIN_KEY,
+  TEST_SECRET,
+  type TestDatabase,
+  workersWhere,
+} from '@usher/testing';
 import { DEMO_PAGE, demoProjects } from '../../../cli/src/demo.ts';
 import { gone, WatchedProcessDriver } from '../fixtures/processes.ts';
 
@@ -44,21 +50,8 @@ export function useChatServer(projects: ProjectInput[] = [chatProject()]): ChatS
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
   };
-  const readyWorkers = (projectId: string, n: number) => {
-    const s = started();
-    return new Promise<void>((resolve) => {
-      let done = false;
-      const check = () =>
-        void s.engine.listWorkers({ projectId }).then((workers) => {
-          if (done || workers.filter((w) => w.state === 'ready').length < n) return;
-          done = true;
-          off();
-          resolve();
-        });
-      // subscribe before the first read, so that no change falls between the two
-      const off = s.hub.subscribeWorkers(check);
-      check();
-    });
+  const readyWorkers = async (projectId: string, n: number) => {
+    await workersWhere(started(), projectId, (ws) => ws.filter((w) => w.state === 'ready').length >= n);
   };
   before(async () => {
     db = await createTestDatabase('sqlite');
