@@ -6,6 +6,7 @@ import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import { type ProjectInput, SocketCloseCode } from '@usher/protocol';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { WebSocket } from 'ws';
 import { type AuthContext, selectSocketProtocol } from './api/auth.ts';
 import type { ApiContext } from './api/context.ts';
 import { installErrorHandling } from './api/errors.ts';
@@ -167,6 +168,8 @@ export class UsherServer {
   #url: string | null = null;
   #adminKey: string | null = null;
   #closing: Promise<void> | null = null;
+  /** the WebSockets' close handshakes, once closing has begun */
+  #socketsClosed: Promise<void> = Promise.resolve();
   #keepalive: Keepalive | null = null;
   #livekit: LiveKitMode | null = null;
   #bus: Bus | null = null;
@@ -307,10 +310,10 @@ export class UsherServer {
       // a browser may offer its credential as a `bearer.` subprotocol beside `usher`, which is the one selected
       options: { maxPayload: MAX_WORKER_FRAME_BYTES, handleProtocols: selectSocketProtocol },
       // every socket hears that the server is going away and may come back: viewers and workers reconnect
-      preClose(done) {
-        for (const client of this.websocketServer.clients)
-          client.close(SocketCloseCode.ServerShutdown, 'the server is restarting');
-        this.websocketServer.close(() => {});
+      preClose: (done) => {
+        const wss = app.websocketServer;
+        this.#socketsClosed = closeSockets([...wss.clients]);
+        wss.close(() => {});
         done();
       },
     });
@@ -543,6 +546,9 @@ export class UsherServer {
     this.#closing ??= (async () => {
       this.#keepalive?.close();
       await this.#app?.close();
+      // what each socket's end sets off (a viewer's reconnect window, a worker's detach, a participant's
+      // departure) is done before the engine and the store close
+      await this.#socketsClosed;
       await this.#registry?.stop();
       await this.#engine?.close();
       this.#observability?.close();
@@ -554,6 +560,22 @@ export class UsherServer {
     })();
     return this.#closing;
   }
+}
+
+/** How long a closing server waits for its sockets' close handshakes before it cuts them. */
+const SHUTDOWN_HANDSHAKE_MS = 2_000;
+
+/** Closes the sockets with 1012 and resolves once each has closed (cut after SHUTDOWN_HANDSHAKE_MS). */
+async function closeSockets(sockets: WebSocket[]): Promise<void> {
+  const closed = sockets.map((s) =>
+    s.readyState === s.CLOSED ? null : new Promise((resolve) => s.once('close', resolve)),
+  );
+  for (const s of sockets) s.close(SocketCloseCode.ServerShutdown, 'the server is restarting');
+  const late = setTimeout(() => {
+    for (const s of sockets) s.terminate();
+  }, SHUTDOWN_HANDSHAKE_MS);
+  await Promise.all(closed);
+  clearTimeout(late);
 }
 
 /** The WebSocket endpoints of workers: not for browsers, so not subject to allowedOrigins. */

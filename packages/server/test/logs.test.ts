@@ -3,7 +3,8 @@
 // worker its workerId and projectId.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { agentProject, databaseKinds, useTestServer } from '@usher/testing';
+import { openStore } from '@usher/server';
+import { agentProject, createTestDatabase, databaseKinds, TestServer, useTestServer } from '@usher/testing';
 import { pino } from 'pino';
 
 type Line = Record<string, unknown> & { level: number; msg?: string };
@@ -88,6 +89,50 @@ for (const kind of databaseKinds()) {
       const named = all.filter((l) => l.sessionId !== undefined || l.workerId !== undefined);
       assert.ok(named.length >= 20, `many lines name a session or worker (${named.length})`);
       for (const l of named) assert.equal(l.projectId, P, `projectId on ${JSON.stringify(l)}`);
+    });
+  });
+
+  describe(`a clean shutdown (${kind})`, () => {
+    test('closing with a viewer, a user and an agent connected logs no error; what their sockets’ ends set off is stored', async (c) => {
+      const db = await createTestDatabase(kind);
+      c.after(() => db.drop());
+      const lines: Line[] = [];
+      const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Line) });
+      const t = await new TestServer({ storage: db.storage, log }).start();
+      await t.createProject(agentProject('bye', { min: 1, max: 1 }));
+      await t.readyWorkers('bye', 1);
+      const s = await t.createSession('bye');
+      await t.waitForState(s.id, 'active');
+      const viewer = await t.connect(s);
+      const join = await t.api<{ token: string }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        { identity: 'eve' },
+        s.token,
+      );
+      await t.connect(s, join.body.token);
+      await viewer.waitFor(
+        (e) => e.type === 'session.participant_joined' && e.participant.identity === 'eve',
+      );
+
+      await t.close();
+      assert.equal((await viewer.closed).code, 1012);
+      assert.deepEqual(
+        lines.filter((l) => l.level >= 50).map((l) => l.msg),
+        [],
+        'nothing failed on the way down',
+      );
+      // read back from the database: the viewer's reconnect window is open, and both departures are recorded
+      const store = await openStore(db.storage);
+      try {
+        const stored = await store.read.getSession(s.id);
+        assert.deepEqual([stored?.state, stored?.viewerAttached], ['active', false]);
+        const page = await store.messages.page({ sessionId: s.id, limit: 100, includeDebug: false });
+        const left = page.messages.filter((m) => m.type === 'participant_left').map((m) => m.from.kind);
+        assert.deepEqual(left.sort(), ['user', 'viewer']);
+      } finally {
+        await store.close();
+      }
     });
   });
 }

@@ -73,6 +73,7 @@ export class SqliteDb implements Db {
 
   /** Statements outside a transaction wait for any open one, so they never join it by accident. */
   async #outside<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    this.#open();
     if (!this.#locked) return fn(this.#direct);
     return this.tx(fn);
   }
@@ -87,7 +88,14 @@ export class SqliteDb implements Db {
     return this.#outside((q) => q.run(sql, params));
   }
 
+  /** Work that arrives once close() has begun is refused, with its caller's stack. */
+  #open(): void {
+    if (this.#closed)
+      throw new Error(`the SQLite database ${this.#path} is closed: nothing is read or written after close()`);
+  }
+
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    this.#open();
     const previous = this.#lock;
     let release!: () => void;
     this.#lock = new Promise<void>((r) => {
