@@ -91,7 +91,9 @@ export class SqliteDb implements Db {
   /** Work that arrives once close() has begun is refused, with its caller's stack. */
   #open(): void {
     if (this.#closed)
-      throw new Error(`the SQLite database ${this.#path} is closed: nothing is read or written after close()`);
+      throw new Error(
+        `the SQLite database ${this.#path} is closed: nothing is read or written after close()`,
+      );
   }
 
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
