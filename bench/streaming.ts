@@ -50,6 +50,8 @@ const SERIAL_MESSAGES = 2_000;
 /** viewers of the memory figure, their sockets opened in MEMORY_STEPS steps */
 const VIEWERS = Number(process.env.BENCH_STREAMING_VIEWERS ?? 4_000);
 const MEMORY_STEPS = 4;
+/** sockets opened before the memory baseline (they start the SQLite checkpointer thread: see viewer-memory.ts) */
+const MEMORY_WARMUP = 1_000;
 
 /** the project `usher demo` runs, as it runs it */
 const DEMO = 'demo';
@@ -179,6 +181,7 @@ async function onMemory(options: BenchOptions): Promise<ViewerMemory> {
     return await measureViewerMemory(server, http, {
       projectId: CROWD,
       viewers: VIEWERS,
+      warmup: MEMORY_WARMUP,
       steps: MEMORY_STEPS,
       log: options.log,
     });
@@ -315,7 +318,7 @@ function report(r: {
       "The page stamps each step with performance.now() through the SDK's injectable `fetch`, `WebSocket` and `RTCPeerConnection` (wrappers that stamp and pass through). The server process stamps every WebSocket frame it receives or sends and every HTTP request (by wrapping `ws` and the HTTP server's `request` event in that process; no server code is changed). Every difference is taken between two stamps of one process, on its clock.",
       "Usher's share = (page sends `subscribe`) − (click), which holds POST /sessions, the socket, its snapshot, the streamer-list round trip and the SDK; + (page receives the offer − page sends `subscribe`) − (server receives the streamer's offer − server sends `playerConnected`), i.e. that round trip minus the streamer's time; + the answer's hop: the server's time from receiving the answer to sending it on, plus one browser→server leg (half the wire time of the subscribe→offer round trip). The rest of the click-to-first-frame time is WebRTC's and the streamer's: creating the offer (werift), SDP in the browser, ICE, DTLS, ffmpeg's first keyframe, decoding. Loopback legs between the server and the streamer count as the streamer's.",
       `Relay: ${PAIRS} streamers (bare \`ws\` clients registered with a pool token on an external stream project) and ${PAIRS} viewers (bare \`ws\` session sockets, seated, subscribed, offered); each pair sends \`iceCandidate\` messages both ways, keeping ${WINDOW} in flight per direction (${PAIRS * 2 * WINDOW} in all). The alternative gets the same clients and load: a bare \`ws\` forwarder in its own process (parse, add or read \`playerId\`, send; no sessions, no validation). The two take ${ROUNDS} turns each, alternating, so that other work on the machine falls on both alike; a turn is ${Math.round(SERIAL_MESSAGES / ROUNDS)} messages one at a time through one pair (alternating directions), then ${LOAD_WARMUP_MS} ms of load not counted and ${round(LOAD_MS / ROUNDS / 1000, 1)} s counted. Latency is send → delivery at the other end, both ends in the load generator (one process, one clock).`,
-      `Memory: a fresh server with an external stream project of 1 worker (one bare streamer) and ${VIEWERS.toLocaleString('en')} sessions (one seated, the rest queued). Every viewer's socket is opened as the SDK opens it (config, snapshot, queue position, then \`listStreamers\`, held while the session waits), in ${MEMORY_STEPS} steps; server RSS and JS heap after GC are read before and after each step. The figure is the growth over all steps divided by ${VIEWERS.toLocaleString('en')}; RSS grows in jumps (V8 and malloc reserve memory ahead), so the steps are shown beside it.`,
+      `Memory: a fresh server with an external stream project of 1 worker (one bare streamer) and ${(MEMORY_WARMUP + VIEWERS).toLocaleString('en')} sessions (one seated, the rest queued). Every viewer's socket is opened as the SDK opens it (config, snapshot, queue position, then \`listStreamers\`, held while the session waits): ${MEMORY_WARMUP.toLocaleString('en')} before the baseline, whose writes also start the server's SQLite checkpointer thread (a fixed cost of about 20 MiB RSS per database, which would otherwise land in the first step), then ${VIEWERS.toLocaleString('en')} in ${MEMORY_STEPS} steps; server RSS and JS heap after GC are read before and after each step. The figure is the growth over all steps divided by ${VIEWERS.toLocaleString('en')}; RSS grows in jumps (V8 and malloc reserve memory ahead), so the steps are shown beside it.`,
       'SQLite (a file in a temp folder). Server, streamers, Chromium and the load generator share the machine; Chromium coarsens performance.now() to 0.1 ms.',
     ],
     figures,

@@ -1,7 +1,9 @@
 // What a connected viewer costs the server: N sessions of a stream project with one worker (one seated, the
 // rest queued), then each viewer's session socket opened the way the Web SDK opens it (snapshot, then
 // `listStreamers`, held while it waits), in a few steps; server RSS and JS heap after GC before and after
-// each step, divided by the viewers it added.
+// each step, divided by the viewers it added. The first `warmup` sockets are opened before the baseline: their
+// writes also start the server's SQLite checkpointer thread (after 1,000 commits), a fixed cost of about
+// 20 MiB that belongs to the database, not to any viewer.
 import { BareStreamer, type BareViewer, openViewer, poolSignallingUrl } from './bare-signalling.ts';
 import { type HttpClient, inParallel } from './harness.ts';
 import type { StreamServer } from './stream-server.ts';
@@ -22,7 +24,7 @@ export interface ViewerMemory {
 export async function measureViewerMemory(
   server: StreamServer,
   http: HttpClient,
-  o: { projectId: string; viewers: number; steps: number; log: (line: string) => void },
+  o: { projectId: string; viewers: number; warmup: number; steps: number; log: (line: string) => void },
 ): Promise<ViewerMemory> {
   const started = Date.now();
   const streamer = new BareStreamer(await poolSignallingUrl(http, o.projectId), 'bench-crowd');
@@ -30,16 +32,17 @@ export async function measureViewerMemory(
   await server.readyWorkers(o.projectId, 1, 10_000);
   const empty = await server.stats({ gc: true });
 
-  o.log(`streaming: ${o.viewers} sessions of ${o.projectId} (1 worker: one seated, the rest queued)`);
-  const sessions: { id: string; token: string }[] = new Array(o.viewers);
-  await inParallel(o.viewers, 8, async (i) => {
+  const total = o.warmup + o.viewers;
+  o.log(`streaming: ${total} sessions of ${o.projectId} (1 worker: one seated, the rest queued)`);
+  const sessions: { id: string; token: string }[] = new Array(total);
+  await inParallel(total, 8, async (i) => {
     const r = await http.call('POST', '/sessions', { projectId: o.projectId });
     if (r.status !== 201) throw new Error(`POST /sessions: ${r.status} ${r.body}`);
     sessions[i] = JSON.parse(r.body) as { id: string; token: string };
   });
-  const before = await server.stats({ gc: true });
+  const created = await server.stats({ gc: true });
 
-  o.log(`streaming: opening ${o.viewers} viewer sockets in ${o.steps} steps`);
+  o.log(`streaming: opening ${o.warmup} viewer sockets, then ${o.viewers} in ${o.steps} steps`);
   const viewers: BareViewer[] = [];
   const open = async (i: number) => {
     const v = await openViewer(server.url, sessions[i]!);
@@ -49,11 +52,13 @@ export async function measureViewerMemory(
     v.ws.send(JSON.stringify({ type: 'ping', id: 'settled' }));
     await v.next('pong');
   };
+  await inParallel(o.warmup, 32, (i) => open(i));
+  const before = await server.stats({ gc: true });
   const steps: { rss: number; heap: number }[] = [];
   let last = before;
   for (let s = 0; s < o.steps; s++) {
-    const from = Math.floor((s * o.viewers) / o.steps);
-    const to = Math.floor(((s + 1) * o.viewers) / o.steps);
+    const from = o.warmup + Math.floor((s * o.viewers) / o.steps);
+    const to = o.warmup + Math.floor(((s + 1) * o.viewers) / o.steps);
     await inParallel(to - from, 32, (i) => open(from + i));
     const now = await server.stats({ gc: true });
     steps.push({
@@ -71,8 +76,8 @@ export async function measureViewerMemory(
     perViewerRss: (last.memory.rss - before.memory.rss) / n,
     perViewerHeap: (last.memory.heapUsed - before.memory.heapUsed) / n,
     steps,
-    perSessionRss: (before.memory.rss - empty.memory.rss) / n,
-    perSessionHeap: (before.memory.heapUsed - empty.memory.heapUsed) / n,
+    perSessionRss: (created.memory.rss - empty.memory.rss) / total,
+    perSessionHeap: (created.memory.heapUsed - empty.memory.heapUsed) / total,
     setupMs,
   };
 }
