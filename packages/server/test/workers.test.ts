@@ -15,8 +15,6 @@ import {
 } from '@usher/testing';
 import { ECHO_COMMAND, environOf, isGone, WatchedProcessDriver } from './fixtures/processes.ts';
 
-type WorkerRow = Awaited<ReturnType<TestServer['engine']['listWorkers']>>[number];
-
 interface Ctx {
   t: TestServer;
   driver: WatchedProcessDriver;
@@ -60,21 +58,6 @@ async function closeWithoutOrphans({ t, driver }: Ctx): Promise<void> {
   assert.deepEqual(left, [], 'no worker process outlives server.close()');
 }
 
-/** Resolves with the project's live workers once they satisfy pred (checked now and on every worker change). */
-async function workersWhere(
-  t: TestServer,
-  projectId: string,
-  pred: (ws: WorkerRow[]) => boolean,
-): Promise<WorkerRow[]> {
-  let found: WorkerRow[] = [];
-  await t.workersWhere(projectId, (ws) => {
-    if (!pred(ws as WorkerRow[])) return false;
-    found = ws as WorkerRow[];
-    return true;
-  });
-  return found;
-}
-
 /** Every event of a session from now on, in order. */
 function record(t: TestServer, sessionId: string): SessionEvent[] {
   const events: SessionEvent[] = [];
@@ -93,7 +76,7 @@ for (const kind of databaseKinds()) {
       const x = await setup(kind, c);
       const { t, driver } = x;
       await t.createProject(echoProject('warm', { min: 2, max: 3 }));
-      const ready = await workersWhere(t, 'warm', (ws) => ws.filter((w) => w.state === 'ready').length === 2);
+      const ready = await t.workersWhere('warm', (ws) => ws.filter((w) => w.state === 'ready').length === 2);
       assert.equal(driver.started.length, 2, 'exactly min workers were started');
       for (const w of ready) {
         assert.equal(isGone(driver.pid(w.id)), false, `worker ${w.id} runs as a process`);
@@ -142,7 +125,7 @@ for (const kind of databaseKinds()) {
           },
         ),
       );
-      const [warm] = await workersWhere(t, 'creds', (ws) => ws.some((w) => w.state === 'ready'));
+      const [warm] = await t.workersWhere('creds', (ws) => ws.some((w) => w.state === 'ready'));
       const env = environOf(driver.pid(warm!.id));
       assert.equal(env.USHER_WORKER_URL, `${t.url.replace(/^http/, 'ws')}/workers/ws`);
       assert.equal(env.USHER_WORKER_ID, warm!.id);
@@ -210,7 +193,7 @@ for (const kind of databaseKinds()) {
         expected: false,
       });
 
-      const [fresh] = await workersWhere(t, 'crash', (ws) => ws.some((w) => w.state === 'ready'));
+      const [fresh] = await t.workersWhere('crash', (ws) => ws.some((w) => w.state === 'ready'));
       assert.notEqual(fresh!.id, crashed, 'a new worker refills the warm pool');
       assert.equal(isGone(driver.pid(fresh!.id)), false);
       await closeWithoutOrphans(x);
@@ -280,7 +263,7 @@ for (const kind of databaseKinds()) {
       await t.settled();
       const firstExit = await driver.exit(driver.started[0]!);
       assert.match(firstExit.error ?? '', /not found: \/nonexistent\/usher-no-such-worker/);
-      await workersWhere(t, 'nocmd', (ws) => ws.length === 0);
+      await t.workersWhere('nocmd', (ws) => ws.length === 0);
       await t.settled();
       assert.equal(driver.started.length, 1);
 
@@ -309,7 +292,7 @@ for (const kind of databaseKinds()) {
       await liveness.advance(1);
       await t.settled();
       await driver.exit(driver.started[2]!);
-      await workersWhere(t, 'nocmd', (ws) => ws.length === 0);
+      await t.workersWhere('nocmd', (ws) => ws.length === 0);
       await t.settled();
       assert.equal(driver.started.length, 3);
       await t.close();
@@ -337,7 +320,7 @@ for (const kind of databaseKinds()) {
       assert.equal(exit.code, 0, 'the echo worker stopped cleanly');
       assert.equal(isGone(pid), true, 'the worker process is gone');
 
-      const [next] = await workersWhere(t, 'recycle', (ws) => ws.some((w) => w.state === 'ready'));
+      const [next] = await t.workersWhere('recycle', (ws) => ws.some((w) => w.state === 'ready'));
       assert.notEqual(next!.id, used, 'a new worker replaces it');
       assert.notEqual(driver.pid(next!.id), pid);
       assert.equal(isGone(driver.pid(next!.id)), false);

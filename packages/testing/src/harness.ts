@@ -174,14 +174,14 @@ export class TestServer {
     });
   }
 
-  /** Resolves when the workers of a project satisfy pred (checked now and on every worker change). */
-  async workersWhere(projectId: string, pred: (workers: LiveWorker[]) => boolean): Promise<void> {
-    await workersWhere(this.server, projectId, pred);
+  /** Resolves with the workers of a project once they satisfy pred (checked now and on every worker change). */
+  workersWhere(projectId: string, pred: (workers: EngineWorker[]) => boolean): Promise<EngineWorker[]> {
+    return workersWhere(this.server, projectId, pred);
   }
 
   /** Resolves when at least n workers of the project are ready. */
-  readyWorkers(projectId: string, n: number): Promise<void> {
-    return this.workersWhere(projectId, (ws) => ws.filter((w) => w.state === 'ready').length >= n);
+  async readyWorkers(projectId: string, n: number): Promise<void> {
+    await this.workersWhere(projectId, (ws) => ws.filter((w) => w.state === 'ready').length >= n);
   }
 
   /** Resolves when the session reaches a state (checked now, then on its events). */
@@ -306,6 +306,9 @@ function suiteProxy<T extends object>(current: () => T | undefined, proto: objec
     has: (_, key) => key in live(current(), what),
   });
 }
+
+/** A worker as the engine lists it. */
+type EngineWorker = Awaited<ReturnType<UsherServer['engine']['listWorkers']>>[number];
 
 /** A worker as a test looks at it. */
 export interface LiveWorker {
