@@ -18,6 +18,7 @@ import type { TransitionRecord } from '../storage/records.ts';
 import { sendEvent, sendFrame } from './outbound.ts';
 import { TokenBucket } from './rate-limit.ts';
 import type { PlayerHandle } from './signalling/relay.ts';
+import { releaseUpgrade } from './upgrade.ts';
 
 const clientFrame = validator(ClientFrame);
 
@@ -28,6 +29,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
     { websocket: true },
     async (socket: WebSocket, req) => {
       const sessionId = req.params.id;
+      const log = releaseUpgrade(socket, req);
       // events that arrive while the snapshot is read are held, then sent after it
       let buffer: SessionEvent[] | null = [];
       let ended = false;
@@ -180,7 +182,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             if (role === 'viewer' || role === 'user')
               void engine
                 .recordInput(sessionId)
-                .catch((err) => req.log.error({ err, sessionId, projectId }, 'input failed'));
+                .catch((err) => log.error({ err, sessionId, projectId }, 'input failed'));
             return;
           case 'message': {
             const { ref } = frame;
@@ -194,7 +196,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             engine.relayMessage(sessionId, from, frame.messageType, frame.data).then(
               ({ message, stored }) => acked(ref, message, stored),
               (err) => {
-                req.log.error({ err, sessionId, projectId }, 'relay failed');
+                log.error({ err, sessionId, projectId }, 'relay failed');
                 refuse(ref, 'INTERNAL', 'the message could not be relayed');
               },
             );
@@ -218,7 +220,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         if (role === 'viewer' && !ended) {
           void engine
             .viewerDetached(sessionId, code)
-            .catch((err) => req.log.error({ err, sessionId, projectId }, 'viewer detach failed'));
+            .catch((err) => log.error({ err, sessionId, projectId }, 'viewer detach failed'));
         }
       };
       ctx.keepalive.track(socket);
