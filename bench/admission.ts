@@ -21,12 +21,13 @@ import { logProfile } from './lib/profile.ts';
 
 const PROJECT = 'admission-bench';
 /**
- * Warm workers, enough for several seconds of the throughput phase. Filling a pool costs more than linear
- * time today, so the pools stay modest; BENCH_ADMISSION_POOL overrides both.
+ * Warm workers, enough for about two seconds of the throughput phase: a shorter window is mostly the start of
+ * the load, and its figure varied by ±10% from run to run. Filling a pool costs more than linear time, so the
+ * pools stay modest; BENCH_ADMISSION_POOL overrides both.
  */
 const POOLS: Record<DatabaseKind, number> = {
-  sqlite: Number(process.env.BENCH_ADMISSION_POOL ?? 4_000),
-  postgres: Number(process.env.BENCH_ADMISSION_POOL ?? 2_000),
+  sqlite: Number(process.env.BENCH_ADMISSION_POOL ?? 10_000),
+  postgres: Number(process.env.BENCH_ADMISSION_POOL ?? 5_000),
 };
 /** the pool is grown this many workers at a time */
 const POOL_STEP = 250;
