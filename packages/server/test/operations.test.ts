@@ -7,63 +7,26 @@ import { SocketCloseCode } from '@usher/protocol';
 import {
   agentProject,
   databaseKinds,
+  type Frame,
+  FrameSocket,
   streamProject,
   TEST_ADMIN_KEY,
   type TestServer,
   useTestServer,
 } from '@usher/testing';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { assertError } from './helpers.ts';
 
-type Frame = Record<string, unknown> & { type: string };
+/** The operator's event feed, as a dashboard opens it. */
+function feed(t: TestServer, query = `token=${TEST_ADMIN_KEY}`, headers: Record<string, string> = {}) {
+  return new FrameSocket(`${t.url.replace(/^http/, 'ws')}/events/ws${query ? `?${query}` : ''}`, { headers });
+}
 
-/** A dashboard's event socket: every frame it received, in order, and waits for the one a test expects. */
-class EventsSocket {
-  readonly ws: WebSocket;
-  readonly frames: Frame[] = [];
-  readonly opened: Promise<void>;
-  readonly closed: Promise<{ code: number; reason: string }>;
-  #waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
-
-  constructor(t: TestServer, query = `token=${TEST_ADMIN_KEY}`, headers: Record<string, string> = {}) {
-    this.ws = new WebSocket(`${t.url.replace(/^http/, 'ws')}/events/ws${query ? `?${query}` : ''}`, {
-      headers,
-    });
-    this.opened = new Promise((resolve, reject) => {
-      this.ws.once('open', () => resolve());
-      this.ws.once('error', reject);
-    });
-    this.closed = new Promise((resolve) =>
-      this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
-    );
-    this.ws.on('message', (data) => {
-      const f = JSON.parse(data.toString()) as Frame;
-      this.frames.push(f);
-      this.#waiters = this.#waiters.filter((w) => {
-        if (!w.pred(f)) return true;
-        w.resolve(f);
-        return false;
-      });
-    });
-  }
-
-  waitFor(pred: (f: Frame) => boolean): Promise<Frame> {
-    const seen = this.frames.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ pred, resolve }));
-  }
-
-  /** Opens a socket and waits for its hello. */
-  static async open(t: TestServer, query?: string): Promise<EventsSocket> {
-    const s = new EventsSocket(t, query);
-    await s.waitFor((f) => f.type === 'hello');
-    return s;
-  }
-
-  close(): Promise<{ code: number; reason: string }> {
-    this.ws.close(1000);
-    return this.closed;
-  }
+/** Opens the feed and waits for its hello. */
+async function openFeed(t: TestServer, query?: string): Promise<FrameSocket> {
+  const s = feed(t, query);
+  await s.waitFor((f) => f.type === 'hello');
+  return s;
 }
 
 const statusOf = (sessionId: string) => (f: Frame) =>
@@ -84,7 +47,7 @@ for (const kind of databaseKinds()) {
 
     test('events: hello first, then the session’s status changes with its projectId and its worker’s changes, in order', async () => {
       await t.createProject(streamProject('ev', { min: 0, max: 1 }));
-      const feed = await EventsSocket.open(t);
+      const feed = await openFeed(t);
       assert.equal(feed.frames[0]!.type, 'hello');
       assert.equal(feed.frames[0]!.serverId, 'test-server');
       assert.equal(feed.frames[0]!.at, new Date(t.clock.now()).toISOString());
@@ -167,8 +130,8 @@ for (const kind of databaseKinds()) {
       await t.readyWorkers('ev-msg', 1);
       const s = await t.createSession('ev-msg');
       await t.waitForState(s.id, 'active');
-      const plain = await EventsSocket.open(t);
-      const chatty = await EventsSocket.open(t, `messages=1&token=${TEST_ADMIN_KEY}`);
+      const plain = await openFeed(t);
+      const chatty = await openFeed(t, `messages=1&token=${TEST_ADMIN_KEY}`);
       assert.equal(chatty.frames[0]!.messages, true);
       const viewer = await t.connect(s);
       viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'hello' } });
@@ -198,7 +161,7 @@ for (const kind of databaseKinds()) {
         ['', 'UNAUTHORIZED', { authorization: 'Basic abc' }],
       ];
       for (const [query, code, headers] of cases) {
-        const refused = new EventsSocket(t, query, headers);
+        const refused = feed(t, query, headers);
         const closed = await refused.closed;
         assert.equal(closed.code, SocketCloseCode.PolicyViolation, `${query || JSON.stringify(headers)}`);
         assert.equal(refused.frames.length, 1);
@@ -206,7 +169,7 @@ for (const kind of databaseKinds()) {
         assert.equal(refused.frames[0]!.code, code);
       }
       // the key in the Authorization header works as well
-      const byHeader = new EventsSocket(t, '', { authorization: `Bearer ${TEST_ADMIN_KEY}` });
+      const byHeader = feed(t, '', { authorization: `Bearer ${TEST_ADMIN_KEY}` });
       assert.equal((await byHeader.waitFor(() => true)).type, 'hello');
       // a ping is answered; anything else is refused without closing
       byHeader.ws.send(JSON.stringify({ type: 'ping', id: 7 }));
@@ -469,8 +432,8 @@ for (const kind of databaseKinds()) {
       await t.readyWorkers('slow', 1);
       const s = await t.createSession('slow');
       await t.waitForState(s.id, 'active');
-      const slow = await EventsSocket.open(t, `messages=1&token=${TEST_ADMIN_KEY}`);
-      const fine = await EventsSocket.open(t, `messages=1&token=${TEST_ADMIN_KEY}`);
+      const slow = await openFeed(t, `messages=1&token=${TEST_ADMIN_KEY}`);
+      const fine = await openFeed(t, `messages=1&token=${TEST_ADMIN_KEY}`);
       // the slow dashboard stops reading: its TCP buffers fill, then the server's
       const slowTcp = (slow.ws as unknown as { _socket: Socket })._socket;
       slowTcp.pause();

@@ -18,6 +18,8 @@ import {
   type CreatedSession,
   createTestDatabase,
   databaseKinds,
+  type Frame,
+  FrameSocket,
   streamProject,
   TEST_ADMIN_KEY,
   TEST_SECRET,
@@ -29,49 +31,6 @@ import {
 import pino from 'pino';
 import WebSocket from 'ws';
 import { assertError, nextFrame } from './helpers.ts';
-
-type Frame = Record<string, unknown> & { type?: string };
-
-/** A bare WebSocket that records every frame (a worker's, or a browser's as far as headers go). */
-class FrameSocket {
-  readonly ws: WebSocket;
-  readonly frames: Frame[] = [];
-  readonly opened: Promise<void>;
-  readonly closed: Promise<{ code: number; reason: string }>;
-  #waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
-
-  constructor(url: string, options: WebSocket.ClientOptions = {}) {
-    this.ws = new WebSocket(url, options);
-    this.opened = new Promise((resolve, reject) => {
-      this.ws.once('open', () => resolve());
-      this.ws.once('error', reject);
-    });
-    this.opened.catch(() => {});
-    this.closed = new Promise((resolve) =>
-      this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
-    );
-    this.ws.on('message', (d) => {
-      const f = JSON.parse(d.toString()) as Frame;
-      this.frames.push(f);
-      this.#waiters = this.#waiters.filter((w) => {
-        if (!w.pred(f)) return true;
-        w.resolve(f);
-        return false;
-      });
-    });
-  }
-
-  /** The first frame (received or to come) that matches. */
-  next(pred: (f: Frame) => boolean): Promise<Frame> {
-    const seen = this.frames.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ pred, resolve }));
-  }
-
-  send(frame: unknown): void {
-    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
-  }
-}
 
 const ofType = (type: string) => (f: Frame) => f.type === type;
 
@@ -120,14 +79,14 @@ async function poolWorker(t: TestServer, projectId: string, adminKey = TEST_ADMI
   const w = new FrameSocket(pt.body.workerUrl);
   await w.opened;
   w.send({ type: 'register', token: pt.body.token });
-  const registered = await w.next(ofType('registered'));
+  const registered = await w.waitFor(ofType('registered'));
   w.send({ type: 'ready' });
   return { w, workerId: String(registered.workerId), poolToken: pt.body.token };
 }
 
 /** The assignment a hand-dialled worker gets, answered with session_started. */
 async function takeAssignment(w: FrameSocket, sessionId: string): Promise<string> {
-  const assign = await w.next(
+  const assign = await w.waitFor(
     (f) => f.type === 'assign' && (f.assignment as { sessionId: string }).sessionId === sessionId,
   );
   w.send({ type: 'session_started', sessionId });
@@ -237,7 +196,7 @@ for (const kind of databaseKinds()) {
         (e) => e.type === 'session.message' && JSON.stringify(e.message.data).includes('mine'),
       );
       // (the errors travel on another connection: wait for them too)
-      await one.w.next(() => one.w.frames.filter(ofType('error')).length >= 4);
+      await one.w.waitFor(() => one.w.frames.filter(ofType('error')).length >= 4);
       const refused = one.w.frames.filter(ofType('error'));
       assert.equal(refused.length, 4, JSON.stringify(refused));
       assert.ok(
@@ -733,7 +692,7 @@ describe('sizes of frames on the worker and streamer sockets', () => {
       messageType: 'agent_text',
       data: { text: 'x'.repeat(64 * 1024) },
     });
-    const err = await w.next(ofType('error'));
+    const err = await w.waitFor(ofType('error'));
     assert.equal(err.code, 'PAYLOAD_TOO_LARGE');
     assert.match(String(err.message), /65536 bytes/);
     // saved state may be larger than a message, up to the frame limit
