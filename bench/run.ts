@@ -30,6 +30,10 @@ its section; \`npm run bench -- <name> --cpu-prof\` profiles the server process 
 goes (without touching this file). Each section says when and on what machine it was measured; every figure
 is what was measured there, next to its target and the named alternative it is compared with. All traffic
 stays on 127.0.0.1.
+
+To look further into the server process: \`BENCH_SERVER_FLAGS\` adds Node flags to it (\`--trace-gc\`, say), and
+\`BENCH_HEAP_SAMPLE=<file>\` writes a sampling profile of what it allocates during the measured phase
+(\`BENCH_HEAP_SAMPLE_KEEP=all|promoted|live\`; \`npx node bench/lib/heap-profile.ts <file> [units]\` sums it up).
 `;
 
 function parseArgs(argv: string[]): { names: string[]; cpuProf: boolean } {

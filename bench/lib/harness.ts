@@ -108,6 +108,8 @@ export class BenchServer {
     const profileDir = options.cpuProf ? mkdtempSync(join(tmpdir(), 'usher-prof-')) : null;
     const flags = [...QUIET, '--expose-gc'];
     if (profileDir) flags.push('--cpu-prof', '--cpu-prof-dir', profileDir);
+    // BENCH_SERVER_FLAGS: extra Node flags for the server process, to try a setting (e.g. --trace-gc)
+    flags.push(...(process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean));
     const server = nodeChild('server-fixture.ts', flags, {
       BENCH_SERVER: JSON.stringify(config),
     });

@@ -1,5 +1,7 @@
 // The server under benchmark, in a process of its own: an UsherServer whose `process` driver only hands each
 // launch to the parent (a worker host dials in for it), plus event-loop and memory figures on request.
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   type Logger,
@@ -92,7 +94,10 @@ async function handle(req: ServerRequest): Promise<unknown> {
         hrUs: Number(process.hrtime.bigint() / 1000n),
         sched: schedstat(),
       };
-      if (req.resetLag) lag.reset();
+      if (req.resetLag) {
+        lag.reset();
+        await startHeapSampling();
+      }
       return value;
     }
     case 'queue': {
@@ -103,10 +108,42 @@ async function handle(req: ServerRequest): Promise<unknown> {
     case 'pool':
       return server.engine.store.read.poolCounts(req.projectId, req.region);
     case 'close':
+      await stopHeapSampling();
       await server.close();
       setImmediate(() => process.exit(0));
       return null;
   }
+}
+
+// BENCH_HEAP_SAMPLE=<file>: a sampling profile of the allocations made from the start of the measured phase to
+// close, written as a .heapprofile (Chrome DevTools' Memory tab opens it; bench/lib/heap-profile.ts sums it up).
+// BENCH_HEAP_SAMPLE_KEEP says which: `all` (the default: garbage included, what makes the collector run),
+// `promoted` (what outlived the young generation: what makes its collections slow), `live` (what is still alive
+// after a full collection at the end: retained memory).
+const heapFile = process.env.BENCH_HEAP_SAMPLE;
+const heapKeep = process.env.BENCH_HEAP_SAMPLE_KEEP ?? 'all';
+if (heapFile && !['all', 'promoted', 'live'].includes(heapKeep))
+  throw new Error(`BENCH_HEAP_SAMPLE_KEEP is all, promoted or live; got "${heapKeep}"`);
+let inspector: Session | null = null;
+
+async function startHeapSampling(): Promise<void> {
+  if (!heapFile || inspector) return;
+  inspector = new Session();
+  inspector.connect();
+  await inspector.post('HeapProfiler.startSampling', {
+    samplingInterval: 4096,
+    includeObjectsCollectedByMajorGC: heapKeep !== 'live',
+    includeObjectsCollectedByMinorGC: heapKeep === 'all',
+  });
+}
+
+async function stopHeapSampling(): Promise<void> {
+  if (!heapFile || !inspector) return;
+  if (heapKeep === 'live') memory(true);
+  const { profile } = await inspector.post('HeapProfiler.stopSampling');
+  writeFileSync(heapFile, JSON.stringify(profile));
+  inspector.disconnect();
+  inspector = null;
 }
 
 function memory(gc: boolean) {
