@@ -43,14 +43,15 @@ export const SECRET = 'bench-secret-0123456789-0123456789-0123456789';
 
 const here = import.meta.dirname;
 
-function nodeChild(script: string, args: string[], env: Record<string, string>): ChildProcess {
+/** A bench/lib script in a Node process of its own, with an IPC channel. */
+export function nodeChild(script: string, args: string[], env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [...args, join(here, script)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...env },
   });
 }
 
-const QUIET = ['--disable-warning=ExperimentalWarning'];
+export const QUIET = ['--disable-warning=ExperimentalWarning'];
 
 export interface ServerStats {
   lag: LagStats;
