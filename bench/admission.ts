@@ -164,8 +164,8 @@ async function runOn(kind: DatabaseKind, options: BenchOptions): Promise<Admissi
 }
 
 /**
- * Warm-up, one at a time, then CONCURRENCY in flight up to `budget` sessions or MAX_MEASURE_MS; `loaded` is
- * called just before the loaded phase starts. Returns the phases, and the load generator's CPU time in the
+ * Warm-up, one at a time, then CONCURRENCY in flight up to `budget` sessions or MAX_MEASURE_MS; `loading` is
+ * called just before the loaded phase starts (to read the processes' counters). Returns the phases, and the load generator's CPU time in the
  * loaded one.
  */
 async function measure(
