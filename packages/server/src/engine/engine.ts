@@ -155,11 +155,22 @@ export interface SessionWithQueue {
   estimatedWaitMs: number | null;
 }
 
+/** A watched worker (Engine.#liveness). */
+interface Liveness {
+  due: number;
+  onLost: () => Promise<void>;
+  timer: TimerHandle;
+}
+
 export class Engine {
   readonly o: Resolved;
   readonly #scheduler: Scheduler;
   readonly #links = new Map<string, WorkerLink>();
-  readonly #liveness = new Map<string, TimerHandle>();
+  /**
+   * Per watched worker: when it is lost unless heard from again, what happens then, and the timer that checks.
+   * A frame only moves `due` later; the timer, when it fires early, sets itself again for the new due time.
+   */
+  readonly #liveness = new Map<string, Liveness>();
   readonly #viewers = new Map<string, number>();
   /**
    * Per active session, its activity deadline as last written: input and messages then write at most once a
@@ -261,8 +272,7 @@ export class Engine {
     this.#unsubscribeHub();
     this.#scheduler.stop();
     await this.#scheduler.idle();
-    for (const h of this.#liveness.values()) this.o.livenessClock.clearTimer(h);
-    this.#liveness.clear();
+    for (const id of [...this.#liveness.keys()]) this.#unwatch(id);
     for (const b of this.#launchBackoff.values()) if (b.timer) this.o.livenessClock.clearTimer(b.timer);
     for (const t of this.#graceTimers) clearTimeout(t);
     for (const p of this.#positions.values()) if (p.timer) clearTimeout(p.timer);
@@ -1658,14 +1668,36 @@ export class Engine {
   }
 
   #watchLiveness(workerId: string, ms: number, onLost: () => Promise<void>): void {
+    const due = this.o.livenessClock.now() + ms;
+    const watched = this.#liveness.get(workerId);
+    // the usual case, a frame from a watched worker: its timer fires no later than the new due time
+    if (watched && watched.due <= due) {
+      watched.due = due;
+      watched.onLost = onLost;
+      return;
+    }
+    if (watched) this.#unwatch(workerId);
+    const l: Liveness = { due, onLost, timer: { id: 0 } };
+    this.#armLiveness(workerId, l);
+  }
+
+  #unwatch(workerId: string): void {
+    const watched = this.#liveness.get(workerId);
+    if (!watched) return;
+    this.o.livenessClock.clearTimer(watched.timer);
+    this.#liveness.delete(workerId);
+  }
+
+  #armLiveness(workerId: string, l: Liveness): void {
     const clock = this.o.livenessClock;
-    const prev = this.#liveness.get(workerId);
-    if (prev) clock.clearTimer(prev);
-    const handle = clock.setTimer(clock.now() + ms, () => {
+    l.timer = clock.setTimer(l.due, () => {
+      if (this.#liveness.get(workerId) !== l) return;
+      // heard from since this timer was set
+      if (clock.now() < l.due) return this.#armLiveness(workerId, l);
       this.#liveness.delete(workerId);
-      return onLost();
+      return l.onLost();
     });
-    this.#liveness.set(workerId, handle);
+    this.#liveness.set(workerId, l);
   }
 
   async #workerLost(workerId: string, why: string): Promise<void> {
@@ -1673,7 +1705,7 @@ export class Engine {
     if (!w || w.state === 'stopped') return;
     // it came back on another server, which watches it now
     if (!this.#links.has(workerId) && (await this.#attachedElsewhere(workerId))) {
-      this.#liveness.delete(workerId);
+      this.#unwatch(workerId);
       return;
     }
     this.o.log.warn(
@@ -1898,9 +1930,7 @@ export class Engine {
   async onWorkerExit(exit: WorkerExit & { error?: string }): Promise<void> {
     // after close() the server is going away: the next start finds out what is left
     if (this.#closed) return;
-    const prev = this.#liveness.get(exit.workerId);
-    if (prev) this.o.livenessClock.clearTimer(prev);
-    this.#liveness.delete(exit.workerId);
+    this.#unwatch(exit.workerId);
     this.#links.get(exit.workerId)?.close(4100, 'worker exited');
     this.#links.delete(exit.workerId);
     let freed = null as { projectId: string; region: string } | null;
