@@ -11,7 +11,6 @@ import {
   streamProject,
   type TestSocket,
   useTestServer,
-  workersWhere as waitForWorkers,
 } from '@usher/testing';
 
 interface Entry {
@@ -63,15 +62,9 @@ for (const kind of databaseKinds()) {
       return (await t.session(id)).state;
     }
 
-    const workersWhere = (projectId: string, pred: (ws: LiveWorker[]) => boolean) =>
-      waitForWorkers(t.server, projectId, pred);
-
     /** The worker has taken the session (`session_started`): it is busy with it. */
     const started = (projectId: string, sessionId: string) =>
-      workersWhere(projectId, (ws) => ws.some((w) => w.sessionId === sessionId && w.state === 'busy'));
-
-    const readyWorkers = (projectId: string, count: number) =>
-      workersWhere(projectId, (ws) => ws.filter((w) => w.state === 'ready').length >= count);
+      t.workersWhere(projectId, (ws) => ws.some((w) => w.sessionId === sessionId && w.state === 'busy'));
 
     /** Resolves when the engine has finished handling the next call of one of its socket-driven methods. */
     function handled(method: 'recordInput' | 'viewerAttached' | 'viewerDetached'): Promise<void> {
@@ -130,7 +123,7 @@ for (const kind of databaseKinds()) {
       min: number,
     ): Promise<void> {
       assert.deepEqual(await timers(sessionId), []);
-      await workersWhere(
+      await t.workersWhere(
         projectId,
         (ws) => !ws.some((w) => w.id === workerId) && ws.filter((w) => w.state === 'ready').length >= min,
       );
@@ -165,7 +158,7 @@ for (const kind of databaseKinds()) {
     async function liveStream(
       projectId: string,
     ): Promise<{ s: CreatedSession; v: TestSocket; workerId: string }> {
-      await readyWorkers(projectId, 1);
+      await t.readyWorkers(projectId, 1);
       const s = await t.createSession(projectId);
       assert.equal(s.state, 'connecting');
       await started(projectId, s.id);
@@ -178,7 +171,7 @@ for (const kind of databaseKinds()) {
 
     /** An agent session seated on a ready worker and started by it: active without any viewer. */
     async function liveAgent(projectId: string): Promise<{ s: CreatedSession; workerId: string }> {
-      await readyWorkers(projectId, 1);
+      await t.readyWorkers(projectId, 1);
       const s = await t.createSession(projectId);
       await t.waitForState(s.id, 'active');
       return { s, workerId: s.workerId! };
@@ -292,7 +285,7 @@ for (const kind of databaseKinds()) {
       const pid = fresh('connecting');
       t.fake.behaviour = (launch) => (launch.projectId === pid ? { ready: false } : {});
       await t.createProject(withTimeouts(agentProject, pid, { min: 1, max: 1 }, { connectingMs: 30_000 }));
-      const [warm] = await workersWhere(pid, (ws) => ws.length === 1);
+      const [warm] = await t.workersWhere(pid, (ws) => ws.length === 1);
       const t0 = now();
       const s = await t.createSession(pid);
       assert.equal(s.state, 'connecting');
@@ -317,7 +310,7 @@ for (const kind of databaseKinds()) {
 
     test('seat hold: the worker takes the session but no viewer comes: 4005 seat_expired', async () => {
       const pid = await timedProject(streamProject, 'seat', { seatHoldMs: 20_000 });
-      await readyWorkers(pid, 1);
+      await t.readyWorkers(pid, 1);
       const t0 = now();
       const s = await t.createSession(pid);
       const o = await observe(s.id);
@@ -474,7 +467,7 @@ for (const kind of databaseKinds()) {
         assert.equal((await v.closed).code, 4004);
         const states = (await timeline(s.id)).map((e) => e.to);
         assert.deepEqual(v.states, states.slice(states.length - v.states.length));
-        await readyWorkers(pid, 1);
+        await t.readyWorkers(pid, 1);
       }
     });
 
