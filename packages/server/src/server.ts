@@ -36,7 +36,7 @@ import { type Clock, systemClock } from './engine/clock.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
 import { EventHub } from './engine/event-hub.ts';
 import type { LiveKitSettings } from './livekit/config.ts';
-import { LiveKitMode } from './livekit/mode.ts';
+import { LiveKitMode, RECORDED_ROOM_STATES } from './livekit/mode.ts';
 import { liveKitWebhookRoute } from './livekit/webhooks.ts';
 import { Observability } from './observability/observability.ts';
 import { eventsSocketRoute } from './realtime/events-socket.ts';
@@ -400,6 +400,10 @@ export class UsherServer {
         const s = await engine.store.read.getSession(sessionId);
         if (s && s.state !== 'ended' && s.state !== 'ending')
           await engine.endSession(sessionId, 'livekit:room_finished');
+      },
+      isLive: async (sessionId) => {
+        const s = await engine.store.read.getSession(sessionId);
+        return !!s && RECORDED_ROOM_STATES.has(s.state);
       },
     });
     processDriver.onExit(

@@ -1,52 +1,107 @@
 // LiveKit mode through the whole server: a project with `rooms: livekit` gets a LiveKit room per session (the
 // fake RoomService of livekit/fake-server.ts over real HTTP), LiveKit tokens for its users and its agent, signed
 // webhooks as participant events (each once), the recorder's data packets relayed and recorded, and the room
-// deleted at the end. The recorder's LiveKit connection is a stand-in Room (no LiveKit server runs here).
+// deleted at the end; the recorder back in the room after it lost its connection, and after a restart. The
+// recorder's LiveKit connection is a stand-in Room (no LiveKit server runs here).
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import type { MessagePage } from '@usher/protocol';
-import { agentProject, createTestDatabase, databaseKinds, TestServer, useTestServer } from '@usher/testing';
+import {
+  agentProject,
+  createTestDatabase,
+  databaseKinds,
+  FakeDriver,
+  TestServer,
+  useTestServer,
+} from '@usher/testing';
+import { decodeJwt } from 'jose';
 import { FakeLiveKitServer } from '../src/livekit/fake-server.ts';
 import { LiveKitMode } from '../src/livekit/mode.ts';
 import type { PacketSender, RecorderRoom } from '../src/livekit/recorder.ts';
-import { ROLE_ATTRIBUTE } from '../src/livekit/roles.ts';
+import { RECORDER_IDENTITY, ROLE_ATTRIBUTE } from '../src/livekit/roles.ts';
+import { LiveKitTokens } from '../src/livekit/tokens.ts';
 import { WEBHOOK_PATH } from '../src/livekit/webhooks.ts';
+import { freePort } from './fixtures/server-child.ts';
 
 const keys = { apiKey: 'APIusher', apiSecret: 'livekit-secret-of-at-least-32-characters' };
 
 class StandInRoom extends EventEmitter implements RecorderRoom {
   url = '';
   left = false;
-  async connect(url: string) {
+  /** when set, the recorder shows in the fake's room while it is connected (as in LiveKit) */
+  readonly fake: FakeLiveKitServer | undefined;
+  constructor(fake?: FakeLiveKitServer) {
+    super();
+    this.fake = fake;
+  }
+  /** the LiveKit room its token is for */
+  room = '';
+  async connect(url: string, token: string) {
     this.url = url;
+    this.room = (decodeJwt(token) as { video: { room: string } }).video.room;
+    await this.fake?.join(token);
   }
   async disconnect() {
     this.left = true;
+    const room = this.fake?.rooms().find((r) => r.name === this.room);
+    if (room?.participants.includes(RECORDER_IDENTITY)) await this.fake!.leave(room.name, RECORDER_IDENTITY);
+  }
+}
+
+/** The stand-in rooms made so far, and the next one to be made. */
+class StandIns {
+  readonly made: StandInRoom[] = [];
+  #waiting: ((room: StandInRoom) => void)[] = [];
+  readonly fake: FakeLiveKitServer | undefined;
+
+  constructor(fake?: FakeLiveKitServer) {
+    this.fake = fake;
+  }
+
+  create = (): StandInRoom => {
+    const room = new StandInRoom(this.fake);
+    this.made.push(room);
+    for (const w of this.#waiting.splice(0)) w(room);
+    return room;
+  };
+
+  next(): Promise<StandInRoom> {
+    return new Promise((resolve) => this.#waiting.push(resolve));
   }
 }
 
 const packet = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+const alice: PacketSender = { identity: 'alice', attributes: { [ROLE_ATTRIBUTE]: 'user' } };
+
+const recordedTexts = async (t: TestServer, s: { id: string; token: string }) => {
+  await t.settled();
+  const page = await t.api<MessagePage>('GET', `/sessions/${s.id}/messages`, undefined, s.token);
+  return page.body.messages
+    .filter((m) => m.type === 'user_text')
+    .map((m) => (m.data as { text: string }).text);
+};
 
 for (const kind of databaseKinds()) {
   describe(`LiveKit mode (${kind})`, () => {
     let fake: FakeLiveKitServer;
-    const recorderRooms: StandInRoom[] = [];
+    const standIns = new StandIns();
+    const recorderRooms = standIns.made;
+    let mode!: LiveKitMode;
     before(async () => {
       fake = await FakeLiveKitServer.start(keys);
     });
     after(() => fake.close());
     const { t } = useTestServer(kind, {
-      livekit: () =>
-        new LiveKitMode({
+      livekit: () => {
+        mode = new LiveKitMode({
           settings: { url: fake.url, ...keys },
           tokenTtlMs: 600_000,
-          createRecorderRoom: () => {
-            const room = new StandInRoom();
-            recorderRooms.push(room);
-            return room;
-          },
-        }),
+          rejoinDelaysMs: [0],
+          createRecorderRoom: standIns.create,
+        });
+        return mode;
+      },
     });
     before(() => {
       fake.webhookUrl = `${t.url}${WEBHOOK_PATH}`;
@@ -106,7 +161,6 @@ for (const kind of databaseKinds()) {
 
       // the recorder reads data packets: relayed to Usher's sockets and recorded, not sent to the agent again
       const viewer = await t.connect(s);
-      const alice: PacketSender = { identity: 'alice', attributes: { [ROLE_ATTRIBUTE]: 'user' } };
       recorderRooms[0]!.emit('dataReceived', packet({ type: 'user_text', data: { text: 'hi' } }), alice);
       recorderRooms[0]!.emit('dataReceived', packet({ type: 'audio_level', data: 0.4 }), alice);
       const relayed = await viewer.waitFor(
@@ -133,6 +187,38 @@ for (const kind of databaseKinds()) {
       assert.ok(fake.calls.some((c) => c.method === 'DeleteRoom' && c.status === 200));
     });
 
+    test("a recorder that lost its connection joins again; one replaced by another server's does not", async () => {
+      await t.createProject(agentProject('lk-lost', { min: 1, max: 1 }, { rooms: 'livekit' }));
+      await t.readyWorkers('lk-lost', 1);
+      const s = await t.createSession('lk-lost');
+      await t.waitForState(s.id, 'active');
+      const first = recorderRooms.at(-1)!;
+      first.emit('dataReceived', packet({ type: 'user_text', data: { text: 'before' } }), alice);
+
+      // the connection dropped, and LiveKit's SDK gave up resuming it
+      const back = standIns.next();
+      first.emit('disconnected', 'SIGNAL_CLOSE');
+      assert.equal(mode.rejoining(s.id), true);
+      const second = await back;
+      await mode.settled();
+      assert.equal(second.url, fake.url);
+      assert.deepEqual(mode.recorder.sessions(), [s.id]);
+      first.emit('dataReceived', packet({ type: 'user_text', data: { text: 'lost' } }), alice);
+      second.emit('dataReceived', packet({ type: 'user_text', data: { text: 'after' } }), alice);
+      assert.deepEqual(
+        await recordedTexts(t, s),
+        ['before', 'after'],
+        'the lost connection is not listened to; the new one is recorded',
+      );
+
+      // another server's recorder took the identity over: this one stays out
+      second.emit('disconnected', 'DUPLICATE_IDENTITY');
+      assert.equal(mode.rejoining(s.id), false);
+      assert.deepEqual(mode.recorder.sessions(), []);
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+    });
+
     test('LiveKit closing the room ends the live session', async () => {
       await t.createProject(agentProject('lk-close', { min: 1, max: 1 }, { rooms: 'livekit' }));
       await t.readyWorkers('lk-close', 1);
@@ -143,6 +229,95 @@ for (const kind of databaseKinds()) {
       assert.equal(ended.endReason, 'completed');
       const timeline = (await t.session(s.id)).timeline as { cause: string }[];
       assert.ok(timeline.some((e) => e.cause === 'livekit:room_finished'));
+    });
+  });
+}
+
+/** Workers that outlive their server's close, as processes do when only the server restarts. */
+class LastingWorkers extends FakeDriver {
+  override async close(): Promise<void> {}
+  stopAll(): Promise<void> {
+    return super.close();
+  }
+}
+
+for (const kind of databaseKinds()) {
+  describe(`LiveKit mode across a restart (${kind})`, () => {
+    test("a restarted server puts the recorder back in live sessions' rooms that have none", async (c) => {
+      const fake = await FakeLiveKitServer.start(keys);
+      const db = await createTestDatabase(kind);
+      const workers = new LastingWorkers();
+      const standIns = new StandIns(fake);
+      const port = await freePort();
+      let mode!: LiveKitMode;
+      const start = () =>
+        new TestServer({
+          storage: db.storage,
+          port,
+          processDriver: workers,
+          livekit: () => {
+            mode = new LiveKitMode({
+              settings: { url: fake.url, ...keys },
+              tokenTtlMs: 600_000,
+              rejoinDelaysMs: [0],
+              createRecorderRoom: standIns.create,
+            });
+            return mode;
+          },
+        }).start();
+      let t = await start();
+      c.after(async () => {
+        await t.close();
+        await workers.stopAll();
+        await fake.close();
+        await db.drop();
+      });
+      const recorderIn = (id: string) =>
+        fake.rooms().some((r) => r.name === id && r.participants.includes(RECORDER_IDENTITY));
+
+      await t.createProject(agentProject('lk-rs', { min: 3, max: 3 }, { rooms: 'livekit' }));
+      await t.readyWorkers('lk-rs', 3);
+      const [live, elsewhere, done] = [
+        await t.createSession('lk-rs'),
+        await t.createSession('lk-rs'),
+        await t.createSession('lk-rs'),
+      ];
+      for (const s of [live, elsewhere, done]) await t.waitForState(s.id, 'active');
+      await t.api('POST', `/sessions/${done.id}/end`);
+      await t.waitForState(done.id, 'ended');
+      assert.equal(recorderIn(live.id), true);
+
+      // a clean stop: the recorder leaves every room; the workers stay and dial the same address again
+      await t.close();
+      assert.equal(recorderIn(live.id), false);
+      assert.equal(recorderIn(elsewhere.id), false);
+      assert.equal(standIns.made.length, 3);
+      // meanwhile another server's recorder joins one of the rooms
+      const tokens = new LiveKitTokens(keys);
+      await fake.join(
+        await tokens.participantToken({
+          sessionId: elsewhere.id,
+          identity: RECORDER_IDENTITY,
+          kind: 'recorder',
+          ttlMs: 60_000,
+        }),
+      );
+
+      t = await start();
+      await mode.settled();
+      assert.equal(recorderIn(live.id), true, 'the recorder is back in the live room');
+      assert.deepEqual(mode.recorder.sessions(), [live.id], 'and only there');
+      assert.equal(standIns.made.length, 4);
+      assert.deepEqual(
+        fake
+          .rooms()
+          .map((r) => r.name)
+          .sort(),
+        [live.id, elsewhere.id].sort(),
+        "the ended session's room is not made again",
+      );
+      standIns.made.at(-1)!.emit('dataReceived', packet({ type: 'user_text', data: { text: 'hi' } }), alice);
+      assert.deepEqual(await recordedTexts(t, live), ['hi']);
     });
   });
 }

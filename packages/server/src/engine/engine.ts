@@ -23,7 +23,7 @@ import {
 import type { TokenIssuer } from '../auth/tokens.ts';
 import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
-import type { LiveKitMode } from '../livekit/mode.ts';
+import { type LiveKitMode, RECORDED_ROOM_STATES } from '../livekit/mode.ts';
 import type { MessagePageResult, StoredMessage } from '../storage/messages.ts';
 import type {
   ProjectRecord,
@@ -325,6 +325,7 @@ export class Engine {
         await this.onWorkerExit({ workerId: w.id, code: null, signal: null, expected: false });
       });
     }
+    await this.#resumeRecorders();
     // queues and warm pools
     await this.#tx(async (r, fx) => {
       for (const p of this.#projects.values()) {
@@ -1872,6 +1873,24 @@ export class Engine {
   }
 
   /** Whether the worker's socket is on another running server now (that server watches it). */
+  /**
+   * The live sessions of LiveKit projects get a recorder back in their rooms where none is (the one that was
+   * there went with a server that stopped or died).
+   */
+  async #resumeRecorders(): Promise<void> {
+    const livekit = this.o.livekit;
+    if (!livekit) return;
+    for (const p of this.#projects.values()) {
+      if (p.settings.rooms !== 'livekit') continue;
+      const live = await this.store.read.listSessions({
+        projectId: p.settings.id,
+        states: [...RECORDED_ROOM_STATES],
+        limit: Number.MAX_SAFE_INTEGER,
+      });
+      livekit.resume(live.map((s) => s.id));
+    }
+  }
+
   async #attachedElsewhere(workerId: string): Promise<boolean> {
     const w = await this.store.read.getWorker(workerId);
     if (!w?.attachedTo || w.attachedTo === this.o.serverId) return false;
@@ -1902,6 +1921,7 @@ export class Engine {
     if (this.#closed) return;
     this.o.log.warn({ server: dead }, 'a server died: adopting its viewers and workers');
     await this.#releaseViewers((server) => server === dead);
+    await this.#resumeRecorders();
     const orphans = (
       await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
     ).filter((w) => w.attachedTo === dead || (w.attachedTo === null && w.serverId === dead));

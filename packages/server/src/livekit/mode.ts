@@ -1,7 +1,12 @@
 // LiveKit mode wired together for the server: a project with `rooms: livekit` gets, per session, a LiveKit room
 // (created when the session is seated, deleted when it ends), the hidden recorder in it, LiveKit tokens for its
 // participants and its agent, and LiveKit's webhooks turned into participant events (each event once).
-import type { Participant } from '@usher/protocol';
+//
+// The recorder stays in the room while the session lives: a recorder that lost its connection joins again, and
+// a server that starts, or adopts a dead server's work, puts one back in every live room that has none. LiveKit
+// is what says whether a room has one: the recorder's identity is the same on every server, and LiveKit lets
+// only one participant hold an identity, so when two servers put one in at once, one of them stays.
+import type { Participant, SessionState } from '@usher/protocol';
 import type { LiveKitSettings } from './config.ts';
 import { LiveKitRecorder, type RecorderRoom, type RoomMessage } from './recorder.ts';
 import { type LiveKitRole, RECORDER_IDENTITY } from './roles.ts';
@@ -17,7 +22,13 @@ export interface LiveKitModeEvents {
   participantLeft(sessionId: string, participant: Participant): void;
   /** LiveKit closed the room by itself (its timeouts, or someone deleted it) */
   roomFinished(sessionId: string): void | Promise<void>;
-  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /** whether the session still needs its recorder (it is connecting, active or paused) */
+  isLive(sessionId: string): Promise<boolean>;
+  log: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
 }
 
 export interface LiveKitModeOptions {
@@ -27,6 +38,37 @@ export interface LiveKitModeOptions {
   now?: () => number;
   /** tests: a stand-in for @livekit/rtc-node's Room */
   createRecorderRoom?: () => RecorderRoom | Promise<RecorderRoom>;
+  /**
+   * How long the recorder waits before each attempt to join a room again after it lost it; the last delay
+   * repeats. REJOIN_DELAYS_MS by default.
+   */
+  rejoinDelaysMs?: readonly number[];
+}
+
+/** Waits before the recorder's attempts to join a room again: LiveKit's SDK has tried to resume already. */
+export const REJOIN_DELAYS_MS: readonly number[] = [1_000, 2_000, 5_000, 10_000, 30_000];
+
+/**
+ * Why LiveKit disconnects a participant (rtc-node's DisconnectReason names), when the recorder does not join
+ * again: it was asked to leave, another server's recorder took its place, or the room is gone. A removal
+ * through the RoomService API is taken as meant, too: recording stops, and the warning says so.
+ */
+const FINAL_DISCONNECTS = new Set([
+  'CLIENT_INITIATED',
+  'DUPLICATE_IDENTITY',
+  'PARTICIPANT_REMOVED',
+  'ROOM_DELETED',
+  'ROOM_CLOSED',
+]);
+
+/** The states in which a session's room has the recorder in it. */
+export const RECORDED_ROOM_STATES: ReadonlySet<SessionState> = new Set(['connecting', 'active', 'paused']);
+
+/** A pending attempt to put a session's recorder back: its timer, and its end (or cancellation). */
+interface Rejoin {
+  timer: NodeJS.Timeout | undefined;
+  done: Promise<void>;
+  resolve: () => void;
 }
 
 /** Webhook event ids remembered, to recognise LiveKit's repeats. */
@@ -43,10 +85,15 @@ export class LiveKitMode {
   /** per session, its room's creation (and the recorder's arrival) */
   readonly #opened = new Map<string, Promise<void>>();
   readonly #seen = new Set<string>();
+  readonly #rejoinDelaysMs: readonly number[];
+  /** per session, the timer of the recorder's next attempt to be back in the room */
+  readonly #rejoins = new Map<string, Rejoin>();
+  #stopped = false;
 
   constructor(options: LiveKitModeOptions) {
     this.settings = options.settings;
     this.#ttlMs = options.tokenTtlMs;
+    this.#rejoinDelaysMs = options.rejoinDelaysMs?.length ? options.rejoinDelaysMs : REJOIN_DELAYS_MS;
     this.rooms = new LiveKitRooms(options.settings);
     this.webhooks = new LiveKitWebhooks(options.settings);
     this.#tokens = new LiveKitTokens(options.settings);
@@ -58,8 +105,7 @@ export class LiveKitMode {
       onSkipped: (sessionId, reason) =>
         this.#on().log.warn({ sessionId, reason }, 'LiveKit data packet not recorded'),
       onError: (sessionId, err) => this.#on().log.error({ err, sessionId }, 'LiveKit recorder failed'),
-      onDisconnected: (sessionId, reason) =>
-        this.#on().log.warn({ sessionId, reason: String(reason) }, 'the recorder left the LiveKit room'),
+      onDisconnected: (sessionId, reason) => this.#lost(sessionId, String(reason)),
     });
   }
 
@@ -92,6 +138,7 @@ export class LiveKitMode {
 
   /** The session ended: the recorder leaves and the room is deleted (everyone still in it is disconnected). */
   async close(sessionId: string): Promise<void> {
+    this.#cancelRejoin(sessionId);
     await this.#opened.get(sessionId)?.catch(() => {});
     this.#opened.delete(sessionId);
     await this.recorder.leave(sessionId);
@@ -128,7 +175,107 @@ export class LiveKitMode {
     if (this.#seen.size > SEEN_EVENTS) this.#seen.delete(this.#seen.values().next().value!);
   }
 
+  /**
+   * Puts a recorder back in each of these sessions' rooms that has none (on this server or another): at
+   * start-up, and when this server adopts a dead one's work. A room that is gone is made again. A session that
+   * is no longer live is skipped; a failed attempt is tried again later (REJOIN_DELAYS_MS).
+   */
+  resume(sessionIds: readonly string[]): void {
+    for (const id of sessionIds) this.#rejoinLater(id, 0, 0);
+  }
+
+  /** The recorder lost a room it was not asked to leave. */
+  #lost(sessionId: string, reason: string): void {
+    const log = this.#on().log;
+    if (FINAL_DISCONNECTS.has(reason)) {
+      const why =
+        reason === 'DUPLICATE_IDENTITY'
+          ? "another server's recorder took its place"
+          : reason === 'PARTICIPANT_REMOVED'
+            ? 'it was removed through the RoomService API: messages in this room are no longer recorded'
+            : 'the room is closed';
+      log.warn({ sessionId, reason }, `the recorder left the LiveKit room: ${why}`);
+      return;
+    }
+    log.warn({ sessionId, reason }, 'the recorder lost the LiveKit room; it joins again');
+    this.#rejoinLater(sessionId, 0);
+  }
+
+  /** The next attempt (the `attempt`-th) to have the session's recorder back in its room. */
+  #rejoinLater(sessionId: string, attempt: number, delayMs?: number): void {
+    if (this.#stopped || this.#rejoins.has(sessionId)) return;
+    const delays = this.#rejoinDelaysMs;
+    const wait = delayMs ?? delays[Math.min(attempt, delays.length - 1)]!;
+    const entry: Rejoin = { timer: undefined, done: Promise.resolve(), resolve: () => {} };
+    entry.done = new Promise<void>((resolve) => {
+      entry.resolve = resolve;
+      entry.timer = setTimeout(() => {
+        void this.#rejoin(sessionId)
+          .then(
+            () => false,
+            (err: unknown) => {
+              if (!this.#stopped)
+                this.#on().log.warn(
+                  { err, sessionId, attempt: attempt + 1 },
+                  'the recorder could not join the LiveKit room again; it tries later',
+                );
+              return true;
+            },
+          )
+          .then((again) => {
+            // a session that ended meanwhile was cancelled
+            if (this.#rejoins.get(sessionId) !== entry) return;
+            this.#rejoins.delete(sessionId);
+            if (again) this.#rejoinLater(sessionId, attempt + 1);
+          })
+          .finally(resolve);
+      }, wait);
+    });
+    this.#rejoins.set(sessionId, entry);
+  }
+
+  /** Whether the recorder is due to join the session's room again (or is trying to). */
+  rejoining(sessionId: string): boolean {
+    return this.#rejoins.has(sessionId);
+  }
+
+  /** Resolves once no attempt to put a recorder back is pending (tests use it). */
+  async settled(): Promise<void> {
+    while (this.#rejoins.size > 0) await Promise.all([...this.#rejoins.values()].map((r) => r.done));
+  }
+
+  async #rejoin(sessionId: string): Promise<void> {
+    const on = this.#on();
+    if (this.recorder.holds(sessionId) || !(await on.isLive(sessionId))) return;
+    // another server's recorder may be there already
+    const present = await this.rooms.listParticipants(sessionId).catch((err: { code?: string }) => {
+      if (err.code === 'NOT_FOUND') return [];
+      throw err;
+    });
+    if (present.some((p) => p.identity === RECORDER_IDENTITY)) return;
+    if (this.#stopped) return;
+    await this.rooms.createRoom(sessionId, { metadata: { usherSession: sessionId } });
+    if (this.#stopped) return;
+    await this.recorder.join(sessionId);
+    if (!(await on.isLive(sessionId))) {
+      // the session ended meanwhile, and its room was deleted before this made it again
+      await this.close(sessionId);
+      return;
+    }
+    on.log.info({ sessionId }, 'the recorder is back in the LiveKit room');
+  }
+
+  #cancelRejoin(sessionId: string): void {
+    const rejoin = this.#rejoins.get(sessionId);
+    if (!rejoin) return;
+    this.#rejoins.delete(sessionId);
+    clearTimeout(rejoin.timer);
+    rejoin.resolve();
+  }
+
   async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const id of [...this.#rejoins.keys()]) this.#cancelRejoin(id);
     await this.recorder.close();
   }
 }

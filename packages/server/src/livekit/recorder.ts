@@ -111,6 +111,8 @@ export class LiveKitRecorder {
     const room = await this.#createRoom();
     const now = o.now ?? Date.now;
     room.on('dataReceived', (payload, sender) => {
+      // a room the recorder has left (or lost) is not listened to
+      if (this.#rooms.get(sessionId) !== room) return;
       const decoded = decodeRoomMessage(payload, sender, new Date(now()).toISOString());
       if (!decoded.ok) {
         o.onSkipped?.(sessionId, decoded.reason);
@@ -158,6 +160,11 @@ export class LiveKitRecorder {
     if (!room) return;
     this.#rooms.delete(sessionId);
     await room.disconnect();
+  }
+
+  /** Whether the recorder is in the session's room, or joining it. */
+  holds(sessionId: string): boolean {
+    return this.#rooms.has(sessionId) || this.#joining.has(sessionId);
   }
 
   /** The sessions whose rooms the recorder is in. */
