@@ -391,11 +391,11 @@ export class UsherServer {
       log,
       // the agent is in the LiveKit room and has the packet already
       message: (sessionId, m) =>
-        void engine
+        void engine.rooms
           .relayMessage(sessionId, m.from, m.type, m.data, { toWorker: false })
           .catch((err) => log.error({ err, sessionId }, 'a LiveKit room message could not be relayed')),
-      participantJoined: (sessionId, p) => engine.participantJoined(sessionId, p),
-      participantLeft: (sessionId, p) => engine.participantLeft(sessionId, p.identity),
+      participantJoined: (sessionId, p) => engine.rooms.participantJoined(sessionId, p),
+      participantLeft: (sessionId, p) => engine.rooms.participantLeft(sessionId, p.identity),
       roomFinished: async (sessionId) => {
         const s = await engine.store.read.getSession(sessionId);
         if (s && s.state !== 'ended' && s.state !== 'ending')

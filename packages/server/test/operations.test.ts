@@ -448,7 +448,10 @@ for (const kind of databaseKinds()) {
       // one message at a time, each once the reader that keeps up has it: that one never falls behind; at most
       // 128 MiB, far more than loopback buffers hold
       while (serverSide.readyState === serverSide.OPEN && sent < 2048) {
-        await t.engine.relayMessage(s.id, { identity: 'load', kind: 'user' }, 'chunk', { n: sent, chunk });
+        await t.engine.rooms.relayMessage(s.id, { identity: 'load', kind: 'user' }, 'chunk', {
+          n: sent,
+          chunk,
+        });
         const n = sent++;
         await fine.waitFor((f) => f.type === 'session.message' && nOf(f) === n);
       }

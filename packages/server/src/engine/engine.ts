@@ -7,10 +7,8 @@ import {
   END_REASONS,
   ENDING_TIMEOUT_MS,
   type EndReason,
-  type Envelope,
   LIVE_STATES,
   outcomeOf,
-  type Participant,
   PENDING_STATES,
   type ProjectInput,
   type ServerToWorkerFrame,
@@ -24,7 +22,7 @@ import type { TokenIssuer } from '../auth/tokens.ts';
 import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
 import { type LiveKitMode, RECORDED_ROOM_STATES } from '../livekit/mode.ts';
-import type { MessagePageResult, StoredMessage } from '../storage/messages.ts';
+import type { MessagePageResult } from '../storage/messages.ts';
 import type {
   ProjectRecord,
   ProjectSettings,
@@ -41,7 +39,6 @@ import { type Clock, systemClock, type TimerHandle } from './clock.ts';
 import { Effects, parsePoolKey, poolKey } from './effects.ts';
 import type { EventHub } from './event-hub.ts';
 import { newId } from './ids.ts';
-import { Participants } from './participants.ts';
 import { validateProject } from './project-input.ts';
 import {
   activityTimer,
@@ -51,6 +48,7 @@ import {
   usesAfk,
 } from './project-rules.ts';
 import { Recorder } from './recorder.ts';
+import { Rooms } from './rooms.ts';
 import { Scheduler } from './scheduler.ts';
 
 /** A connected worker socket on this server. */
@@ -136,19 +134,8 @@ const STATE_TIMERS: Record<SessionState, TimerKind[]> = {
   ended: [],
 };
 
-/** A relayed room message, and whether it is stored: true once durable, false when its type is not recorded. */
-export interface RelayedMessage {
-  message: Envelope;
-  stored: Promise<boolean>;
-}
-
 /** After an auto-restart, the fresh worker gets at most this many of the newest recorded messages. */
 const RESTART_TRANSCRIPT_MESSAGES = 100;
-/** How long a session's worker, as read, serves its room messages (real time; see #sessionWorkers). */
-const SESSION_WORKER_TTL_MS = 1_000;
-/** Sessions whose worker is kept at most (see #sessionWorkers). */
-const MAX_SESSION_WORKERS = 50_000;
-
 export interface SessionWithQueue {
   session: SessionRecord;
   queuePosition: number | null;
@@ -189,23 +176,11 @@ export class Engine {
   /** per session and kind of activity, the deadline write on its way (#recordActivity) */
   readonly #activityWrites = new Map<string, Promise<void>>();
   readonly #graceTimers = new Set<NodeJS.Timeout>();
-  readonly #participants = new Participants();
-  /** per session, participants whose sockets are on other servers (#presenceElsewhere) */
-  readonly #elsewhere = new Map<string, Map<string, Participant>>();
-  /** per session, frames on their way to its worker (#toSessionWorker) */
-  readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
-  /**
-   * Per session, its worker as last read, so that room messages reach it without a read each. Dropped when the
-   * session's state changes (the only time its worker changes), here or on another server, and read again
-   * after SESSION_WORKER_TTL_MS in case another server's change was not heard.
-   */
-  readonly #sessionWorkers = new Map<string, { workerId: string | null; readAt: number }>();
-  /** moves at every drop: a read that started before one is not kept */
-  #sessionWorkersEpoch = 0;
   readonly #unsubscribeHub: () => void;
   readonly #admissions: Batcher<CreateSessionRequest, SessionWithQueue>;
   readonly #starts: Batcher<{ workerId: string; sessionId: string }, void>;
   readonly recorder: Recorder;
+  readonly rooms: Rooms;
   /** per pool, whether a refill after admissions is on its way, and when the last one ran (real time) */
   readonly #refills = new Map<string, { pending: boolean; last: number }>();
   /** wakes a delayed refill at close() */
@@ -220,19 +195,33 @@ export class Engine {
     this.#admissions = new Batcher((key, reqs) => this.#admitBatch(key, reqs), ADMISSION_BATCH, track);
     this.#starts = new Batcher((_key, items) => this.#sessionsStarted(items), ADMISSION_BATCH, track);
     this.recorder = new Recorder(options.store.messages, track);
+    this.rooms = new Rooms({
+      store: options.store,
+      hub: this.o.hub,
+      clock: this.o.clock,
+      livenessClock: this.o.livenessClock,
+      recorder: this.recorder,
+      log: this.o.log,
+      track: (task) => this.#track(task),
+      sendWorker: (workerId, frame) => this.#sendWorker(workerId, frame),
+      activity: (sessionId) => {
+        if (!this.#activityKnown(sessionId, 'activity', this.clock.now()))
+          this.#track(() => this.recordActivity(sessionId));
+      },
+    });
     // frames other servers send to workers whose sockets are here
     this.o.bus.onMessage((m) => {
       if (m.kind === 'worker') this.#links.get(m.workerId)?.send(m.frame);
       else if (m.kind === 'project') this.#track(() => this.#reloadProject(m.projectId));
       else if (m.kind === 'dispatch' && !this.#draining)
         this.#track(() => this.#redispatch(m.projectId, m.region));
-      else if (m.kind === 'event') this.#presenceElsewhere(m.event);
+      else if (m.kind === 'event') this.rooms.presenceElsewhere(m.event);
     });
     this.#unsubscribeHub = this.o.hub.subscribeAll((e) => {
       if (e.type !== 'session.status_changed') return;
-      this.#forgetSessionWorker(e.sessionId);
+      this.rooms.forgetWorker(e.sessionId);
       // once every listener has heard of the end (on whichever server it happened)
-      if (e.status === 'ended') queueMicrotask(() => this.#roomEnded(e.sessionId));
+      if (e.status === 'ended') queueMicrotask(() => this.rooms.ended(e.sessionId));
     });
     this.#scheduler = new Scheduler({
       store: options.store,
@@ -777,52 +766,6 @@ export class Engine {
   }
 
   /**
-   * A room message: every participant's socket gets it as `session.message`, and the session's worker gets it
-   * unless the worker sent it. A message of a recorded type is stored with the next batch. Any message counts
-   * as activity for the idle timeout.
-   */
-  async relayMessage(
-    sessionId: string,
-    from: Envelope['from'],
-    type: string,
-    data: unknown,
-    options: { toWorker?: boolean } = {},
-  ): Promise<RelayedMessage> {
-    const entry = this.recorder.envelope(this.clock.now(), { sessionId, type, from, data });
-    const { message } = entry;
-    // relayed first: the sockets' writes of this turn then leave before the recording batch is written
-    this.hub.publish({ type: 'session.message', sessionId, at: message.at, message });
-    if (from.kind !== 'agent' && options.toWorker !== false)
-      this.#toSessionWorker(sessionId, { type: 'message', message }, false);
-    const stored = this.#keep(entry);
-    // the idle deadline moves in the background: the sender's ack does not wait for it
-    if (!this.#activityKnown(sessionId, 'activity', this.clock.now()))
-      this.#track(() => this.recordActivity(sessionId));
-    return { message, stored };
-  }
-
-  /** Stores a participant's arrival or departure in the transcript (it reaches sockets as its own event). */
-  #recordPresence(sessionId: string, type: 'participant_joined' | 'participant_left', p: Participant): void {
-    const from = { identity: p.identity, kind: p.kind };
-    void this.#keep(
-      this.recorder.envelope(this.clock.now(), { sessionId, type, from, data: { participant: p } }),
-    );
-  }
-
-  /**
-   * Records the message if its type is recorded: true once it is durable, false when it is not kept. A failed
-   * write is logged, and reported to whoever waits for it (nobody waiting must not crash the server).
-   */
-  #keep({ message, atUs }: StoredMessage): Promise<boolean> {
-    if (!Recorder.records(message.type)) return Promise.resolve(false);
-    const stored = this.recorder.record(message, atUs).then(() => true);
-    stored.catch((err) =>
-      this.o.log.error({ err, sessionId: message.sessionId, messageId: message.id }, 'recording failed'),
-    );
-    return stored;
-  }
-
-  /**
    * A page of the session's transcript, newest first and returned oldest first; it includes every message
    * relayed before the call.
    */
@@ -834,115 +777,6 @@ export class Engine {
     // an empty page may be an unknown session: 404 then
     if (page.messages.length === 0) await this.getSession(sessionId);
     return page;
-  }
-
-  /** Who is in the session's room on this server now. */
-  participants(sessionId: string): Participant[] {
-    const here = this.#participants.list(sessionId);
-    const elsewhere = this.#elsewhere.get(sessionId);
-    if (!elsewhere) return here;
-    const known = new Set(here.map((p) => p.identity));
-    return [...here, ...[...elsewhere.values()].filter((p) => !known.has(p.identity))];
-  }
-
-  /** Who is in a room through another server, as that server's join and leave events tell. */
-  #presenceElsewhere(e: SessionEvent): void {
-    if (e.type === 'session.participant_joined') {
-      const room = this.#elsewhere.get(e.sessionId) ?? new Map<string, Participant>();
-      this.#elsewhere.set(e.sessionId, room);
-      room.set(e.participant.identity, e.participant);
-    } else if (e.type === 'session.participant_left') {
-      const room = this.#elsewhere.get(e.sessionId);
-      room?.delete(e.participant.identity);
-      if (room?.size === 0) this.#elsewhere.delete(e.sessionId);
-    } else if (e.type === 'session.status_changed' && e.status === 'ended') {
-      this.#elsewhere.delete(e.sessionId);
-    }
-  }
-
-  /** A participant's socket joined the room; the first one announces the participant to the room and worker. */
-  participantJoined(sessionId: string, participant: Participant): void {
-    if (!this.#participants.join(sessionId, participant)) return;
-    this.#recordPresence(sessionId, 'participant_joined', participant);
-    const at = new Date(this.clock.now()).toISOString();
-    this.hub.publish({ type: 'session.participant_joined', sessionId, at, participant });
-    if (participant.kind !== 'agent')
-      this.#toSessionWorker(sessionId, { type: 'participant_joined', sessionId, participant });
-  }
-
-  /** A participant's socket left; the last one announces that the participant left. */
-  participantLeft(sessionId: string, identity: string): void {
-    const participant = this.#participants.leave(sessionId, identity);
-    if (!participant) return;
-    this.#announceLeft(sessionId, participant);
-    if (participant.kind !== 'agent')
-      this.#toSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
-  }
-
-  #announceLeft(sessionId: string, participant: Participant): void {
-    this.#recordPresence(sessionId, 'participant_left', participant);
-    const at = new Date(this.clock.now()).toISOString();
-    this.hub.publish({ type: 'session.participant_left', sessionId, at, participant });
-  }
-
-  /**
-   * The session ended: everyone still in its room on this server leaves it now, not when their sockets finish
-   * closing, so the transcript holds every departure by the time anyone can read the ended session.
-   */
-  #roomEnded(sessionId: string): void {
-    for (const participant of this.#participants.clear(sessionId)) this.#announceLeft(sessionId, participant);
-  }
-
-  /**
-   * Frames for a session's worker, kept in the order they were sent: one read of the session serves every
-   * frame queued while it runs. Presence frames wait for the worker to have started the session; room messages
-   * go to a worker as soon as it holds the seat.
-   */
-  #toSessionWorker(sessionId: string, frame: ServerToWorkerFrame, needsStarted = true): void {
-    const queued = this.#outboxes.get(sessionId);
-    if (queued) {
-      queued.push({ frame, needsStarted });
-      return;
-    }
-    // a frame that does not wait for the worker to start (a room message) goes to the worker last read
-    if (!needsStarted) {
-      const known = this.#freshSessionWorker(sessionId);
-      if (known) {
-        if (known.workerId) this.#sendWorker(known.workerId, frame);
-        return;
-      }
-    }
-    const box = [{ frame, needsStarted }];
-    this.#outboxes.set(sessionId, box);
-    this.#track(async () => {
-      try {
-        while (box.length > 0) {
-          const epoch = this.#sessionWorkersEpoch;
-          const readAt = this.o.livenessClock.now();
-          const s = await this.store.read.getSession(sessionId);
-          const workerId = s?.workerId ?? null;
-          if (s && s.state !== 'ended') this.#rememberSessionWorker(sessionId, workerId, epoch, readAt);
-          else this.#sessionWorkers.delete(sessionId);
-          for (const f of box.splice(0))
-            if (workerId && (s?.workerStarted || !f.needsStarted)) this.#sendWorker(workerId, f.frame);
-        }
-      } finally {
-        this.#outboxes.delete(sessionId);
-      }
-    });
-  }
-
-  /** Keeps a session's worker as read, unless the session's state changed since the read started. */
-  #rememberSessionWorker(sessionId: string, workerId: string | null, epoch: number, readAt: number): void {
-    if (epoch !== this.#sessionWorkersEpoch) return;
-    // only a cache: past its bound it starts again (a stopping worker may go on naming an ended session)
-    if (this.#sessionWorkers.size >= MAX_SESSION_WORKERS) this.#sessionWorkers.clear();
-    this.#sessionWorkers.set(sessionId, { workerId, readAt });
-  }
-
-  #forgetSessionWorker(sessionId: string): void {
-    this.#sessionWorkersEpoch++;
-    this.#sessionWorkers.delete(sessionId);
   }
 
   async issueSessionToken(
@@ -1008,7 +842,7 @@ export class Engine {
     if (to === 'ended' || to === 'ending') {
       this.#activityDue.delete(s.id);
       const agent = s.workerId;
-      if (agent && s.workerStarted) fx.after(() => this.participantLeft(s.id, agent));
+      if (agent && s.workerStarted) fx.after(() => this.rooms.participantLeft(s.id, agent));
     }
     return next;
   }
@@ -1426,7 +1260,7 @@ export class Engine {
         { role: 'agent', sid: s.id, pid: s.projectId, idn: workerId },
         this.o.sessionTokenTtlMs,
       );
-      const participants = this.participants(s.id).filter((p) => p.kind !== 'agent');
+      const participants = this.rooms.participants(s.id).filter((p) => p.kind !== 'agent');
       const assignment: Assignment = { ...assignmentBase, participants, token };
       const livekit = this.liveKitFor(s.projectId);
       if (livekit) {
@@ -1731,24 +1565,22 @@ export class Engine {
       case 'session_started':
         return this.#sessionStarted(workerId, frame.sessionId);
       case 'save_state':
-        await this.#ownSession(workerId, frame.sessionId);
+        await this.rooms.checkWorker(workerId, frame.sessionId);
         await this.store.read.updateSession(frame.sessionId, {
           savedState: frame.state ?? null,
           updatedAt: this.clock.now(),
         });
         return;
       case 'control': {
-        await this.#ownSession(workerId, frame.sessionId);
+        await this.rooms.checkWorker(workerId, frame.sessionId);
         if (frame.action === 'pause') await this.pauseSession(frame.sessionId, 'worker:pause');
         else if (frame.action === 'resume') await this.resumeSession(frame.sessionId, 'worker:resume');
         else await this.endSession(frame.sessionId, 'worker:end');
         return;
       }
       case 'message':
-        // the session's worker as last read (see #sessionWorkers) needs no read
-        if (!this.#knownSessionWorker(frame.sessionId, workerId))
-          await this.#ownSession(workerId, frame.sessionId);
-        await this.relayMessage(
+        await this.rooms.checkWorker(workerId, frame.sessionId, true);
+        await this.rooms.relayMessage(
           frame.sessionId,
           { identity: workerId, kind: 'agent' },
           frame.messageType,
@@ -1758,26 +1590,6 @@ export class Engine {
       case 'stopped':
         return this.#workerStopped(workerId);
     }
-  }
-
-  async #ownSession(workerId: string, sessionId: string): Promise<void> {
-    const epoch = this.#sessionWorkersEpoch;
-    const readAt = this.o.livenessClock.now();
-    const w = await this.store.read.getWorker(workerId);
-    if (!w || w.sessionId !== sessionId)
-      throw new UsherError('FORBIDDEN', `worker "${workerId}" does not serve session "${sessionId}"`);
-    this.#rememberSessionWorker(sessionId, workerId, epoch, readAt);
-  }
-
-  /** The session's worker as last read, if that was not too long ago. */
-  #freshSessionWorker(sessionId: string): { workerId: string | null } | undefined {
-    const known = this.#sessionWorkers.get(sessionId);
-    return known && this.o.livenessClock.now() - known.readAt < SESSION_WORKER_TTL_MS ? known : undefined;
-  }
-
-  /** Whether the session's worker as last read, not too long ago, is this one. */
-  #knownSessionWorker(sessionId: string, workerId: string): boolean {
-    return this.#freshSessionWorker(sessionId)?.workerId === workerId;
   }
 
   async #workerReady(workerId: string): Promise<void> {
@@ -1835,7 +1647,7 @@ export class Engine {
         await r.updateWorker(w.id, busy);
         await r.updateSession(s.id, { workerStarted: true, updatedAt: now });
         const p = this.#project(s.projectId);
-        fx.after(() => this.participantJoined(s.id, { identity: w.id, kind: 'agent' }));
+        fx.after(() => this.rooms.participantJoined(s.id, { identity: w.id, kind: 'agent' }));
         let started: SessionRecord = { ...s, workerStarted: true, updatedAt: now };
         if (!needsViewerToStart(p) || s.viewerAttached) {
           started = await this.#enterActive(r, fx, started, 'worker:started');
@@ -1994,7 +1806,7 @@ export class Engine {
     const now = this.clock.now();
     // the crashed agent is gone from the room; the fresh one joins once it has started the session
     const crashed = s.workerId;
-    if (crashed && s.workerStarted) fx.after(() => this.participantLeft(s.id, crashed));
+    if (crashed && s.workerStarted) fx.after(() => this.rooms.participantLeft(s.id, crashed));
     const w = ready[0] ?? (await this.#startWorker(r, fx, p, s.region, s.id));
     const next = await this.#transition(r, fx, s, 'connecting', 'worker:crashed:auto-restart', {
       workerId: w.id,

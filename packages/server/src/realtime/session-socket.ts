@@ -106,7 +106,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         };
         // join before the snapshot, so that a client holding the snapshot is in the room
         if (role !== 'observer' && status !== 'ended') {
-          engine.participantJoined(sessionId, { identity, kind: participantKind(role) });
+          engine.rooms.participantJoined(sessionId, { identity, kind: participantKind(role) });
           joined = true;
         }
         deliver(snapshot);
@@ -119,7 +119,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             at: new Date(engine.clock.now()).toISOString(),
             ...q,
           });
-        for (const participant of engine.participants(sessionId)) {
+        for (const participant of engine.rooms.participants(sessionId)) {
           listed.add(participant.identity);
           send({
             type: 'session.participant_joined',
@@ -193,7 +193,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
                 'RATE_LIMITED',
                 `room messages are limited to ${ctx.messageRate.perSecond} a second (bursts of ${ctx.messageRate.burst}) per connection; this one was dropped`,
               );
-            engine.relayMessage(sessionId, from, frame.messageType, frame.data).then(
+            engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data).then(
               ({ message, stored }) => acked(ref, message, stored),
               (err) => {
                 log.error({ err, sessionId, projectId }, 'relay failed');
@@ -216,7 +216,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       const onClose = (code: number) => {
         unsubscribe();
         if (player) relay.playerClosed(player);
-        if (joined) engine.participantLeft(sessionId, identity);
+        if (joined) engine.rooms.participantLeft(sessionId, identity);
         if (role === 'viewer' && !ended) {
           void engine
             .viewerDetached(sessionId, code)

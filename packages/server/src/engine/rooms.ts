@@ -1,0 +1,241 @@
+// Session rooms on this server: who is in each room (here, and on other servers as their events tell), the room
+// messages relayed to every participant and to the session's worker and recorded when their type is, and the
+// frames on their way to each session's worker.
+import {
+  type Envelope,
+  type Participant,
+  type ServerToWorkerFrame,
+  type SessionEvent,
+  UsherError,
+} from '@usher/protocol';
+import type { StoredMessage } from '../storage/messages.ts';
+import type { Store } from '../storage/store.ts';
+import type { Logger } from '../util/logger.ts';
+import type { Clock } from './clock.ts';
+import type { EventHub } from './event-hub.ts';
+import { Participants } from './participants.ts';
+import { Recorder } from './recorder.ts';
+
+/** A relayed room message, and whether it is stored: true once durable, false when its type is not recorded. */
+export interface RelayedMessage {
+  message: Envelope;
+  stored: Promise<boolean>;
+}
+
+/** How long a session's worker, as read, serves its room messages (real time; see Rooms.#sessionWorkers). */
+const SESSION_WORKER_TTL_MS = 1_000;
+/** Sessions whose worker is kept at most (see Rooms.#sessionWorkers). */
+const MAX_SESSION_WORKERS = 50_000;
+
+export interface RoomsOptions {
+  store: Store;
+  hub: EventHub;
+  /** stamps messages and presence */
+  clock: Clock;
+  /** real time: how old a session's worker as read may be */
+  livenessClock: Clock;
+  recorder: Recorder;
+  log: Logger;
+  /** runs work in the background, tracked so that shutdown waits for it */
+  track(task: () => void | Promise<void>): void;
+  /** a frame for a worker, wherever its socket is */
+  sendWorker(workerId: string, frame: ServerToWorkerFrame): void;
+  /** a room message went through the session: its idle deadline moves */
+  activity(sessionId: string): void;
+}
+
+export class Rooms {
+  readonly #o: RoomsOptions;
+  readonly #participants = new Participants();
+  /** per session, participants whose sockets are on other servers (presenceElsewhere) */
+  readonly #elsewhere = new Map<string, Map<string, Participant>>();
+  /** per session, frames on their way to its worker (#toSessionWorker) */
+  readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
+  /**
+   * Per session, its worker as last read, so that room messages reach it without a read each. Dropped when the
+   * session's state changes (the only time its worker changes), here or on another server, and read again
+   * after SESSION_WORKER_TTL_MS in case another server's change was not heard.
+   */
+  readonly #sessionWorkers = new Map<string, { workerId: string | null; readAt: number }>();
+  /** moves at every drop: a read that started before one is not kept */
+  #sessionWorkersEpoch = 0;
+
+  constructor(options: RoomsOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * A room message: every participant's socket gets it as `session.message`, and the session's worker gets it
+   * unless the worker sent it. A message of a recorded type is stored with the next batch. Any message counts
+   * as activity for the idle timeout.
+   */
+  async relayMessage(
+    sessionId: string,
+    from: Envelope['from'],
+    type: string,
+    data: unknown,
+    options: { toWorker?: boolean } = {},
+  ): Promise<RelayedMessage> {
+    const entry = this.#o.recorder.envelope(this.#o.clock.now(), { sessionId, type, from, data });
+    const { message } = entry;
+    // relayed first: the sockets' writes of this turn then leave before the recording batch is written
+    this.#o.hub.publish({ type: 'session.message', sessionId, at: message.at, message });
+    if (from.kind !== 'agent' && options.toWorker !== false)
+      this.#toSessionWorker(sessionId, { type: 'message', message }, false);
+    const stored = this.#keep(entry);
+    // the idle deadline moves in the background: the sender's ack does not wait for it
+    this.#o.activity(sessionId);
+    return { message, stored };
+  }
+
+  /** Stores a participant's arrival or departure in the transcript (it reaches sockets as its own event). */
+  #recordPresence(sessionId: string, type: 'participant_joined' | 'participant_left', p: Participant): void {
+    const from = { identity: p.identity, kind: p.kind };
+    void this.#keep(
+      this.#o.recorder.envelope(this.#o.clock.now(), { sessionId, type, from, data: { participant: p } }),
+    );
+  }
+
+  /**
+   * Records the message if its type is recorded: true once it is durable, false when it is not kept. A failed
+   * write is logged, and reported to whoever waits for it (nobody waiting must not crash the server).
+   */
+  #keep({ message, atUs }: StoredMessage): Promise<boolean> {
+    if (!Recorder.records(message.type)) return Promise.resolve(false);
+    const stored = this.#o.recorder.record(message, atUs).then(() => true);
+    stored.catch((err) =>
+      this.#o.log.error({ err, sessionId: message.sessionId, messageId: message.id }, 'recording failed'),
+    );
+    return stored;
+  }
+
+  /** Who is in the session's room now, on this server and (as their events tell) on the others. */
+  participants(sessionId: string): Participant[] {
+    const here = this.#participants.list(sessionId);
+    const elsewhere = this.#elsewhere.get(sessionId);
+    if (!elsewhere) return here;
+    const known = new Set(here.map((p) => p.identity));
+    return [...here, ...[...elsewhere.values()].filter((p) => !known.has(p.identity))];
+  }
+
+  /** Who is in a room through another server, as that server's join and leave events tell. */
+  presenceElsewhere(e: SessionEvent): void {
+    if (e.type === 'session.participant_joined') {
+      const room = this.#elsewhere.get(e.sessionId) ?? new Map<string, Participant>();
+      this.#elsewhere.set(e.sessionId, room);
+      room.set(e.participant.identity, e.participant);
+    } else if (e.type === 'session.participant_left') {
+      const room = this.#elsewhere.get(e.sessionId);
+      room?.delete(e.participant.identity);
+      if (room?.size === 0) this.#elsewhere.delete(e.sessionId);
+    } else if (e.type === 'session.status_changed' && e.status === 'ended') {
+      this.#elsewhere.delete(e.sessionId);
+    }
+  }
+
+  /** A participant's socket joined the room; the first one announces the participant to the room and worker. */
+  participantJoined(sessionId: string, participant: Participant): void {
+    if (!this.#participants.join(sessionId, participant)) return;
+    this.#recordPresence(sessionId, 'participant_joined', participant);
+    const at = new Date(this.#o.clock.now()).toISOString();
+    this.#o.hub.publish({ type: 'session.participant_joined', sessionId, at, participant });
+    if (participant.kind !== 'agent')
+      this.#toSessionWorker(sessionId, { type: 'participant_joined', sessionId, participant });
+  }
+
+  /** A participant's socket left; the last one announces that the participant left. */
+  participantLeft(sessionId: string, identity: string): void {
+    const participant = this.#participants.leave(sessionId, identity);
+    if (!participant) return;
+    this.#announceLeft(sessionId, participant);
+    if (participant.kind !== 'agent')
+      this.#toSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
+  }
+
+  #announceLeft(sessionId: string, participant: Participant): void {
+    this.#recordPresence(sessionId, 'participant_left', participant);
+    const at = new Date(this.#o.clock.now()).toISOString();
+    this.#o.hub.publish({ type: 'session.participant_left', sessionId, at, participant });
+  }
+
+  /**
+   * The session ended: everyone still in its room on this server leaves it now, not when their sockets finish
+   * closing, so the transcript holds every departure by the time anyone can read the ended session.
+   */
+  ended(sessionId: string): void {
+    for (const participant of this.#participants.clear(sessionId)) this.#announceLeft(sessionId, participant);
+  }
+
+  /**
+   * Frames for a session's worker, kept in the order they were sent: one read of the session serves every
+   * frame queued while it runs. Presence frames wait for the worker to have started the session; room messages
+   * go to a worker as soon as it holds the seat.
+   */
+  #toSessionWorker(sessionId: string, frame: ServerToWorkerFrame, needsStarted = true): void {
+    const queued = this.#outboxes.get(sessionId);
+    if (queued) {
+      queued.push({ frame, needsStarted });
+      return;
+    }
+    // a frame that does not wait for the worker to start (a room message) goes to the worker last read
+    if (!needsStarted) {
+      const known = this.#freshSessionWorker(sessionId);
+      if (known) {
+        if (known.workerId) this.#o.sendWorker(known.workerId, frame);
+        return;
+      }
+    }
+    const box = [{ frame, needsStarted }];
+    this.#outboxes.set(sessionId, box);
+    this.#o.track(async () => {
+      try {
+        while (box.length > 0) {
+          const epoch = this.#sessionWorkersEpoch;
+          const readAt = this.#o.livenessClock.now();
+          const s = await this.#o.store.read.getSession(sessionId);
+          const workerId = s?.workerId ?? null;
+          if (s && s.state !== 'ended') this.#rememberSessionWorker(sessionId, workerId, epoch, readAt);
+          else this.#sessionWorkers.delete(sessionId);
+          for (const f of box.splice(0))
+            if (workerId && (s?.workerStarted || !f.needsStarted)) this.#o.sendWorker(workerId, f.frame);
+        }
+      } finally {
+        this.#outboxes.delete(sessionId);
+      }
+    });
+  }
+
+  /**
+   * Checks that the worker serves the session (else FORBIDDEN), and keeps it as the session's worker. With
+   * `cached`, a worker read less than SESSION_WORKER_TTL_MS ago needs no read.
+   */
+  async checkWorker(workerId: string, sessionId: string, cached = false): Promise<void> {
+    if (cached && this.#freshSessionWorker(sessionId)?.workerId === workerId) return;
+    const epoch = this.#sessionWorkersEpoch;
+    const readAt = this.#o.livenessClock.now();
+    const w = await this.#o.store.read.getWorker(workerId);
+    if (!w || w.sessionId !== sessionId)
+      throw new UsherError('FORBIDDEN', `worker "${workerId}" does not serve session "${sessionId}"`);
+    this.#rememberSessionWorker(sessionId, workerId, epoch, readAt);
+  }
+
+  /** The session's state changed (here or on another server): its worker is read again when next needed. */
+  forgetWorker(sessionId: string): void {
+    this.#sessionWorkersEpoch++;
+    this.#sessionWorkers.delete(sessionId);
+  }
+
+  /** Keeps a session's worker as read, unless the session's state changed since the read started. */
+  #rememberSessionWorker(sessionId: string, workerId: string | null, epoch: number, readAt: number): void {
+    if (epoch !== this.#sessionWorkersEpoch) return;
+    // only a cache: past its bound it starts again (a stopping worker may go on naming an ended session)
+    if (this.#sessionWorkers.size >= MAX_SESSION_WORKERS) this.#sessionWorkers.clear();
+    this.#sessionWorkers.set(sessionId, { workerId, readAt });
+  }
+
+  /** The session's worker as last read, if that was not too long ago. */
+  #freshSessionWorker(sessionId: string): { workerId: string | null } | undefined {
+    const known = this.#sessionWorkers.get(sessionId);
+    return known && this.#o.livenessClock.now() - known.readAt < SESSION_WORKER_TTL_MS ? known : undefined;
+  }
+}
