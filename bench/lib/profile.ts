@@ -77,7 +77,9 @@ export function logProfile(
   if (!file) return [];
   const top = topSelfTime(file, limit, window);
   const lines = top.rows.map((r) => `${r.share}% ${r.selfMs} ms ${r.fn} ${r.where}`);
-  log(`server CPU profile (${label}, ${top.totalMs} ms sampled, µs ${window.fromUs}–${window.toUs}): ${file}`);
+  log(
+    `server CPU profile (${label}, ${top.totalMs} ms sampled, µs ${window.fromUs}–${window.toUs}): ${file}`,
+  );
   for (const line of lines) log(`  ${line}`);
   return lines;
 }
