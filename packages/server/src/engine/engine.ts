@@ -40,16 +40,12 @@ import { Effects, parsePoolKey, poolKey } from './effects.ts';
 import type { EventHub } from './event-hub.ts';
 import { newId } from './ids.ts';
 import { validateProject } from './project-input.ts';
-import {
-  activityTimer,
-  estimateWaitMs,
-  needsViewerToStart,
-  unrunnableReason,
-  usesAfk,
-} from './project-rules.ts';
+import { activityTimer, needsViewerToStart, unrunnableReason, usesAfk } from './project-rules.ts';
+import { QueuePositions } from './queue-positions.ts';
 import { Recorder } from './recorder.ts';
 import { Rooms } from './rooms.ts';
 import { Scheduler } from './scheduler.ts';
+import { Watchdog } from './watchdog.ts';
 
 /** A connected worker socket on this server. */
 export interface WorkerLink {
@@ -96,9 +92,6 @@ export interface EngineOptions {
 
 type Resolved = Required<EngineOptions>;
 
-/** Queue positions are sent this many at a time between turns of the event loop. */
-const POSITION_CHUNK = 200;
-
 /** At most this many admissions (or worker starts) share one transaction. */
 const ADMISSION_BATCH = 128;
 
@@ -142,22 +135,12 @@ export interface SessionWithQueue {
   estimatedWaitMs: number | null;
 }
 
-/** A watched worker (Engine.#liveness). */
-interface Liveness {
-  due: number;
-  onLost: () => Promise<void>;
-  timer: TimerHandle;
-}
-
 export class Engine {
   readonly o: Resolved;
   readonly #scheduler: Scheduler;
   readonly #links = new Map<string, WorkerLink>();
-  /**
-   * Per watched worker: when it is lost unless heard from again, what happens then, and the timer that checks.
-   * A frame only moves `due` later; the timer, when it fires early, sets itself again for the new due time.
-   */
-  readonly #liveness = new Map<string, Liveness>();
+  /** workers' liveness deadlines: heartbeats, re-attach after a restart, a launched worker's start */
+  readonly #liveness: Watchdog;
   readonly #viewers = new Map<string, number>();
   /**
    * Per active session, its activity deadline as last written: input and messages then write at most once a
@@ -165,12 +148,7 @@ export class Engine {
    */
   readonly #activityDue = new Map<string, NonNullable<ReturnType<typeof activityTimer>> & { due: number }>();
   readonly #projects = new Map<string, ProjectRecord>();
-  readonly #positions = new Map<
-    string,
-    { timer: NodeJS.Timeout | null; last: number; running: boolean; again: boolean }
-  >();
-  readonly #sentPositions = new Map<string, number>();
-  readonly #meanCache = new Map<string, { at: number; value: number | null }>();
+  readonly positions: QueuePositions;
   readonly #launchBackoff = new Map<string, { failures: number; until: number; timer: TimerHandle | null }>();
   readonly #pendingTasks = new Set<Promise<unknown>>();
   /** per session and kind of activity, the deadline write on its way (#recordActivity) */
@@ -191,6 +169,15 @@ export class Engine {
 
   constructor(options: EngineOptions) {
     this.o = { ...DEFAULTS, ...options } as Resolved;
+    this.#liveness = new Watchdog(this.o.livenessClock);
+    this.positions = new QueuePositions({
+      store: options.store,
+      hub: this.o.hub,
+      clock: this.o.clock,
+      intervalMs: this.o.positionIntervalMs,
+      poolMax: (projectId, region) => this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0,
+      track: (task) => this.#track(task),
+    });
     const track = (work: () => Promise<void>) => this.#track(work);
     this.#admissions = new Batcher((key, reqs) => this.#admitBatch(key, reqs), ADMISSION_BATCH, track);
     this.#starts = new Batcher((_key, items) => this.#sessionsStarted(items), ADMISSION_BATCH, track);
@@ -259,12 +246,12 @@ export class Engine {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribeHub();
+    this.positions.close();
     this.#scheduler.stop();
     await this.#scheduler.idle();
-    for (const id of [...this.#liveness.keys()]) this.#unwatch(id);
+    this.#liveness.close();
     for (const b of this.#launchBackoff.values()) if (b.timer) this.o.livenessClock.clearTimer(b.timer);
     for (const t of this.#graceTimers) clearTimeout(t);
-    for (const p of this.#positions.values()) if (p.timer) clearTimeout(p.timer);
     for (const wake of [...this.#delays]) wake();
     await this.recorder.flushed(); // nothing relayed before a clean shutdown is lost
     while (this.#pendingTasks.size) await Promise.allSettled([...this.#pendingTasks]);
@@ -304,7 +291,7 @@ export class Engine {
         });
         continue;
       }
-      this.#watchLiveness(w.id, this.o.reattachMs, async () => {
+      this.#liveness.watch(w.id, this.o.reattachMs, async () => {
         if (await this.#attachedElsewhere(w.id)) return;
         this.o.log.warn(
           { workerId: w.id, projectId: w.projectId, region: w.region, sessionId: w.sessionId ?? undefined },
@@ -350,7 +337,7 @@ export class Engine {
   #apply(fx: Effects): void {
     for (const e of fx.events) this.hub.publish(e);
     if (fx.earliestTimer !== null) this.#scheduler.notify(fx.earliestTimer);
-    for (const key of fx.dirtyPools) this.#schedulePositions(key);
+    for (const key of fx.dirtyPools) this.positions.schedule(key);
     for (const key of fx.refills) this.#scheduleRefill(key);
     for (const task of fx.tasks) this.#track(task);
   }
@@ -562,15 +549,8 @@ export class Engine {
 
   /** A session with its queue position and estimated wait (while queued). */
   async withQueue(s: SessionRecord): Promise<SessionWithQueue> {
-    const q = await this.#positionOf(s);
+    const q = await this.positions.positionOf(s);
     return { session: s, queuePosition: q?.position ?? null, estimatedWaitMs: q?.estimatedWaitMs ?? null };
-  }
-
-  /** A queued session's 1-based position (sessions ahead of it, plus one) and its estimated wait. */
-  async #positionOf(s: SessionRecord): Promise<{ position: number; estimatedWaitMs: number | null } | null> {
-    if (s.state !== 'queued' || s.queuedAt === null) return null;
-    const position = (await this.store.read.countQueuedAhead(s.projectId, s.region, s.queuedAt, s.id)) + 1;
-    return { position, estimatedWaitMs: await this.#estimate(s.projectId, s.region, position) };
   }
 
   async getSession(id: string): Promise<SessionRecord> {
@@ -923,7 +903,7 @@ export class Engine {
         }
       }
     }
-    this.#meanCache.delete(poolKey(s.projectId, s.region));
+    this.positions.sessionEnded(s.projectId, s.region);
     await this.#dispatch(r, fx, p, s.region);
     return ended;
   }
@@ -1099,7 +1079,7 @@ export class Engine {
     } else {
       await r.updateWorker(w.id, { sessionId: s.id, updatedAt: now });
     }
-    this.#sentPositions.delete(s.id);
+    this.positions.seated(s.id);
     return seated;
   }
 
@@ -1163,7 +1143,7 @@ export class Engine {
           return;
         }
         if (!this.#links.has(w.id)) {
-          this.#watchLiveness(w.id, p.timeouts.connectingMs, () =>
+          this.#liveness.watch(w.id, p.timeouts.connectingMs, () =>
             this.#workerLost(w.id, 'never registered'),
           );
         }
@@ -1337,96 +1317,6 @@ export class Engine {
     });
   }
 
-  // ------------------------------------------------------------------ queue positions
-
-  /**
-   * Queue positions go out at most once per positionIntervalMs per pool, counted from the end of the last
-   * broadcast, so a large queue cannot keep the server busy broadcasting.
-   */
-  #schedulePositions(key: string): void {
-    const state = this.#positions.get(key) ?? { timer: null, last: 0, running: false, again: false };
-    this.#positions.set(key, state);
-    if (state.running) {
-      state.again = true;
-      return;
-    }
-    if (state.timer) return;
-    const wait = Math.max(0, state.last + this.o.positionIntervalMs - Date.now());
-    state.timer = setTimeout(() => {
-      state.timer = null;
-      state.running = true;
-      this.#track(async () => {
-        try {
-          await this.#broadcastPositions(key);
-        } finally {
-          state.running = false;
-          state.last = Date.now();
-          if (state.again) {
-            state.again = false;
-            this.#schedulePositions(key);
-          }
-        }
-      });
-    }, wait);
-  }
-
-  async #broadcastPositions(key: string): Promise<void> {
-    if (this.#closed) return;
-    const { projectId, region } = parsePoolKey(key);
-    const ids = await this.store.read.queuedSessionIds(projectId, region);
-    const mean = await this.#mean(projectId, region);
-    const poolMax = this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0;
-    const at = new Date(this.clock.now()).toISOString();
-    for (let i = 0; i < ids.length; i++) {
-      // let other work run between chunks: a broadcast to 10,000 sockets must not stall the event loop
-      if (i > 0 && i % POSITION_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
-      const sessionId = ids[i]!;
-      const position = i + 1;
-      if (this.#sentPositions.get(sessionId) === position) continue;
-      this.#sentPositions.set(sessionId, position);
-      if (!this.hub.hasListeners(sessionId)) continue;
-      this.hub.publish({
-        type: 'session.queue_position',
-        sessionId,
-        at,
-        position,
-        queueLength: ids.length,
-        estimatedWaitMs: estimateWaitMs(position, mean, poolMax),
-      });
-    }
-  }
-
-  async #estimate(projectId: string, region: string, position: number): Promise<number | null> {
-    const poolMax = this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0;
-    return estimateWaitMs(position, await this.#mean(projectId, region), poolMax);
-  }
-
-  /** The estimated wait of each position in a pool's queue, as queued sessions are told it (GET /queues). */
-  async waitEstimator(projectId: string, region: string): Promise<(position: number) => number | null> {
-    const mean = await this.#mean(projectId, region);
-    const poolMax = this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0;
-    return (position) => estimateWaitMs(position, mean, poolMax);
-  }
-
-  async #mean(projectId: string, region: string): Promise<number | null> {
-    const key = poolKey(projectId, region);
-    const cached = this.#meanCache.get(key);
-    if (cached && this.clock.now() - cached.at < 5000) return cached.value;
-    const value = await this.store.read.meanSessionDurationMs(projectId, region);
-    this.#meanCache.set(key, { at: this.clock.now(), value });
-    return value;
-  }
-
-  /** Queue position right now, read from the store (for late joiners). */
-  async queuePosition(
-    s: SessionRecord,
-  ): Promise<{ position: number; queueLength: number; estimatedWaitMs: number | null } | null> {
-    const q = await this.#positionOf(s);
-    if (!q) return null;
-    this.#sentPositions.set(s.id, q.position);
-    return { ...q, queueLength: await this.store.read.countQueued(s.projectId, s.region) };
-  }
-
   // ------------------------------------------------------------------ workers
 
   /** A worker socket registered with a valid token. Returns the worker id, or throws. */
@@ -1499,40 +1389,9 @@ export class Engine {
 
   /** Heartbeat (or any frame): the worker is alive. */
   #heartbeat(workerId: string): void {
-    this.#watchLiveness(workerId, this.o.workerLossMs, () => this.#workerLost(workerId, 'missed heartbeats'));
-  }
-
-  #watchLiveness(workerId: string, ms: number, onLost: () => Promise<void>): void {
-    const due = this.o.livenessClock.now() + ms;
-    const watched = this.#liveness.get(workerId);
-    // the usual case, a frame from a watched worker: its timer fires no later than the new due time
-    if (watched && watched.due <= due) {
-      watched.due = due;
-      watched.onLost = onLost;
-      return;
-    }
-    if (watched) this.#unwatch(workerId);
-    const l: Liveness = { due, onLost, timer: { id: 0 } };
-    this.#armLiveness(workerId, l);
-  }
-
-  #unwatch(workerId: string): void {
-    const watched = this.#liveness.get(workerId);
-    if (!watched) return;
-    this.o.livenessClock.clearTimer(watched.timer);
-    this.#liveness.delete(workerId);
-  }
-
-  #armLiveness(workerId: string, l: Liveness): void {
-    const clock = this.o.livenessClock;
-    l.timer = clock.setTimer(l.due, () => {
-      if (this.#liveness.get(workerId) !== l) return;
-      // heard from since this timer was set
-      if (clock.now() < l.due) return this.#armLiveness(workerId, l);
-      this.#liveness.delete(workerId);
-      return l.onLost();
-    });
-    this.#liveness.set(workerId, l);
+    this.#liveness.watch(workerId, this.o.workerLossMs, () =>
+      this.#workerLost(workerId, 'missed heartbeats'),
+    );
   }
 
   async #workerLost(workerId: string, why: string): Promise<void> {
@@ -1540,7 +1399,7 @@ export class Engine {
     if (!w || w.state === 'stopped') return;
     // it came back on another server, which watches it now
     if (!this.#links.has(workerId) && (await this.#attachedElsewhere(workerId))) {
-      this.#unwatch(workerId);
+      this.#liveness.unwatch(workerId);
       return;
     }
     this.o.log.warn(
@@ -1739,7 +1598,7 @@ export class Engine {
     ).filter((w) => w.attachedTo === dead || (w.attachedTo === null && w.serverId === dead));
     for (const w of orphans) {
       if (this.#links.has(w.id)) continue;
-      this.#watchLiveness(w.id, this.o.reattachMs, async () => {
+      this.#liveness.watch(w.id, this.o.reattachMs, async () => {
         const now = await this.store.read.getWorker(w.id);
         if (!now || now.state === 'stopped' || (now.attachedTo && now.attachedTo !== dead)) return;
         // the server was not dead after all (it was cut off from the database): it still holds the worker
@@ -1762,7 +1621,7 @@ export class Engine {
   async onWorkerExit(exit: WorkerExit & { error?: string }): Promise<void> {
     // after close() the server is going away: the next start finds out what is left
     if (this.#closed) return;
-    this.#unwatch(exit.workerId);
+    this.#liveness.unwatch(exit.workerId);
     this.#links.get(exit.workerId)?.close(4100, 'worker exited');
     this.#links.delete(exit.workerId);
     let freed = null as { projectId: string; region: string } | null;

@@ -110,7 +110,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
           joined = true;
         }
         deliver(snapshot);
-        const q = status === 'queued' ? await engine.queuePosition(s) : null;
+        const q = status === 'queued' ? await engine.positions.current(s) : null;
         lastPosition = q?.position ?? null;
         if (q)
           send({

@@ -151,7 +151,7 @@ export function operationRoutes(app: FastifyInstance, ctx: ApiContext): void {
         const { projectId, region } = rows[i]!;
         let end = i;
         while (end < rows.length && rows[end]!.projectId === projectId && rows[end]!.region === region) end++;
-        const estimate = await engine.waitEstimator(projectId, region);
+        const estimate = await engine.positions.waitEstimator(projectId, region);
         const sessions = rows.slice(i, end).map((s, k) => ({
           id: s.id,
           position: k + 1,

@@ -1,0 +1,148 @@
+// Queue positions: each queued session's 1-based place in its pool's queue and its estimated wait, read from the
+// store, and broadcast to the sessions' sockets when a queue moves (at most once per interval per pool).
+import type { SessionRecord } from '../storage/records.ts';
+import type { Store } from '../storage/store.ts';
+import type { Clock } from './clock.ts';
+import { parsePoolKey, poolKey } from './effects.ts';
+import type { EventHub } from './event-hub.ts';
+import { estimateWaitMs } from './project-rules.ts';
+
+/** Queue positions are sent this many at a time between turns of the event loop. */
+const POSITION_CHUNK = 200;
+/** A pool's mean session duration (for estimated waits) is read again after this long (clock time). */
+const MEAN_TTL_MS = 5_000;
+
+export interface QueuePositionsOptions {
+  store: Store;
+  hub: EventHub;
+  clock: Clock;
+  /** at most one broadcast per pool this often (real time) */
+  intervalMs: number;
+  /** the pool's `max` workers, which the estimated wait divides by */
+  poolMax(projectId: string, region: string): number;
+  /** runs work in the background, tracked so that shutdown waits for it */
+  track(task: () => Promise<void>): void;
+}
+
+export class QueuePositions {
+  readonly #o: QueuePositionsOptions;
+  readonly #broadcasts = new Map<
+    string,
+    { timer: NodeJS.Timeout | null; last: number; running: boolean; again: boolean }
+  >();
+  /** per queued session, the position it was last told */
+  readonly #sent = new Map<string, number>();
+  readonly #means = new Map<string, { at: number; value: number | null }>();
+  #closed = false;
+
+  constructor(options: QueuePositionsOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * The pool's queue moved. Positions go out at most once per intervalMs per pool, counted from the end of the
+   * last broadcast, so a large queue cannot keep the server busy broadcasting.
+   */
+  schedule(key: string): void {
+    const state = this.#broadcasts.get(key) ?? { timer: null, last: 0, running: false, again: false };
+    this.#broadcasts.set(key, state);
+    if (state.running) {
+      state.again = true;
+      return;
+    }
+    if (state.timer || this.#closed) return;
+    const wait = Math.max(0, state.last + this.#o.intervalMs - Date.now());
+    state.timer = setTimeout(() => {
+      state.timer = null;
+      state.running = true;
+      this.#o.track(async () => {
+        try {
+          await this.#broadcast(key);
+        } finally {
+          state.running = false;
+          state.last = Date.now();
+          if (state.again) {
+            state.again = false;
+            this.schedule(key);
+          }
+        }
+      });
+    }, wait);
+  }
+
+  async #broadcast(key: string): Promise<void> {
+    if (this.#closed) return;
+    const { projectId, region } = parsePoolKey(key);
+    const ids = await this.#o.store.read.queuedSessionIds(projectId, region);
+    const estimate = await this.waitEstimator(projectId, region);
+    const at = new Date(this.#o.clock.now()).toISOString();
+    for (let i = 0; i < ids.length; i++) {
+      // let other work run between chunks: a broadcast to 10,000 sockets must not stall the event loop
+      if (i > 0 && i % POSITION_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
+      const sessionId = ids[i]!;
+      const position = i + 1;
+      if (this.#sent.get(sessionId) === position) continue;
+      this.#sent.set(sessionId, position);
+      if (!this.#o.hub.hasListeners(sessionId)) continue;
+      this.#o.hub.publish({
+        type: 'session.queue_position',
+        sessionId,
+        at,
+        position,
+        queueLength: ids.length,
+        estimatedWaitMs: estimate(position),
+      });
+    }
+  }
+
+  /** A queued session's 1-based position (sessions ahead of it, plus one) and its estimated wait. */
+  async positionOf(s: SessionRecord): Promise<{ position: number; estimatedWaitMs: number | null } | null> {
+    if (s.state !== 'queued' || s.queuedAt === null) return null;
+    const ahead = await this.#o.store.read.countQueuedAhead(s.projectId, s.region, s.queuedAt, s.id);
+    const position = ahead + 1;
+    return { position, estimatedWaitMs: (await this.waitEstimator(s.projectId, s.region))(position) };
+  }
+
+  /** The position now, with the queue's length, for a socket that connects late (it counts as told). */
+  async current(
+    s: SessionRecord,
+  ): Promise<{ position: number; queueLength: number; estimatedWaitMs: number | null } | null> {
+    const q = await this.positionOf(s);
+    if (!q) return null;
+    this.#sent.set(s.id, q.position);
+    return { ...q, queueLength: await this.#o.store.read.countQueued(s.projectId, s.region) };
+  }
+
+  /** The estimated wait of each position in a pool's queue, as queued sessions are told it (GET /queues). */
+  async waitEstimator(projectId: string, region: string): Promise<(position: number) => number | null> {
+    const mean = await this.#mean(projectId, region);
+    const poolMax = this.#o.poolMax(projectId, region);
+    return (position) => estimateWaitMs(position, mean, poolMax);
+  }
+
+  async #mean(projectId: string, region: string): Promise<number | null> {
+    const key = poolKey(projectId, region);
+    const now = this.#o.clock.now();
+    const cached = this.#means.get(key);
+    if (cached && now - cached.at < MEAN_TTL_MS) return cached.value;
+    const value = await this.#o.store.read.meanSessionDurationMs(projectId, region);
+    this.#means.set(key, { at: now, value });
+    return value;
+  }
+
+  /** The session left the queue for a seat. */
+  seated(sessionId: string): void {
+    this.#sent.delete(sessionId);
+  }
+
+  /** A session of the pool ended: its mean duration is read again. */
+  sessionEnded(projectId: string, region: string): void {
+    this.#means.delete(poolKey(projectId, region));
+  }
+
+  /** No broadcast from now on. */
+  close(): void {
+    this.#closed = true;
+    for (const b of this.#broadcasts.values()) if (b.timer) clearTimeout(b.timer);
+  }
+}
