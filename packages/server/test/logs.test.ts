@@ -104,13 +104,7 @@ for (const kind of databaseKinds()) {
       const s = await t.createSession('bye');
       await t.waitForState(s.id, 'active');
       const viewer = await t.connect(s);
-      const join = await t.api<{ token: string }>(
-        'POST',
-        `/sessions/${s.id}/join`,
-        { identity: 'eve' },
-        s.token,
-      );
-      await t.connect(s, join.body.token);
+      await t.join(s, { identity: 'eve' });
       await viewer.waitFor(
         (e) => e.type === 'session.participant_joined' && e.participant.identity === 'eve',
       );

@@ -352,13 +352,7 @@ for (const kind of databaseKinds()) {
       const t0 = t.clock.now();
       const viewer = await t.connect(s);
       await t.advance(1000);
-      const join = await t.api<{ token: string }>(
-        'POST',
-        `/sessions/${s.id}/join`,
-        { identity: 'alice' },
-        s.token,
-      );
-      const alice = await t.connect(s, join.body.token);
+      const alice = await t.join(s, { identity: 'alice' });
       await t.advance(1000);
       const left = t.nextEvent(
         s.id,

@@ -28,20 +28,14 @@ for (const kind of databaseKinds()) {
       await viewer.waitFor((e) => who(e) === 'joined viewer');
       assert.deepEqual(viewer.events.map(who).filter(Boolean), ['joined agent', 'joined viewer']);
 
-      const join = await t.api<{ token: string; identity: string }>(
-        'POST',
-        `/sessions/${s.id}/join`,
-        { identity: 'alice' },
-        s.token,
-      );
-      assert.equal(join.status, 200);
-      assert.equal(join.body.identity, 'alice');
-      const tab1 = await t.connect(s, join.body.token);
+      const join = await t.joinToken(s, { identity: 'alice' });
+      assert.equal(join.identity, 'alice');
+      const tab1 = await t.connect(s, join.token);
       const joined = await viewer.waitFor(
         (e) => e.type === 'session.participant_joined' && e.participant.identity === 'alice',
       );
       assert.equal(joined.type === 'session.participant_joined' && joined.participant.kind, 'user');
-      const tab2 = await t.connect(s, join.body.token); // a second tab of the same user is not a new participant
+      const tab2 = await t.connect(s, join.token); // a second tab of the same user is not a new participant
       await tab1.close(1000);
       await tab2.close(1000);
       await viewer.waitFor(
@@ -67,14 +61,8 @@ for (const kind of databaseKinds()) {
       await t.readyWorkers('farewell', 1);
       const s = await t.createSession('farewell');
       await t.waitForState(s.id, 'active');
-      const join = await t.api<{ token: string }>(
-        'POST',
-        `/sessions/${s.id}/join`,
-        { identity: 'dora' },
-        s.token,
-      );
       const viewer = await t.connect(s);
-      const dora = await t.connect(s, join.body.token);
+      const dora = await t.join(s, { identity: 'dora' });
       await viewer.waitFor(
         (e) => e.type === 'session.participant_joined' && e.participant.identity === 'dora',
       );
@@ -115,25 +103,12 @@ for (const kind of databaseKinds()) {
       await viewer.waitFor(
         (e) => e.type === 'session.status_changed' && e.status === 'active' && e.cause === 'worker:resume',
       );
-      const join = await t.api<{ token: string }>(
-        'POST',
-        `/sessions/${s.id}/join`,
-        { identity: 'carol' },
-        s.token,
-      );
-      const paused = await t.api('POST', `/sessions/${s.id}/pause`, undefined, join.body.token);
+      const join = await t.joinToken(s, { identity: 'carol' });
+      const paused = await t.api('POST', `/sessions/${s.id}/pause`, undefined, join.token);
       assert.equal(paused.status, 200);
       assert.equal(paused.body.state, 'paused');
-      const observer = await t.api<{ token: string }>(
-        'POST',
-        `/sessions/${s.id}/join`,
-        { role: 'observer' },
-        s.token,
-      );
-      assert.equal(
-        (await t.api('POST', `/sessions/${s.id}/resume`, undefined, observer.body.token)).status,
-        403,
-      );
+      const observer = await t.joinToken(s, { role: 'observer' });
+      assert.equal((await t.api('POST', `/sessions/${s.id}/resume`, undefined, observer.token)).status, 403);
 
       await t.advance(30_000);
       const ended = await t.waitForState(s.id, 'ended');

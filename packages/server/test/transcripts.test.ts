@@ -20,17 +20,12 @@ for (const kind of databaseKinds()) {
       await t.waitForState(s.id, 'active');
       const agent = t.fake.workers.get(s.workerId!)!.sdk;
       const viewer = await t.connect(s);
-      const join = await t.api<{ token: string }>(
-        'POST',
-        `/sessions/${s.id}/join`,
-        { identity: 'bob' },
-        s.token,
-      );
-      const bob = await t.connect(s, join.body.token);
+      const join = await t.joinToken(s, { identity: 'bob' });
+      const bob = await t.connect(s, join.token);
       await viewer.waitFor(
         (e) => e.type === 'session.participant_joined' && e.participant.identity === 'bob',
       );
-      return { s, agent, viewer, bob, bobToken: join.body.token };
+      return { s, agent, viewer, bob, bobToken: join.token };
     }
 
     const page = (id: string, query: string, token?: string) =>
@@ -191,13 +186,7 @@ for (const kind of databaseKinds()) {
       assert.ok(acked.length >= 100 && refused >= 45, `${acked.length} acked, ${refused} refused`);
       const error = bob.other.find((f) => f.code === 'RATE_LIMITED') as { message: string };
       assert.match(error.message, /50 a second \(bursts of 100\)/);
-      const obs = await t.api<{ token: string }>(
-        'POST',
-        `/sessions/${s.id}/join`,
-        { role: 'observer' },
-        s.token,
-      );
-      const observer = await t.connect(s, obs.body.token);
+      const observer = await t.join(s, { role: 'observer' });
       observer.send({ type: 'message', messageType: 'user_text', data: {}, ref: 'o' });
       assert.equal((await observer.next('error')).code, 'FORBIDDEN');
       await t.settled();

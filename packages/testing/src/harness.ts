@@ -145,6 +145,34 @@ export class TestServer {
     return s;
   }
 
+  /**
+   * POST /sessions/{id}/join, with the session's token unless `auth` is given; throws unless 200. The
+   * participant's token and identity.
+   */
+  async joinToken(
+    session: { id: string; token?: string },
+    body: { identity?: string; role?: string } = {},
+    auth: string | undefined = session.token,
+  ): Promise<{ token: string; identity: string }> {
+    const r = await this.api<{ token: string; identity: string }>(
+      'POST',
+      `/sessions/${session.id}/join`,
+      body,
+      auth,
+    );
+    if (r.status !== 200) throw new Error(`joining failed: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+
+  /** A participant joins the session's room: a join token (as joinToken), then its open socket. */
+  async join(
+    session: { id: string; token?: string },
+    body: { identity?: string; role?: string } = {},
+    auth: string | undefined = session.token,
+  ): Promise<TestSocket> {
+    return this.connect(session, (await this.joinToken(session, body, auth)).token);
+  }
+
   /** Waits until every after-commit task (assignments, driver calls, exits) has run. */
   settled(): Promise<void> {
     return this.engine.settled();
