@@ -11,6 +11,7 @@ import { workerView } from '../api/routes/workers.ts';
 import type { EventHub } from '../engine/event-hub.ts';
 import type { SessionDirectory, SessionKey } from '../observability/session-directory.ts';
 import type { WorkerRecord } from '../storage/records.ts';
+import { releaseUpgrade } from './upgrade.ts';
 
 /** How much a socket may have queued and unsent before it counts as too slow (default 4 MiB). */
 export const DEFAULT_EVENTS_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
@@ -229,6 +230,7 @@ export function eventsSocketRoute(app: FastifyInstance, ctx: ApiContext, options
       },
     },
     async (socket: WebSocket, req) => {
+      const log = releaseUpgrade(socket, req);
       const send = (m: Record<string, unknown>) => {
         if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(m));
       };
@@ -252,7 +254,7 @@ export function eventsSocketRoute(app: FastifyInstance, ctx: ApiContext, options
           socket.send(text);
           if (socket.bufferedAmount > maxBuffered) {
             feed.remove(sub);
-            req.log.warn(
+            log.warn(
               { bufferedBytes: socket.bufferedAmount, maxBufferedBytes: maxBuffered },
               'an event socket read too slowly; closed it',
             );
@@ -264,7 +266,7 @@ export function eventsSocketRoute(app: FastifyInstance, ctx: ApiContext, options
         },
         tooSlow(reason) {
           feed.remove(sub);
-          req.log.warn(
+          log.warn(
             { maxQueuedEvents: DEFAULT_EVENTS_MAX_QUEUED },
             'the event feed fell behind reading sessions’ projects; closed an event socket',
           );

@@ -7,6 +7,7 @@ import type { ApiContext } from '../api/context.ts';
 import type { WorkerLink } from '../engine/engine.ts';
 import { parseFrame, truncate } from './frames.ts';
 import { sendFrame } from './outbound.ts';
+import { releaseUpgrade } from './upgrade.ts';
 
 const workerFrame = validator(WorkerFrame);
 /** Worker frames may carry saved state, so they may be larger than a viewer's. */
@@ -16,6 +17,7 @@ const REGISTER_WITHIN_MS = 10_000;
 export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
   const { engine } = ctx;
   app.get('/workers/ws', { websocket: true }, (socket: WebSocket, req) => {
+    const log = releaseUpgrade(socket, req);
     let workerId: string | null = null;
     /** the worker's project, for log lines (known once it registered) */
     let projectId: string | undefined;
@@ -36,7 +38,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
     const handle = async (raw: Parameters<typeof parseFrame>[0], isBinary: boolean) => {
       const parsed = parseFrame(raw, isBinary, workerFrame, MAX_WORKER_FRAME_BYTES);
       if (!parsed.ok) {
-        req.log.warn({ workerId, projectId, problem: parsed.message }, 'bad worker frame');
+        log.warn({ workerId, projectId, problem: parsed.message }, 'bad worker frame');
         if (!workerId) return refuse(parsed.message);
         link.send({ type: 'error', code: parsed.code, message: parsed.message });
         return;
@@ -51,7 +53,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
           workerId = w.id;
           projectId = w.projectId;
           clearTimeout(deadline);
-          req.log.info(
+          log.info(
             { workerId, projectId, region: w.region, driver: w.driver, sessionId: w.sessionId ?? undefined },
             'worker registered',
           );
@@ -80,7 +82,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
           err instanceof UsherError ? err : new UsherError('INTERNAL', 'the frame could not be handled');
         if (e.code === 'INTERNAL') {
           const sessionId = 'sessionId' in frame ? frame.sessionId : undefined;
-          req.log.error({ err, workerId, projectId, sessionId, frame: frame.type }, 'worker frame failed');
+          log.error({ err, workerId, projectId, sessionId, frame: frame.type }, 'worker frame failed');
         }
         link.send({ type: 'error', code: e.code, message: e.message });
       }

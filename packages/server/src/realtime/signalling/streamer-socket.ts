@@ -16,6 +16,7 @@ import { credentialOf } from '../../api/auth.ts';
 import type { ApiContext } from '../../api/context.ts';
 import type { WorkerLink } from '../../engine/engine.ts';
 import { parseFrame, truncate } from '../frames.ts';
+import { releaseUpgrade } from '../upgrade.ts';
 
 const streamerSignal = validator(StreamerSignal);
 const IDENTIFY_WITHIN_MS = 10_000;
@@ -23,6 +24,9 @@ const IDENTIFY_WITHIN_MS = 10_000;
 export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
   const { engine, relay } = ctx;
   app.get('/workers/signalling', { websocket: true }, (socket: WebSocket, req) => {
+    // what the handlers need of the upgrade request, taken before it is let go
+    const credential = credentialOf(req);
+    const log = releaseUpgrade(socket, req);
     let workerId: string | null = null;
     /** the worker's project, for log lines (known once it registered) */
     let projectId: string | undefined;
@@ -34,8 +38,8 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
     const peer = { send };
     const fail = (err: unknown, what: string) => {
       const e = err instanceof UsherError ? err : new UsherError('INTERNAL', `${what} failed`);
-      if (e.code === 'INTERNAL') req.log.error({ err, workerId, projectId }, what);
-      else req.log.warn({ workerId, projectId, problem: e.message }, what);
+      if (e.code === 'INTERNAL') log.error({ err, workerId, projectId }, what);
+      else log.warn({ workerId, projectId, problem: e.message }, what);
     };
 
     // the engine talks to every worker in its own protocol; a streamer hears only what it understands
@@ -83,7 +87,6 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
 
     const register = async (endpointId: string) => {
       try {
-        const credential = credentialOf(req);
         if (!credential) return refuse('the signalling URL needs ?token=<worker or pool token>');
         const claims = await ctx.auth.tokens.verify(credential);
         const w = await engine.workerRegistered(claims, link);
@@ -92,7 +95,7 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
         external = w.driver === 'external';
         clearTimeout(deadline);
         relay.streamerConnected(w.id, peer);
-        req.log.info(
+        log.info(
           { workerId: w.id, projectId, region: w.region, sessionId: w.sessionId ?? undefined, endpointId },
           'streamer registered',
         );
@@ -108,7 +111,7 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
     const handle = async (raw: Parameters<typeof parseFrame>[0], isBinary: boolean) => {
       const parsed = parseFrame(raw, isBinary, streamerSignal, MAX_STREAMER_FRAME_BYTES);
       if (!parsed.ok) {
-        req.log.warn({ workerId, projectId, problem: parsed.message }, 'bad streamer message');
+        log.warn({ workerId, projectId, problem: parsed.message }, 'bad streamer message');
         send({ type: 'error', code: parsed.code, message: parsed.message });
         return;
       }
