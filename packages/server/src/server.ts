@@ -382,6 +382,15 @@ export class UsherServer {
       serverId,
       workerUrl: () => `${toWs(baseUrl)}/workers/ws`,
       signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
+      sessionCreated: (s) =>
+        observability.sessions.learn(s.id, {
+          projectId: s.projectId,
+          region: s.region,
+          createdAt: s.createdAt,
+          queuedAt: s.queuedAt,
+          activeAt: s.activeAt,
+          endedAt: s.endedAt,
+        }),
     });
     this.#engine = engine;
     observability.watchRecorder(engine.recorder);

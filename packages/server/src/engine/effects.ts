@@ -1,7 +1,10 @@
 // Work that may only happen after a transaction commits: events, frames to workers, driver calls.
 import type { SessionEvent } from '@usher/protocol';
+import type { SessionRecord } from '../storage/records.ts';
 
 export class Effects {
+  /** sessions the transaction created, as they were inserted */
+  readonly created: SessionRecord[] = [];
   readonly events: SessionEvent[] = [];
   readonly tasks: (() => void | Promise<void>)[] = [];
   /** pools whose queue changed, as `projectId\u0000region` */

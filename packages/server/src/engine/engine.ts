@@ -88,6 +88,11 @@ export interface EngineOptions {
    * stays the system clock when tests drive session deadlines with a manual one.
    */
   livenessClock?: Clock;
+  /**
+   * A session was created: called once its transaction has committed, before any of its events is published
+   * (the observability's session directory learns its project and region without reading them back).
+   */
+  sessionCreated?: (s: SessionRecord) => void;
 }
 
 type Resolved = Required<EngineOptions>;
@@ -113,6 +118,7 @@ const DEFAULTS = {
   livekit: null,
   bus: localBus,
   aliveServers: async () => new Set<string>(),
+  sessionCreated: () => {},
 };
 
 /** Timers that belong to a state and are cleared when the session leaves it. */
@@ -335,6 +341,7 @@ export class Engine {
   }
 
   #apply(fx: Effects): void {
+    for (const s of fx.created) this.o.sessionCreated(s);
     for (const e of fx.events) this.hub.publish(e);
     if (fx.earliestTimer !== null) this.#scheduler.notify(fx.earliestTimer);
     for (const key of fx.dirtyPools) this.positions.schedule(key);
@@ -508,6 +515,7 @@ export class Engine {
       now,
     );
     await r.insertSession(s);
+    fx.created.push(s);
     await r.addTransition(s.id, { from: null, to: 'requesting', at: now, cause: 'api:create' });
     this.#event(fx, s.id, {
       type: 'session.status_changed',

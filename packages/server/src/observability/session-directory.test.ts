@@ -191,3 +191,27 @@ test('idle() waits for the reads asked for before it and what they started, not 
   for (const r of reads.slice(1)) r.answer(new Map());
   await dir.idle();
 });
+
+test('learn(): a session created here is known without a read; one being read is left to its read', async () => {
+  const { dir, reads } = directory({ read: { projectId: 'from-store' } });
+  const key = (projectId: string): SessionKey => ({
+    projectId,
+    region: 'eu',
+    createdAt: T,
+    queuedAt: null,
+    activeAt: null,
+    endedAt: null,
+  });
+  dir.learn('new', key('learned'));
+  const seen: string[] = [];
+  dir.with('new', (k) => seen.push(k.projectId));
+  dir.observe(status('new', 'queued', 'requesting', T + 1));
+  assert.deepEqual(seen, ['learned'], 'at once');
+  assert.equal(dir.peek('new')?.queuedAt, T + 1, 'and kept up to date by its events');
+
+  dir.with('read', (k) => seen.push(k.projectId));
+  dir.learn('read', key('learned'));
+  await dir.idle();
+  assert.deepEqual(seen, ['learned', 'from-store']);
+  assert.deepEqual(reads, [['read']], 'only the session not learned was read');
+});

@@ -39,6 +39,11 @@ export class SessionDirectory {
     return this.#open.get(sessionId) ?? this.#ended.get(sessionId);
   }
 
+  /** A session this server just created: its key is known without a read (unless one is on its way). */
+  learn(sessionId: string, key: SessionKey): void {
+    if (!this.#waiting.has(sessionId) && !this.peek(sessionId)) this.#remember(sessionId, key);
+  }
+
   /**
    * Runs fn with the session's key: at once when it is in memory, else once it has been read. Calls for one
    * session run in the order they were made; a session the store does not know never runs them.
