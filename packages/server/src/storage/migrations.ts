@@ -195,6 +195,19 @@ CREATE INDEX webhook_deliveries_claimed_by ON webhook_deliveries (claimed_by) WH
 CREATE INDEX transitions_at ON transitions (at, from_state, to_state, session_id);
 `,
   },
+  {
+    version: 10,
+    // Two indexes that began with the same columns let PostgreSQL, with statistics taken while a pool was
+    // still small, pick the pool-count one for seat decisions and sort every ready worker of the pool for
+    // each one (6 ms per admission with 5,000 warm workers). One index serves both, and costs one index
+    // update less per worker change.
+    name: 'workers: one index for seat decisions and pool counts',
+    sql: `
+DROP INDEX workers_ready;
+DROP INDEX workers_counts;
+CREATE INDEX workers_by_pool ON workers (project_id, region, state, draining, ready_at, id, session_id);
+`,
+  },
 ];
 
 const AUTO_ID: Record<Dialect, string> = {

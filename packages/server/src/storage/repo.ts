@@ -508,7 +508,7 @@ export class Repo {
 
   /** Workers of a pool by state (draining ones under `draining`), stopped ones excluded, plus `startingUnbound`. */
   async poolCounts(projectId: string, region: string): Promise<Record<string, number>> {
-    // grouped in the order of the workers_counts index, so nothing is sorted; stopped workers (which pile up
+    // grouped in the order of the workers_by_pool index, so nothing is sorted; stopped workers (which pile up
     // over time) are not even read
     const rows = await this.#all<{ state: string; draining: number; n: number; bound: number }>(
       `SELECT state, draining, COUNT(*) AS n, COUNT(session_id) AS bound FROM workers
