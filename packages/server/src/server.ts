@@ -349,7 +349,7 @@ export class UsherServer {
     const shared = store.db instanceof PostgresDb && o.cluster !== false;
     const bus = shared ? await PostgresBus.open(store.db as PostgresDb, serverId, log) : localBus;
     this.#bus = bus;
-    this.hub.connect(bus);
+    this.hub.connect(bus, serverId);
     const registry = new ServerRegistry(store.db, serverId, { heartbeatMs: o.serverHeartbeatMs });
     this.#registry = registry;
     const webhooks = new Webhooks({
@@ -394,7 +394,10 @@ export class UsherServer {
     });
     this.#engine = engine;
     observability.watchRecorder(engine.recorder);
-    registry.onDeadServer((dead) => engine.adoptServer(dead));
+    registry.onDeadServer((dead) => {
+      this.hub.forgetServer(dead);
+      return engine.adoptServer(dead);
+    });
     registry.onReclaimed(() => engine.reclaim());
     livekit?.attach({
       log,

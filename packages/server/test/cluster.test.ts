@@ -10,7 +10,9 @@ import {
   agentProject,
   createTestDatabase,
   databaseKinds,
+  FrameSocket,
   streamProject,
+  TEST_ADMIN_KEY,
   type TestDatabase,
   TestServer,
   TestStreamer,
@@ -89,6 +91,28 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     const closed = await viewer.closed;
     assert.equal(closed.code, 1000);
     assert.deepEqual(viewer.states.slice(-2), ['ending', 'ended']);
+  });
+
+  test("an operator feed on C shows the changes of A's workers, while it is open", async () => {
+    const [a, b, c] = servers as [TestServer, TestServer, TestServer];
+    const feed = new FrameSocket(`${c.url.replace(/^http/, 'ws')}/events/ws`, {
+      headers: { authorization: `Bearer ${TEST_ADMIN_KEY}` },
+    });
+    await feed.waitFor((f) => f.type === 'hello');
+    // the other servers hear that C watches (the bus is asynchronous)
+    await waitUntil(async () => a.server.hub.hasWorkerListeners && b.server.hub.hasWorkerListeners);
+    await a.createProject(agentProject('watched', { min: 1, max: 1 }));
+    const ready = await feed.waitFor(
+      (f) =>
+        f.type === 'worker.changed' &&
+        (f.worker as { projectId: string; state: string }).projectId === 'watched' &&
+        (f.worker as { state: string }).state === 'ready',
+    );
+    const w = ready.worker as { id: string; connected: boolean };
+    assert.ok(a.fake.workers.has(w.id), 'a worker A started');
+    assert.equal(w.connected, false, 'its socket is on A, not on C');
+    await feed.close();
+    await waitUntil(async () => !a.server.hub.hasWorkerListeners, 'A to stop sending worker changes');
   });
 
   test('Pixel Streaming across servers: a streamer on A, its viewer on C; offers, answers and candidates cross', async () => {

@@ -25,6 +25,7 @@ export type SignalMessage =
   | { op: 'toPlayer'; to: PlayerRef; m: Record<string, unknown> };
 
 import type { PostgresDb } from '../storage/postgres.ts';
+import type { WorkerRecord } from '../storage/records.ts';
 import type { Logger } from '../util/logger.ts';
 
 export type BusMessage =
@@ -40,7 +41,11 @@ export type BusMessage =
   /** a draining server freed a worker of this pool: another server refills it and seats its queue */
   | { kind: 'dispatch'; projectId: string; region: string }
   /** an admin key was revoked: the others drop it from their caches at once */
-  | { kind: 'admin_key_revoked'; keyId: string };
+  | { kind: 'admin_key_revoked'; keyId: string }
+  /** that server has (or no longer has) an operator feed open: worker changes are sent to it */
+  | { kind: 'worker_watch'; serverId: string; watching: boolean }
+  /** a worker changed on the sending server, for the operator feeds open on the others */
+  | { kind: 'worker_changed'; worker: WorkerRecord };
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: this server is alone, nothing leaves it) */

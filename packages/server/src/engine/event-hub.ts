@@ -1,5 +1,6 @@
 // Delivers session events to whoever listens on this server (sockets, webhooks, the dashboard), and, when
-// servers share a database, to the other servers through the bus.
+// servers share a database, to the other servers through the bus. Worker changes go to the other servers only
+// while one of them has an operator feed open (it says so on the bus): they are many, and few listen.
 import type { SessionEvent } from '@usher/protocol';
 import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerRecord } from '../storage/records.ts';
@@ -12,14 +13,34 @@ export class EventHub {
   readonly #bySession = new Map<string, Set<SessionListener>>();
   readonly #all = new Set<SessionListener>();
   readonly #workers = new Set<WorkerListener>();
+  /** how many of the worker listeners want every server's changes */
+  #everywhere = 0;
+  /** the other servers that want this one's worker changes */
+  readonly #watchers = new Set<string>();
   #bus: Bus = localBus;
+  #serverId = '';
 
   /** Events published here go to the other servers too, and theirs come here. */
-  connect(bus: Bus): void {
+  connect(bus: Bus, serverId: string): void {
     this.#bus = bus;
+    this.#serverId = serverId;
     bus.onMessage((m) => {
       if (m.kind === 'event') this.#deliver(m.event, false);
+      else if (m.kind === 'worker_changed') for (const l of [...this.#workers]) l(m.worker);
+      else if (m.kind === 'worker_watch') {
+        if (m.watching) this.#watchers.add(m.serverId);
+        else this.#watchers.delete(m.serverId);
+      } else if (m.kind === 'hello' && this.#everywhere > 0) this.#watch(true); // a server that just started
     });
+  }
+
+  /** A server that died wants nothing more. */
+  forgetServer(serverId: string): void {
+    this.#watchers.delete(serverId);
+  }
+
+  #watch(watching: boolean): void {
+    if (this.#bus.shared) this.#bus.send({ kind: 'worker_watch', serverId: this.#serverId, watching });
   }
 
   subscribe(sessionId: string, listener: SessionListener): () => void {
@@ -55,18 +76,30 @@ export class EventHub {
     if (set) for (const l of [...set]) l(event, local);
   }
 
-  /** Every change of a worker's state, session or draining flag, after it is committed. */
-  subscribeWorkers(listener: WorkerListener): () => void {
+  /**
+   * Every change of a worker's state, session or draining flag, after it is committed; with `everywhere`, the
+   * other servers' changes too (when servers share a database), as the operator feed wants them.
+   */
+  subscribeWorkers(listener: WorkerListener, options: { everywhere?: boolean } = {}): () => void {
     this.#workers.add(listener);
-    return () => this.#workers.delete(listener);
+    if (options.everywhere && ++this.#everywhere === 1) this.#watch(true);
+    let subscribed = true;
+    return () => {
+      if (!subscribed) return;
+      subscribed = false;
+      this.#workers.delete(listener);
+      if (options.everywhere && --this.#everywhere === 0) this.#watch(false);
+    };
   }
 
+  /** Whether anyone, here or on another server, wants this server's worker changes. */
   get hasWorkerListeners(): boolean {
-    return this.#workers.size > 0;
+    return this.#workers.size > 0 || this.#watchers.size > 0;
   }
 
   publishWorker(worker: WorkerRecord): void {
     for (const l of [...this.#workers]) l(worker);
+    if (this.#watchers.size > 0 && this.#bus.shared) this.#bus.send({ kind: 'worker_changed', worker });
   }
 
   hasListeners(sessionId: string): boolean {

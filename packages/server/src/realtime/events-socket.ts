@@ -106,7 +106,7 @@ export class EventFeed {
     const hub = this.#o.hub;
     this.#unsubscribe = [
       hub.subscribeAll((event) => this.#onEvent(event)),
-      hub.subscribeWorkers((worker) => this.#onWorker(worker)),
+      hub.subscribeWorkers((worker) => this.#onWorker(worker), { everywhere: true }),
     ];
   }
 

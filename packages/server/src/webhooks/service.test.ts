@@ -73,7 +73,7 @@ for (const kind of databaseKinds()) {
     test('only local events are queued, once per endpoint that wants them, with their project', async () => {
       const hub = new EventHub();
       const { bus, fromOtherServer } = fakeBus();
-      hub.connect(bus);
+      hub.connect(bus, 'this-server');
       const clock = new ManualClock();
       const { sessions, reads } = directory();
       const webhooks = new Webhooks({

@@ -1,0 +1,70 @@
+// The event hub between servers: worker changes cross the bus only while another server has an operator feed
+// open, and such a feed hears every server's changes.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Bus, BusMessage } from '../cluster/bus.ts';
+import type { WorkerRecord } from '../storage/records.ts';
+import { EventHub } from './event-hub.ts';
+
+function connected(serverId: string) {
+  const sent: BusMessage[] = [];
+  let deliver: (m: BusMessage) => void = () => {};
+  const bus: Bus = {
+    shared: true,
+    send: (m) => void sent.push(m),
+    onMessage: (l) => {
+      deliver = l;
+    },
+    async close() {},
+  };
+  const hub = new EventHub();
+  hub.connect(bus, serverId);
+  return { hub, sent, fromOtherServer: (m: BusMessage) => deliver(m) };
+}
+
+const worker = (id: string) => ({ id, state: 'ready' }) as WorkerRecord;
+const kinds = (sent: BusMessage[]) =>
+  sent.map((m) =>
+    m.kind === 'worker_watch'
+      ? `watch ${m.serverId} ${m.watching}`
+      : m.kind === 'worker_changed'
+        ? `changed ${m.worker.id}`
+        : m.kind,
+  );
+
+test('worker changes go to the bus only while another server watches them', () => {
+  const { hub, sent, fromOtherServer } = connected('a');
+  assert.equal(hub.hasWorkerListeners, false);
+  hub.publishWorker(worker('w1'));
+  fromOtherServer({ kind: 'worker_watch', serverId: 'b', watching: true });
+  assert.equal(hub.hasWorkerListeners, true, 'the engine announces its changes for b');
+  hub.publishWorker(worker('w2'));
+  fromOtherServer({ kind: 'worker_watch', serverId: 'b', watching: false });
+  hub.publishWorker(worker('w3'));
+  fromOtherServer({ kind: 'worker_watch', serverId: 'c', watching: true });
+  hub.forgetServer('c'); // c died
+  hub.publishWorker(worker('w4'));
+  assert.equal(hub.hasWorkerListeners, false);
+  assert.deepEqual(kinds(sent), ['changed w2']);
+});
+
+test("a feed says it watches, once; every worker listener hears the other servers' changes", () => {
+  const { hub, sent, fromOtherServer } = connected('a');
+  const feed1: string[] = [];
+  const plain: string[] = [];
+  const off1 = hub.subscribeWorkers((w) => feed1.push(w.id), { everywhere: true });
+  const off2 = hub.subscribeWorkers(() => {}, { everywhere: true });
+  const offPlain = hub.subscribeWorkers((w) => plain.push(w.id));
+  fromOtherServer({ kind: 'worker_changed', worker: worker('remote') });
+  hub.publishWorker(worker('here'));
+  // a server that starts learns who watches
+  fromOtherServer({ kind: 'hello', serverId: 'new' });
+  off1();
+  off1();
+  off2();
+  offPlain();
+  fromOtherServer({ kind: 'hello', serverId: 'newer' });
+  assert.deepEqual(feed1, ['remote', 'here']);
+  assert.deepEqual(plain, ['remote', 'here'], 'remote changes reach every worker listener');
+  assert.deepEqual(kinds(sent), ['watch a true', 'watch a true', 'watch a false']);
+});
