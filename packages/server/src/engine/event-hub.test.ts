@@ -44,6 +44,9 @@ test('worker changes go to the bus only while another server watches them', () =
   fromOtherServer({ kind: 'worker_watch', serverId: 'c', watching: true });
   hub.forgetServer('c'); // c died
   hub.publishWorker(worker('w4'));
+  fromOtherServer({ kind: 'worker_watch', serverId: 'd', watching: true });
+  fromOtherServer({ kind: 'hello', serverId: 'd' }); // d restarted: its feed went with it
+  hub.publishWorker(worker('w5'));
   assert.equal(hub.hasWorkerListeners, false);
   assert.deepEqual(kinds(sent), ['changed w2']);
 });

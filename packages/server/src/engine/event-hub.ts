@@ -30,7 +30,11 @@ export class EventHub {
       else if (m.kind === 'worker_watch') {
         if (m.watching) this.#watchers.add(m.serverId);
         else this.#watchers.delete(m.serverId);
-      } else if (m.kind === 'hello' && this.#everywhere > 0) this.#watch(true); // a server that just started
+      } else if (m.kind === 'hello') {
+        // a server that just started has no feed open yet (it may be one that restarted), and learns of ours
+        this.#watchers.delete(m.serverId);
+        if (this.#everywhere > 0) this.#watch(true);
+      }
     });
   }
 
