@@ -319,15 +319,21 @@ export class Engine {
 
   // ------------------------------------------------------------------ transactions and effects
 
-  /** Runs fn in a transaction, then (only if it committed) its effects. */
-  async #tx<T>(fn: (r: Repo, fx: Effects) => Promise<T>): Promise<T> {
+  /**
+   * Runs fn in a transaction, then (only if it committed) its effects. With `pool`, the transaction holds that
+   * pool's lock from its start (on PostgreSQL it is taken with BEGIN, in the same round trip).
+   */
+  async #tx<T>(
+    fn: (r: Repo, fx: Effects) => Promise<T>,
+    options: { pool?: { projectId: string; region: string } } = {},
+  ): Promise<T> {
     let fx = new Effects();
     let changed: Set<string> = new Set();
     const result = await this.store.tx(async (r) => {
       fx = new Effects();
       changed = r.changedWorkers;
       return fn(r, fx);
-    });
+    }, options);
     this.#apply(fx);
     if (changed.size > 0 && this.hub.hasWorkerListeners) this.#track(() => this.#announceWorkers(changed));
     return result;
@@ -471,21 +477,24 @@ export class Engine {
   /** One batch of admissions for one pool: one transaction, one lock, one dispatch. */
   async #admitBatch(key: string, reqs: CreateSessionRequest[]): Promise<Outcome<SessionWithQueue>[]> {
     const { projectId, region } = parsePoolKey(key);
-    const outcomes = await this.#tx(async (r, fx) => {
-      const project = this.#project(projectId);
-      await r.lockPool(project.id, region);
-      // nobody waiting: the batch may seat on ready workers, fetched once for all of it
-      const counter = await r.seatingView(project.id, region, reqs.length);
-      const out = [];
-      for (const req of reqs) out.push(await this.#admitOne(r, fx, project, region, req, counter));
-      if (counter.waiting > 0) {
-        await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
-        // dispatch may have seated sessions of this batch that were queued
-        for (const o of out)
-          if (o.session.state === 'queued') o.session = (await r.getSession(o.session.id))!;
-      } else fx.refill(project.id, region); // nobody queued: the warm pool is all dispatch would see to
-      return out;
-    });
+    // the transaction holds the pool's lock from its start
+    const outcomes = await this.#tx(
+      async (r, fx) => {
+        const project = this.#project(projectId);
+        // nobody waiting: the batch may seat on ready workers, fetched once for all of it
+        const counter = await r.seatingView(project.id, region, reqs.length);
+        const out = [];
+        for (const req of reqs) out.push(await this.#admitOne(r, fx, project, region, req, counter));
+        if (counter.waiting > 0) {
+          await this.#dispatch(r, fx, project, region); // seats what it can, refills the warm pool
+          // dispatch may have seated sessions of this batch that were queued
+          for (const o of out)
+            if (o.session.state === 'queued') o.session = (await r.getSession(o.session.id))!;
+        } else fx.refill(project.id, region); // nobody queued: the warm pool is all dispatch would see to
+        return out;
+      },
+      { pool: { projectId, region } },
+    );
     return Promise.all(
       outcomes.map(async ({ session, refusal }): Promise<Outcome<SessionWithQueue>> => {
         if (!refusal) return { ok: true, value: await this.withQueue(session) };
@@ -1230,7 +1239,7 @@ export class Engine {
     if (this.#closed) return;
     const p = this.#projects.get(projectId)?.settings;
     if (!p) return;
-    await this.#tx((r, fx) => this.#dispatch(r, fx, p, region));
+    await this.#tx((r, fx) => this.#dispatch(r, fx, p, region), { pool: { projectId, region } });
   }
 
   async #sendAssignment(fx: Effects, s: SessionRecord, workerId: string): Promise<void> {

@@ -14,6 +14,19 @@ export interface QueryOptions {
   prepare?: boolean;
 }
 
+export interface TxOptions {
+  /**
+   * PostgreSQL: a transaction-scoped advisory lock on this key (hashed as `hashtextextended(key, 0)`), taken
+   * with BEGIN in the same round trip. SQLite's transactions hold the whole database, so it needs none.
+   */
+  lock?: string;
+}
+
+/** PostgreSQL: the statement that takes a transaction-scoped advisory lock on a key (a literal, or `?`). */
+export function advisoryLockSql(key: string): string {
+  return `SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0)) AS locked`;
+}
+
 export interface Queryable {
   readonly dialect: Dialect;
   all<T>(sql: string, params?: readonly SqlParam[], options?: QueryOptions): Promise<T[]>;
@@ -23,7 +36,7 @@ export interface Queryable {
 
 export interface Db extends Queryable {
   /** Runs fn in one transaction; on SQLite transactions are serialized, on PostgreSQL they run in parallel. */
-  tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
+  tx<T>(fn: (q: Queryable) => Promise<T>, options?: TxOptions): Promise<T>;
   /** Runs a script of several statements (migrations). */
   exec(sql: string): Promise<void>;
   close(): Promise<void>;

@@ -1,7 +1,15 @@
 // PostgreSQL through `pg`: for production and for several servers sharing one database.
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { type Db, type Queryable, type QueryOptions, type SqlParam, toPgPlaceholders } from './db.ts';
+import {
+  advisoryLockSql,
+  type Db,
+  type Queryable,
+  type QueryOptions,
+  type SqlParam,
+  type TxOptions,
+  toPgPlaceholders,
+} from './db.ts';
 
 export interface PostgresOptions {
   /** a connection string, e.g. postgres://user@127.0.0.1:5432/usher */
@@ -86,11 +94,16 @@ export class PostgresDb implements Db {
     return this.#queryable(this.pool).run(sql, params, options);
   }
 
-  async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+  async tx<T>(fn: (q: Queryable) => Promise<T>, options: TxOptions = {}): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       try {
-        await client.query('BEGIN');
+        // the lock goes with BEGIN, as a second statement of the same simple query: one round trip for both
+        await client.query(
+          options.lock === undefined
+            ? 'BEGIN'
+            : `BEGIN; ${advisoryLockSql(client.escapeLiteral(options.lock))}`,
+        );
         const result = await fn(this.#queryable(client));
         await client.query('COMMIT');
         return result;

@@ -868,14 +868,18 @@ for (const kind of databaseKinds()) {
       const order: string[] = [];
       const aHolds = deferred();
       const releaseA = deferred();
-      const a = store.tx(async (r) => {
-        await r.lockPool('lk', 'eu');
-        order.push('A locked');
-        aHolds.resolve();
-        await releaseA.promise;
-        await r.insertSession(session('lk-a', { projectId: 'lk' }));
-        order.push('A commits');
-      });
+      // A takes the pool's lock as it begins (with BEGIN, on PostgreSQL); B takes it on its way
+      const a = store.tx(
+        async (r) => {
+          await r.lockPool('lk', 'eu'); // held already: nothing to wait for
+          order.push('A locked');
+          aHolds.resolve();
+          await releaseA.promise;
+          await r.insertSession(session('lk-a', { projectId: 'lk' }));
+          order.push('A commits');
+        },
+        { pool: { projectId: 'lk', region: 'eu' } },
+      );
       await aHolds.promise;
 
       const bPid = deferred<number>();

@@ -1,6 +1,6 @@
 // Every query the engine makes, written once for both dialects, over one connection or transaction.
 import { type SessionState, WorkerState } from '@usher/protocol';
-import type { Queryable, QueryOptions, SqlParam, SqlValue } from './db.ts';
+import { advisoryLockSql, type Queryable, type QueryOptions, type SqlParam, type SqlValue } from './db.ts';
 import { heldStatements } from './held-sql.ts';
 import { HeldWrites } from './held-writes.ts';
 import type {
@@ -159,6 +159,11 @@ export interface WorkerFilter {
   states?: readonly WorkerState[];
 }
 
+/** The key of a pool's lock (PostgreSQL): one seat decision at a time per pool, across servers. */
+export function poolLockKey(projectId: string, region: string): string {
+  return `pool:${projectId}:${region}`;
+}
+
 export class Repo {
   readonly q: Queryable;
   /** workers inserted or updated through this repo (the engine announces them after commit) */
@@ -173,10 +178,12 @@ export class Repo {
   /**
    * @param holdWrites  this repository is one transaction's: hold writes until flush() or the next read, and
    *   take each pool lock once
+   * @param lockedPool  the pool lock (poolLockKey) its transaction took as it began
    */
-  constructor(q: Queryable, holdWrites = false) {
+  constructor(q: Queryable, holdWrites = false, lockedPool?: string) {
     this.q = q;
     this.#held = holdWrites ? new HeldWrites() : null;
+    if (lockedPool !== undefined) this.#poolLocks.add(lockedPool);
     this.#forUpdate = q.dialect === 'postgres' ? ' FOR UPDATE' : '';
   }
 
@@ -232,9 +239,9 @@ export class Repo {
   /** Serializes dispatch for one pool across every server sharing the database. */
   async lockPool(projectId: string, region: string): Promise<void> {
     if (this.q.dialect !== 'postgres') return;
-    const key = `pool:${projectId}:${region}`;
+    const key = poolLockKey(projectId, region);
     if (this.#poolLocks.has(key)) return;
-    await this.q.get('SELECT pg_advisory_xact_lock(hashtextextended(?, 0)) AS locked', [key], HOT);
+    await this.q.get(advisoryLockSql('?'), [key], HOT);
     if (this.#held) this.#poolLocks.add(key);
   }
 

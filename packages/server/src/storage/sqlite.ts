@@ -1,7 +1,7 @@
 // SQLite through Node's built-in node:sqlite: the embedded default, one file, nothing to install.
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import type { Db, Queryable, SqlParam, SqlValue } from './db.ts';
+import type { Db, Queryable, SqlParam, SqlValue, TxOptions } from './db.ts';
 
 export interface SqliteOptions {
   /** a file path, or ':memory:' */
@@ -96,7 +96,8 @@ export class SqliteDb implements Db {
       );
   }
 
-  async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+  /** Transactions run one at a time (BEGIN IMMEDIATE): a lock (TxOptions) has nothing to add. */
+  async tx<T>(fn: (q: Queryable) => Promise<T>, _options?: TxOptions): Promise<T> {
     this.#open();
     const previous = this.#lock;
     let release!: () => void;

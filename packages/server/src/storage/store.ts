@@ -3,7 +3,7 @@ import type { Db } from './db.ts';
 import { MessageLog } from './messages.ts';
 import { migrate } from './migrations.ts';
 import { PostgresDb } from './postgres.ts';
-import { Repo } from './repo.ts';
+import { poolLockKey, Repo } from './repo.ts';
 import { SqliteDb } from './sqlite.ts';
 
 export type StorageOptions =
@@ -27,14 +27,24 @@ export class Store {
     return this.db.dialect;
   }
 
-  /** Runs fn in one transaction; rows the repository held back are written before the commit. */
-  tx<T>(fn: (r: Repo) => Promise<T>): Promise<T> {
-    return this.db.tx(async (q) => {
-      const r = new Repo(q, true);
-      const result = await fn(r);
-      await r.flush();
-      return result;
-    });
+  /**
+   * Runs fn in one transaction; rows the repository held back are written before the commit. With `pool`, the
+   * transaction begins holding that pool's lock (Repo.lockPool), taken with BEGIN.
+   */
+  tx<T>(
+    fn: (r: Repo) => Promise<T>,
+    options: { pool?: { projectId: string; region: string } } = {},
+  ): Promise<T> {
+    const lock = options.pool && poolLockKey(options.pool.projectId, options.pool.region);
+    return this.db.tx(
+      async (q) => {
+        const r = new Repo(q, true, lock);
+        const result = await fn(r);
+        await r.flush();
+        return result;
+      },
+      lock === undefined ? {} : { lock },
+    );
   }
 
   close(): Promise<void> {
