@@ -6,7 +6,7 @@
 // a server that starts, or adopts a dead server's work, puts one back in every live room that has none. LiveKit
 // is what says whether a room has one: the recorder's identity is the same on every server, and LiveKit lets
 // only one participant hold an identity, so when two servers put one in at once, one of them stays.
-import type { Participant, SessionState } from '@usher/protocol';
+import { LIVE_STATES, type Participant, type SessionState } from '@usher/protocol';
 import type { LiveKitSettings } from './config.ts';
 import { LiveKitRecorder, type RecorderRoom, type RoomMessage } from './recorder.ts';
 import { type LiveKitRole, RECORDER_IDENTITY } from './roles.ts';
@@ -22,7 +22,7 @@ export interface LiveKitModeEvents {
   participantLeft(sessionId: string, participant: Participant): void;
   /** LiveKit closed the room by itself (its timeouts, or someone deleted it) */
   roomFinished(sessionId: string): void | Promise<void>;
-  /** whether the session still needs its recorder (it is connecting, active or paused) */
+  /** whether the session still needs its recorder (it is connecting, active, idle or paused) */
   isLive(sessionId: string): Promise<boolean>;
   log: {
     info(obj: object, msg: string): void;
@@ -61,8 +61,8 @@ const FINAL_DISCONNECTS = new Set([
   'ROOM_CLOSED',
 ]);
 
-/** The states in which a session's room has the recorder in it. */
-export const RECORDED_ROOM_STATES: ReadonlySet<SessionState> = new Set(['connecting', 'active', 'paused']);
+/** The states in which a session's room has the recorder in it: from the seat to the end. */
+export const RECORDED_ROOM_STATES: ReadonlySet<SessionState> = new Set(['connecting', ...LIVE_STATES]);
 
 /** A pending attempt to put a session's recorder back: its timer, and its end (or cancellation). */
 interface Rejoin {
