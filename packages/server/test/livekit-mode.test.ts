@@ -71,6 +71,15 @@ class StandIns {
   }
 }
 
+/** LiveKit mode on the fake, its recorder connecting through stand-ins, joining again at once when it lost a room. */
+const liveKitMode = (fake: FakeLiveKitServer, standIns: StandIns) =>
+  new LiveKitMode({
+    settings: { url: fake.url, ...keys },
+    tokenTtlMs: 600_000,
+    rejoinDelaysMs: [0],
+    createRecorderRoom: standIns.create,
+  });
+
 const packet = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
 const alice: PacketSender = { identity: 'alice', attributes: { [ROLE_ATTRIBUTE]: 'user' } };
 
@@ -94,12 +103,7 @@ for (const kind of databaseKinds()) {
     after(() => fake.close());
     const { t } = useTestServer(kind, {
       livekit: () => {
-        mode = new LiveKitMode({
-          settings: { url: fake.url, ...keys },
-          tokenTtlMs: 600_000,
-          rejoinDelaysMs: [0],
-          createRecorderRoom: standIns.create,
-        });
+        mode = liveKitMode(fake, standIns);
         return mode;
       },
     });
@@ -256,12 +260,7 @@ for (const kind of databaseKinds()) {
           port,
           processDriver: workers,
           livekit: () => {
-            mode = new LiveKitMode({
-              settings: { url: fake.url, ...keys },
-              tokenTtlMs: 600_000,
-              rejoinDelaysMs: [0],
-              createRecorderRoom: standIns.create,
-            });
+            mode = liveKitMode(fake, standIns);
             return mode;
           },
         }).start();

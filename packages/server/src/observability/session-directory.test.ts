@@ -8,6 +8,18 @@ import { SessionDirectory, type SessionKey } from './session-directory.ts';
 const T = Date.UTC(2026, 0, 1);
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** A session's key: project `p` in `eu`, created at T, unless told otherwise. */
+const sessionKey = (over: Partial<SessionKey> = {}): SessionKey => ({
+  projectId: 'p',
+  region: 'eu',
+  createdAt: T,
+  queuedAt: null,
+  activeAt: null,
+  endedAt: null,
+  ...over,
+});
+const key = (projectId: string) => sessionKey({ projectId });
+
 function directory(known: Record<string, Partial<SessionKey>>) {
   const reads: string[][] = [];
   const errors: unknown[] = [];
@@ -15,17 +27,7 @@ function directory(known: Record<string, Partial<SessionKey>>) {
     async (ids) => {
       reads.push([...ids]);
       const out = new Map<string, SessionKey>();
-      for (const id of ids)
-        if (known[id])
-          out.set(id, {
-            projectId: 'p',
-            region: 'eu',
-            createdAt: T,
-            queuedAt: null,
-            activeAt: null,
-            endedAt: null,
-            ...known[id],
-          });
+      for (const id of ids) if (known[id]) out.set(id, sessionKey(known[id]));
       return out;
     },
     (err) => errors.push(err),
@@ -155,14 +157,6 @@ test('idle() waits for the reads asked for before it and what they started, not 
       }),
     () => {},
   );
-  const key = (projectId: string): SessionKey => ({
-    projectId,
-    region: 'eu',
-    createdAt: T,
-    queuedAt: null,
-    activeAt: null,
-    endedAt: null,
-  });
   // what the key of a starts (as the metrics read a timeline): idle() waits for it too
   const started = Promise.withResolvers<void>();
   dir.with('a', () => void dir.track(started.promise));
@@ -194,14 +188,6 @@ test('idle() waits for the reads asked for before it and what they started, not 
 
 test('learn(): a session created here is known without a read; one being read is left to its read', async () => {
   const { dir, reads } = directory({ read: { projectId: 'from-store' } });
-  const key = (projectId: string): SessionKey => ({
-    projectId,
-    region: 'eu',
-    createdAt: T,
-    queuedAt: null,
-    activeAt: null,
-    endedAt: null,
-  });
   dir.learn('new', key('learned'));
   const seen: string[] = [];
   dir.with('new', (k) => seen.push(k.projectId));
