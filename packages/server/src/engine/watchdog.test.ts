@@ -25,12 +25,12 @@ describe('Watchdog', () => {
     assert.equal(clock.pending, 0);
   });
 
-  test('watching again moves the deadline without a new timer; the last onLost runs', async () => {
+  test('watching again moves the deadline; one timer per key; the last onLost runs', async () => {
     const { clock, lost, watch } = setUp();
     watch('w1', 1_000, 'first');
     await clock.advance(600);
     watch('w1', 1_000, 'second');
-    assert.equal(clock.pending, 1, 'the timer set first is kept');
+    assert.equal(clock.pending, 1, 'one timer for the key');
     await clock.advance(600);
     assert.deepEqual(lost, [], 'the timer fired early and set itself again');
     await clock.advance(399);
