@@ -223,6 +223,22 @@ for (const kind of databaseKinds()) {
       await t.waitForState(s.id, 'ended');
     });
 
+    test('a server that adopts a dead one puts a recorder back in the live rooms that have none', async () => {
+      await t.createProject(agentProject('lk-adopt', { min: 1, max: 1 }, { rooms: 'livekit' }));
+      await t.readyWorkers('lk-adopt', 1);
+      const s = await t.createSession('lk-adopt');
+      await t.waitForState(s.id, 'active');
+      // the recorder in the room went with the server that died
+      await mode.recorder.leave(s.id);
+      const made = recorderRooms.length;
+      await t.engine.adoptServer('a-dead-server');
+      await mode.settled();
+      assert.equal(recorderRooms.length, made + 1);
+      assert.ok(mode.recorder.holds(s.id));
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+    });
+
     test('LiveKit closing the room ends the live session', async () => {
       await t.createProject(agentProject('lk-close', { min: 1, max: 1 }, { rooms: 'livekit' }));
       await t.readyWorkers('lk-close', 1);
