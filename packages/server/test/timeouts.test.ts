@@ -89,9 +89,7 @@ for (const kind of databaseKinds()) {
 
     /** An observer's socket: sees every event without being the viewer (so it attaches no one). */
     async function observe(id: string): Promise<TestSocket> {
-      const join = await t.api<{ token: string }>('POST', `/sessions/${id}/join`, { role: 'observer' });
-      assert.equal(join.status, 200);
-      return connect({ id }, join.body.token);
+      return connect({ id }, (await t.joinToken({ id }, { role: 'observer' })).token);
     }
 
     /** The session ended as expected: state, code, reason and outcome in the API and on the socket. */

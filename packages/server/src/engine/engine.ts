@@ -32,7 +32,7 @@ import type {
 } from '../storage/records.ts';
 import { newSessionRecord, newWorkerRecord, TimerKind } from '../storage/records.ts';
 import type { Repo } from '../storage/repo.ts';
-import type { Store } from '../storage/store.ts';
+import type { Store, StoreTxOptions } from '../storage/store.ts';
 import type { Logger } from '../util/logger.ts';
 import { Batcher, type Outcome } from './batcher.ts';
 import { type Clock, systemClock, type TimerHandle } from './clock.ts';
@@ -323,10 +323,7 @@ export class Engine {
    * Runs fn in a transaction, then (only if it committed) its effects. With `pool`, the transaction holds that
    * pool's lock from its start (on PostgreSQL it is taken with BEGIN, in the same round trip).
    */
-  async #tx<T>(
-    fn: (r: Repo, fx: Effects) => Promise<T>,
-    options: { pool?: { projectId: string; region: string } } = {},
-  ): Promise<T> {
+  async #tx<T>(fn: (r: Repo, fx: Effects) => Promise<T>, options: StoreTxOptions = {}): Promise<T> {
     let fx = new Effects();
     let changed: Set<string> = new Set();
     const result = await this.store.tx(async (r) => {

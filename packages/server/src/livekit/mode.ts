@@ -209,29 +209,28 @@ export class LiveKitMode {
     const entry: Rejoin = { timer: undefined, done: Promise.resolve(), resolve: () => {} };
     entry.done = new Promise<void>((resolve) => {
       entry.resolve = resolve;
-      entry.timer = setTimeout(() => {
-        void this.#rejoin(sessionId)
-          .then(
-            () => false,
-            (err: unknown) => {
-              if (!this.#stopped)
-                this.#on().log.warn(
-                  { err, sessionId, attempt: attempt + 1 },
-                  'the recorder could not join the LiveKit room again; it tries later',
-                );
-              return true;
-            },
-          )
-          .then((again) => {
-            // a session that ended meanwhile was cancelled
-            if (this.#rejoins.get(sessionId) !== entry) return;
-            this.#rejoins.delete(sessionId);
-            if (again) this.#rejoinLater(sessionId, attempt + 1);
-          })
-          .finally(resolve);
-      }, wait);
+      entry.timer = setTimeout(() => void this.#attempt(sessionId, attempt, entry).finally(resolve), wait);
     });
     this.#rejoins.set(sessionId, entry);
+  }
+
+  /** One attempt to have the recorder back; a failed one sets up the next. */
+  async #attempt(sessionId: string, attempt: number, entry: Rejoin): Promise<void> {
+    let again = false;
+    try {
+      await this.#rejoin(sessionId);
+    } catch (err) {
+      again = true;
+      if (!this.#stopped)
+        this.#on().log.warn(
+          { err, sessionId, attempt: attempt + 1 },
+          'the recorder could not join the LiveKit room again; it tries later',
+        );
+    }
+    // a session that ended meanwhile was cancelled
+    if (this.#rejoins.get(sessionId) !== entry) return;
+    this.#rejoins.delete(sessionId);
+    if (again) this.#rejoinLater(sessionId, attempt + 1);
   }
 
   /** Whether the recorder is due to join the session's room again (or is trying to). */

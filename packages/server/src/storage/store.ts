@@ -10,6 +10,11 @@ export type StorageOptions =
   | { type: 'sqlite'; path: string }
   | { type: 'postgres'; url: string; schema?: string; poolSize?: number };
 
+/** With `pool`, the transaction begins holding that pool's lock (Repo.lockPool), taken with BEGIN. */
+export interface StoreTxOptions {
+  pool?: { projectId: string; region: string };
+}
+
 export class Store {
   readonly db: Db;
   /** reads and single statements outside any transaction */
@@ -31,10 +36,7 @@ export class Store {
    * Runs fn in one transaction; rows the repository held back are written before the commit. With `pool`, the
    * transaction begins holding that pool's lock (Repo.lockPool), taken with BEGIN.
    */
-  tx<T>(
-    fn: (r: Repo) => Promise<T>,
-    options: { pool?: { projectId: string; region: string } } = {},
-  ): Promise<T> {
+  tx<T>(fn: (r: Repo) => Promise<T>, options: StoreTxOptions = {}): Promise<T> {
     const lock = options.pool && poolLockKey(options.pool.projectId, options.pool.region);
     return this.db.tx(
       async (q) => {
