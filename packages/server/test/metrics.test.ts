@@ -218,9 +218,12 @@ for (const kind of databaseKinds()) {
       await t.advance(1_000);
       const restarted = t.fake.nextStart();
       t.fake.crash(w.id);
+      // the fresh worker is started once the session is connecting again; it may be active by the time this
+      // reads it, so the wait is for active, and the timeline shows the way through connecting
       await restarted;
-      await t.waitForState(s.id, 'connecting');
-      await t.waitForState(s.id, 'active');
+      const back = await t.waitForState(s.id, 'active');
+      const restart = (back.timeline as { to: string; cause: string }[]).at(-2);
+      assert.deepEqual([restart?.to, restart?.cause], ['connecting', 'worker:crashed:auto-restart']);
       await t.api('POST', `/sessions/${s.id}/end`);
       await t.waitForState(s.id, 'ended');
       const m = await scrape(t);
