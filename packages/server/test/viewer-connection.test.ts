@@ -26,10 +26,12 @@ for (const kind of databaseKinds()) {
       const session = await t.createSession('s');
       // a client whose network is gone: it never answers a ping
       const url = `${t.url.replace(/^http/, 'ws')}/sessions/${session.id}/ws?token=${session.token}`;
-      const dead = new WebSocket(url, { autoPong: false });
-      await t.nextEvent(session.id, (e) => e.type === 'session.status_changed' && e.status === 'active');
+      // the waits start before the socket can go: the session may be active, and the socket dropped, before a
+      // wait started after it would begin to listen
       const left = t.nextEvent(session.id, (e) => e.type === 'session.participant_left');
+      const dead = new WebSocket(url, { autoPong: false });
       const gone = new Promise<number>((resolve) => dead.once('close', (code) => resolve(code)));
+      await t.waitForState(session.id, 'active');
       assert.equal(await gone, 1006, 'the server dropped the connection without a close frame');
       await left; // the server saw the socket go
       await t.settled();
