@@ -22,7 +22,7 @@ import type { TokenIssuer } from '../auth/tokens.ts';
 import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
 import { type LiveKitMode, RECORDED_ROOM_STATES } from '../livekit/mode.ts';
-import type { MessagePageResult } from '../storage/messages.ts';
+import type { StoredPage } from '../storage/messages.ts';
 import type {
   ProjectRecord,
   ProjectSettings,
@@ -766,10 +766,10 @@ export class Engine {
   async messages(
     sessionId: string,
     q: { limit: number; beforeUs?: number; beforeId?: string; includeDebug: boolean },
-  ): Promise<MessagePageResult> {
-    const page = await this.recorder.page({ sessionId, ...q });
+  ): Promise<StoredPage> {
+    const page = await this.recorder.pageRows({ sessionId, ...q });
     // an empty page may be an unknown session: 404 then
-    if (page.messages.length === 0) await this.getSession(sessionId);
+    if (page.rows.length === 0) await this.getSession(sessionId);
     return page;
   }
 

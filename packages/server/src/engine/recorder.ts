@@ -8,6 +8,7 @@ import {
   microsToIso,
   type PageQuery,
   type StoredMessage,
+  type StoredPage,
 } from '../storage/messages.ts';
 import { Batcher, type Outcome } from './batcher.ts';
 import { newId } from './ids.ts';
@@ -68,6 +69,12 @@ export class Recorder {
   async page(q: PageQuery): Promise<MessagePageResult> {
     await this.flushed();
     return this.#log.page(q);
+  }
+
+  /** The same page as stored (see MessageLog.pageRows). */
+  async pageRows(q: PageQuery): Promise<StoredPage> {
+    await this.flushed();
+    return this.#log.pageRows(q);
   }
 
   async #write(batch: StoredMessage[]): Promise<Outcome<void>[]> {

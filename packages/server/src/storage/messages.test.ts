@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Envelope } from '@usher/protocol';
 import { databaseKinds, useTestStore } from '@usher/testing';
-import { isoToMicros, microsToIso, type StoredMessage } from './messages.ts';
+import { isoToMicros, microsToIso, pageJson, type StoredMessage } from './messages.ts';
 
 const T_US = Date.UTC(2026, 0, 1) * 1000;
 
@@ -23,6 +23,10 @@ function stored(sessionId: string, n: number, atUs: number, type = 'user_text'):
 describe('ISO-8601 timestamps to the microsecond', () => {
   test('round trip, fractions of any length, zones, dates', () => {
     assert.equal(microsToIso(T_US + 123_004), '2026-01-01T00:00:00.123004Z');
+    // the text of a second is kept for the next call: a call in another second, and back, is still right
+    assert.equal(microsToIso(T_US + 1_000_007), '2026-01-01T00:00:01.000007Z');
+    assert.equal(microsToIso(T_US - 1), '2025-12-31T23:59:59.999999Z');
+    assert.equal(microsToIso(T_US + 999_999), '2026-01-01T00:00:00.999999Z');
     assert.equal(isoToMicros('2026-01-01T00:00:00.123004Z'), T_US + 123_004);
     assert.equal(isoToMicros('2026-01-01T00:00:00.1Z'), T_US + 100_000);
     assert.equal(isoToMicros('2026-01-01T00:00:00.123456789Z'), T_US + 123_456);
@@ -56,6 +60,33 @@ for (const kind of databaseKinds()) {
       assert.equal(
         (await store.messages.page({ sessionId: 's-one', limit: 50, includeDebug: false })).messages.length,
         1,
+      );
+    });
+
+    test("a page's JSON (as the API sends it) is the page itself, data and awkward text included", async () => {
+      const odd: StoredMessage = stored('s-json', 1, T_US + 5);
+      odd.message.from = { identity: 'quote " back\\ slash \u2028 é', kind: 'user' };
+      odd.message.data = {
+        text: 'line\nbreak "quoted" </script> 🚀',
+        deep: { list: [1.5, true, null, 'x'] },
+      };
+      const batch = [odd, stored('s-json', 2, T_US + 6), stored('s-json', 3, T_US + 1_000_006)];
+      await store.messages.append(batch);
+      for (const limit of [2, 50]) {
+        const q = { sessionId: 's-json', limit, includeDebug: false };
+        const page = await store.messages.page(q);
+        const body = JSON.parse(pageJson(await store.messages.pageRows(q)));
+        assert.deepEqual(body, {
+          messages: page.messages,
+          hasMore: page.hasMore,
+          nextBefore: page.next ? microsToIso(page.next.atUs) : null,
+          nextBeforeId: page.next?.id ?? null,
+        });
+      }
+      const all = await store.messages.page({ sessionId: 's-json', limit: 50, includeDebug: false });
+      assert.deepEqual(
+        all.messages,
+        batch.map((m) => m.message),
       );
     });
 

@@ -48,7 +48,7 @@ const pageSql = (includeDebug: boolean) =>
     ORDER BY at DESC, id DESC LIMIT ?`;
 const PAGE = { all: pageSql(true), noDebug: pageSql(false) };
 
-interface MessageRow {
+export interface MessageRow {
   id: string;
   at: number;
   type: string;
@@ -86,6 +86,23 @@ export class MessageLog {
 
   /** The `limit` newest messages before the cursor, returned oldest first. */
   async page(q: PageQuery): Promise<MessagePageResult> {
+    const raw = await this.pageRows(q);
+    return {
+      messages: raw.rows.map((r) => ({
+        id: r.id,
+        sessionId: raw.sessionId,
+        type: r.type,
+        from: { identity: r.from_identity, kind: r.from_kind as Envelope['from']['kind'] },
+        at: microsToIso(Number(r.at)),
+        data: JSON.parse(r.data),
+      })),
+      hasMore: raw.hasMore,
+      next: raw.next,
+    };
+  }
+
+  /** The same page as stored: each message's data still its JSON text (see pageJson). */
+  async pageRows(q: PageQuery): Promise<StoredPage> {
     const rows = await this.#db.all<MessageRow>(
       q.includeDebug ? PAGE.all : PAGE.noDebug,
       [q.sessionId, q.beforeUs ?? Number.MAX_SAFE_INTEGER, q.beforeId ?? '', q.limit + 1],
@@ -95,33 +112,50 @@ export class MessageLog {
     if (hasMore) rows.pop();
     const oldest = rows[rows.length - 1];
     return {
-      messages: rows.reverse().map((r) => ({
-        id: r.id,
-        sessionId: q.sessionId,
-        type: r.type,
-        from: { identity: r.from_identity, kind: r.from_kind as Envelope['from']['kind'] },
-        at: microsToIso(Number(r.at)),
-        data: JSON.parse(r.data),
-      })),
+      sessionId: q.sessionId,
+      rows: rows.reverse(),
       hasMore,
       next: hasMore && oldest ? { atUs: Number(oldest.at), id: oldest.id } : null,
     };
   }
 }
 
-/** The millisecond microsToIso last wrote, and its text up to the microseconds. */
-let isoMs = Number.NaN;
+/** A page as the database gave it, oldest first. */
+export interface StoredPage {
+  sessionId: string;
+  rows: MessageRow[];
+  hasMore: boolean;
+  next: { atUs: number; id: string } | null;
+}
+
+/**
+ * A page as the JSON text of the API's MessagePage, with each message's data spliced in as it was stored
+ * (it was stored as JSON), so a page is neither parsed nor serialized again on its way out.
+ */
+export function pageJson(p: StoredPage): string {
+  const sid = JSON.stringify(p.sessionId);
+  let out = '{"messages":[';
+  for (let i = 0; i < p.rows.length; i++) {
+    const r = p.rows[i]!;
+    out += `${i > 0 ? ',' : ''}{"id":${JSON.stringify(r.id)},"sessionId":${sid},"type":${JSON.stringify(r.type)},"from":{"identity":${JSON.stringify(r.from_identity)},"kind":${JSON.stringify(r.from_kind)}},"at":"${microsToIso(Number(r.at))}","data":${r.data}}`;
+  }
+  const next = p.next;
+  return `${out}],"hasMore":${p.hasMore},"nextBefore":${next ? `"${microsToIso(next.atUs)}"` : 'null'},"nextBeforeId":${next ? JSON.stringify(next.id) : 'null'}}`;
+}
+
+/** The second microsToIso last wrote, and its text up to the decimal point. */
+let isoSecond = Number.NaN;
 let isoPrefix = '';
 
 /** `2026-12-04T16:44:35.123004Z`: ISO-8601 to the microsecond. */
 export function microsToIso(us: number): string {
-  const ms = Math.floor(us / 1000);
-  // messages come many to the millisecond: its text is made once
-  if (ms !== isoMs) {
-    isoPrefix = new Date(ms).toISOString().slice(0, -1);
-    isoMs = ms;
+  const second = Math.floor(us / 1_000_000);
+  // a page's messages, like the messages of a room, come many to the second: its text is made once
+  if (second !== isoSecond) {
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, -4);
+    isoSecond = second;
   }
-  return `${isoPrefix}${String(us - ms * 1000).padStart(3, '0')}Z`;
+  return `${isoPrefix}${String(us - second * 1_000_000).padStart(6, '0')}Z`;
 }
 
 const ISO = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?)?$/i;

@@ -2,7 +2,7 @@
 import { MessagePage, UsherError } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
-import { isoToMicros, microsToIso } from '../../storage/messages.ts';
+import { isoToMicros, pageJson } from '../../storage/messages.ts';
 import { callerOf, requireSession } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
@@ -47,7 +47,7 @@ export function messageRoutes(app: FastifyInstance, ctx: ApiContext): void {
         response: { 200: MessagePage, '4xx': ErrorResponse },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const caller = await callerOf(req, ctx.auth);
       requireSession(caller, req.params.id, ['viewer', 'user', 'observer', 'agent']);
       const q = req.query;
@@ -68,12 +68,8 @@ export function messageRoutes(app: FastifyInstance, ctx: ApiContext): void {
         ...(beforeUs !== undefined ? { beforeUs } : {}),
         ...(q.before_id !== undefined ? { beforeId: q.before_id } : {}),
       });
-      return {
-        messages: page.messages,
-        hasMore: page.hasMore,
-        nextBefore: page.next ? microsToIso(page.next.atUs) : null,
-        nextBeforeId: page.next?.id ?? null,
-      };
+      // the page's JSON is written here, around the data as stored, rather than parsed and serialized again
+      return reply.type('application/json; charset=utf-8').send(pageJson(page));
     },
   );
 }
