@@ -3,6 +3,7 @@
 // is wrapped in the envelope Usher sends (`session.message` to every user of the room, `{type:'message'}`
 // to its worker) and answered with `message_ack`. No sessions, no validation, no recording, no
 // authentication. Run by bench/lib/room-relays.ts.
+import type { Socket } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
 
 interface Members {
@@ -37,12 +38,27 @@ wss.on('connection', (ws, req) => {
       data: f.data,
     };
     const event = JSON.stringify({ type: 'session.message', sessionId: room, at, message });
-    for (const u of members.users) u.send(event);
-    members.worker?.send(JSON.stringify({ type: 'message', message }));
+    for (const u of members.users) send(u, event);
+    if (members.worker) send(members.worker, JSON.stringify({ type: 'message', message }));
     if (f.ref !== undefined)
-      ws.send(JSON.stringify({ type: 'message_ack', ref: f.ref, id: message.id, at, recorded: false }));
+      send(ws, JSON.stringify({ type: 'message_ack', ref: f.ref, id: message.id, at, recorded: false }));
   });
 });
+
+// A socket's frames of one event-loop turn leave in one write, as Usher's do (packages/server/src/realtime/
+// outbound.ts): without it each frame is a system call of its own, and the forwarder is slower than Usher.
+const corked: Socket[] = [];
+function send(ws: WebSocket, json: string): void {
+  const raw = (ws as unknown as { _socket: Socket })._socket;
+  if (raw.writableCorked === 0) {
+    raw.cork();
+    if (corked.push(raw) === 1)
+      setImmediate(() => {
+        for (const s of corked.splice(0)) s.uncork();
+      });
+  }
+  ws.send(json);
+}
 wss.on('listening', () => {
   const { port } = wss.address() as { port: number };
   process.send?.({ t: 'listening', url: `ws://127.0.0.1:${port}` });
