@@ -519,7 +519,10 @@ export class UsherServer {
       if (bus instanceof PostgresBus) {
         // events cross between servers only while there are others: a server alone pays nothing for the bus
         bus.setPeers((await registry.alive()).size > 1);
-        registry.onBeat((alive) => bus.setPeers(alive.size > 1));
+        registry.onBeat((alive) => {
+          bus.setPeers(alive.size > 1);
+          this.hub.beat(alive);
+        });
         bus.send({ kind: 'hello', serverId });
       }
       started.resolve();

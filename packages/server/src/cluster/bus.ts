@@ -219,7 +219,14 @@ export class PostgresBus implements Bus {
       this.#peers = true;
       this.#helloAt = Date.now();
     }
-    for (const listener of this.#listeners) listener(message);
+    for (const listener of this.#listeners) {
+      // each listener hears it, whatever the one before did
+      try {
+        listener(message);
+      } catch (err) {
+        this.#log.error({ err, kind: message.kind }, 'a bus message could not be handled');
+      }
+    }
   }
 
   async #dropOldPayloads(): Promise<void> {

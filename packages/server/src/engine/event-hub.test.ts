@@ -51,7 +51,7 @@ test('worker changes go to the bus only while another server watches them', () =
   assert.deepEqual(kinds(sent), ['changed w2']);
 });
 
-test("a feed says it watches, once; every worker listener hears the other servers' changes", () => {
+test("a feed says it watches, once; only listeners that want them hear the other servers' changes", () => {
   const { hub, sent, fromOtherServer } = connected('a');
   const feed1: string[] = [];
   const plain: string[] = [];
@@ -68,6 +68,38 @@ test("a feed says it watches, once; every worker listener hears the other server
   offPlain();
   fromOtherServer({ kind: 'hello', serverId: 'newer' });
   assert.deepEqual(feed1, ['remote', 'here']);
-  assert.deepEqual(plain, ['remote', 'here'], 'remote changes reach every worker listener');
+  assert.deepEqual(plain, ['here'], "the other servers' changes reach only the listeners that asked");
   assert.deepEqual(kinds(sent), ['watch a true', 'watch a true', 'watch a false']);
+});
+
+test('a watch is a lease: renewed at every beat of the watching server, lapsing when not renewed or when its server is gone', () => {
+  const { hub, sent, fromOtherServer } = connected('a');
+  const alive = new Set(['a', 'b', 'c']);
+  fromOtherServer({ kind: 'worker_watch', serverId: 'b', watching: true });
+  fromOtherServer({ kind: 'worker_watch', serverId: 'c', watching: true });
+  for (let beat = 1; beat <= 3; beat++) {
+    hub.beat(alive);
+    fromOtherServer({ kind: 'worker_watch', serverId: 'b', watching: true }); // b renews; c's "no" was lost
+  }
+  assert.equal(hub.hasWorkerListeners, true, "c's wish still holds for 3 beats");
+  hub.beat(alive);
+  hub.publishWorker(worker('w1'));
+  assert.deepEqual(kinds(sent), ['changed w1'], 'b still watches');
+  alive.delete('b'); // b died, and another server adopted its work
+  hub.beat(alive);
+  assert.equal(hub.hasWorkerListeners, false, "c's wish lapsed, b's went with b");
+  hub.publishWorker(worker('w2'));
+  assert.deepEqual(kinds(sent), ['changed w1']);
+});
+
+test('a server with a feed open says so again at every beat, and no longer once the feed closes', () => {
+  const { hub, sent } = connected('a');
+  const alive = new Set(['a', 'b']);
+  hub.beat(alive);
+  const off = hub.subscribeWorkers(() => {}, { everywhere: true });
+  hub.beat(alive);
+  hub.beat(alive);
+  off();
+  hub.beat(alive);
+  assert.deepEqual(kinds(sent), ['watch a true', 'watch a true', 'watch a true', 'watch a false']);
 });

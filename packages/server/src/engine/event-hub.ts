@@ -9,14 +9,22 @@ import type { WorkerRecord } from '../storage/records.ts';
 export type SessionListener = (event: SessionEvent, local: boolean) => void;
 export type WorkerListener = (worker: WorkerRecord) => void;
 
+/**
+ * A server's wish for this one's worker changes lasts this many of this server's beats (ServerRegistry) unless
+ * renewed: the watching server says it again at each of its own beats, so a wish whose server died, or whose
+ * "no longer" was lost, does not outlive it for long.
+ */
+const WATCH_LEASE_BEATS = 3;
+
 export class EventHub {
   readonly #bySession = new Map<string, Set<SessionListener>>();
   readonly #all = new Set<SessionListener>();
   readonly #workers = new Set<WorkerListener>();
-  /** how many of the worker listeners want every server's changes */
-  #everywhere = 0;
-  /** the other servers that want this one's worker changes */
-  readonly #watchers = new Set<string>();
+  /** the worker listeners that want every server's changes (the operator feeds) */
+  readonly #everywhere = new Set<WorkerListener>();
+  /** the other servers that want this one's worker changes, with the beat at which each last said so */
+  readonly #watchers = new Map<string, number>();
+  #beats = 0;
   #bus: Bus = localBus;
   #serverId = '';
 
@@ -26,16 +34,28 @@ export class EventHub {
     this.#serverId = serverId;
     bus.onMessage((m) => {
       if (m.kind === 'event') this.#deliver(m.event, false);
-      else if (m.kind === 'worker_changed') for (const l of [...this.#workers]) l(m.worker);
+      else if (m.kind === 'worker_changed') for (const l of [...this.#everywhere]) l(m.worker);
       else if (m.kind === 'worker_watch') {
-        if (m.watching) this.#watchers.add(m.serverId);
+        if (m.watching) this.#watchers.set(m.serverId, this.#beats);
         else this.#watchers.delete(m.serverId);
       } else if (m.kind === 'hello') {
         // a server that just started has no feed open yet (it may be one that restarted), and learns of ours
         this.#watchers.delete(m.serverId);
-        if (this.#everywhere > 0) this.#watch(true);
+        if (this.#everywhere.size > 0) this.#watch(true);
       }
     });
+  }
+
+  /**
+   * This server's beat (ServerRegistry), with the servers alive: wishes of servers gone or not renewed lapse,
+   * and this server renews its own while it has a feed open (a wish sent while the bus was down, or while
+   * this server thought itself alone, reaches the others this way too).
+   */
+  beat(alive: ReadonlySet<string>): void {
+    this.#beats++;
+    for (const [id, heardAt] of this.#watchers)
+      if (!alive.has(id) || this.#beats - heardAt > WATCH_LEASE_BEATS) this.#watchers.delete(id);
+    if (this.#everywhere.size > 0) this.#watch(true);
   }
 
   /** A server that died wants nothing more. */
@@ -81,18 +101,19 @@ export class EventHub {
   }
 
   /**
-   * Every change of a worker's state, session or draining flag, after it is committed; with `everywhere`, the
-   * other servers' changes too (when servers share a database), as the operator feed wants them.
+   * Every change of a worker's state, session or draining flag on this server, after it is committed; with
+   * `everywhere`, the other servers' changes too (when servers share a database), as the operator feed wants
+   * them.
    */
   subscribeWorkers(listener: WorkerListener, options: { everywhere?: boolean } = {}): () => void {
     this.#workers.add(listener);
-    if (options.everywhere && ++this.#everywhere === 1) this.#watch(true);
-    let subscribed = true;
+    if (options.everywhere) {
+      this.#everywhere.add(listener);
+      if (this.#everywhere.size === 1) this.#watch(true);
+    }
     return () => {
-      if (!subscribed) return;
-      subscribed = false;
-      this.#workers.delete(listener);
-      if (options.everywhere && --this.#everywhere === 0) this.#watch(false);
+      if (!this.#workers.delete(listener)) return;
+      if (this.#everywhere.delete(listener) && this.#everywhere.size === 0) this.#watch(false);
     };
   }
 
@@ -102,8 +123,9 @@ export class EventHub {
   }
 
   publishWorker(worker: WorkerRecord): void {
-    for (const l of [...this.#workers]) l(worker);
+    // the other servers first: a listener here that throws does not keep it from them
     if (this.#watchers.size > 0 && this.#bus.shared) this.#bus.send({ kind: 'worker_changed', worker });
+    for (const l of [...this.#workers]) l(worker);
   }
 
   hasListeners(sessionId: string): boolean {
