@@ -399,6 +399,9 @@ export class UsherServer {
       return engine.adoptServer(dead);
     });
     registry.onReclaimed(() => engine.reclaim());
+    bus.onMessage((m) => {
+      if (m.kind === 'recorders_left') livekit?.resume(m.sessionIds);
+    });
     livekit?.attach({
       log,
       // the agent is in the LiveKit room and has the packet already
@@ -572,8 +575,10 @@ export class UsherServer {
       await this.#engine?.close();
       this.#observability?.close();
       await this.#webhooks?.close();
+      // the rooms this server's recorder leaves get one from another server
+      const left = (await this.#livekit?.stop()) ?? [];
+      if (left.length > 0) this.#bus?.send({ kind: 'recorders_left', sessionIds: left });
       await this.#bus?.close();
-      await this.#livekit?.stop();
       await Promise.all(Object.values(this.#drivers).map((d) => d.close()));
       if (this.#ownsStore) await this.#store?.close();
     })();

@@ -77,7 +77,17 @@ const liveKitMode = (fake: FakeLiveKitServer, standIns: StandIns) =>
     settings: { url: fake.url, ...keys },
     tokenTtlMs: 600_000,
     rejoinDelaysMs: [0],
+    presentRecheckMs: 0,
     createRecorderRoom: standIns.create,
+  });
+
+/** A recorder's token for the session's room, as another server's recorder would have. */
+const recorderToken = (sessionId: string) =>
+  new LiveKitTokens(keys).participantToken({
+    sessionId,
+    identity: RECORDER_IDENTITY,
+    kind: 'recorder',
+    ttlMs: 60_000,
   });
 
 const packet = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
@@ -239,6 +249,81 @@ for (const kind of databaseKinds()) {
       await t.waitForState(s.id, 'ended');
     });
 
+    test('a recorder LiveKit still lists is looked for again: one that died is replaced once LiveKit lets it go', async () => {
+      await t.createProject(agentProject('lk-ghost', { min: 1, max: 1 }, { rooms: 'livekit' }));
+      await t.readyWorkers('lk-ghost', 1);
+      const s = await t.createSession('lk-ghost');
+      await t.waitForState(s.id, 'active');
+      // the recorder of a server that crashed: LiveKit lists it until its departure timeout
+      await mode.recorder.leave(s.id);
+      await fake.join(await recorderToken(s.id));
+      const listed: boolean[] = [];
+      const list = mode.rooms.listParticipants.bind(mode.rooms);
+      mode.rooms.listParticipants = async (room) => {
+        const present = await list(room);
+        listed.push(present.some((p) => p.identity === RECORDER_IDENTITY));
+        // LiveKit lets the dead participant go
+        if (listed.length === 1) await fake.leave(room, RECORDER_IDENTITY);
+        return present;
+      };
+      try {
+        await t.engine.adoptServer('the-crashed-server');
+        await mode.settled();
+      } finally {
+        mode.rooms.listParticipants = list;
+      }
+      assert.deepEqual(listed, [true, false], 'listed at the first look, gone at the second');
+      assert.ok(mode.recorder.holds(s.id), 'the recorder is back');
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+    });
+
+    test('a recorder that loses the room while it is joining again joins once more', async () => {
+      await t.createProject(agentProject('lk-flap', { min: 1, max: 1 }, { rooms: 'livekit' }));
+      await t.readyWorkers('lk-flap', 1);
+      const s = await t.createSession('lk-flap');
+      await t.waitForState(s.id, 'active');
+      const made = recorderRooms.length;
+      // the next connection drops as soon as it is made, before the attempt that made it is over
+      const flapping = standIns.next().then((room) => {
+        const connect = room.connect.bind(room);
+        room.connect = async (url, token) => {
+          await connect(url, token);
+          queueMicrotask(() => room.emit('disconnected', 'SIGNAL_CLOSE'));
+        };
+      });
+      recorderRooms.at(-1)!.emit('disconnected', 'SIGNAL_CLOSE');
+      await flapping;
+      await mode.settled();
+      assert.equal(recorderRooms.length, made + 2, 'a connection that dropped, then one that held');
+      assert.ok(mode.recorder.holds(s.id));
+      assert.equal(mode.rejoining(s.id), false);
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+    });
+
+    test('a room made for a session that ended meanwhile is deleted again, without its recorder', async () => {
+      await t.createProject(agentProject('lk-late', { min: 1, max: 1 }, { rooms: 'livekit' }));
+      await t.readyWorkers('lk-late', 1);
+      const s = await t.createSession('lk-late');
+      await t.waitForState(s.id, 'active');
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+      await t.settled();
+      assert.equal(
+        fake.rooms().some((r) => r.name === s.id),
+        false,
+      );
+      // the agent's access, on its way since before the end, opens the room late
+      await mode.access(s.id, 'w_late', 'agent');
+      assert.equal(
+        fake.rooms().some((r) => r.name === s.id),
+        false,
+        'the room is gone again',
+      );
+      assert.equal(mode.recorder.holds(s.id), false);
+    });
+
     test('LiveKit closing the room ends the live session', async () => {
       await t.createProject(agentProject('lk-close', { min: 1, max: 1 }, { rooms: 'livekit' }));
       await t.readyWorkers('lk-close', 1);
@@ -308,15 +393,7 @@ for (const kind of databaseKinds()) {
       assert.equal(recorderIn(elsewhere.id), false);
       assert.equal(standIns.made.length, 3);
       // meanwhile another server's recorder joins one of the rooms
-      const tokens = new LiveKitTokens(keys);
-      await fake.join(
-        await tokens.participantToken({
-          sessionId: elsewhere.id,
-          identity: RECORDER_IDENTITY,
-          kind: 'recorder',
-          ttlMs: 60_000,
-        }),
-      );
+      await fake.join(await recorderToken(elsewhere.id));
 
       t = await start();
       await mode.settled();
@@ -336,6 +413,56 @@ for (const kind of databaseKinds()) {
     });
   });
 }
+
+describe('LiveKit mode across servers', { skip: !databaseKinds().includes('postgres') }, () => {
+  test("a server that stops hands its recorders' rooms to another, which puts its own recorder in", async (c) => {
+    const fake = await FakeLiveKitServer.start(keys);
+    const db = await createTestDatabase('postgres');
+    const workers = new LastingWorkers();
+    const standInsA = new StandIns(fake);
+    const standInsB = new StandIns(fake);
+    let modeB!: LiveKitMode;
+    const a = await new TestServer({
+      storage: db.storage,
+      serverId: 'lk-a',
+      processDriver: workers,
+      livekit: () => liveKitMode(fake, standInsA),
+    }).start();
+    const b = await new TestServer({
+      storage: db.storage,
+      serverId: 'lk-b',
+      livekit: () => {
+        modeB = liveKitMode(fake, standInsB);
+        return modeB;
+      },
+    }).start();
+    c.after(async () => {
+      await a.close();
+      await b.close();
+      await workers.stopAll();
+      await fake.close();
+      await db.drop();
+    });
+    await a.createProject(agentProject('lk-hand', { min: 1, max: 1 }, { rooms: 'livekit' }));
+    await a.readyWorkers('lk-hand', 1);
+    const s = await a.createSession('lk-hand');
+    await a.waitForState(s.id, 'active');
+    assert.equal(standInsA.made.length, 1, "A's recorder is in the room");
+
+    const handedOver = standInsB.next();
+    await a.close(); // a rolling restart: A goes, its agent stays and B carries on
+    await handedOver;
+    await modeB.settled();
+    assert.ok(modeB.recorder.holds(s.id), "B's recorder is in the room");
+    assert.deepEqual(
+      fake.rooms().find((r) => r.name === s.id)?.participants,
+      [RECORDER_IDENTITY],
+      'one recorder, in the room that stayed',
+    );
+    standInsB.made[0]!.emit('dataReceived', packet({ type: 'user_text', data: { text: 'via B' } }), alice);
+    assert.deepEqual(await recordedTexts(b, s), ['via B']);
+  });
+});
 
 describe('LiveKit mode without LiveKit settings', () => {
   test('a project cannot use LiveKit rooms on a server that has no LiveKit', async () => {

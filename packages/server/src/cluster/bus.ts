@@ -45,7 +45,9 @@ export type BusMessage =
   /** that server has (or no longer has) an operator feed open: worker changes are sent to it */
   | { kind: 'worker_watch'; serverId: string; watching: boolean }
   /** a worker changed on the sending server, for the operator feeds open on the others */
-  | { kind: 'worker_changed'; worker: WorkerRecord };
+  | { kind: 'worker_changed'; worker: WorkerRecord }
+  /** the sending server stopped, and its LiveKit recorder left these sessions' rooms: the others put one back */
+  | { kind: 'recorders_left'; sessionIds: string[] };
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: this server is alone, nothing leaves it) */

@@ -1557,25 +1557,32 @@ export class Engine {
     this.#track(() => this.store.read.detachWorker(workerId, this.o.serverId));
   }
 
-  /** Whether the worker's socket is on another running server now (that server watches it). */
   /**
    * The live sessions of LiveKit projects get a recorder back in their rooms where none is (the one that was
-   * there went with a server that stopped or died).
+   * there went with a server that stopped or died). A failure is logged: what calls it carries on.
    */
   async #resumeRecorders(): Promise<void> {
     const livekit = this.o.livekit;
     if (!livekit) return;
     for (const p of this.#projects.values()) {
       if (p.settings.rooms !== 'livekit') continue;
-      const live = await this.store.read.listSessions({
-        projectId: p.settings.id,
-        states: [...RECORDED_ROOM_STATES],
-        limit: Number.MAX_SAFE_INTEGER,
-      });
-      livekit.resume(live.map((s) => s.id));
+      try {
+        const live = await this.store.read.listSessions({
+          projectId: p.settings.id,
+          states: [...RECORDED_ROOM_STATES],
+          limit: Number.MAX_SAFE_INTEGER,
+        });
+        livekit.resume(live.map((s) => s.id));
+      } catch (err) {
+        this.o.log.error(
+          { err, projectId: p.settings.id },
+          'the live sessions of a LiveKit project could not be read: their rooms may have no recorder',
+        );
+      }
     }
   }
 
+  /** Whether the worker's socket is on another running server now (that server watches it). */
   async #attachedElsewhere(workerId: string): Promise<boolean> {
     const w = await this.store.read.getWorker(workerId);
     if (!w?.attachedTo || w.attachedTo === this.o.serverId) return false;

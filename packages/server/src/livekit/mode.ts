@@ -22,7 +22,7 @@ export interface LiveKitModeEvents {
   participantLeft(sessionId: string, participant: Participant): void;
   /** LiveKit closed the room by itself (its timeouts, or someone deleted it) */
   roomFinished(sessionId: string): void | Promise<void>;
-  /** whether the session still needs its recorder (it is connecting, active, idle or paused) */
+  /** whether the session still needs its recorder (it is connecting, active, idle, paused or ending) */
   isLive(sessionId: string): Promise<boolean>;
   log: {
     info(obj: object, msg: string): void;
@@ -43,6 +43,8 @@ export interface LiveKitModeOptions {
    * repeats. REJOIN_DELAYS_MS by default.
    */
   rejoinDelaysMs?: readonly number[];
+  /** how long after finding a recorder in a room the server looks again; PRESENT_RECHECK_MS by default */
+  presentRecheckMs?: number;
 }
 
 /** Waits before the recorder's attempts to join a room again: LiveKit's SDK has tried to resume already. */
@@ -61,15 +63,39 @@ const FINAL_DISCONNECTS = new Set([
   'ROOM_CLOSED',
 ]);
 
-/** The states in which a session's room has the recorder in it: from the seat to the end. */
-export const RECORDED_ROOM_STATES: ReadonlySet<SessionState> = new Set(['connecting', ...LIVE_STATES]);
+/**
+ * The states in which a session's room has the recorder in it: from the seat until the session has ended (the
+ * agent may still speak while its session is ending; the room goes when the session is ended).
+ */
+export const RECORDED_ROOM_STATES: ReadonlySet<SessionState> = new Set([
+  'connecting',
+  ...LIVE_STATES,
+  'ending',
+]);
+
+/**
+ * How long after finding a recorder in a room this server looks again. LiveKit keeps listing a participant
+ * whose connection died without a goodbye for a while (its departure timeout, 20 s by default) in case it comes
+ * back: the recorder of a server that just crashed, or of this one before it restarted, looks present then.
+ */
+export const PRESENT_RECHECK_MS = 30_000;
 
 /** A pending attempt to put a session's recorder back: its timer, and its end (or cancellation). */
 interface Rejoin {
   timer: NodeJS.Timeout | undefined;
   done: Promise<void>;
   resolve: () => void;
+  /** a recorder was found in the room at the last attempt: this one is the look again */
+  recheck: boolean;
+  /** the room was lost for good while this attempt was under way (another server's recorder took its place) */
+  lostForGood: boolean;
 }
+
+/**
+ * What an attempt found: it put the recorder in, this server's recorder is there (or on its way), another one is
+ * listed there, or the session needs none.
+ */
+type RejoinOutcome = 'joined' | 'held' | 'present' | 'not live';
 
 /** Webhook event ids remembered, to recognise LiveKit's repeats. */
 const SEEN_EVENTS = 10_000;
@@ -86,6 +112,7 @@ export class LiveKitMode {
   readonly #opened = new Map<string, Promise<void>>();
   readonly #seen = new Set<string>();
   readonly #rejoinDelaysMs: readonly number[];
+  readonly #presentRecheckMs: number;
   /** per session, the timer of the recorder's next attempt to be back in the room */
   readonly #rejoins = new Map<string, Rejoin>();
   #stopped = false;
@@ -94,6 +121,7 @@ export class LiveKitMode {
     this.settings = options.settings;
     this.#ttlMs = options.tokenTtlMs;
     this.#rejoinDelaysMs = options.rejoinDelaysMs?.length ? options.rejoinDelaysMs : REJOIN_DELAYS_MS;
+    this.#presentRecheckMs = options.presentRecheckMs ?? PRESENT_RECHECK_MS;
     this.rooms = new LiveKitRooms(options.settings);
     this.webhooks = new LiveKitWebhooks(options.settings);
     this.#tokens = new LiveKitTokens(options.settings);
@@ -129,6 +157,12 @@ export class LiveKitMode {
       opened = (async () => {
         await this.rooms.createRoom(sessionId, { metadata: { usherSession: sessionId } });
         await this.recorder.join(sessionId);
+        // the session may have ended while its room was made (its close() found no room yet)
+        if (!(await this.#on().isLive(sessionId))) {
+          this.#opened.delete(sessionId);
+          await this.recorder.leave(sessionId);
+          await this.rooms.deleteRoom(sessionId);
+        }
       })();
       this.#opened.set(sessionId, opened);
       opened.catch(() => this.#opened.delete(sessionId));
@@ -181,7 +215,7 @@ export class LiveKitMode {
    * is no longer live is skipped; a failed attempt is tried again later (REJOIN_DELAYS_MS).
    */
   resume(sessionIds: readonly string[]): void {
-    for (const id of sessionIds) this.#rejoinLater(id, 0, 0);
+    for (const id of sessionIds) this.#rejoinLater(id, 0, { delayMs: 0 });
   }
 
   /** The recorder lost a room it was not asked to leave. */
@@ -195,6 +229,8 @@ export class LiveKitMode {
             ? 'it was removed through the RoomService API: messages in this room are no longer recorded'
             : 'the room is closed';
       log.warn({ sessionId, reason }, `the recorder left the LiveKit room: ${why}`);
+      const underWay = this.#rejoins.get(sessionId);
+      if (underWay) underWay.lostForGood = true;
       return;
     }
     log.warn({ sessionId, reason }, 'the recorder lost the LiveKit room; it joins again');
@@ -202,11 +238,18 @@ export class LiveKitMode {
   }
 
   /** The next attempt (the `attempt`-th) to have the session's recorder back in its room. */
-  #rejoinLater(sessionId: string, attempt: number, delayMs?: number): void {
+  #rejoinLater(sessionId: string, attempt: number, o: { delayMs?: number; recheck?: boolean } = {}): void {
+    // an attempt under way sees, when it ends, whether the recorder it put in is still there
     if (this.#stopped || this.#rejoins.has(sessionId)) return;
     const delays = this.#rejoinDelaysMs;
-    const wait = delayMs ?? delays[Math.min(attempt, delays.length - 1)]!;
-    const entry: Rejoin = { timer: undefined, done: Promise.resolve(), resolve: () => {} };
+    const wait = o.delayMs ?? delays[Math.min(attempt, delays.length - 1)]!;
+    const entry: Rejoin = {
+      timer: undefined,
+      done: Promise.resolve(),
+      resolve: () => {},
+      recheck: !!o.recheck,
+      lostForGood: false,
+    };
     entry.done = new Promise<void>((resolve) => {
       entry.resolve = resolve;
       entry.timer = setTimeout(() => void this.#attempt(sessionId, attempt, entry).finally(resolve), wait);
@@ -216,11 +259,11 @@ export class LiveKitMode {
 
   /** One attempt to have the recorder back; a failed one sets up the next. */
   async #attempt(sessionId: string, attempt: number, entry: Rejoin): Promise<void> {
-    let again = false;
+    let outcome: RejoinOutcome | 'failed';
     try {
-      await this.#rejoin(sessionId);
+      outcome = await this.#rejoin(sessionId);
     } catch (err) {
-      again = true;
+      outcome = 'failed';
       if (!this.#stopped)
         this.#on().log.warn(
           { err, sessionId, attempt: attempt + 1 },
@@ -230,7 +273,16 @@ export class LiveKitMode {
     // a session that ended meanwhile was cancelled
     if (this.#rejoins.get(sessionId) !== entry) return;
     this.#rejoins.delete(sessionId);
-    if (again) this.#rejoinLater(sessionId, attempt + 1);
+    if (this.#stopped) return;
+    if (outcome === 'failed') this.#rejoinLater(sessionId, attempt + 1);
+    else if (outcome === 'joined' && !this.recorder.holds(sessionId)) {
+      // the room was lost again before this attempt ended (#lost said why)
+      if (!entry.lostForGood) this.#rejoinLater(sessionId, attempt + 1);
+    } else if (outcome === 'present' && !entry.recheck)
+      // it may be a recorder that died, which LiveKit still lists for a while
+      this.#rejoinLater(sessionId, attempt, { delayMs: this.#presentRecheckMs, recheck: true });
+    else if (outcome === 'joined')
+      this.#on().log.info({ sessionId }, 'the recorder is back in the LiveKit room');
   }
 
   /** Whether the recorder is due to join the session's room again (or is trying to). */
@@ -243,25 +295,26 @@ export class LiveKitMode {
     while (this.#rejoins.size > 0) await Promise.all([...this.#rejoins.values()].map((r) => r.done));
   }
 
-  async #rejoin(sessionId: string): Promise<void> {
+  async #rejoin(sessionId: string): Promise<RejoinOutcome> {
     const on = this.#on();
-    if (this.recorder.holds(sessionId) || !(await on.isLive(sessionId))) return;
+    if (!(await on.isLive(sessionId))) return 'not live';
+    if (this.recorder.holds(sessionId)) return 'held';
     // another server's recorder may be there already
     const present = await this.rooms.listParticipants(sessionId).catch((err: { code?: string }) => {
       if (err.code === 'NOT_FOUND') return [];
       throw err;
     });
-    if (present.some((p) => p.identity === RECORDER_IDENTITY)) return;
-    if (this.#stopped) return;
+    if (present.some((p) => p.identity === RECORDER_IDENTITY)) return 'present';
+    if (this.#stopped) return 'not live';
     await this.rooms.createRoom(sessionId, { metadata: { usherSession: sessionId } });
-    if (this.#stopped) return;
+    if (this.#stopped) return 'not live';
     await this.recorder.join(sessionId);
     if (!(await on.isLive(sessionId))) {
       // the session ended meanwhile, and its room was deleted before this made it again
       await this.close(sessionId);
-      return;
+      return 'not live';
     }
-    on.log.info({ sessionId }, 'the recorder is back in the LiveKit room');
+    return 'joined';
   }
 
   #cancelRejoin(sessionId: string): void {
@@ -272,9 +325,15 @@ export class LiveKitMode {
     rejoin.resolve();
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Leaves every room. Returns the sessions whose rooms this server kept a recorder in (or was about to put one
+   * back in): another server takes them over (the server sends them on the bus).
+   */
+  async stop(): Promise<string[]> {
     this.#stopped = true;
-    for (const id of [...this.#rejoins.keys()]) this.#cancelRejoin(id);
-    await this.recorder.close();
+    const rejoining = [...this.#rejoins.keys()];
+    for (const id of rejoining) this.#cancelRejoin(id);
+    const left = await this.recorder.close();
+    return [...new Set([...left, ...rejoining])];
   }
 }

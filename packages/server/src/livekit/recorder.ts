@@ -172,13 +172,19 @@ export class LiveKitRecorder {
     return [...this.#rooms.keys()];
   }
 
-  /** Leaves every room; the last recorder to close stops @livekit/rtc-node's native client. */
-  async close(): Promise<void> {
+  /**
+   * Leaves every room, and returns the sessions whose rooms it left; the last recorder to close stops
+   * @livekit/rtc-node's native client.
+   */
+  async close(): Promise<string[]> {
     await Promise.allSettled([...this.#joining.values()]);
-    await Promise.all(this.sessions().map((id) => this.leave(id)));
-    if (!this.#usesRtc) return;
-    this.#usesRtc = false;
-    if (--rtcUsers === 0) await disposeRtc();
+    const left = this.sessions();
+    await Promise.all(left.map((id) => this.leave(id)));
+    if (this.#usesRtc) {
+      this.#usesRtc = false;
+      if (--rtcUsers === 0) await disposeRtc();
+    }
+    return left;
   }
 
   async #createRoom(): Promise<RecorderRoom> {
