@@ -2,10 +2,11 @@
 // (created when the session is seated, deleted when it ends), the hidden recorder in it, LiveKit tokens for its
 // participants and its agent, and LiveKit's webhooks turned into participant events (each event once).
 //
-// The recorder stays in the room while the session lives: a recorder that lost its connection joins again, and
-// a server that starts, or adopts a dead server's work, puts one back in every live room that has none. LiveKit
-// is what says whether a room has one: the recorder's identity is the same on every server, and LiveKit lets
-// only one participant hold an identity, so when two servers put one in at once, one of them stays.
+// The recorder stays in the room while the session lives: a recorder that lost its connection joins again, a
+// server that stops hands its rooms to the others, and a server that starts, or adopts a dead server's work,
+// puts one back in every live room that has none. LiveKit is what says whether a room has one: the recorder's
+// identity is the same on every server, and LiveKit lets only one participant hold an identity, so when two
+// servers put one in at once, one of them stays.
 import { LIVE_STATES, type Participant, type SessionState } from '@usher/protocol';
 import type { LiveKitSettings } from './config.ts';
 import { LiveKitRecorder, type RecorderRoom, type RoomMessage } from './recorder.ts';
