@@ -221,7 +221,9 @@ export class Engine {
       clock: options.clock,
       handle: (t) => this.#onTimer(t),
       onError: (err, t) =>
-        this.o.log.error({ err, sessionId: t.sessionId, timer: t }, 'timer handler failed'),
+        t
+          ? this.o.log.error({ err, sessionId: t.sessionId, timer: t }, 'timer handler failed')
+          : this.o.log.error({ err }, 'the timers could not be read; trying again in a second'),
       pollIntervalMs: this.o.timerPollMs,
     });
   }

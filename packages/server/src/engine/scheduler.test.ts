@@ -21,7 +21,7 @@ interface Harness {
   clock: ManualClock;
   scheduler: Scheduler;
   fired: Fired[];
-  errors: { message: string; timer: TimerRecord }[];
+  errors: { message: string; timer: TimerRecord | null }[];
   /** runs inside the handler before the timer is cleared; may throw or set other timers */
   before: (timer: TimerRecord) => Promise<void>;
   /** a new scheduler on the same store (a restarted server) */
@@ -283,7 +283,7 @@ describe('Scheduler', () => {
     assert.deepEqual(h.fired.at(-1), { sessionId: 'bad', kind: 'pending', at: 1_100 });
   });
 
-  test('a timer that always fails is retried once a second, never in a tight loop', async (t) => {
+  test('a timer that keeps failing is tried again later and later (up to a minute), never in a tight loop', async (t) => {
     const h = await harness(t);
     await h.scheduler.start();
     h.before = async (timer) => {
@@ -291,16 +291,61 @@ describe('Scheduler', () => {
     };
     await set(h, 'bad', 100);
     await set(h, 'good', 5_000);
-    await h.clock.advance(10_000);
-    // attempts at 100, 1100, …, 9100
+    await h.clock.advance(200_000);
+    // attempts 1, 2, 4 … 32 s apart, then a minute apart
     assert.deepEqual(
-      h.errors.map((e) => e.timer.dueAt),
-      Array.from({ length: 10 }, (_, i) => 100 + i * 1_000),
+      h.errors.map((e) => e.timer?.dueAt),
+      [100, 1_100, 3_100, 7_100, 15_100, 31_100, 63_100, 123_100, 183_100],
     );
     assert.deepEqual(
       h.fired.map((f) => `${f.sessionId}@${f.at}`),
       ['good@5000'],
     );
+  });
+
+  test('a timer moved while its handler failed keeps its new time (the retry does not overwrite it)', async (t) => {
+    const h = await harness(t);
+    await h.scheduler.start();
+    h.before = async (timer) => {
+      if (timer.sessionId !== 'moved') return;
+      // activity moved the deadline in another transaction, and then this handler failed
+      await h.store.read.setTimer('moved', 'idle', 60_000);
+      throw new Error('lost connection');
+    };
+    await set(h, 'moved', 100, 'idle');
+    await h.clock.advance(5_000);
+    assert.equal(h.errors.length, 1);
+    assert.deepEqual(await h.store.read.getTimer('moved', 'idle'), {
+      sessionId: 'moved',
+      kind: 'idle',
+      dueAt: 60_000,
+    });
+    h.before = async () => {};
+    await h.clock.advance(55_000);
+    assert.deepEqual(h.fired, [{ sessionId: 'moved', kind: 'idle', at: 60_000 }]);
+  });
+
+  test('timers that cannot be read are reported and read again a second later; nothing is lost', async (t) => {
+    const h = await harness(t);
+    await h.scheduler.start();
+    await set(h, 's1', 100);
+    const read = h.store.read;
+    const dueTimers = read.dueTimers.bind(read);
+    let outage = true;
+    read.dueTimers = async (at, limit) => {
+      if (outage) throw new Error('connection terminated');
+      return dueTimers(at, limit);
+    };
+    try {
+      await h.clock.advance(100);
+      assert.deepEqual(h.errors, [{ message: 'connection terminated', timer: null }]);
+      assert.deepEqual(h.fired, []);
+      outage = false;
+      await h.clock.advance(1_000);
+      assert.deepEqual(h.fired, [{ sessionId: 's1', kind: 'pending', at: 1_100 }]);
+    } finally {
+      read.dueTimers = dueTimers;
+    }
   });
 
   test('a stopped scheduler fires nothing; a restarted one picks the stored timers up', async (t) => {

@@ -8,12 +8,18 @@ export interface SchedulerOptions {
   store: Store;
   clock: Clock;
   handle: (timer: TimerRecord) => Promise<void>;
-  onError: (err: unknown, timer: TimerRecord) => void;
+  /** a handler failed (timer), or the timers could not be read (null); either is tried again later */
+  onError: (err: unknown, timer: TimerRecord | null) => void;
   /** re-read the earliest deadline this often (ms), to see timers other servers set; 0 = never */
   pollIntervalMs?: number;
 }
 
 const BATCH = 500;
+/** A failed handler's timer is tried again after this, doubled at each failure in a row, up to RETRY_MAX_MS. */
+const RETRY_MS = 1_000;
+const RETRY_MAX_MS = 60_000;
+/** Failing timers whose count is kept; past it the counts start again (the retries only come sooner). */
+const MAX_FAILING = 10_000;
 
 export class Scheduler {
   readonly #o: SchedulerOptions;
@@ -21,6 +27,8 @@ export class Scheduler {
   #running: Promise<void> | null = null;
   #stopped = true;
   #poll: NodeJS.Timeout | null = null;
+  /** per failing timer (session and kind), its failures in a row */
+  readonly #failures = new Map<string, number>();
 
   constructor(options: SchedulerOptions) {
     this.#o = options;
@@ -72,21 +80,38 @@ export class Scheduler {
   }
 
   async #drain(): Promise<void> {
-    for (;;) {
-      if (this.#stopped) return;
-      const due = await this.#o.store.read.dueTimers(this.#o.clock.now(), BATCH);
-      for (const t of due) {
-        try {
-          await this.#o.handle(t);
-        } catch (err) {
-          this.#o.onError(err, t);
-          // a timer that keeps failing must not spin: push it back a little
-          await this.#o.store.read.setTimer(t.sessionId, t.kind, this.#o.clock.now() + 1000).catch(() => {});
-        }
+    try {
+      for (;;) {
+        if (this.#stopped) return;
+        const due = await this.#o.store.read.dueTimers(this.#o.clock.now(), BATCH);
+        for (const t of due) await this.#handle(t);
+        if (due.length < BATCH) break;
       }
-      if (due.length < BATCH) break;
+      await this.#rearm();
+    } catch (err) {
+      // the database is away: the timers wait in their table, and are looked at again in a second
+      this.#o.onError(err, null);
+      if (!this.#stopped) this.#arm(this.#o.clock.now() + RETRY_MS);
     }
-    await this.#rearm();
+  }
+
+  async #handle(t: TimerRecord): Promise<void> {
+    const key = `${t.sessionId}\u0000${t.kind}`;
+    try {
+      await this.#o.handle(t);
+      this.#failures.delete(key);
+    } catch (err) {
+      this.#o.onError(err, t);
+      // a timer that keeps failing must not spin: it is pushed back, further at each failure, unless it was
+      // moved or cleared meanwhile (what moved it wins)
+      const failures = (this.#failures.get(key) ?? 0) + 1;
+      if (this.#failures.size >= MAX_FAILING) this.#failures.clear();
+      this.#failures.set(key, failures);
+      const wait = Math.min(RETRY_MS * 2 ** (failures - 1), RETRY_MAX_MS);
+      await this.#o.store.read
+        .postponeTimer(t.sessionId, t.kind, t.dueAt, this.#o.clock.now() + wait)
+        .catch(() => {});
+    }
   }
 
   async #rearm(): Promise<void> {

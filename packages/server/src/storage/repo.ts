@@ -546,6 +546,16 @@ export class Repo {
     );
   }
 
+  /** Moves a timer from one due time to another; one that was moved or cleared meanwhile is left as it is. */
+  async postponeTimer(sessionId: string, kind: TimerKind, from: number, to: number): Promise<void> {
+    await this.q.run('UPDATE timers SET due_at = ? WHERE session_id = ? AND kind = ? AND due_at = ?', [
+      to,
+      sessionId,
+      kind,
+      from,
+    ]);
+  }
+
   async getTimer(sessionId: string, kind: TimerKind): Promise<TimerRecord | undefined> {
     const r = await this.#get<{ due_at: number }>(
       'SELECT due_at FROM timers WHERE session_id = ? AND kind = ?',
