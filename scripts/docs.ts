@@ -192,6 +192,8 @@ export const SOCKET_CLOSE_DOCS: Readonly<Record<keyof typeof SocketCloseCode, st
   PolicyViolation:
     'the handshake or a frame broke the protocol: first frame not `register` (or none within the register limit), bad token, wrong session',
   TooLarge: 'a frame was larger than allowed',
+  InternalError:
+    'the server failed to open or serve the socket (its database was away, say): an `error` frame (`INTERNAL`) comes first; try again (the Web SDK resumes the session)',
   ServerShutdown:
     'the server is shutting down or restarting: reconnect to another server or later (the Web SDK resumes the session, within its reconnect window)',
   Replaced: 'the worker was replaced by a newer connection, declared lost, or exited',

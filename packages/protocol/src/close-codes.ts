@@ -100,6 +100,8 @@ export const SocketCloseCode = {
   PolicyViolation: 1008,
   /** a frame was larger than allowed */
   TooLarge: 1009,
+  /** the server could not open or serve the socket (its database was away, say): try again (the Web SDK resumes) */
+  InternalError: 1011,
   /** the server is shutting down or restarting (1012, service restart); reconnect to another server or later */
   ServerShutdown: 1012,
   /** the worker was replaced or reaped */

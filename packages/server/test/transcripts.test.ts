@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Envelope, MessagePage } from '@usher/protocol';
 import { agentProject, databaseKinds, useTestServer } from '@usher/testing';
+import WebSocket from 'ws';
 
 const line = (m: Envelope) => `${m.from.kind}:${m.type}:${JSON.stringify(m.data)}`;
 
@@ -103,6 +104,29 @@ for (const kind of databaseKinds()) {
       const left = after.body.messages.filter((m) => m.type === 'participant_left');
       assert.deepEqual(left.map((m) => m.from.kind).sort(), ['agent', 'user', 'viewer']);
       assert.equal(left[0]!.from.identity, 'bob', 'bob left first');
+    });
+
+    test("a user's socket opened after the session ended relays and records nothing it sends", async () => {
+      const { s } = await conversation('tr-late');
+      const join = await t.joinToken(s, { identity: 'late' });
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+      // the token still holds; its frames reach the server while the socket is being set up
+      const url = `${t.url.replace(/^http/, 'ws')}/sessions/${s.id}/ws?token=${join.token}`;
+      const late = new WebSocket(url);
+      late.on('open', () => {
+        for (let i = 0; i < 3; i++)
+          late.send(
+            JSON.stringify({ type: 'message', messageType: 'user_text', data: { text: `late ${i}` } }),
+          );
+      });
+      await new Promise((resolve) => late.once('close', resolve));
+      await t.settled();
+      const page = await t.api<MessagePage>('GET', `/sessions/${s.id}/messages?limit=100`);
+      assert.deepEqual(
+        page.body.messages.filter((m) => m.from.identity === 'late'),
+        [],
+      );
     });
 
     test('1,000 messages sent while the clock stands still: paging back 30 at a time returns each exactly once, in order', async () => {

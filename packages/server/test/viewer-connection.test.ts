@@ -50,6 +50,65 @@ for (const kind of databaseKinds()) {
       await t.workersWhere('s', (ws) => ws.some((w) => w.state === 'ready' || w.state === 'starting'));
     });
 
+    test('a session that ends with its viewer connected leaves no viewer counted on the server', async (c) => {
+      const db = await createTestDatabase(kind);
+      const t = await new TestServer({
+        storage: db.storage,
+        projects: [streamProject('s', { min: 1, max: 1 })],
+      }).start();
+      c.after(async () => {
+        await t.close();
+        await db.drop();
+      });
+      await t.readyWorkers('s', 1);
+      const session = await t.createSession('s');
+      const viewer = await t.connect(session);
+      await viewer.state('active');
+      assert.equal(t.engine.viewersHere(session.id), 1);
+      await t.api('POST', `/sessions/${session.id}/end`);
+      assert.equal((await viewer.closed).code, 1000);
+      await t.settled();
+      assert.equal(t.engine.viewersHere(session.id), 0);
+    });
+
+    test('a socket the server fails to set up closes 1011 (try again), leaves nobody behind, and the next try works', async (c) => {
+      const db = await createTestDatabase(kind);
+      const t = await new TestServer({
+        storage: db.storage,
+        projects: [streamProject('s', { min: 1, max: 1 })],
+      }).start();
+      c.after(async () => {
+        await t.close();
+        await db.drop();
+      });
+      await t.readyWorkers('s', 1);
+      const session = await t.createSession('s');
+      // the worker has started the session: what is left to write is the viewer's arrival
+      await t.workersWhere('s', (ws) => ws.some((w) => w.state === 'busy'));
+      await t.settled();
+      // the database goes away just as the viewer's arrival is written
+      const store = t.engine.store;
+      const tx = store.tx.bind(store);
+      let outage = true;
+      store.tx = ((fn, o) => {
+        if (!outage) return tx(fn, o);
+        outage = false;
+        return Promise.reject(new Error('connection terminated'));
+      }) as typeof store.tx;
+      const first = await t.connect(session);
+      assert.deepEqual(await first.closed, { code: 1011, reason: 'could not open the session socket' });
+      await t.settled();
+      assert.deepEqual(
+        t.engine.rooms.participants(session.id).filter((p) => p.kind === 'viewer'),
+        [],
+        'the viewer is not left in the room',
+      );
+      assert.equal(t.engine.viewersHere(session.id), 0);
+      const second = await t.connect(session);
+      await second.state('active');
+      assert.equal(t.engine.viewersHere(session.id), 1);
+    });
+
     test('viewer sockets close with 1012 and the session stays live for its viewer to come back', async (c) => {
       const db = await createTestDatabase(kind);
       let store: Awaited<ReturnType<typeof openStore>> | undefined;

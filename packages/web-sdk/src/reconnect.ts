@@ -6,11 +6,11 @@ export type ClosePolicy = 'resume' | 'fresh' | 'none';
 
 /**
  * Known codes follow the protocol's table (1006 resumes, 4007 starts fresh, the rest end). A server that
- * restarts closes with 1012, which resumes like a drop. Any other code (1008 refused, 1009 frame too large,
- * …) ends the session: retrying the same thing would fail the same way.
+ * restarts closes with 1012, and one that failed on its side with 1011: both resume like a drop. Any other code
+ * (1008 refused, 1009 frame too large, …) ends the session: retrying the same thing would fail the same way.
  */
 export function closePolicy(code: number): ClosePolicy {
-  if (code === SocketCloseCode.ServerShutdown) return 'resume';
+  if (code === SocketCloseCode.ServerShutdown || code === SocketCloseCode.InternalError) return 'resume';
   return isCloseCode(code) ? CLOSE_CODES[code].reconnect : 'none';
 }
 

@@ -213,6 +213,8 @@ export class Engine {
     this.#unsubscribeHub = this.o.hub.subscribeAll((e) => {
       if (e.type !== 'session.status_changed') return;
       this.rooms.forgetWorker(e.sessionId);
+      // an ended session's viewer sockets close without detaching: nothing is left to count
+      if (e.status === 'ended') this.#viewers.delete(e.sessionId);
       // once every listener has heard of the end (on whichever server it happened)
       if (e.status === 'ended') queueMicrotask(() => this.rooms.ended(e.sessionId));
     });
@@ -710,14 +712,33 @@ export class Engine {
     const n = (this.#viewers.get(id) ?? 0) + 1;
     this.#viewers.set(id, n);
     if (n > 1) return;
-    await this.#tx(async (r, fx) => {
-      const s = await this.#viewerHere(r, id);
-      if (!s) return;
-      const p = this.#project(s.projectId);
-      if (s.state === 'connecting' && s.workerStarted && needsViewerToStart(p)) {
-        await this.#enterActive(r, fx, { ...s, viewerAttached: true }, 'viewer:attached');
-      }
-    });
+    try {
+      await this.#tx(async (r, fx) => {
+        const s = await this.#viewerHere(r, id);
+        if (!s) return;
+        const p = this.#project(s.projectId);
+        if (s.state === 'connecting' && s.workerStarted && needsViewerToStart(p)) {
+          await this.#enterActive(r, fx, { ...s, viewerAttached: true }, 'viewer:attached');
+        }
+      });
+    } catch (err) {
+      // the socket is refused: it does not count (the viewer's next try attaches it for real)
+      this.#viewerGone(id);
+      throw err;
+    }
+  }
+
+  /** How many viewer sockets of the session this server has open (tests and diagnostics). */
+  viewersHere(sessionId: string): number {
+    return this.#viewers.get(sessionId) ?? 0;
+  }
+
+  /** One viewer socket of the session fewer on this server; how many are left. */
+  #viewerGone(id: string): number {
+    const n = Math.max(0, (this.#viewers.get(id) ?? 0) - 1);
+    if (n > 0) this.#viewers.set(id, n);
+    else this.#viewers.delete(id);
+    return n;
   }
 
   /**
@@ -734,12 +755,7 @@ export class Engine {
   }
 
   async #viewerDetached(id: string, code: number): Promise<void> {
-    const n = Math.max(0, (this.#viewers.get(id) ?? 0) - 1);
-    if (n > 0) {
-      this.#viewers.set(id, n);
-      return;
-    }
-    this.#viewers.delete(id);
+    if (this.#viewerGone(id) > 0) return;
     await this.#tx(async (r, fx) => {
       const s = await r.getSession(id, { lock: true });
       if (!s || s.state === 'ended' || s.state === 'ending') return;

@@ -21,6 +21,8 @@ import type { PlayerHandle } from './signalling/relay.ts';
 import { releaseUpgrade } from './upgrade.ts';
 
 const clientFrame = validator(ClientFrame);
+/** Frames a client may send before its socket is set up (they are held, then handled in order). */
+const MAX_EARLY_FRAMES = 64;
 
 export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
   const { engine, relay } = ctx;
@@ -51,7 +53,11 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       // frames and a close that arrive meanwhile are held as well: ws drops events nobody listens to yet
       const early: [RawData, boolean][] = [];
       let earlyClose: number | null = null;
-      const holdFrame = (raw: RawData, isBinary: boolean) => early.push([raw, isBinary]);
+      const holdFrame = (raw: RawData, isBinary: boolean) => {
+        if (early.length < MAX_EARLY_FRAMES) early.push([raw, isBinary]);
+        else
+          socket.close(SocketCloseCode.PolicyViolation, 'too many frames before the session socket opened');
+      };
       const holdClose = (code: number) => {
         earlyClose = code;
       };
@@ -130,11 +136,20 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         }
         if (role === 'viewer' && !ended) await engine.viewerAttached(sessionId);
       } catch (err) {
+        // what was done for this socket is undone: its streamer link, its place in the room
         unsubscribe();
+        if (player) relay.playerClosed(player);
+        if (joined) engine.rooms.participantLeft(sessionId, identity);
         const e =
           err instanceof UsherError ? err : new UsherError('INTERNAL', 'could not open the session socket');
+        if (e.code === 'INTERNAL')
+          log.error({ err, sessionId, projectId }, 'the session socket could not open');
         send({ type: 'error', code: e.code, message: e.message });
-        socket.close(SocketCloseCode.PolicyViolation, e.message.slice(0, 120));
+        // a refusal is final; a failure on the server's side (its database away) is worth another try
+        socket.close(
+          e.code === 'INTERNAL' ? SocketCloseCode.InternalError : SocketCloseCode.PolicyViolation,
+          e.message.slice(0, 120),
+        );
         return;
       }
       const held = buffer;
@@ -159,6 +174,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
           () => refuse(ref, 'NOT_RECORDED', `message ${message.id} was relayed but could not be recorded`),
         );
       const onMessage = (raw: RawData, isBinary: boolean) => {
+        // the session is over: the socket is closing, and nothing it sends is relayed or recorded
+        if (ended) return;
         const parsed = parseClientFrame(raw as Buffer, isBinary);
         if (parsed === null) {
           socket.close(SocketCloseCode.TooLarge, `frames are limited to ${MAX_CLIENT_FRAME_BYTES} bytes`);
