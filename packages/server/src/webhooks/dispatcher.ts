@@ -78,12 +78,12 @@ export class Dispatcher {
   }
 
   /**
-   * Rows were queued (or re-queued) for this endpoint: its lane looks now, or once start() is done. Resolves when
-   * it has sent them.
+   * Rows were queued (or re-queued) for this endpoint: its lane looks now, or once start() is done. Resolves once
+   * the lane is looking, not when it is done (a backlog to a slow endpoint may take hours); idle() waits for that.
    */
   async wake(endpointUrl: string): Promise<void> {
     await this.#started.promise;
-    await this.#lanes.get(endpointUrl)?.kick();
+    void this.#lanes.get(endpointUrl)?.kick();
   }
 
   /** Resolves when no lane is working (tests wait for it after queueing or advancing the clock). */

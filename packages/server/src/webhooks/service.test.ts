@@ -187,5 +187,42 @@ for (const kind of databaseKinds()) {
         await webhooks.close();
       }
     });
+    test('close() stops sending at once, even with a backlog to an endpoint that does not answer', async () => {
+      const hub = new EventHub();
+      const clock = new ManualClock();
+      const { sessions } = directory();
+      const webhooks = new Webhooks({
+        db: store.db,
+        hub,
+        sessions,
+        clock,
+        serverId: 'svc-close',
+        endpoints: [{ url: `${receiver.url}/svc-hangs`, secret: SECRET }],
+        // a send would wait ten minutes for its answer
+        delivery: { timeoutMs: 600_000 },
+        log: silentLogger,
+        shared: false,
+        userAgent: 'test',
+      });
+      receiver.answer = (r) => (r.path === '/svc-hangs' ? 'hang' : 200);
+      try {
+        await webhooks.start();
+        for (const s of ['queued', 'connecting', 'active']) hub.publish(status('svc-a', s));
+        await receiver.waitFor((r) => r.path === '/svc-hangs');
+        await webhooks.close();
+        const rows = (await webhooks.deliveries.list({ limit: 50 })).filter((r) =>
+          r.endpointUrl.endsWith('/svc-hangs'),
+        );
+        assert.equal(rows.length, 3, 'all three were queued');
+        assert.deepEqual(
+          rows.map((r) => r.status),
+          ['pending', 'pending', 'pending'],
+          'the one in flight was given back; the others wait',
+        );
+      } finally {
+        receiver.answer = () => 200;
+        await webhooks.close();
+      }
+    });
   });
 }

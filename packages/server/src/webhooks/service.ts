@@ -133,7 +133,10 @@ export class Webhooks {
     return d;
   }
 
-  /** Stops listening, queues what was heard, and stops sending (sends in flight are given back). */
+  /**
+   * Stops listening, queues what was heard, and stops sending at once: sends in flight are given back, and what is
+   * still due waits in the table for the next start (or another server).
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
