@@ -167,7 +167,8 @@ export const SERVER_FRAME_DOCS: Readonly<Record<ServerFrameType, string>> = {
   participant_joined: 'someone joined the session',
   participant_left: 'someone left the session',
   session_state: "the session's state changed",
-  shutdown: 'stop within `graceMs`; `sessionId` is null when the worker is recycled without a session',
+  shutdown:
+    'stop within `graceMs`; `sessionId` is null when the worker is recycled without a session; with `reuse: true` only the session ends: send `stopped` and stay connected for the next one',
   error:
     'a frame was refused; `code` is an error code (see errors.md). The socket stays open after registration',
 };

@@ -113,6 +113,8 @@ export const ServerToWorkerFrame = Type.Union([
     sessionId: Type.Union([Type.String(), Type.Null()]),
     graceMs: Type.Integer({ minimum: 0 }),
     reason: Type.String(),
+    /** the worker is kept for a next session: it sends `stopped` and stays connected (absent: false) */
+    reuse: Type.Optional(Type.Boolean()),
   }),
   Type.Object({ type: Type.Literal('error'), code: Type.String(), message: Type.String() }),
 ]);

@@ -1,7 +1,7 @@
 // The queue and worker pools, on both databases: FIFO, positions, seating, warm refill, recycling.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { databaseKinds, streamProject, useTestServer } from '@usher/testing';
+import { agentProject, databaseKinds, streamProject, useTestServer } from '@usher/testing';
 
 for (const kind of databaseKinds()) {
   describe(`queue and pools (${kind})`, () => {
@@ -34,6 +34,28 @@ for (const kind of databaseKinds()) {
       assert.equal(final.outcome, 'disconnected');
       await vc.close(1001);
       assert.equal((await t.waitForState(c.id, 'ended')).endReason, 'viewer_left');
+    });
+
+    test('with reuseWorkers, one worker serves session after session on the same connection', async () => {
+      await t.createProject(agentProject('reuse', { min: 1, max: 1 }, { reuseWorkers: true }));
+      await t.readyWorkers('reuse', 1);
+      const started = t.fake.started.length;
+      const a = await t.createSession('reuse');
+      await t.waitForState(a.id, 'active');
+      const b = await t.createSession('reuse');
+      assert.equal(b.state, 'queued');
+      await t.api('POST', `/sessions/${a.id}/end`);
+      const seated = await t.waitForState(b.id, 'active');
+      assert.equal(seated.workerId, a.workerId, 'the same worker');
+      const worker = t.fake.workers.get(a.workerId!);
+      assert.deepEqual(
+        worker?.assignments.map((x) => x.sessionId),
+        [a.id, b.id],
+      );
+      assert.equal(worker?.sdk.state, 'registered');
+      assert.equal(t.fake.started.length, started, 'no worker was started for the second session');
+      await t.api('POST', `/sessions/${b.id}/end`);
+      await t.waitForState(b.id, 'ended');
     });
 
     test('positions move up one by one as the queue drains', async () => {

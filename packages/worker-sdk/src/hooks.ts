@@ -6,6 +6,11 @@ export interface ShutdownInfo {
   reason: string;
   graceMs: number;
   sessionId: string | null;
+  /**
+   * true: only the session ends; the worker stays connected and is given the next one (a project with
+   * `reuseWorkers`, or a worker started by hand). false: the worker stops.
+   */
+  reuse: boolean;
 }
 
 export interface SessionStateInfo {

@@ -325,16 +325,33 @@ test('a subclass overriding onMessage can reply with send()', async (t) => {
 test('shutdown → onShutdown, onDisconnect, stopped, socket closed, no reconnect', async (t) => {
   const calls: string[] = [];
   const { worker, conn } = await assigned(t, {
-    onShutdown: (info) => void calls.push(`shutdown ${info.reason} ${info.graceMs}`),
+    onShutdown: (info) => void calls.push(`shutdown ${info.reason} ${info.graceMs} reuse=${info.reuse}`),
     onDisconnect: () => void calls.push('disconnect'),
   });
-  conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: 5_000, reason: 'session ended' });
+  conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: 5_000, reason: 'session ended', reuse: false });
   assert.deepEqual(await conn.expect('stopped'), { type: 'stopped' });
   assert.equal((await conn.closed).code, 1000);
   await worker.closed;
-  assert.deepEqual(calls, ['shutdown session ended 5000', 'disconnect']);
+  assert.deepEqual(calls, ['shutdown session ended 5000 reuse=false', 'disconnect']);
   assert.equal(worker.state, 'closed');
   assert.equal(worker.session, null);
+});
+
+test('shutdown with reuse → the hooks run and stopped is sent, but the worker stays for its next session', async (t) => {
+  const calls: string[] = [];
+  const { worker, conn } = await assigned(t, {
+    onShutdown: (info) => void calls.push(`shutdown ${info.sessionId} reuse=${info.reuse}`),
+    onDisconnect: () => void calls.push('disconnect'),
+    onConnect: (a) => void calls.push(`connect ${a.sessionId}`),
+  });
+  conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: 5_000, reason: 'completed', reuse: true });
+  assert.deepEqual(await conn.expect('stopped'), { type: 'stopped' });
+  assert.equal(worker.state, 'registered', 'still connected');
+  assert.equal(worker.session, null, 'the session is over');
+  conn.send({ type: 'assign', assignment: { ...assignment, sessionId: 'ses_2' } });
+  assert.deepEqual(await conn.expect('session_started'), { type: 'session_started', sessionId: 'ses_2' });
+  assert.equal((worker.session as Assignment | null)?.sessionId, 'ses_2', 'the next session is served');
+  assert.deepEqual(calls.slice(-3), ['shutdown ses_1 reuse=true', 'disconnect', 'connect ses_2']);
 });
 
 test('shutdown: a hook still running after graceMs does not hold back stopped', async (t) => {

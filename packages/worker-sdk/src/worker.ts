@@ -338,7 +338,12 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         return;
       }
       case 'shutdown':
-        void this.#onShutdown({ reason: frame.reason, graceMs: frame.graceMs, sessionId: frame.sessionId });
+        void this.#onShutdown({
+          reason: frame.reason,
+          graceMs: frame.graceMs,
+          sessionId: frame.sessionId,
+          reuse: frame.reuse === true && frame.sessionId !== null,
+        });
         return;
       case 'error':
         this.#lastServerError = new WorkerServerError(frame.code, frame.message);
@@ -384,7 +389,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
 
   async #onShutdown(info: ShutdownInfo): Promise<void> {
     if (this.#state === 'closing' || this.#state === 'closed') return;
-    this.#state = 'closing';
+    // a worker kept for its next session ends only the session
+    if (!info.reuse) this.#state = 'closing';
     this.options.logger.info('shutdown requested', { ...info });
     const work = (async () => {
       this.emit('shutdown', info);
@@ -402,7 +408,16 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.options.timers.clearTimeout(timer);
     if (timedOut)
       this.options.logger.warn(`shutdown hooks still running after graceMs=${info.graceMs}; stopping anyway`);
-    this.#stopAndClose();
+    if (!info.reuse) {
+      this.#stopAndClose();
+      return;
+    }
+    // close() may have come meanwhile (the compiler cannot see the hooks change the state)
+    const state = this.#state as WorkerConnectionState;
+    if (state === 'closing' || state === 'closed') return;
+    if (this.#session?.sessionId === info.sessionId) this.#session = null;
+    // the server seats the next session on it once it hears this (a worker reconnecting says ready instead)
+    if (this.#canSend()) this.#sendFrame({ type: 'stopped' });
   }
 
   /** Calls onDisconnect once for the current session. */

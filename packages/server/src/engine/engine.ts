@@ -895,8 +895,9 @@ export class Engine {
     if (!worker || worker.state === 'stopped') return this.#finishEnding(r, fx, ending, `${cause}:no-worker`);
     const p = this.#project(s.projectId);
     const graceMs = Math.min(p.timeouts.shutdownGraceMs, ENDING_TIMEOUT_MS);
-    this.#sendToWorker(fx, worker.id, { type: 'shutdown', sessionId: s.id, graceMs, reason });
-    if (!this.#reusable(p, worker)) {
+    const reuse = this.#reusable(p, worker);
+    this.#sendToWorker(fx, worker.id, { type: 'shutdown', sessionId: s.id, graceMs, reason, reuse });
+    if (!reuse) {
       await r.updateWorker(worker.id, { state: 'stopping', updatedAt: this.clock.now() });
       this.#stopWorkerAfterCommit(fx, worker, graceMs);
     }
