@@ -375,6 +375,23 @@ test('an unexpected close → reconnect with the same token, then ready again', 
   assert.equal(worker.state, 'registered');
 });
 
+test('a session started while the socket was down is said to be started once the worker registers again', async (t) => {
+  let loaded!: () => void;
+  const loading = new Promise<void>((resolve) => {
+    loaded = resolve;
+  });
+  const { server, worker, conn } = await registered(t, { onConnect: () => loading });
+  conn.send({ type: 'assign', assignment });
+  await once(worker, 'connect');
+  // the connection drops while onConnect is still loading
+  conn.socket.terminate();
+  const conn2 = await server.next();
+  loaded();
+  await conn2.accept();
+  assert.deepEqual(await conn2.nextFrame(), { type: 'session_started', sessionId: assignment.sessionId });
+  assert.equal(worker.session?.sessionId, assignment.sessionId);
+});
+
 test('a worker that reconnects while holding a session keeps it and does not say ready', async (t) => {
   const { server, worker, conn } = await assigned(t, { onMessage: (env, w) => w.send('echo', env.data) });
   conn.socket.close(1011, 'server restarting');

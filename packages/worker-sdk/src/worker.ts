@@ -39,6 +39,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   readonly options: ResolvedWorkerOptions;
   readonly #hooks: WorkerHooks = {};
   #state: WorkerConnectionState = 'idle';
+  /** a session whose onConnect finished while the socket was down: its session_started waits for the next one */
+  #startUnsent: Assignment | null = null;
   #socket: SocketLike | null = null;
   #registered = false;
   #workerId: string | null = null;
@@ -368,6 +370,11 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.options.logger.info('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
     // after a reconnect a worker that holds a session does not announce itself free
     if (this.#wantReady && !this.#session) this.#sendFrame({ type: 'ready' });
+    // a session started while the socket was down is said to be started now
+    const unsent = this.#startUnsent;
+    this.#startUnsent = null;
+    if (unsent && this.#session === unsent)
+      this.#sendFrame({ type: 'session_started', sessionId: unsent.sessionId });
     this.#scheduleHeartbeat();
     this.#settleStart();
     this.emit('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
@@ -382,9 +389,10 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     });
     this.emit('connect', assignment);
     await this.onConnect(assignment);
-    if (this.#session === assignment && this.#canSend()) {
-      this.#sendFrame({ type: 'session_started', sessionId: assignment.sessionId });
-    }
+    if (this.#session !== assignment) return;
+    // while the socket is down, it goes once the worker has registered again
+    if (this.#canSend()) this.#sendFrame({ type: 'session_started', sessionId: assignment.sessionId });
+    else this.#startUnsent = assignment;
   }
 
   async #onShutdown(info: ShutdownInfo): Promise<void> {
