@@ -49,6 +49,8 @@ export class FakeSocket implements SocketLike {
   /** frames the SDK sent, parsed */
   readonly sent: Record<string, unknown>[] = [];
   closedWith: { code: number | undefined; reason: string | undefined } | null = null;
+  /** the server answers each ping with a pong, as Usher's does; false: a server that has vanished */
+  answersPings = true;
 
   constructor(url: string) {
     this.url = url;
@@ -56,7 +58,10 @@ export class FakeSocket implements SocketLike {
 
   send(data: string): void {
     if (this.readyState !== 1) throw new Error('send on a socket that is not open');
-    this.sent.push(JSON.parse(data));
+    const frame = JSON.parse(data) as Record<string, unknown>;
+    this.sent.push(frame);
+    if (frame.type === 'ping' && this.answersPings)
+      this.receive({ type: 'pong', id: null, time: frame.time });
   }
 
   close(code?: number, reason?: string): void {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { harness, json, record, settle, status } from './fakes.ts';
 import { DEFAULT_RECONNECT, reconnectDelayMs } from './reconnect.ts';
-import { UsherSession } from './session.ts';
+import { PING_INTERVAL_MS, UsherSession } from './session.ts';
 
 const policy = { maxAttempts: 4, baseDelayMs: 500, maxDelayMs: 3000 };
 
@@ -96,6 +96,34 @@ describe('1006: resume the same session', () => {
     h.randoms.push(0.999);
     h.net.last.serverClose(1006);
     assert.deepEqual(events.of('reconnecting').at(-1), { attempt: 1, delayMs: 499, code: 1006 });
+  });
+
+  test('a connection that stops answering pings is taken for a drop and resumed', async () => {
+    const { h, events } = await live();
+    h.randoms.push(0);
+    const dead = h.net.last;
+    dead.answersPings = false;
+    const url = dead.url;
+    // the server answers each ping; this one has vanished, and its socket never closes
+    h.clock.advance(PING_INTERVAL_MS * 2);
+    assert.deepEqual(events.of('reconnecting'), [], 'two pings may go unanswered');
+    h.clock.advance(PING_INTERVAL_MS);
+    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 0, code: 1006 }]);
+    h.clock.advance(0);
+    assert.equal(h.net.sockets.length, 2);
+    assert.equal(h.net.last.url, url);
+    h.net.last.open();
+    h.net.last.receive(status('active', 'connecting', 'worker:answer'));
+    assert.deepEqual(events.of('reconnected'), [{ attempts: 1, sessionId: 's1', fresh: false }]);
+    dead.serverClose(1006); // the dead socket's close, when it comes at last, changes nothing
+    assert.equal(events.of('reconnecting').length, 1);
+  });
+
+  test('a failure on the server side (1011) resumes the same session like a drop', async () => {
+    const { h, events } = await live();
+    h.randoms.push(0);
+    h.net.last.serverClose(1011);
+    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 0, code: 1011 }]);
   });
 
   test('a server restart (1012) resumes the same session like a drop', async () => {

@@ -126,6 +126,8 @@ export class UsherSession {
   #snapshotSeen = false;
   #isStream = false;
   #pingTimer: unknown = null;
+  /** when the socket last brought anything (the server answers every ping) */
+  #heardAt = 0;
   #reconnectTimer: unknown = null;
   /** attempts since the last successful connection */
   #attempts = 0;
@@ -298,10 +300,14 @@ export class UsherSession {
     this.#snapshotSeen = false;
     this.#isStream = false;
     ws.onopen = () => {
-      if (this.#ws === ws) this.#schedulePing();
+      if (this.#ws !== ws) return;
+      this.#heardAt = this.#o.now();
+      this.#schedulePing();
     };
     ws.onmessage = (ev) => {
-      if (this.#ws === ws) this.#onFrame(ev.data);
+      if (this.#ws !== ws) return;
+      this.#heardAt = this.#o.now();
+      this.#onFrame(ev.data);
     };
     // a socket error is always followed by this close event, which decides what to do
     ws.onclose = (ev) => {
@@ -318,6 +324,17 @@ export class UsherSession {
 
   #schedulePing(): void {
     this.#pingTimer = this.#o.timers.setTimeout(() => {
+      const ws = this.#ws;
+      if (ws && this.#o.now() - this.#heardAt > 2 * PING_INTERVAL_MS) {
+        // two pings went unanswered: the connection is gone without having closed (a server or a network
+        // that vanished), and is treated as a drop
+        ws.onopen = null;
+        ws.onmessage = null;
+        ws.onclose = null;
+        ws.close();
+        this.#onClose(1006, 'the server stopped answering');
+        return;
+      }
       this.#send({ type: 'ping', time: this.#o.now() });
       this.#schedulePing();
     }, PING_INTERVAL_MS);
