@@ -74,13 +74,17 @@ const INSERT_COLUMNS =
   'id, endpoint_url, event_type, session_id, project_id, payload, status, attempts, next_attempt_at, created_at';
 const INSERT: Record<Db['dialect'], string> = {
   // the rows travel as one JSON array (SQLite) or one array per column (PostgreSQL): one statement a batch
+  // a delivery already queued (a write retried after its answer was lost) is skipped (`WHERE true` lets SQLite
+  // parse the ON CONFLICT after a SELECT)
   sqlite: `INSERT INTO webhook_deliveries (${INSERT_COLUMNS})
     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, 'pending', 0, value->>6, value->>6
-    FROM json_each(?)`,
+    FROM json_each(?) WHERE true
+    ON CONFLICT (id) DO NOTHING`,
   postgres: `INSERT INTO webhook_deliveries (${INSERT_COLUMNS})
     SELECT id, url, type, sid, pid, payload, 'pending', 0, t, t
     FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[])
-      AS u(id, url, type, sid, pid, payload, t)`,
+      AS u(id, url, type, sid, pid, payload, t)
+    ON CONFLICT (id) DO NOTHING`,
 };
 
 /** Claimable: pending, due, and not under another claim's lease. */

@@ -224,5 +224,57 @@ for (const kind of databaseKinds()) {
         await webhooks.close();
       }
     });
+    test('an event whose write fails is queued again later, once, under the same delivery id', async () => {
+      const hub = new EventHub();
+      const clock = new ManualClock();
+      const { sessions } = directory();
+      const webhooks = new Webhooks({
+        db: store.db,
+        hub,
+        sessions,
+        clock,
+        serverId: 'svc-retry',
+        endpoints: [{ url: `${receiver.url}/svc-retry`, secret: SECRET }],
+        log: silentLogger,
+        shared: false,
+        userAgent: 'test',
+      });
+      const enqueue = webhooks.deliveries.enqueue.bind(webhooks.deliveries);
+      const tries: string[][] = [];
+      webhooks.deliveries.enqueue = async (rows) => {
+        tries.push(rows.map((r) => r.id));
+        // the first write is stored but its answer is lost; the second finds the database away
+        if (tries.length === 1) await enqueue(rows);
+        if (tries.length <= 2) throw new Error('connection terminated');
+        await enqueue(rows);
+      };
+      try {
+        await webhooks.start();
+        hub.publish(status('svc-a', 'paused'));
+        await webhooks.settled();
+        assert.equal(tries.length, 1);
+        await clock.advance(999);
+        await webhooks.settled();
+        assert.equal(tries.length, 1, 'the next try waits a second');
+        await clock.advance(1);
+        await webhooks.settled();
+        assert.equal(tries.length, 2);
+        await clock.advance(2_000);
+        await webhooks.settled();
+        assert.equal(tries.length, 3, 'then two');
+        assert.deepEqual(new Set(tries.flat()).size, 1, 'every try wrote the same delivery id');
+        const rows = (await webhooks.deliveries.list({ limit: 50 })).filter((r) =>
+          r.endpointUrl.endsWith('/svc-retry'),
+        );
+        assert.deepEqual(
+          rows.map((r) => [r.id, r.status]),
+          [[tries[0]![0], 'delivered']],
+        );
+        assert.equal(receiver.at('/svc-retry').length, 1);
+      } finally {
+        webhooks.deliveries.enqueue = enqueue;
+        await webhooks.close();
+      }
+    });
   });
 }

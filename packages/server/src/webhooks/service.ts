@@ -52,6 +52,17 @@ export interface WebhooksOptions {
 
 /** The most events queued in one statement. */
 const ENQUEUE_BATCH = 500;
+/** Waits before each new try to queue events whose write failed (the database away); then they are given up. */
+const ENQUEUE_RETRY_MS = [1_000, 2_000, 5_000, 10_000, 30_000, 60_000];
+/** Events kept for another try at most; past it, the newest failures are given up at once. */
+const MAX_ENQUEUE_RETRIES = 10_000;
+
+/** An event heard, with the ids of its deliveries (one per endpoint, made once so that a retried write repeats them). */
+interface Heard {
+  event: SessionEvent;
+  ids: string[];
+  at: number;
+}
 const PRUNE_EVERY_MS = 3_600_000;
 
 export class Webhooks {
@@ -60,7 +71,9 @@ export class Webhooks {
   readonly endpoints: readonly ResolvedEndpoint[];
   readonly #o: WebhooksOptions;
   readonly #dispatcher: Dispatcher;
-  readonly #batcher: Batcher<SessionEvent, void>;
+  readonly #batcher: Batcher<Heard, void>;
+  /** events whose write failed, waiting for another try */
+  readonly #retrying = new Map<Heard, { attempt: number; timer: TimerHandle }>();
   readonly #pending = new Set<Promise<unknown>>();
   /** event types some endpoint wants: others cost nothing */
   readonly #wanted: ReadonlySet<string>;
@@ -103,7 +116,7 @@ export class Webhooks {
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
     this.#batcher = new Batcher(
-      (_key, events) => this.#enqueue(events),
+      (_key, heard) => this.#enqueue(heard),
       ENQUEUE_BATCH,
       (work) => this.#track(work()),
     );
@@ -142,6 +155,12 @@ export class Webhooks {
     this.#closed = true;
     this.#unsubscribe?.();
     if (this.#prune) this.#o.clock.clearTimer(this.#prune);
+    // events waiting for another try get one now
+    for (const [heard, r] of this.#retrying) {
+      this.#o.clock.clearTimer(r.timer);
+      this.#submit(heard, ENQUEUE_RETRY_MS.length);
+    }
+    this.#retrying.clear();
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     await this.#dispatcher.close();
   }
@@ -149,24 +168,35 @@ export class Webhooks {
   #heard(event: SessionEvent, local: boolean): void {
     // another server's event is that server's to queue
     if (!local || this.#closed || !this.#wanted.has(event.type)) return;
-    // tracked from now on, so settled() and close() wait for it
+    const now = this.#o.clock.now();
+    this.#submit({ event, ids: this.endpoints.map(() => this.#newId(now)), at: now }, 0);
+  }
+
+  /** Queues the event (tracked, so settled() and close() wait for it); a failed write is tried again later. */
+  #submit(heard: Heard, attempt: number): void {
+    const { event } = heard;
     this.#track(
-      this.#batcher
-        .submit('', event)
-        .catch((err) =>
-          this.#o.log.error(
-            { err, sessionId: event.sessionId, type: event.type },
-            'webhooks: an event could not be queued',
-          ),
-        ),
+      this.#batcher.submit('', heard).catch((err) => {
+        const wait = ENQUEUE_RETRY_MS[attempt];
+        const fields = { err, sessionId: event.sessionId, type: event.type, attempt: attempt + 1 };
+        if (wait === undefined || this.#closed || this.#retrying.size >= MAX_ENQUEUE_RETRIES) {
+          this.#o.log.error(fields, 'webhooks: an event could not be queued; it is not sent');
+          return;
+        }
+        this.#o.log.warn(fields, `webhooks: an event could not be queued; trying again in ${wait / 1000} s`);
+        const timer = this.#o.clock.setTimer(this.#o.clock.now() + wait, () => {
+          this.#retrying.delete(heard);
+          this.#submit(heard, attempt + 1);
+        });
+        this.#retrying.set(heard, { attempt, timer });
+      }),
     );
   }
 
-  async #enqueue(events: SessionEvent[]): Promise<Outcome<void>[]> {
-    const keys = await this.#o.sessions.keys(events.map((e) => e.sessionId));
-    const now = this.#o.clock.now();
+  async #enqueue(heard: Heard[]): Promise<Outcome<void>[]> {
+    const keys = await this.#o.sessions.keys(heard.map((h) => h.event.sessionId));
     const rows: NewDelivery[] = [];
-    for (const e of events) {
+    for (const { event: e, ids, at } of heard) {
       const projectId = keys.get(e.sessionId)?.projectId;
       if (projectId === undefined) {
         this.#o.log.warn(
@@ -175,7 +205,9 @@ export class Webhooks {
         );
         continue;
       }
-      const to = this.endpoints.filter((ep) => wants(ep, e.type, projectId));
+      const to = this.endpoints.flatMap((ep, i) =>
+        wants(ep, e.type, projectId) ? [{ ep, id: ids[i]! }] : [],
+      );
       if (to.length === 0) continue;
       const { type, sessionId, ...rest } = e;
       const payload = JSON.stringify({
@@ -183,20 +215,12 @@ export class Webhooks {
         timestamp: e.at,
         data: { type, sessionId, projectId, ...rest },
       });
-      for (const ep of to)
-        rows.push({
-          id: this.#newId(now),
-          endpointUrl: ep.url,
-          eventType: type,
-          sessionId,
-          projectId,
-          payload,
-          createdAt: now,
-        });
+      for (const { ep, id } of to)
+        rows.push({ id, endpointUrl: ep.url, eventType: type, sessionId, projectId, payload, createdAt: at });
     }
     await this.deliveries.enqueue(rows);
     for (const url of new Set(rows.map((r) => r.endpointUrl))) this.#track(this.#dispatcher.wake(url));
-    return events.map(() => ({ ok: true, value: undefined }));
+    return heard.map(() => ({ ok: true, value: undefined }));
   }
 
   /**
