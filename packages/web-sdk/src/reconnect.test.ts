@@ -119,6 +119,23 @@ describe('1006: resume the same session', () => {
     assert.equal(events.of('reconnecting').length, 1);
   });
 
+  test('leave() between attempts to resume tells the server over HTTP, which would not hear the socket', async () => {
+    const { h, session, events } = await live();
+    h.randoms.push(0.5);
+    h.net.last.serverClose(1006);
+    assert.equal(events.of('reconnecting').length, 1);
+    const sockets = h.net.sockets.length;
+    session.leave();
+    await settle();
+    assert.deepEqual(
+      h.http.calls.map((c) => `${c.method} ${c.url} ${c.headers.authorization ?? ''}`).slice(-1),
+      ['POST http://usher.test/sessions/s1/end Bearer token-s1'],
+    );
+    h.clock.advance(policy.maxDelayMs);
+    assert.equal(h.net.sockets.length, sockets, 'no attempt after leaving');
+    assert.deepEqual(events.of('ended'), [{ code: 1000, reason: 'completed', outcome: 'disconnected' }]);
+  });
+
   test('a failure on the server side (1011) resumes the same session like a drop', async () => {
     const { h, events } = await live();
     h.randoms.push(0);

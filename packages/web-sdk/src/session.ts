@@ -285,6 +285,12 @@ export class UsherSession {
 
   /** Closes the socket with 1000 and does not reconnect; the server ends the session. */
   leave(): void {
+    if (this.#ended) return;
+    // between attempts to resume, the server would not hear the 1000 and would wait out the reconnect window:
+    // it is told over HTTP (a session being replaced by a fresh one is ended by the replacement's code)
+    const ws = this.#ws;
+    if (this.#reconnecting && !this.#reconnecting.fresh && ws?.readyState !== SOCKET_OPEN)
+      endSession(this.#o.fetch, this.#server, this.#id, this.#token).catch(() => {});
     this.#leave(null, 'viewer:left');
   }
 

@@ -31,6 +31,8 @@ export interface WorkerOptions extends WorkerHooks {
   autoReady?: boolean;
   /** close and retry a connection that is not registered within this time (default 10 000) */
   registerTimeoutMs?: number;
+  /** how long close() waits for onDisconnect before it stops anyway (default 10 000) */
+  closeGraceMs?: number;
   /** reconnect policy after an unexpected close, or false to never reconnect */
   reconnect?: ReconnectOptions | false;
   /** WebSocket implementation (default: the `ws` package) */
@@ -53,6 +55,7 @@ export interface ResolvedWorkerOptions {
   readonly heartbeatIntervalMs: number;
   readonly autoReady: boolean;
   readonly registerTimeoutMs: number;
+  readonly closeGraceMs: number;
   readonly reconnect: Readonly<BackoffPolicy & { maxAttempts: number }> | null;
   readonly WebSocket: SocketConstructor;
   readonly logger: Logger;
@@ -87,8 +90,10 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
 
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 10_000;
   const registerTimeoutMs = options.registerTimeoutMs ?? 10_000;
+  const closeGraceMs = options.closeGraceMs ?? 10_000;
   requirePositive(problems, 'heartbeatIntervalMs', heartbeatIntervalMs);
   requirePositive(problems, 'registerTimeoutMs', registerTimeoutMs);
+  requirePositive(problems, 'closeGraceMs', closeGraceMs);
   const reconnect = options.reconnect === false ? null : { ...DEFAULT_RECONNECT, ...options.reconnect };
   if (reconnect) {
     requirePositive(problems, 'reconnect.maxAttempts', reconnect.maxAttempts);
@@ -109,6 +114,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     heartbeatIntervalMs,
     autoReady: options.autoReady ?? true,
     registerTimeoutMs,
+    closeGraceMs,
     reconnect: reconnect ? Object.freeze(reconnect) : null,
     WebSocket: options.WebSocket ?? DefaultWebSocket,
     logger: options.logger ?? createConsoleLogger(),

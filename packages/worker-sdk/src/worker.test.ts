@@ -354,6 +354,18 @@ test('shutdown with reuse → the hooks run and stopped is sent, but the worker 
   assert.deepEqual(calls.slice(-3), ['shutdown ses_1 reuse=true', 'disconnect', 'connect ses_2']);
 });
 
+test('close(): an onDisconnect still running after closeGraceMs does not hold back stopped', async (t) => {
+  const { worker, conn } = await assigned(t, {
+    onDisconnect: () => new Promise<void>(() => {}),
+    closeGraceMs: 10,
+  });
+  const closing = worker.close();
+  await conn.expect('stopped');
+  await conn.closed;
+  await closing;
+  assert.equal(worker.state, 'closed');
+});
+
 test('shutdown: a hook still running after graceMs does not hold back stopped', async (t) => {
   const { worker, conn } = await assigned(t, { onShutdown: () => new Promise<void>(() => {}) });
   conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: 10, reason: 'recycle' });

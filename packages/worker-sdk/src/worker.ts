@@ -184,9 +184,23 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.#settleStart(
       new WorkerError('WORKER_CLOSED', 'start(): the worker was closed before it registered'),
     );
-    await this.#leaveSession();
+    await this.#withinGrace(this.#leaveSession(), this.options.closeGraceMs, 'onDisconnect');
     this.#stopAndClose();
     return this.#closed.promise;
+  }
+
+  /** Waits for hooks at most graceMs; true when they were still running then (and are left to finish alone). */
+  async #withinGrace(work: Promise<void>, graceMs: number, what: string): Promise<boolean> {
+    let timer: unknown = null;
+    const timedOut = await Promise.race([
+      work.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = this.options.timers.setTimeout(() => resolve(true), graceMs);
+      }),
+    ]);
+    this.options.timers.clearTimeout(timer);
+    if (timedOut) this.options.logger.warn(`${what} still running after ${graceMs} ms; stopping anyway`);
+    return timedOut;
   }
 
   // ---- connection ----
@@ -406,16 +420,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     })()
       .catch((err) => this.#hookFailed('onShutdown', err))
       .then(() => this.#leaveSession());
-    let timer: unknown = null;
-    const timedOut = await Promise.race([
-      work.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = this.options.timers.setTimeout(() => resolve(true), info.graceMs);
-      }),
-    ]);
-    this.options.timers.clearTimeout(timer);
-    if (timedOut)
-      this.options.logger.warn(`shutdown hooks still running after graceMs=${info.graceMs}; stopping anyway`);
+    await this.#withinGrace(work, info.graceMs, 'the shutdown hooks');
     if (!info.reuse) {
       this.#stopAndClose();
       return;
