@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isGone } from '../../test/fixtures/processes.ts';
 import type { WorkerExit } from './driver.ts';
-import { ProcessDriver, type WorkerStream } from './process.ts';
+import { inheritedEnv, ProcessDriver, type WorkerStream } from './process.ts';
 
 /** A driver wired to record exits and output, closed when the test ends. */
 function harness(t: { after: (fn: () => Promise<void>) => void }, closeGraceMs = 200) {
@@ -90,6 +90,13 @@ const withGrandchild = (then = 'setInterval(() => {}, 1000);') => `
   console.log('grandchild ' + gc.pid);
   ${then}
 `;
+
+test("a worker does not inherit the server's own settings (USHER_*), only the rest of its environment", () => {
+  assert.deepEqual(
+    inheritedEnv({ PATH: '/bin', OPENAI_API_KEY: 'sk', USHER_SECRET: 's3cr3t', USHER_ADMIN_KEYS: 'k' }),
+    { PATH: '/bin', OPENAI_API_KEY: 'sk' },
+  );
+});
 
 test('runs the command with argv, cwd and env, logs its lines and reports its exit code', async (t) => {
   const h = harness(t);

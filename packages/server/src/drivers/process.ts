@@ -86,7 +86,7 @@ export class ProcessDriver implements WorkerDriver {
     try {
       child = spawn(file, args, {
         cwd: spec.cwd,
-        env: { ...process.env, ...spec.env, ...launch.env },
+        env: { ...inheritedEnv(process.env), ...spec.env, ...launch.env },
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       });
@@ -397,4 +397,15 @@ function trySignalGroup(pgid: number, signal: NodeJS.Signals): void {
   } catch {
     // EPERM: the group is no longer ours to signal
   }
+}
+
+/**
+ * The server's environment as a worker gets it: without Usher's own settings (`USHER_*`: the token secret, the
+ * admin keys, the database URL, the LiveKit and webhook secrets), which would let a worker sign tokens for any
+ * session. Everything else (PATH, an agent's API keys…) is passed on.
+ */
+export function inheritedEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(env)) if (!key.startsWith('USHER_')) out[key] = value;
+  return out;
 }
