@@ -3,16 +3,18 @@
 // reconnect through the balancer; no session is lost, and messages still flow both ways afterwards.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { UsherServerOptions } from '@usher/server';
+import { openStore, type UsherServerOptions } from '@usher/server';
 import {
   agentProject,
   createTestDatabase,
   databaseKinds,
   TEST_ADMIN_KEY,
   TEST_SECRET,
+  TestServer,
   TestSocket,
 } from '@usher/testing';
 import { UsherWorker } from '@usher/worker';
+import { newWorkerRecord } from '../src/storage/records.ts';
 import { eventually } from './fixtures/processes.ts';
 import { adminApi, type Child, freePort, startServer } from './fixtures/server-child.ts';
 import { TcpBalancer } from './fixtures/tcp-balancer.ts';
@@ -150,5 +152,41 @@ describe('a rolling restart of three servers', { skip: !databaseKinds().includes
       v.send({ type: 'message', messageType: 'user_text', data: { text: `hi ${s.id}` } });
       await v.waitFor((e) => e.type === 'session.message' && e.message.type === 'echo');
     }
+  });
+});
+
+describe('start-up among running servers', { skip: !databaseKinds().includes('postgres') }, () => {
+  test('a server that starts leaves alone a worker another running server is still launching', async (c) => {
+    const db = await createTestDatabase('postgres');
+    const store = await openStore(db.storage);
+    let b: TestServer | undefined;
+    c.after(async () => {
+      await b?.close();
+      await store.close();
+      await db.drop();
+    });
+    // server A runs, and has asked its driver (Kubernetes, say) for a pod that has not connected yet
+    const now = Date.now();
+    await store.db.run(
+      `INSERT INTO servers (id, url, version, started_at, seen_at, draining) VALUES ('server-a', 'http://a', '0', ?, ?, 0)`,
+      [now, now],
+    );
+    await store.read.insertWorker(
+      newWorkerRecord(
+        {
+          id: 'w_launching',
+          projectId: 'elsewhere',
+          region: 'default',
+          driver: 'kubernetes',
+          sessionId: null,
+          handle: null,
+          serverId: 'server-a',
+        },
+        now,
+      ),
+    );
+    b = await new TestServer({ storage: db.storage, serverId: 'server-b' }).start();
+    await b.settled();
+    assert.equal((await store.read.getWorker('w_launching'))?.state, 'starting', "A's launch goes on");
   });
 });

@@ -280,15 +280,15 @@ export class Engine {
     await this.#releaseViewers((server) => server === self || server === null);
     // workers of the previous run: alive ones get time to re-attach, dead ones are handled as exits. This
     // server's own processes are its own; a worker of another driver is this server's unless its socket is on
-    // another server that runs
+    // another server that runs, or (not connected yet) another server that runs is launching it
     const running = await this.o.aliveServers();
     const workers = (
       await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
-    ).filter((w) =>
-      w.driver === 'process'
-        ? w.serverId === self
-        : w.attachedTo === null || w.attachedTo === self || !running.has(w.attachedTo),
-    );
+    ).filter((w) => {
+      if (w.driver === 'process') return w.serverId === self;
+      const holder = w.attachedTo ?? w.serverId;
+      return holder === null || holder === self || !running.has(holder);
+    });
     for (const w of workers) {
       const driver = this.o.drivers[w.driver];
       const alive = driver && w.handle ? await driver.isAlive(w.id, w.handle) : w.driver === 'external';
