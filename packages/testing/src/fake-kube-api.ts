@@ -495,6 +495,26 @@ export class FakeKubeApi {
     }
   }
 
+  /** Sends an ERROR event with this status code on every watch stream, then closes them (an API server in trouble). */
+  errorWatches(code = 500, message = 'injected watch error'): void {
+    for (const w of [...this.#watchers]) {
+      this.#watchers.delete(w);
+      if (w.timer) clearTimeout(w.timer);
+      write(w.res, {
+        type: 'ERROR',
+        object: {
+          kind: 'Status',
+          apiVersion: 'v1',
+          status: 'Failure',
+          message,
+          reason: 'InternalError',
+          code,
+        },
+      });
+      w.res.end();
+    }
+  }
+
   /** Sends a BOOKMARK with the current resourceVersion to the watches that asked for them. */
   sendBookmarks(): void {
     for (const w of this.#watchers) {

@@ -378,6 +378,19 @@ describe('KubernetesDriver', () => {
     assert.equal(lists(), listsBefore, 'no new list was needed');
   });
 
+  test('a watch the API server ends with an error is opened again (with backoff), and misses no change', async (t) => {
+    const h = await setup(t);
+    const l = launch();
+    const { pod } = await started(h, l);
+    h.fake.runPod(NS, pod);
+    await h.fake.waitForWatchers(1, NS);
+    h.fake.errorWatches(500);
+    h.fake.failPod(NS, pod, 3); // while no watch is open
+    const exit = await h.exit(l.workerId);
+    assert.equal(exit.code, 3);
+    await h.fake.waitForWatchers(1, NS);
+  });
+
   test('a watch that can no longer resume (410 Expired) lists again and sees what changed meanwhile', async (t) => {
     const h = await setup(t);
     const gone = launch();

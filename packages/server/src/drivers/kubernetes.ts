@@ -131,6 +131,8 @@ interface NamespaceWatch {
 
 const WATCH_RETRY_MS = 1_000;
 const WATCH_RETRY_MAX_MS = 30_000;
+/** A watch that ends this soon after it opened, with nothing heard, counts as a failure (backoff). */
+const QUICK_WATCH_END_MS = 2_000;
 
 export class KubernetesDriver implements WorkerDriver {
   readonly name = 'kubernetes' as const;
@@ -801,6 +803,11 @@ export class KubernetesDriver implements WorkerDriver {
     const generation = ++watch.generation;
     const current = () => !this.#closed && watch.generation === generation;
     let expired = false;
+    /** the API server reported an error other than 410 on this watch */
+    let errored = false;
+    /** an event (or a bookmark) arrived on this watch */
+    let heard = false;
+    const startedAt = Date.now();
     const client = new Watch(this.#kc);
     // The client drops a watch that is silent for 30 s (a setting its types keep private); a quiet namespace is
     // normal, so a silent connection is only renewed a little after the server should have ended it.
@@ -811,9 +818,13 @@ export class KubernetesDriver implements WorkerDriver {
       if (type === 'ERROR') {
         const status = object as { code?: number; reason?: string; message?: string };
         if (status.code === 410) expired = true;
-        else this.#log.warn({ namespace: watch.namespace, status }, 'the pod watch reported an error');
+        else {
+          errored = true;
+          this.#log.warn({ namespace: watch.namespace, status }, 'the pod watch reported an error');
+        }
         return;
       }
+      heard = true;
       const rv = (object.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
       if (rv) watch.resourceVersion = rv;
       watch.failures = 0;
@@ -834,22 +845,41 @@ export class KubernetesDriver implements WorkerDriver {
           'the pod watch failed; retrying',
         );
         this.#retry(watch, () => this.#watch(watch));
+      } else if (errored || (!heard && Date.now() - startedAt < QUICK_WATCH_END_MS)) {
+        // an error, or a stream that ends as soon as it opens (a proxy, a lagging API server): again, but with
+        // the backoff of failures, not in a tight loop
+        watch.failures++;
+        this.#retry(watch, () => this.#watch(watch));
       } else {
         // the server ended the request (timeoutSeconds) or the connection went idle: resume where it was
         void this.#watch(watch);
       }
     };
-    const controller = await client.watch(
-      `/api/v1/namespaces/${encodeURIComponent(watch.namespace)}/pods`,
-      {
-        labelSelector: this.#selector,
-        resourceVersion: watch.resourceVersion,
-        allowWatchBookmarks: true,
-        timeoutSeconds: this.#watchTimeoutSeconds,
-      },
-      onEvent,
-      onDone,
-    );
+    let controller: AbortController;
+    try {
+      controller = await client.watch(
+        `/api/v1/namespaces/${encodeURIComponent(watch.namespace)}/pods`,
+        {
+          labelSelector: this.#selector,
+          resourceVersion: watch.resourceVersion,
+          allowWatchBookmarks: true,
+          timeoutSeconds: this.#watchTimeoutSeconds,
+        },
+        onEvent,
+        onDone,
+      );
+    } catch (err) {
+      // the request did not start (credentials that could not be renewed, say): tried again with backoff,
+      // never left as a rejection nobody handles
+      if (!current()) return;
+      watch.failures++;
+      this.#log.warn(
+        { namespace: watch.namespace, err: describeWatchError(err, this.server, watch.namespace) },
+        'the pod watch could not start; retrying',
+      );
+      this.#retry(watch, () => this.#watch(watch));
+      return;
+    }
     if (current()) watch.abort = controller;
     else controller.abort();
   }
