@@ -114,7 +114,7 @@ export interface UsherServerOptions {
    * times as long is taken for dead, and another adopts its viewers and workers.
    */
   serverHeartbeatMs?: number;
-  /** room messages each participant connection may send (default 50 a second, bursts of 100) */
+  /** room messages each participant may send, its sockets on this server together (default 50 a second, bursts of 100) */
   messageRate?: RateLimit;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
   bodyLimitBytes?: number;

@@ -231,6 +231,23 @@ for (const kind of databaseKinds()) {
       );
     });
 
+    test("a participant's sockets share its message rate: a second socket does not double it", async () => {
+      const { s, bob, bobToken } = await conversation('rate-shared');
+      const again = await t.connect(s, bobToken);
+      for (let i = 0; i < 150; i++)
+        (i % 2 ? bob : again).send({ type: 'message', messageType: 'user_text', data: { i }, ref: `r${i}` });
+      const answer = (f: Record<string, unknown>) =>
+        f.type === 'message_ack' || (f.type === 'error' && typeof f.ref === 'string');
+      await bob.untilOther((frames) => frames.filter(answer).length >= 75);
+      await again.untilOther((frames) => frames.filter(answer).length >= 75);
+      const answers = [...bob.other, ...again.other].filter(answer);
+      const acked = answers.filter((f) => f.type === 'message_ack').length;
+      const refused = answers.filter((f) => f.code === 'RATE_LIMITED').length;
+      assert.equal(acked + refused, 150);
+      // one burst of 100 for both sockets (the allowance may refill by a message or two meanwhile)
+      assert.ok(acked >= 100 && refused >= 45, `${acked} acked, ${refused} refused`);
+    });
+
     test('an agent reads the history with its own token; after a crash the fresh worker gets the transcript and saved state', async () => {
       const { s, agent, viewer } = await conversation('recover', {
         autoRestart: { enabled: true, maxRestarts: 1 },

@@ -25,6 +25,11 @@ const clientFrame = validator(ClientFrame);
 const MAX_EARLY_FRAMES = 64;
 
 export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
+  /**
+   * Per participant (session and identity), the room-message allowance its sockets on this server share, and
+   * how many sockets share it: a participant with several sockets gets one rate, not one per socket.
+   */
+  const allowances = new Map<string, { bucket: TokenBucket; sockets: number }>();
   const { engine, relay } = ctx;
   app.get<{ Params: { id: string } }>(
     '/sessions/:id/ws',
@@ -159,7 +164,14 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         if (!ended) deliver(e);
       }
 
-      const bucket = new TokenBucket(ctx.messageRate);
+      const allowanceKey = `${sessionId}\u0000${identity}`;
+      let allowance = allowances.get(allowanceKey);
+      if (!allowance) {
+        allowance = { bucket: new TokenBucket(ctx.messageRate), sockets: 0 };
+        allowances.set(allowanceKey, allowance);
+      }
+      allowance.sockets++;
+      const { bucket } = allowance;
       /** who this socket's room messages are from */
       const from = { identity, kind: participantKind(role) };
       const refuse = (ref: string | undefined, code: string, message: string) =>
@@ -208,7 +220,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
               return refuse(
                 ref,
                 'RATE_LIMITED',
-                `room messages are limited to ${ctx.messageRate.perSecond} a second (bursts of ${ctx.messageRate.burst}) per connection; this one was dropped`,
+                `room messages are limited to ${ctx.messageRate.perSecond} a second (bursts of ${ctx.messageRate.burst}) per participant; this one was dropped`,
               );
             engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data).then(
               ({ message, stored }) => acked(ref, message, stored),
@@ -232,6 +244,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
 
       const onClose = (code: number) => {
         unsubscribe();
+        if (--allowance.sockets === 0) allowances.delete(allowanceKey);
         if (player) relay.playerClosed(player);
         if (joined) engine.rooms.participantLeft(sessionId, identity);
         if (role === 'viewer' && !ended) {
