@@ -4,12 +4,17 @@ import { hostname } from 'node:os';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
-import { type ProjectInput, SocketCloseCode } from '@usher/protocol';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { type ProjectInput, SocketCloseCode, UsherError } from '@usher/protocol';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  LogController,
+} from 'fastify';
 import type { WebSocket } from 'ws';
 import { type AuthContext, selectSocketProtocol } from './api/auth.ts';
 import type { ApiContext } from './api/context.ts';
-import { installErrorHandling } from './api/errors.ts';
+import { installErrorHandling, toUsherError } from './api/errors.ts';
 import { OriginPolicy } from './api/origins.ts';
 import { adminKeyRoutes } from './api/routes/admin-keys.ts';
 import { healthRoutes } from './api/routes/health.ts';
@@ -273,14 +278,29 @@ export class UsherServer {
       bodyLimit: o.bodyLimitBytes ?? 1024 * 1024,
       trustProxy: (o.trustProxy ?? false) as boolean | string | string[],
       logController: new LogController({ disableRequestLogging: true }),
-      return503OnClosing: true,
+      // a closing server answers with UNAVAILABLE in Usher's error shape (the onRequest hook below)
+      return503OnClosing: false,
       forceCloseConnections: true,
+      // ids are at most 200 characters (IdParams): longer ones get Usher's 400, not the router's 414
+      maxParamLength: 256,
+      // errors the router raises before any route (a path that is not valid percent-encoding) in Usher's shape
+      frameworkErrors: (err, _req, reply) => {
+        const ue =
+          err.code === 'FST_ERR_BAD_URL'
+            ? new UsherError('BAD_REQUEST', `the URL path is not valid: ${err.message}`)
+            : toUsherError(err);
+        void (reply as unknown as FastifyReply).status(ue.status).send(ue.toBody());
+      },
       ...(o.log ? { loggerInstance: o.log as unknown as FastifyBaseLogger } : { logger: false }),
     }) as unknown as FastifyInstance;
     this.#app = app;
     installValidation(app);
     installJsonParser(app);
     installErrorHandling(app);
+    app.addHook('onRequest', async () => {
+      if (this.#closing)
+        throw new UsherError('UNAVAILABLE', 'the server is shutting down: try again, or another server');
+    });
     await app.register(swagger, {
       openapi: {
         openapi: '3.1.0',

@@ -289,6 +289,13 @@ for (const kind of databaseKinds()) {
       await intact();
     });
 
+    test("odd paths get errors in Usher's shape: bad percent-encoding and over-long ids are 400, not the router's", async () => {
+      assertError(await t.api('GET', '/sessions/%E0%A4%A'), 400, 'BAD_REQUEST');
+      assertError(await t.api('GET', `/sessions/s_${'x'.repeat(150)}`), 404, 'NOT_FOUND');
+      assertError(await t.api('GET', `/sessions/s_${'x'.repeat(230)}`), 400, 'BAD_REQUEST');
+      await intact();
+    });
+
     test('illegal transitions are 409 ILLEGAL_TRANSITION and change nothing', async () => {
       const cases: [string, RegExp][] = [
         [`/sessions/${live.id}/resume`, /active/],
