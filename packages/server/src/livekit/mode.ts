@@ -212,8 +212,9 @@ export class LiveKitMode {
 
   /**
    * Puts a recorder back in each of these sessions' rooms that has none (on this server or another): at
-   * start-up, and when this server adopts a dead one's work. A room that is gone is made again. A session that
-   * is no longer live is skipped; a failed attempt is tried again later (REJOIN_DELAYS_MS).
+   * start-up, when this server adopts a dead one's work, and when another server stopped. A room that is gone
+   * is made again. A session that is no longer live is skipped; a failed attempt is tried again later
+   * (REJOIN_DELAYS_MS); a room LiveKit lists a recorder in is looked at again once, PRESENT_RECHECK_MS later.
    */
   resume(sessionIds: readonly string[]): void {
     for (const id of sessionIds) this.#rejoinLater(id, 0, { delayMs: 0 });
