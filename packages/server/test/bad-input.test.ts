@@ -102,6 +102,25 @@ for (const kind of databaseKinds()) {
       await intact();
     });
 
+    test('a NUL character in a string of the body is a 400 (PostgreSQL cannot store it), not a 500', async () => {
+      for (const [method, path, body] of [
+        ['POST', '/sessions', '{"projectId": "base", "agentType": "a\\u0000b"}'],
+        ['POST', `/sessions/${live.id}/join`, '{"identity": "\\u0000"}'],
+        ['POST', '/projects', '{"id": "nul", "name": "x", "config": {"k\\u0000": 1}}'],
+      ] as const) {
+        const err = assertError(await raw(method, path, body, json), 400, 'BAD_REQUEST');
+        assert.match(err.message, /NUL/, `${method} ${path}: ${err.message}`);
+      }
+      // a backslash followed by "u0000" is no NUL: the body goes on to validation
+      const escaped = assertError(
+        await raw('POST', '/projects', '{"id": "nul", "unknownField": "\\\\u0000"}', json),
+        400,
+        'BAD_REQUEST',
+      );
+      assert.match(escaped.message, /unknownField/);
+      await intact();
+    });
+
     test('an empty or missing body where one is required is a 400', async () => {
       for (const [method, path] of [
         ['POST', '/projects'],

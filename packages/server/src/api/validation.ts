@@ -1,5 +1,7 @@
 // JSON-schema validation for routes: bodies strictly (no coercion, unknown fields refused), query strings
 // with type coercion (they arrive as strings).
+
+import { UsherError } from '@usher/protocol';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { FastifyInstance } from 'fastify';
@@ -26,6 +28,23 @@ export function installJsonParser(app: FastifyInstance): void {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.trim() === '') return done(null, undefined);
-    json(req, text, done);
+    // a NUL can reach a string only through its escape; PostgreSQL stores no NUL in text
+    if (!text.includes('\\u0000')) return json(req, text, done);
+    json(req, text, (err, value) => {
+      if (err || !holdsNul(value)) return done(err, value);
+      done(
+        new UsherError('BAD_REQUEST', 'strings in the body may not contain the NUL character (\\u0000)'),
+        undefined,
+      );
+    });
   });
+}
+
+/** Whether a parsed JSON value holds a string (or a key) with a NUL character. */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\0');
+  if (Array.isArray(value)) return value.some(holdsNul);
+  if (value && typeof value === 'object')
+    return Object.entries(value).some(([k, v]) => k.includes('\0') || holdsNul(v));
+  return false;
 }
