@@ -282,13 +282,10 @@ export class UsherServer {
       return503OnClosing: false,
       forceCloseConnections: true,
       // ids are at most 200 characters (IdParams): longer ones get Usher's 400, not the router's 414
-      maxParamLength: 256,
+      routerOptions: { maxParamLength: 256 },
       // errors the router raises before any route (a path that is not valid percent-encoding) in Usher's shape
       frameworkErrors: (err, _req, reply) => {
-        const ue =
-          err.code === 'FST_ERR_BAD_URL'
-            ? new UsherError('BAD_REQUEST', `the URL path is not valid: ${err.message}`)
-            : toUsherError(err);
+        const ue = toUsherError(err);
         void (reply as unknown as FastifyReply).status(ue.status).send(ue.toBody());
       },
       ...(o.log ? { loggerInstance: o.log as unknown as FastifyBaseLogger } : { logger: false }),
@@ -297,9 +294,10 @@ export class UsherServer {
     installValidation(app);
     installJsonParser(app);
     installErrorHandling(app);
-    app.addHook('onRequest', async () => {
+    app.addHook('onRequest', (_req, _reply, done) => {
       if (this.#closing)
-        throw new UsherError('UNAVAILABLE', 'the server is shutting down: try again, or another server');
+        done(new UsherError('UNAVAILABLE', 'the server is shutting down: try again, or another server'));
+      else done();
     });
     await app.register(swagger, {
       openapi: {

@@ -312,6 +312,7 @@ for (const kind of databaseKinds()) {
       assertError(await t.api('GET', '/sessions/%E0%A4%A'), 400, 'BAD_REQUEST');
       assertError(await t.api('GET', `/sessions/s_${'x'.repeat(150)}`), 404, 'NOT_FOUND');
       assertError(await t.api('GET', `/sessions/s_${'x'.repeat(230)}`), 400, 'BAD_REQUEST');
+      assertError(await t.api('GET', `/sessions/s_${'x'.repeat(400)}`), 400, 'BAD_REQUEST');
       await intact();
     });
 

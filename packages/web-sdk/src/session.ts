@@ -126,8 +126,8 @@ export class UsherSession {
   #snapshotSeen = false;
   #isStream = false;
   #pingTimer: unknown = null;
-  /** when the socket last brought anything (the server answers every ping) */
-  #heardAt = 0;
+  /** pings sent since the socket last brought anything (the server answers every ping) */
+  #unanswered = 0;
   #reconnectTimer: unknown = null;
   /** attempts since the last successful connection */
   #attempts = 0;
@@ -307,12 +307,12 @@ export class UsherSession {
     this.#isStream = false;
     ws.onopen = () => {
       if (this.#ws !== ws) return;
-      this.#heardAt = this.#o.now();
+      this.#unanswered = 0;
       this.#schedulePing();
     };
     ws.onmessage = (ev) => {
       if (this.#ws !== ws) return;
-      this.#heardAt = this.#o.now();
+      this.#unanswered = 0;
       this.#onFrame(ev.data);
     };
     // a socket error is always followed by this close event, which decides what to do
@@ -331,7 +331,8 @@ export class UsherSession {
   #schedulePing(): void {
     this.#pingTimer = this.#o.timers.setTimeout(() => {
       const ws = this.#ws;
-      if (ws && this.#o.now() - this.#heardAt > 2 * PING_INTERVAL_MS) {
+      // counted in pings, not in time: a hidden tab's timers may run a minute late
+      if (ws && this.#unanswered >= 2) {
         // two pings went unanswered: the connection is gone without having closed (a server or a network
         // that vanished), and is treated as a drop
         ws.onopen = null;
@@ -341,7 +342,7 @@ export class UsherSession {
         this.#onClose(1006, 'the server stopped answering');
         return;
       }
-      this.#send({ type: 'ping', time: this.#o.now() });
+      if (this.#send({ type: 'ping', time: this.#o.now() })) this.#unanswered++;
       this.#schedulePing();
     }, PING_INTERVAL_MS);
   }

@@ -414,12 +414,14 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     // a worker kept for its next session ends only the session
     if (!info.reuse) this.#state = 'closing';
     this.options.logger.info('shutdown requested', { ...info });
+    // hooks that outlive graceMs must not leave the next session (of a reused worker) in this one's place
+    const ending = this.#session;
     const work = (async () => {
       this.emit('shutdown', info);
       await this.onShutdown(info);
     })()
       .catch((err) => this.#hookFailed('onShutdown', err))
-      .then(() => this.#leaveSession());
+      .then(() => (this.#session === ending ? this.#leaveSession() : undefined));
     await this.#withinGrace(work, info.graceMs, 'the shutdown hooks');
     if (!info.reuse) {
       this.#stopAndClose();
@@ -428,7 +430,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     // close() may have come meanwhile (the compiler cannot see the hooks change the state)
     const state = this.#state as WorkerConnectionState;
     if (state === 'closing' || state === 'closed') return;
-    if (this.#session?.sessionId === info.sessionId) this.#session = null;
+    if (this.#session === ending) this.#session = null;
     // the server seats the next session on it once it hears this (a worker reconnecting says ready instead)
     if (this.#canSend()) this.#sendFrame({ type: 'stopped' });
   }

@@ -11,6 +11,9 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'BAD_REQUEST',
   FST_ERR_VALIDATION: 'BAD_REQUEST',
   FST_ERR_RATE_LIMITED: 'RATE_LIMITED',
+  // the router's: a path that is not valid percent-encoding, a path parameter over maxParamLength
+  FST_ERR_BAD_URL: 'BAD_REQUEST',
+  FST_ERR_MAX_PARAM_LENGTH: 'BAD_REQUEST',
 };
 
 export function toUsherError(err: unknown): UsherError {
@@ -30,9 +33,11 @@ export function toUsherError(err: unknown): UsherError {
       if (e.validationContext === 'querystring') return new UsherError('BAD_PARAMETER', message);
     } else if (
       e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
-      (e as { statusCode?: number }).statusCode === 400
+      (e.code.startsWith('FST_ERR_CTP') && e.statusCode === 400)
     ) {
       message = `the body is not valid JSON: ${e.message}`;
+    } else if (e.code === 'FST_ERR_BAD_URL' || e.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+      message = `the URL path is not valid: ${e.message}`;
     }
     return new UsherError(FASTIFY_CODES[e.code]!, message);
   }

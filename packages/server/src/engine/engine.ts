@@ -286,7 +286,8 @@ export class Engine {
       await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
     ).filter((w) => {
       if (w.driver === 'process') return w.serverId === self;
-      const holder = w.attachedTo ?? w.serverId;
+      // a worker still starting is held by the server launching it; one that connected, by its socket's server
+      const holder = w.attachedTo ?? (w.state === 'starting' ? w.serverId : null);
       return holder === null || holder === self || !running.has(holder);
     });
     for (const w of workers) {
@@ -713,14 +714,17 @@ export class Engine {
     this.#viewers.set(id, n);
     if (n > 1) return;
     try {
-      await this.#tx(async (r, fx) => {
+      const over = await this.#tx(async (r, fx) => {
         const s = await this.#viewerHere(r, id);
-        if (!s) return;
+        if (!s) return true;
         const p = this.#project(s.projectId);
         if (s.state === 'connecting' && s.workerStarted && needsViewerToStart(p)) {
           await this.#enterActive(r, fx, { ...s, viewerAttached: true }, 'viewer:attached');
         }
+        return false;
       });
+      // the session is ending or ended: its sockets close without detaching, so this one is not counted
+      if (over) this.#viewerGone(id);
     } catch (err) {
       // the socket is refused: it does not count (the viewer's next try attaches it for real)
       this.#viewerGone(id);

@@ -73,7 +73,7 @@ export class Webhooks {
   readonly #dispatcher: Dispatcher;
   readonly #batcher: Batcher<Heard, void>;
   /** events whose write failed, waiting for another try */
-  readonly #retrying = new Map<Heard, { attempt: number; timer: TimerHandle }>();
+  readonly #retrying = new Map<Heard, TimerHandle>();
   readonly #pending = new Set<Promise<unknown>>();
   /** event types some endpoint wants: others cost nothing */
   readonly #wanted: ReadonlySet<string>;
@@ -156,8 +156,8 @@ export class Webhooks {
     this.#unsubscribe?.();
     if (this.#prune) this.#o.clock.clearTimer(this.#prune);
     // events waiting for another try get one now
-    for (const [heard, r] of this.#retrying) {
-      this.#o.clock.clearTimer(r.timer);
+    for (const [heard, timer] of this.#retrying) {
+      this.#o.clock.clearTimer(timer);
       this.#submit(heard, ENQUEUE_RETRY_MS.length);
     }
     this.#retrying.clear();
@@ -188,7 +188,7 @@ export class Webhooks {
           this.#retrying.delete(heard);
           this.#submit(heard, attempt + 1);
         });
-        this.#retrying.set(heard, { attempt, timer });
+        this.#retrying.set(heard, timer);
       }),
     );
   }
