@@ -5,24 +5,40 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SocketCloseCode } from '@usher/protocol';
 import { openStore } from '@usher/server';
-import { createTestDatabase, databaseKinds, streamProject, TestServer } from '@usher/testing';
+import {
+  createTestDatabase,
+  type DatabaseKind,
+  databaseKinds,
+  streamProject,
+  TestServer,
+} from '@usher/testing';
 import WebSocket from 'ws';
+
+/** A server with one warm stream worker on a fresh database; it stops before its database goes. */
+async function oneWorker(
+  kind: DatabaseKind,
+  c: { after: (fn: () => Promise<void>) => void },
+  o: { reconnectWindowMs?: number; keepaliveMs?: number } = {},
+): Promise<TestServer> {
+  const db = await createTestDatabase(kind);
+  const timeouts = o.reconnectWindowMs ? { timeouts: { reconnectWindowMs: o.reconnectWindowMs } } : {};
+  const t = await new TestServer({
+    storage: db.storage,
+    projects: [streamProject('s', { min: 1, max: 1 }, timeouts)],
+    ...(o.keepaliveMs ? { keepaliveMs: o.keepaliveMs } : {}),
+  }).start();
+  c.after(async () => {
+    await t.close();
+    await db.drop();
+  });
+  await t.readyWorkers('s', 1);
+  return t;
+}
 
 for (const kind of databaseKinds()) {
   describe(`viewer connection (${kind})`, () => {
     test('a viewer that stops answering pings is dropped; after the reconnect window its seat is free (4007)', async (c) => {
-      const db = await createTestDatabase(kind);
-      const t = await new TestServer({
-        storage: db.storage,
-        projects: [streamProject('s', { min: 1, max: 1 }, { timeouts: { reconnectWindowMs: 30_000 } })],
-        keepaliveMs: 50,
-      }).start();
-      // the server stops before its database goes
-      c.after(async () => {
-        await t.close();
-        await db.drop();
-      });
-      await t.readyWorkers('s', 1);
+      const t = await oneWorker(kind, c, { reconnectWindowMs: 30_000, keepaliveMs: 50 });
       const session = await t.createSession('s');
       // a client whose network is gone: it never answers a ping
       const url = `${t.url.replace(/^http/, 'ws')}/sessions/${session.id}/ws?token=${session.token}`;
@@ -51,16 +67,7 @@ for (const kind of databaseKinds()) {
     });
 
     test('a session that ends with its viewer connected leaves no viewer counted on the server', async (c) => {
-      const db = await createTestDatabase(kind);
-      const t = await new TestServer({
-        storage: db.storage,
-        projects: [streamProject('s', { min: 1, max: 1 })],
-      }).start();
-      c.after(async () => {
-        await t.close();
-        await db.drop();
-      });
-      await t.readyWorkers('s', 1);
+      const t = await oneWorker(kind, c);
       const session = await t.createSession('s');
       const viewer = await t.connect(session);
       await viewer.state('active');
@@ -72,16 +79,7 @@ for (const kind of databaseKinds()) {
     });
 
     test('a socket the server fails to set up closes 1011 (try again), leaves nobody behind, and the next try works', async (c) => {
-      const db = await createTestDatabase(kind);
-      const t = await new TestServer({
-        storage: db.storage,
-        projects: [streamProject('s', { min: 1, max: 1 })],
-      }).start();
-      c.after(async () => {
-        await t.close();
-        await db.drop();
-      });
-      await t.readyWorkers('s', 1);
+      const t = await oneWorker(kind, c);
       const session = await t.createSession('s');
       // the worker has started the session: what is left to write is the viewer's arrival
       await t.workersWhere('s', (ws) => ws.some((w) => w.state === 'busy'));

@@ -13,7 +13,7 @@ import { EventHub } from '../engine/event-hub.ts';
 import { SessionDirectory } from '../observability/session-directory.ts';
 import { sessionKeys } from '../storage/observability.ts';
 import { silentLogger } from '../util/logger.ts';
-import { Webhooks } from './service.ts';
+import { type WebhookDeliveryOptions, Webhooks } from './service.ts';
 
 const SECRET = 'service-test-secret-0123456789';
 
@@ -187,23 +187,28 @@ for (const kind of databaseKinds()) {
         await webhooks.close();
       }
     });
-    test('close() stops sending at once, even with a backlog to an endpoint that does not answer', async () => {
+    /** This server's webhooks, to one endpoint of the receiver, on a manual clock. */
+    const oneEndpoint = (path: string, delivery: WebhookDeliveryOptions = {}) => {
       const hub = new EventHub();
       const clock = new ManualClock();
-      const { sessions } = directory();
       const webhooks = new Webhooks({
         db: store.db,
         hub,
-        sessions,
+        sessions: directory().sessions,
         clock,
-        serverId: 'svc-close',
-        endpoints: [{ url: `${receiver.url}/svc-hangs`, secret: SECRET }],
-        // a send would wait ten minutes for its answer
-        delivery: { timeoutMs: 600_000 },
+        serverId: `svc${path.replaceAll('/', '-')}`,
+        endpoints: [{ url: `${receiver.url}${path}`, secret: SECRET }],
+        delivery,
         log: silentLogger,
         shared: false,
         userAgent: 'test',
       });
+      return { hub, clock, webhooks };
+    };
+
+    test('close() stops sending at once, even with a backlog to an endpoint that does not answer', async () => {
+      // a send would wait ten minutes for its answer
+      const { hub, webhooks } = oneEndpoint('/svc-hangs', { timeoutMs: 600_000 });
       receiver.answer = (r) => (r.path === '/svc-hangs' ? 'hang' : 200);
       try {
         await webhooks.start();
@@ -225,20 +230,7 @@ for (const kind of databaseKinds()) {
       }
     });
     test('an event whose write fails is queued again later, once, under the same delivery id', async () => {
-      const hub = new EventHub();
-      const clock = new ManualClock();
-      const { sessions } = directory();
-      const webhooks = new Webhooks({
-        db: store.db,
-        hub,
-        sessions,
-        clock,
-        serverId: 'svc-retry',
-        endpoints: [{ url: `${receiver.url}/svc-retry`, secret: SECRET }],
-        log: silentLogger,
-        shared: false,
-        userAgent: 'test',
-      });
+      const { hub, clock, webhooks } = oneEndpoint('/svc-retry');
       const enqueue = webhooks.deliveries.enqueue.bind(webhooks.deliveries);
       const tries: string[][] = [];
       webhooks.deliveries.enqueue = async (rows) => {
