@@ -48,7 +48,8 @@ Every key of the config file: docs/configuration.md.
 With no admin key configured and none in the database, the first start makes one and prints it once.
 
 Signals: SIGTERM drains (no new sessions; the sessions on workers this server started finish, up to
-USHER_DRAIN_TIMEOUT_MS), then stops; SIGINT (Ctrl-C) stops at once. Either way participants and workers
+USHER_DRAIN_TIMEOUT_MS), then stops; SIGINT (Ctrl-C), or a second signal during a drain, stops at once; a
+third exits without closing. Either way participants and workers
 are told the server is restarting (1012) and reconnect, to another server when several share a database.`,
   demo: `usher demo: run the server with the demo projects
 
@@ -190,21 +191,33 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
   );
   if (server.generatedAdminKey) showBootstrapKey(server.generatedAdminKey, config, log);
   if (demo) printDemoHelp(shownUrl, adminKeys[0] ?? server.generatedAdminKey ?? '<one of your admin keys>');
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    if (signal === 'SIGTERM') {
-      const timeoutMs = Number(process.env.USHER_DRAIN_TIMEOUT_MS ?? 30_000);
-      const { remaining } = await server.drain({
-        timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : 30_000,
-      });
-      if (remaining > 0) log.warn({ remaining }, 'drain timed out; stopping the workers still serving');
-    }
+  let signals = 0;
+  const close = async (signal: string) => {
     log.info({ signal }, 'shutting down: stopping workers and closing connections');
     await server.close();
     log.info({}, 'stopped');
     process.exit(0);
+  };
+  const stop = async (signal: string) => {
+    signals++;
+    if (signals === 2) {
+      // an operator who asks again does not want to wait for the drain
+      log.warn({ signal }, 'a second signal: the drain is cut short');
+      return close(signal);
+    }
+    if (signals > 2) {
+      log.warn({ signal }, 'a third signal: exiting without closing');
+      process.exit(1);
+    }
+    if (signal === 'SIGTERM') {
+      const timeoutMs = Number(process.env.USHER_DRAIN_TIMEOUT_MS ?? 30_000);
+      const drainMs = Number.isFinite(timeoutMs) ? timeoutMs : 30_000;
+      log.info({ signal, timeoutMs: drainMs }, 'draining: no new sessions; a second signal stops at once');
+      const { remaining } = await server.drain({ timeoutMs: drainMs });
+      if (signals > 1) return; // the second signal is closing the server
+      if (remaining > 0) log.warn({ remaining }, 'drain timed out; stopping the workers still serving');
+    }
+    await close(signal);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));

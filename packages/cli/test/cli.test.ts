@@ -227,4 +227,77 @@ projects:
       child.kill('SIGKILL');
     }
   });
+
+  test('a second signal during a drain cuts it short: the server closes at once', async () => {
+    const key = 'operator-key-0123456789';
+    const file = join(dir, 'draining.yaml');
+    const echo = fileURLToPath(new URL('../../../examples/echo-worker/index.ts', import.meta.url));
+    writeFileSync(
+      file,
+      `
+server:
+  port: 0
+storage:
+  sqlite:
+    path: ${join(dir, 'drain.db')}
+adminKeys: [${key}]
+projects:
+  - id: busy
+    kind: agent
+    worker: { driver: process, command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(echo)}] }
+    regions: { default: { min: 1, max: 1 } }
+`,
+    );
+    // a drain that would wait ten minutes for the session
+    const env = cleanEnv({ USHER_DRAIN_TIMEOUT_MS: '600000' });
+    const child = spawn(process.execPath, [MAIN, 'serve', '--config', file], { env, cwd: dir });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      // every log line, and the waits for one that says `msg`
+      const said: Record<string, unknown>[] = [];
+      const waits: { msg: string; resolve: (line: Record<string, unknown>) => void }[] = [];
+      createInterface({ input: child.stdout }).on('line', (text) => {
+        if (!text.startsWith('{')) return;
+        const line = JSON.parse(text) as Record<string, unknown>;
+        said.push(line);
+        for (const w of waits.filter((x) => x.msg === line.msg)) {
+          waits.splice(waits.indexOf(w), 1);
+          w.resolve(line);
+        }
+      });
+      const next = (msg: string) =>
+        new Promise<Record<string, unknown>>((resolve) => {
+          const seen = said.find((l) => l.msg === msg);
+          if (seen) resolve(seen);
+          else waits.push({ msg, resolve });
+        });
+      const url = String((await next('usher is listening')).url);
+      const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+      // a session on a worker this server started, which the drain would wait for (queued until the worker is up)
+      const created = await fetch(`${url}/sessions`, {
+        method: 'POST',
+        headers: auth,
+        body: '{"projectId":"busy"}',
+      });
+      const { id } = (await created.json()) as { id: string };
+      let state = '';
+      for (let i = 0; i < 500 && state !== 'active'; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 20));
+        const read = await fetch(`${url}/sessions/${id}`, { headers: auth });
+        state = ((await read.json()) as { state: string }).state;
+      }
+      assert.equal(state, 'active', 'a session is served');
+      child.kill('SIGTERM');
+      await next('draining: no new sessions; a second signal stops at once');
+      child.kill('SIGINT');
+      await next('a second signal: the drain is cut short');
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });
