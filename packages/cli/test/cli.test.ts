@@ -37,6 +37,27 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
   });
 }
 
+const KEY = 'operator-key-0123456789';
+
+/**
+ * `usher serve --config <name>.yaml` on its own SQLite file and a free port, with the admin key KEY and the
+ * YAML given after that; its exit code, and what it wrote on stderr so far.
+ */
+function serve(name: string, yaml: string, env: Record<string, string> = {}) {
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(
+    file,
+    `server:\n  port: 0\nstorage:\n  sqlite:\n    path: ${join(dir, `${name}.db`)}\nadminKeys: [${KEY}]\n${yaml}`,
+  );
+  const child = spawn(process.execPath, [MAIN, 'serve', '--config', file], { env: cleanEnv(env), cwd: dir });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { child, exited, stderr: () => stderr };
+}
+
 /** Lines of a child's stdout, parsed as pino's JSON where they are JSON. */
 async function* jsonLines(child: ChildProcess): AsyncGenerator<Record<string, unknown>> {
   for await (const line of createInterface({ input: child.stdout! })) {
@@ -168,18 +189,9 @@ describe('usher serve', () => {
   });
 
   test('serves the projects the YAML file declares, with the seed timeouts, and drains on SIGTERM', async () => {
-    const key = 'operator-key-0123456789';
-    const file = join(dir, 'two-projects.yaml');
-    writeFileSync(
-      file,
-      `
-server:
-  port: 0
-storage:
-  sqlite:
-    path: ${join(dir, 'serve.db')}
-adminKeys: [${key}]
-session:
+    const { child, exited, stderr } = serve(
+      'two-projects',
+      `session:
   timeouts:
     pending: 300
     connecting: 120
@@ -195,12 +207,6 @@ projects:
     timeouts: { idleMs: 60000 }
 `,
     );
-    const child = spawn(process.execPath, [MAIN, 'serve', '--config', file], { env: cleanEnv(), cwd: dir });
-    let stderr = '';
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     try {
       const lines = jsonLines(child);
       let url = '';
@@ -210,8 +216,8 @@ projects:
           break;
         }
       }
-      assert.ok(url, `the server said where it listens; stderr: ${stderr}`);
-      const res = await fetch(`${url}/projects`, { headers: { authorization: `Bearer ${key}` } });
+      assert.ok(url, `the server said where it listens; stderr: ${stderr()}`);
+      const res = await fetch(`${url}/projects`, { headers: { authorization: `Bearer ${KEY}` } });
       assert.equal(res.status, 200);
       const { projects } = (await res.json()) as {
         projects: { id: string; timeouts: { idleMs: number; pausedMs: number } }[];
@@ -222,40 +228,25 @@ projects:
       assert.equal(byId.assistant!.timeouts.idleMs, 60_000);
       assert.equal(byId.assistant!.timeouts.pausedMs, 900_000);
       child.kill('SIGTERM');
-      assert.equal(await exited, 0, stderr);
+      assert.equal(await exited, 0, stderr());
     } finally {
       child.kill('SIGKILL');
     }
   });
 
   test('a second signal during a drain cuts it short: the server closes at once', async () => {
-    const key = 'operator-key-0123456789';
-    const file = join(dir, 'draining.yaml');
     const echo = fileURLToPath(new URL('../../../examples/echo-worker/index.ts', import.meta.url));
-    writeFileSync(
-      file,
-      `
-server:
-  port: 0
-storage:
-  sqlite:
-    path: ${join(dir, 'drain.db')}
-adminKeys: [${key}]
-projects:
+    // a drain that would wait ten minutes for the session
+    const { child, exited, stderr } = serve(
+      'draining',
+      `projects:
   - id: busy
     kind: agent
     worker: { driver: process, command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(echo)}] }
     regions: { default: { min: 1, max: 1 } }
 `,
+      { USHER_DRAIN_TIMEOUT_MS: '600000' },
     );
-    // a drain that would wait ten minutes for the session
-    const env = cleanEnv({ USHER_DRAIN_TIMEOUT_MS: '600000' });
-    const child = spawn(process.execPath, [MAIN, 'serve', '--config', file], { env, cwd: dir });
-    let stderr = '';
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     try {
       // every log line, and the waits for one that says `msg`
       const said: Record<string, unknown>[] = [];
@@ -276,7 +267,7 @@ projects:
           else waits.push({ msg, resolve });
         });
       const url = String((await next('usher is listening')).url);
-      const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+      const auth = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' };
       // a session on a worker this server started, which the drain would wait for (queued until the worker is up)
       const created = await fetch(`${url}/sessions`, {
         method: 'POST',
@@ -295,7 +286,7 @@ projects:
       await next('draining: no new sessions; a second signal stops at once');
       child.kill('SIGINT');
       await next('a second signal: the drain is cut short');
-      assert.equal(await exited, 0, stderr);
+      assert.equal(await exited, 0, stderr());
     } finally {
       child.kill('SIGKILL');
     }
