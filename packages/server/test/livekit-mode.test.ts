@@ -90,6 +90,21 @@ const recorderToken = (sessionId: string) =>
     ttlMs: 60_000,
   });
 
+/** A live session of a new LiveKit project with one warm worker, on server t. */
+async function liveKitSession(t: TestServer, projectId: string): Promise<{ id: string; token: string }> {
+  await t.createProject(agentProject(projectId, { min: 1, max: 1 }, { rooms: 'livekit' }));
+  await t.readyWorkers(projectId, 1);
+  const s = await t.createSession(projectId);
+  await t.waitForState(s.id, 'active');
+  return s;
+}
+
+/** Ends the session through the API and waits until it has ended. */
+async function endSession(t: TestServer, s: { id: string }): Promise<void> {
+  await t.api('POST', `/sessions/${s.id}/end`);
+  await t.waitForState(s.id, 'ended');
+}
+
 const packet = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
 const alice: PacketSender = { identity: 'alice', attributes: { [ROLE_ATTRIBUTE]: 'user' } };
 
@@ -193,8 +208,7 @@ for (const kind of databaseKinds()) {
         'the agent is in the LiveKit room: Usher does not send it the packet again',
       );
 
-      await t.api('POST', `/sessions/${s.id}/end`);
-      await t.waitForState(s.id, 'ended');
+      await endSession(t, s);
       await t.settled();
       assert.deepEqual(fake.rooms(), [], 'the room is deleted at the end');
       assert.equal(recorderRooms[0]!.left, true, 'the recorder left it');
@@ -202,10 +216,7 @@ for (const kind of databaseKinds()) {
     });
 
     test("a recorder that lost its connection joins again; one replaced by another server's does not", async () => {
-      await t.createProject(agentProject('lk-lost', { min: 1, max: 1 }, { rooms: 'livekit' }));
-      await t.readyWorkers('lk-lost', 1);
-      const s = await t.createSession('lk-lost');
-      await t.waitForState(s.id, 'active');
+      const s = await liveKitSession(t, 'lk-lost');
       const first = recorderRooms.at(-1)!;
       first.emit('dataReceived', packet({ type: 'user_text', data: { text: 'before' } }), alice);
 
@@ -229,15 +240,11 @@ for (const kind of databaseKinds()) {
       second.emit('disconnected', 'DUPLICATE_IDENTITY');
       assert.equal(mode.rejoining(s.id), false);
       assert.deepEqual(mode.recorder.sessions(), []);
-      await t.api('POST', `/sessions/${s.id}/end`);
-      await t.waitForState(s.id, 'ended');
+      await endSession(t, s);
     });
 
     test('a server that adopts a dead one puts a recorder back in the live rooms that have none', async () => {
-      await t.createProject(agentProject('lk-adopt', { min: 1, max: 1 }, { rooms: 'livekit' }));
-      await t.readyWorkers('lk-adopt', 1);
-      const s = await t.createSession('lk-adopt');
-      await t.waitForState(s.id, 'active');
+      const s = await liveKitSession(t, 'lk-adopt');
       // the recorder in the room went with the server that died
       await mode.recorder.leave(s.id);
       const made = recorderRooms.length;
@@ -245,15 +252,11 @@ for (const kind of databaseKinds()) {
       await mode.settled();
       assert.equal(recorderRooms.length, made + 1);
       assert.ok(mode.recorder.holds(s.id));
-      await t.api('POST', `/sessions/${s.id}/end`);
-      await t.waitForState(s.id, 'ended');
+      await endSession(t, s);
     });
 
     test('a recorder LiveKit still lists is looked for again: one that died is replaced once LiveKit lets it go', async () => {
-      await t.createProject(agentProject('lk-ghost', { min: 1, max: 1 }, { rooms: 'livekit' }));
-      await t.readyWorkers('lk-ghost', 1);
-      const s = await t.createSession('lk-ghost');
-      await t.waitForState(s.id, 'active');
+      const s = await liveKitSession(t, 'lk-ghost');
       // the recorder of a server that crashed: LiveKit lists it until its departure timeout
       await mode.recorder.leave(s.id);
       await fake.join(await recorderToken(s.id));
@@ -274,15 +277,11 @@ for (const kind of databaseKinds()) {
       }
       assert.deepEqual(listed, [true, false], 'listed at the first look, gone at the second');
       assert.ok(mode.recorder.holds(s.id), 'the recorder is back');
-      await t.api('POST', `/sessions/${s.id}/end`);
-      await t.waitForState(s.id, 'ended');
+      await endSession(t, s);
     });
 
     test('a recorder that loses the room while it is joining again joins once more', async () => {
-      await t.createProject(agentProject('lk-flap', { min: 1, max: 1 }, { rooms: 'livekit' }));
-      await t.readyWorkers('lk-flap', 1);
-      const s = await t.createSession('lk-flap');
-      await t.waitForState(s.id, 'active');
+      const s = await liveKitSession(t, 'lk-flap');
       const made = recorderRooms.length;
       // the next connection drops as soon as it is made, before the attempt that made it is over
       const flapping = standIns.next().then((room) => {
@@ -298,17 +297,12 @@ for (const kind of databaseKinds()) {
       assert.equal(recorderRooms.length, made + 2, 'a connection that dropped, then one that held');
       assert.ok(mode.recorder.holds(s.id));
       assert.equal(mode.rejoining(s.id), false);
-      await t.api('POST', `/sessions/${s.id}/end`);
-      await t.waitForState(s.id, 'ended');
+      await endSession(t, s);
     });
 
     test('a room made for a session that ended meanwhile is deleted again, without its recorder', async () => {
-      await t.createProject(agentProject('lk-late', { min: 1, max: 1 }, { rooms: 'livekit' }));
-      await t.readyWorkers('lk-late', 1);
-      const s = await t.createSession('lk-late');
-      await t.waitForState(s.id, 'active');
-      await t.api('POST', `/sessions/${s.id}/end`);
-      await t.waitForState(s.id, 'ended');
+      const s = await liveKitSession(t, 'lk-late');
+      await endSession(t, s);
       await t.settled();
       assert.equal(
         fake.rooms().some((r) => r.name === s.id),
@@ -325,10 +319,7 @@ for (const kind of databaseKinds()) {
     });
 
     test('LiveKit closing the room ends the live session', async () => {
-      await t.createProject(agentProject('lk-close', { min: 1, max: 1 }, { rooms: 'livekit' }));
-      await t.readyWorkers('lk-close', 1);
-      const s = await t.createSession('lk-close');
-      await t.waitForState(s.id, 'active');
+      const s = await liveKitSession(t, 'lk-close');
       await fake.closeRoom(s.id);
       const ended = await t.waitForState(s.id, 'ended');
       assert.equal(ended.endReason, 'completed');
@@ -443,10 +434,7 @@ describe('LiveKit mode across servers', { skip: !databaseKinds().includes('postg
       await fake.close();
       await db.drop();
     });
-    await a.createProject(agentProject('lk-hand', { min: 1, max: 1 }, { rooms: 'livekit' }));
-    await a.readyWorkers('lk-hand', 1);
-    const s = await a.createSession('lk-hand');
-    await a.waitForState(s.id, 'active');
+    const s = await liveKitSession(a, 'lk-hand');
     assert.equal(standInsA.made.length, 1, "A's recorder is in the room");
 
     const handedOver = standInsB.next();

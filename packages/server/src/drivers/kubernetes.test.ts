@@ -378,7 +378,7 @@ describe('KubernetesDriver', () => {
     assert.equal(lists(), listsBefore, 'no new list was needed');
   });
 
-  test('a watch the API server ends with an error is opened again (with backoff), and misses no change', async (t) => {
+  test('a watch the API server ends with an error is opened again, and misses no change', async (t) => {
     const h = await setup(t);
     const l = launch();
     const { pod } = await started(h, l);

@@ -57,10 +57,13 @@ const ENQUEUE_RETRY_MS = [1_000, 2_000, 5_000, 10_000, 30_000, 60_000];
 /** Events kept for another try at most; past it, the newest failures are given up at once. */
 const MAX_ENQUEUE_RETRIES = 10_000;
 
-/** An event heard, with the ids of its deliveries (one per endpoint, made once so that a retried write repeats them). */
+/**
+ * An event heard, with the ids of its deliveries by endpoint (made at its first write and kept, so that a retried
+ * write repeats them).
+ */
 interface Heard {
   event: SessionEvent;
-  ids: string[];
+  ids: (string | undefined)[];
   at: number;
 }
 const PRUNE_EVERY_MS = 3_600_000;
@@ -168,8 +171,7 @@ export class Webhooks {
   #heard(event: SessionEvent, local: boolean): void {
     // another server's event is that server's to queue
     if (!local || this.#closed || !this.#wanted.has(event.type)) return;
-    const now = this.#o.clock.now();
-    this.#submit({ event, ids: this.endpoints.map(() => this.#newId(now)), at: now }, 0);
+    this.#submit({ event, ids: [], at: this.#o.clock.now() }, 0);
   }
 
   /** Queues the event (tracked, so settled() and close() wait for it); a failed write is tried again later. */
@@ -205,9 +207,12 @@ export class Webhooks {
         );
         continue;
       }
-      const to = this.endpoints.flatMap((ep, i) =>
-        wants(ep, e.type, projectId) ? [{ ep, id: ids[i]! }] : [],
-      );
+      const to: { ep: ResolvedEndpoint; id: string }[] = [];
+      this.endpoints.forEach((ep, i) => {
+        if (!wants(ep, e.type, projectId)) return;
+        ids[i] ??= this.#newId(at);
+        to.push({ ep, id: ids[i] });
+      });
       if (to.length === 0) continue;
       const { type, sessionId, ...rest } = e;
       const payload = JSON.stringify({
