@@ -1,11 +1,13 @@
-// The queue tour as a test: real echo-worker processes, a real clock, every documented end code.
+// The queue tour as a test: real echo-worker processes, a manual clock for the deadlines, every documented
+// end code.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ManualClock } from '@usher/server';
 import { runTour } from './tour.ts';
 
 test('the queue tour ends every session with its documented code and reason', async () => {
   const lines: string[] = [];
-  const results = await runTour((l) => lines.push(l));
+  const results = await runTour({ say: (l) => lines.push(l), clock: new ManualClock(Date.now()) });
   const byName = Object.fromEntries(results.map((r) => [r.name, r]));
   const ends = Object.fromEntries(results.map((r) => [r.name, [r.endCode, r.endReason, r.outcome]]));
   assert.deepEqual(ends, {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SessionEvent } from '@usher/protocol';
-import { UsherServer } from '@usher/server';
+import { type ManualClock, UsherServer } from '@usher/server';
 import WebSocket from 'ws';
 
 const ECHO_WORKER = join(dirname(fileURLToPath(import.meta.url)), '..', 'echo-worker', 'index.ts');
@@ -21,14 +21,24 @@ export interface TourResult {
   outcome: string | null;
 }
 
-type Say = (line: string) => void;
+export interface TourOptions {
+  /** where the narration goes (default: console.log) */
+  say?: (line: string) => void;
+  /**
+   * The clock for session deadlines. Without one the tour runs on real time, and a slow machine can
+   * change its story (D's pending timeout can pass while B's worker is respawned). With a ManualClock time
+   * stands still until the tour moves it past the deadlines it shows.
+   */
+  clock?: ManualClock;
+}
 
-export async function runTour(say: Say = console.log): Promise<TourResult[]> {
+export async function runTour({ say = console.log, clock }: TourOptions = {}): Promise<TourResult[]> {
   const dir = mkdtempSync(join(tmpdir(), 'usher-tour-'));
   const server = new UsherServer({
     storage: { type: 'sqlite', path: join(dir, 'tour.db') },
     port: 0,
     adminKeys: [KEY],
+    ...(clock ? { clock } : {}),
   });
   const { url } = await server.listen();
   const api = async (method: string, path: string, body?: unknown) => {
@@ -141,6 +151,9 @@ export async function runTour(say: Say = console.log): Promise<TourResult[]> {
     say(
       '\n4. Nobody frees a seat for E within the pending timeout (4001); C and D reach their max runtime (4004):',
     );
+    // on real time the deadlines pass while the tour waits; a manual clock is moved past them: E's pending
+    // deadline (3 s after it was created) falls due first, then C's and D's max runtime (4 s after they started)
+    await clock?.advance(4_000);
     await reached('E', 'ended');
     await reached('C', 'ended');
     await reached('D', 'ended');
