@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { SessionEvent } from '@usher/protocol';
-import { ManualClock, openStore } from '@usher/server';
+import { ManualClock, openStore, TokenIssuer } from '@usher/server';
 import {
   agentProject,
   createTestDatabase,
@@ -13,6 +13,7 @@ import {
   FrameSocket,
   streamProject,
   TEST_ADMIN_KEY,
+  TEST_SECRET,
   type TestDatabase,
   TestServer,
   TestStreamer,
@@ -125,6 +126,7 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     const pool = await a.api<{ signallingUrl: string }>('POST', '/projects/ps/pool-tokens', {});
     const streamer = new TestStreamer(pool.body.signallingUrl);
     const workerId = await streamer.registered;
+    let again: TestStreamer | undefined;
     try {
       const session = await b.createSession('ps');
       const viewer = await c.connect(session);
@@ -148,10 +150,25 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
         'viewer',
       );
       await viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
+
+      // the streamer's signalling drops and it dials A again as the same worker: the viewer on C hears of it
+      const token = await new TokenIssuer(TEST_SECRET, () => clock.now()).sign(
+        { role: 'worker', wid: workerId, pid: 'ps' },
+        60_000,
+      );
+      again = new TestStreamer(pool.body.signallingUrl.replace(/token=.*/, `token=${token}`));
+      assert.equal(await again.registered, workerId);
+      assert.deepEqual((await viewer.next('streamerList')).ids, [workerId]);
+      viewer.send({ type: 'subscribe', streamerId: workerId });
+      const reconnected = await again.next('playerConnected');
+      assert.equal(reconnected.sessionId, session.id);
+      again.send({ type: 'offer', playerId: reconnected.playerId, sdp: 'v=0 again' });
+      assert.equal((await viewer.next('offer')).sdp, 'v=0 again');
       await viewer.close(1000);
-      assert.equal((await streamer.next('playerDisconnected')).playerId, playerId);
+      assert.equal((await again.next('playerDisconnected')).playerId, reconnected.playerId);
     } finally {
       await streamer.close();
+      await again?.close();
     }
   });
 

@@ -4,12 +4,13 @@
 // Epic client or a UE app may send at the wrong time.
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
-import { expandLaunchVars } from '@usher/server';
+import { expandLaunchVars, TokenIssuer } from '@usher/server';
 import {
   agentProject,
   databaseKinds,
   streamProject,
   TEST_ADMIN_KEY,
+  TEST_SECRET,
   TestStreamer,
   useTestServer,
 } from '@usher/testing';
@@ -181,6 +182,46 @@ for (const kind of databaseKinds()) {
       const { viewer } = await subscribed(s, workerId);
       s.ws.terminate();
       assert.deepEqual(await viewer.closed, { code: 4006, reason: 'worker_crashed' });
+    });
+
+    test('a streamer that comes back on a new socket is offered to its viewer again, and the session goes on', async () => {
+      const { s, workerId } = await streamer();
+      const { session, viewer, playerId } = await subscribed(s, workerId);
+      await viewer.state('active');
+      // the same worker dials in again (a UE app whose signalling dropped reconnects with its launch token)
+      const token = await new TokenIssuer(TEST_SECRET, () => t.clock.now()).sign(
+        { role: 'worker', wid: workerId, pid: 'ps' },
+        60_000,
+      );
+      const url = (await poolToken()).signallingUrl.replace(/token=.*/, `token=${token}`);
+      const again = new TestStreamer(url);
+      live.push({ s: again, workerId });
+      assert.equal(await again.registered, workerId);
+      assert.equal((await s.closed).code, 4100, 'the old socket is closed as replaced');
+      // its peer connection went with the old socket: the viewer is told the streamer again, and subscribes anew
+      assert.deepEqual((await viewer.next('streamerList')).ids, [workerId]);
+      viewer.send({ type: 'subscribe', streamerId: workerId });
+      const connected = await again.next('playerConnected');
+      assert.notEqual(connected.playerId, playerId);
+      again.send({ type: 'offer', playerId: connected.playerId, sdp: 'v=0 again' });
+      assert.equal((await viewer.next('offer')).sdp, 'v=0 again');
+      viewer.send({ type: 'answer', sdp: 'v=0 answer' });
+      assert.equal((await again.next('answer')).playerId, connected.playerId);
+      assert.equal((await t.session(session.id)).state, 'active');
+      await viewer.close(1000);
+    });
+
+    test('a viewer that floods the socket with signalling is told, and the rest of its frames are dropped', async () => {
+      const { s, workerId } = await streamer();
+      const { viewer } = await subscribed(s, workerId);
+      const candidate = { candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0' };
+      for (let i = 0; i < 400; i++) viewer.send({ type: 'iceCandidate', candidate });
+      assert.match(String((await viewer.next('error')).message), /signalling messages are limited/);
+      viewer.send({ type: 'ping', time: 3 });
+      assert.equal((await viewer.next('pong')).time, 3);
+      const relayed = s.received.filter((m) => m.type === 'iceCandidate').length;
+      assert.ok(relayed < 400, `${relayed} of 400 candidates relayed`);
+      await viewer.close(1000);
     });
 
     test('only a stream session’s viewer signals; others get a clear error', async () => {

@@ -1573,11 +1573,13 @@ export class Engine {
   }
 
   /** A worker's socket closed. It may come back (restart, network); if not, liveness declares it lost. */
-  workerSocketClosed(workerId: string, link: WorkerLink): void {
-    if (this.#links.get(workerId) !== link) return;
+  /** A worker's socket closed. False when it was not the worker's link any more (the worker came back on another). */
+  workerSocketClosed(workerId: string, link: WorkerLink): boolean {
+    if (this.#links.get(workerId) !== link) return false;
     this.#links.delete(workerId);
     // unless it has already come back on another server
     this.#track(() => this.store.read.detachWorker(workerId, this.o.serverId));
+    return true;
   }
 
   /**

@@ -10,6 +10,12 @@ export interface RateLimit {
 
 export const DEFAULT_MESSAGE_RATE: RateLimit = { perSecond: 50, burst: 100 };
 
+/**
+ * Pixel Streaming signalling a viewer's socket may send: a negotiation takes an offer or answer and a few dozen
+ * ICE candidates, so this leaves room for several; each frame may cross to another server through the bus.
+ */
+export const SIGNALLING_RATE: RateLimit = { perSecond: 20, burst: 200 };
+
 export class TokenBucket {
   readonly #limit: RateLimit;
   readonly #now: () => number;

@@ -16,7 +16,7 @@ import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import type { TransitionRecord } from '../storage/records.ts';
 import { sendEvent, sendFrame } from './outbound.ts';
-import { TokenBucket } from './rate-limit.ts';
+import { SIGNALLING_RATE, TokenBucket } from './rate-limit.ts';
 import type { PlayerHandle } from './signalling/relay.ts';
 import { releaseUpgrade } from './upgrade.ts';
 
@@ -172,6 +172,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       }
       allowance.sockets++;
       const { bucket } = allowance;
+      const signalling = player ? new TokenBucket(SIGNALLING_RATE) : null;
       /** who this socket's room messages are from */
       const from = { identity, kind: participantKind(role) };
       const refuse = (ref: string | undefined, code: string, message: string) =>
@@ -232,8 +233,15 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             return;
           }
           default:
-            if (player) relay.fromPlayer(player, frame);
-            else
+            if (player && signalling) {
+              if (signalling.take()) relay.fromPlayer(player, frame);
+              else
+                send({
+                  type: 'error',
+                  code: 'RATE_LIMITED',
+                  message: `signalling messages are limited to ${SIGNALLING_RATE.perSecond} a second (bursts of ${SIGNALLING_RATE.burst}) per socket; this ${frame.type} was dropped`,
+                });
+            } else
               send({
                 type: 'error',
                 code: 'BAD_REQUEST',

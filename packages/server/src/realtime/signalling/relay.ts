@@ -88,18 +88,32 @@ export class SignallingRelay {
 
   // ------------------------------------------------------------------ streamers
 
+  /** A streamer identified; one that comes back on a new socket replaces its old one. */
   streamerConnected(workerId: string, peer: SignalPeer): void {
     const old = this.#streamers.get(workerId);
-    if (old) this.#dropPlayers(old);
+    if (old) this.#streamerLost(old);
     this.#streamers.set(workerId, { peer, sessionId: null, players: new Map() });
   }
 
   streamerClosed(workerId: string, peer: SignalPeer): void {
     const s = this.#streamers.get(workerId);
     if (s?.peer !== peer) return;
-    this.#dropPlayers(s);
+    this.#streamerLost(s);
     if (s.sessionId && this.#seats.get(s.sessionId) === workerId) this.#seats.delete(s.sessionId);
     this.#streamers.delete(workerId);
+  }
+
+  /**
+   * The streamer's socket went away (or was replaced) while viewers watched it. Their peer connections went with
+   * it (a UE app drops its players when its signalling drops), so each one waits for the streamer list again:
+   * once the streamer is back and seated for the session, it is sent again, and the viewer subscribes anew
+   * (Epic's frontend and the Web SDK both do on a new list). Otherwise the session ends for the lost worker.
+   */
+  #streamerLost(s: Streamer): void {
+    for (const { handle } of [...s.players.values()]) {
+      this.#unsubscribe(handle);
+      if (s.sessionId && handle.sessionId === s.sessionId) this.#wait(handle);
+    }
   }
 
   /** The worker took this session: a viewer waiting for the streamer list gets it now. */
@@ -124,7 +138,11 @@ export class SignallingRelay {
     if (!s) return;
     this.#dropPlayers(s);
     const id = sessionId ?? s.sessionId;
-    if (id && this.#seats.get(id) === workerId) this.#seats.delete(id);
+    if (id && this.#seats.get(id) === workerId) {
+      this.#seats.delete(id);
+      // the session is over: nobody waits for its streamer to come back
+      this.#waiting.delete(id);
+    }
     s.sessionId = null;
   }
 
@@ -176,9 +194,20 @@ export class SignallingRelay {
 
   playerClosed(handle: PlayerHandle): void {
     this.#players.delete(handle.ref);
-    this.#waiting.get(handle.sessionId)?.delete(handle);
-    if (this.#waiting.get(handle.sessionId)?.size === 0) this.#waiting.delete(handle.sessionId);
+    this.#stopWaiting(handle);
     this.#unsubscribe(handle);
+  }
+
+  /** The viewer gets the streamer list once its session is seated on a streamer (here or, through `seated`, elsewhere). */
+  #wait(handle: PlayerHandle): void {
+    const set = this.#waiting.get(handle.sessionId) ?? new Set();
+    set.add(handle);
+    this.#waiting.set(handle.sessionId, set);
+  }
+
+  #stopWaiting(handle: PlayerHandle): void {
+    const set = this.#waiting.get(handle.sessionId);
+    if (set?.delete(handle) && set.size === 0) this.#waiting.delete(handle.sessionId);
   }
 
   fromPlayer(handle: PlayerHandle, m: PlayerSignal): void {
@@ -186,11 +215,9 @@ export class SignallingRelay {
       case 'listStreamers': {
         const workerId = this.#seats.get(handle.sessionId);
         if (workerId) handle.peer.send({ type: 'streamerList', ids: [workerId] });
-        else {
-          const set = this.#waiting.get(handle.sessionId) ?? new Set();
-          set.add(handle);
-          this.#waiting.set(handle.sessionId, set);
-          // the streamer may be on another server
+        else if (!this.#waiting.get(handle.sessionId)?.has(handle)) {
+          this.#wait(handle);
+          // the streamer may be on another server (asked once per wait: a viewer repeating itself sends nothing)
           this.#signal({ op: 'list', sessionId: handle.sessionId });
         }
         return;
@@ -304,7 +331,10 @@ export class SignallingRelay {
         if (!this.#streamers.has(signal.workerId)) return;
         const key = `${signal.from.server}/${signal.from.ref}`;
         const previous = this.#remotes.get(key);
-        if (previous) this.#unsubscribe(previous);
+        if (previous) {
+          this.#unsubscribe(previous);
+          this.#stopWaiting(previous);
+        }
         const from = signal.from;
         // a stand-in for the viewer: what the streamer sends it goes back through the bus
         const handle: PlayerHandle = {
@@ -329,7 +359,10 @@ export class SignallingRelay {
         const key = `${signal.from.server}/${signal.from.ref}`;
         const handle = this.#remotes.get(key);
         this.#remotes.delete(key);
-        if (handle) this.#unsubscribe(handle);
+        if (handle) {
+          this.#unsubscribe(handle);
+          this.#stopWaiting(handle);
+        }
         return;
       }
       case 'toPlayer': {

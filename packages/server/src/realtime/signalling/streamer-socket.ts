@@ -135,9 +135,10 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
       clearInterval(pinger);
       if (!workerId) return;
       relay.streamerClosed(workerId, peer);
-      engine.workerSocketClosed(workerId, link);
-      // an app started by hand that says goodbye is gone now; others may come back until liveness decides
-      if (external && (code === 1000 || code === 1001)) {
+      const current = engine.workerSocketClosed(workerId, link);
+      // an app started by hand that says goodbye is gone now (unless it already came back on a new socket);
+      // others may come back until liveness decides
+      if (current && external && (code === 1000 || code === 1001)) {
         void engine
           .onWorkerExit({ workerId, code: null, signal: null, expected: true })
           .catch((err) => fail(err, 'streamer exit'));
