@@ -168,6 +168,46 @@ for (const kind of databaseKinds()) {
       for (const s of [a, b]) await t.api('POST', `/sessions/${s.id}/end`);
     });
 
+    test("an invited user's token lets others in, under names nobody in the room has; an observer's does not", async () => {
+      await t.createProject(agentProject('tk-user', { min: 0, max: 1 }));
+      const s = await t.createSession('tk-user');
+      await t.waitForState(s.id, 'active');
+      const invite = await t.api<{ token: string }>('POST', `/sessions/${s.id}/join`, {}, s.token);
+      assert.equal(invite.status, 200, JSON.stringify(invite.body));
+      // the invite is exchanged for a token with a name of its own, as the Web SDK's acceptInvite() does
+      const bo = await t.api<{ token: string; identity: string }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        { identity: 'Bo' },
+        invite.body.token,
+      );
+      assert.equal(bo.status, 200, JSON.stringify(bo.body));
+      const joined = t.nextEvent(
+        s.id,
+        (e) => e.type === 'session.participant_joined' && e.participant.identity === 'Bo',
+      );
+      const room = await t.connect(s, bo.body.token);
+      await joined;
+      // nobody else may take a name that is in the room (others would take one for the other); an admin may
+      // hand Bo a new token
+      const again = await t.api('POST', `/sessions/${s.id}/join`, { identity: 'Bo' }, invite.body.token);
+      assertError(again, 409, 'CONFLICT');
+      assert.match((again.body as { error: { message: string } }).error.message, /choose another identity/);
+      assert.equal((await t.api('POST', `/sessions/${s.id}/join`, { identity: 'Bo' })).status, 200);
+      const observer = await t.api<{ token: string }>('POST', `/sessions/${s.id}/join`, { role: 'observer' });
+      for (const action of ['join', 'end']) {
+        const r = await t.api('POST', `/sessions/${s.id}/${action}`, undefined, observer.body.token);
+        assertError(r, 403, 'FORBIDDEN');
+        assert.match(
+          (r.body as { error: { message: string } }).error.message,
+          /an observer token cannot do this: it takes the session's viewer or user token, or an admin API key/,
+        );
+      }
+      assert.equal((await t.session(s.id)).state, 'active', 'the session goes on');
+      await room.close();
+      await t.api('POST', `/sessions/${s.id}/end`, undefined, s.token);
+    });
+
     test('a worker serves only its own session: frames that name another session are refused', async () => {
       await t.createProject(agentProject('tk-own', { min: 0, max: 2 }, { worker: { driver: 'external' } }));
       const one = await poolWorker(t, 'tk-own');

@@ -84,5 +84,9 @@ export function requireSession(caller: Caller, sessionId: string, roles: readonl
   }
   const { token } = caller;
   if (token.sid !== sessionId) throw new UsherError('FORBIDDEN', 'this token belongs to another session');
-  if (!roles.includes(token.role)) throw new UsherError('FORBIDDEN', `a ${token.role} token cannot do this`);
+  if (!roles.includes(token.role))
+    throw new UsherError(
+      'FORBIDDEN',
+      `${/^[aeiou]/.test(token.role) ? 'an' : 'a'} ${token.role} token cannot do this: it takes the session's ${roles.join(' or ')} token, or an admin API key`,
+    );
 }

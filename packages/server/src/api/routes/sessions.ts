@@ -154,6 +154,15 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
         throw new UsherError('ILLEGAL_TRANSITION', `session "${s.id}" is ${s.state}; nobody can join it`);
       const role = req.body?.role ?? 'user';
       const identity = req.body?.identity ?? newId(role, engine.clock.now());
+      // a participant may name whoever it lets in, but not after someone in the room: others would take one for
+      // the other (an admin may, to hand a participant a new token)
+      if (caller.kind === 'token' && req.body?.identity !== undefined) {
+        if (engine.rooms.participants(s.id).some((p) => p.identity === identity))
+          throw new UsherError(
+            'CONFLICT',
+            `"${identity}" is in the room of session "${s.id}" already: choose another identity`,
+          );
+      }
       // LiveKit mode: the participant joins the LiveKit room with a LiveKit token
       const livekit = engine.liveKitFor(s.projectId);
       if (livekit) return { ...(await livekit.access(s.id, identity, role)), identity };
