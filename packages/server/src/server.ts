@@ -589,6 +589,9 @@ export class UsherServer {
       // what each socket's end sets off (a viewer's reconnect window, a worker's detach, a participant's
       // departure) is done before the engine and the store close
       await this.#socketsClosed;
+      // the worker processes this server started stop with it: they are recorded as stopped while the engine
+      // runs (nobody would adopt them once this server's row is gone), and the drivers stop them below
+      await this.#engine?.retireOwnProcesses().catch(() => {});
       await this.#registry?.stop();
       await this.#engine?.close();
       this.#observability?.close();

@@ -172,6 +172,34 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     }
   });
 
+  test('a server that stops cleanly leaves no worker of its own behind as ready: the others refill the pool', async () => {
+    const [a] = servers as [TestServer, TestServer, TestServer];
+    const d = await new TestServer({ storage: db.storage, clock, serverId: 'server-d' }).start();
+    try {
+      await d.createProject(agentProject('left', { min: 1, max: 1 }));
+      await d.readyWorkers('left', 1);
+      const [mine] = [...d.fake.workers.keys()];
+      for (const server of servers)
+        await waitUntil(async () => (await server.api('GET', '/projects/left')).status === 200);
+      await d.close();
+      const after = await a.server.engine.store.read.getWorker(mine!);
+      assert.equal(after?.state, 'stopped', "D's worker process stopped with D, and its row says so");
+      // another server hears that D freed a seat of the pool and starts a worker in its place
+      await waitUntil(async () =>
+        (await a.server.engine.listWorkers({ projectId: 'left' })).some(
+          (w) => w.id !== mine && w.state === 'ready',
+        ),
+      );
+      const created = await a.api<{ workerId: string; state: string }>('POST', '/sessions', {
+        projectId: 'left',
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      assert.notEqual(created.body.workerId, mine, 'not seated on the worker that went with D');
+    } finally {
+      await d.close();
+    }
+  });
+
   test('thousands of admissions and releases through all three: one session per worker, one worker per session', async () => {
     const [a] = servers as [TestServer, TestServer, TestServer];
     await a.createProject(

@@ -1756,6 +1756,29 @@ export class Engine {
    * driver) take no new session either and stop once their session is over. Resolves when they are all gone,
    * or after `timeoutMs`, with how many are left.
    */
+  /**
+   * The server is closing, and the worker processes it started close with it: each is recorded as stopped
+   * now, while the engine still runs, so that no other server seats a session on a worker that is gone (a
+   * closing server's row leaves the registry, so nobody would adopt them). Idle ones go first; a live session on
+   * one ends with 4006 (or restarts on a worker elsewhere, with auto-restart), and other servers refill the pools.
+   */
+  async retireOwnProcesses(): Promise<void> {
+    if (this.#closed) return;
+    this.#draining = true;
+    const own = (
+      await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
+    ).filter((w) => w.serverId === this.o.serverId && w.driver === 'process');
+    own.sort((a, b) => Number(a.sessionId !== null) - Number(b.sessionId !== null));
+    for (const w of own)
+      await this.onWorkerExit({
+        workerId: w.id,
+        code: null,
+        signal: null,
+        expected: true,
+        error: `its server ${this.o.serverId} stopped`,
+      }).catch((err) => this.o.log.error({ err, workerId: w.id }, 'recording a worker as stopped failed'));
+  }
+
   async drainServer(timeoutMs: number): Promise<{ remaining: number }> {
     this.#draining = true;
     const live = ['starting', 'ready', 'reserved', 'busy', 'stopping'] as const;
