@@ -20,6 +20,7 @@ const send = (m: ServerNotice | ServerReply) => process.send?.(m);
 /** Starts nothing: the parent relays each launch to a worker host, whose workers register over /workers/ws. */
 class RelayDriver implements WorkerDriver {
   readonly name = 'process' as const;
+  readonly closeStopsWorkers = true;
   readonly #live = new Set<string>();
   readonly #listeners: ((e: WorkerExit) => void)[] = [];
 

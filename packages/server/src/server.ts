@@ -28,7 +28,7 @@ import { webRoutes } from './api/routes/web.ts';
 import { webhookRoutes } from './api/routes/webhooks.ts';
 import { workerRoutes } from './api/routes/workers.ts';
 import { SessionRateLimiter, type SessionRateOptions } from './api/session-rate.ts';
-import { installJsonParser, installValidation } from './api/validation.ts';
+import { installJsonParser, installUrlGuard, installValidation } from './api/validation.ts';
 import { AdminKeys } from './auth/admin-keys.ts';
 import { TokenIssuer } from './auth/tokens.ts';
 import { type Bus, localBus, PostgresBus } from './cluster/bus.ts';
@@ -293,6 +293,7 @@ export class UsherServer {
     this.#app = app;
     installValidation(app);
     installJsonParser(app);
+    installUrlGuard(app);
     installErrorHandling(app);
     app.addHook('onRequest', (_req, _reply, done) => {
       if (this.#closing)
@@ -589,9 +590,9 @@ export class UsherServer {
       // what each socket's end sets off (a viewer's reconnect window, a worker's detach, a participant's
       // departure) is done before the engine and the store close
       await this.#socketsClosed;
-      // the worker processes this server started stop with it: they are recorded as stopped while the engine
-      // runs (nobody would adopt them once this server's row is gone), and the drivers stop them below
-      await this.#engine?.retireOwnProcesses().catch(() => {});
+      // the workers this server started that its drivers stop on close (child processes) are recorded as stopped
+      // while the engine runs (nobody would adopt them once this server's row is gone); the drivers stop them below
+      await this.#engine?.retireOwnWorkers().catch(() => {});
       await this.#registry?.stop();
       await this.#engine?.close();
       this.#observability?.close();

@@ -121,6 +121,21 @@ for (const kind of databaseKinds()) {
       await intact();
     });
 
+    test('a NUL character in a path or query value is a 400, not a 500', async () => {
+      for (const [method, path] of [
+        ['GET', '/sessions/s%00'],
+        ['GET', `/sessions/${live.id}%00/messages`],
+        ['POST', '/sessions/%00/end'],
+        ['GET', '/sessions?projectId=base%00'],
+        ['GET', '/projects/base%00'],
+        ['GET', '/workers?projectId=%00'],
+      ] as const) {
+        const err = assertError(await raw(method, path, undefined, {}), 400, 'BAD_REQUEST');
+        assert.match(err.message, /NUL/, `${method} ${path}: ${err.message}`);
+      }
+      await intact();
+    });
+
     test('an empty or missing body where one is required is a 400', async () => {
       for (const [method, path] of [
         ['POST', '/projects'],

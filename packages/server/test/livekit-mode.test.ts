@@ -331,10 +331,7 @@ for (const kind of databaseKinds()) {
 
 /** Workers that outlive their server's close, as processes do when only the server restarts. */
 class LastingWorkers extends FakeDriver {
-  override async close(): Promise<void> {}
-  stopAll(): Promise<void> {
-    return super.close();
-  }
+  override closeStopsWorkers = false;
 }
 
 for (const kind of databaseKinds()) {

@@ -99,6 +99,9 @@ for (const kind of databaseKinds()) {
       const lines: Line[] = [];
       const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Line) });
       const t = await new TestServer({ storage: db.storage, log }).start();
+      // the agent outlives the server, as a Kubernetes pod would: what is tried here is the sockets' ends
+      t.fake.closeStopsWorkers = false;
+      c.after(() => t.fake.stopAll());
       await t.createProject(agentProject('bye', { min: 1, max: 1 }));
       await t.readyWorkers('bye', 1);
       const s = await t.createSession('bye');

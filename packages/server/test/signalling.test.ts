@@ -15,6 +15,7 @@ import {
   useTestServer,
 } from '@usher/testing';
 import WebSocket from 'ws';
+import { MAX_EARLY_CANDIDATES } from '../src/realtime/signalling/relay.ts';
 
 interface PoolToken {
   token: string;
@@ -208,6 +209,32 @@ for (const kind of databaseKinds()) {
       viewer.send({ type: 'answer', sdp: 'v=0 answer' });
       assert.equal((await again.next('answer')).playerId, connected.playerId);
       assert.equal((await t.session(session.id)).state, 'active');
+      await viewer.close(1000);
+    });
+
+    test('a streamer holds at most MAX_EARLY_CANDIDATES candidates before its offer; later ones pass at once', async () => {
+      const { s, workerId } = await streamer();
+      const { viewer, playerId } = await subscribed(s, workerId);
+      const candidate = (n: number) => ({
+        candidate: `candidate:${n} 1 udp 1 127.0.0.1 5000 typ host`,
+        sdpMid: '0',
+      });
+      for (let i = 0; i < MAX_EARLY_CANDIDATES + 50; i++)
+        s.send({ type: 'iceCandidate', playerId, candidate: candidate(i) });
+      s.send({ type: 'offer', playerId, sdp: 'v=0 late offer' });
+      s.send({ type: 'iceCandidate', playerId, candidate: candidate(-1) });
+      await viewer.untilOther((frames) =>
+        frames.some((f) =>
+          (f.candidate as { candidate?: string } | undefined)?.candidate?.startsWith('candidate:-1 '),
+        ),
+      );
+      const relayed = viewer.other.filter((f) => f.type === 'offer' || f.type === 'iceCandidate');
+      assert.equal(relayed[0]?.type, 'offer');
+      assert.equal(
+        relayed.length,
+        1 + MAX_EARLY_CANDIDATES + 1,
+        'the offer, the first candidates held, the one after it',
+      );
       await viewer.close(1000);
     });
 

@@ -118,6 +118,10 @@ for (const kind of databaseKinds()) {
         storage: db.storage,
         projects: [streamProject('s', { min: 1, max: 1 })],
       }).start();
+      // the worker outlives the server, as a Kubernetes pod or an external worker does (a server's own child
+      // processes stop with it, and so do their sessions: cluster.test.ts)
+      t.fake.closeStopsWorkers = false;
+      c.after(() => t.fake.stopAll());
       await t.readyWorkers('s', 1);
       const session = await t.createSession('s');
       const viewer = await t.connect(session);

@@ -26,6 +26,11 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class FakeDriver implements WorkerDriver {
   readonly name = 'process' as const;
+  /**
+   * Like the process driver's children, fake workers stop with the server; set it false for workers that
+   * outlive it (as Kubernetes pods and external workers do): close() then leaves them, and stopAll() stops them.
+   */
+  closeStopsWorkers = true;
   readonly workers = new Map<string, FakeWorker>();
   /** how workers started from now on behave; may depend on the launch */
   behaviour: (launch: WorkerLaunch) => FakeBehaviour = () => ({});
@@ -122,6 +127,11 @@ export class FakeDriver implements WorkerDriver {
   }
 
   async close(): Promise<void> {
+    if (this.closeStopsWorkers) await this.stopAll();
+  }
+
+  /** Stops every worker still running. */
+  async stopAll(): Promise<void> {
     await Promise.all([...this.workers.keys()].map((id) => this.stop(id)));
   }
 }

@@ -40,6 +40,18 @@ export function installJsonParser(app: FastifyInstance): void {
   });
 }
 
+/**
+ * URLs with an encoded NUL (%00) are refused before routing: no id or query value holds one, and PostgreSQL
+ * stores no NUL in text (a lookup would fail with 500 rather than answer 404).
+ */
+export function installUrlGuard(app: FastifyInstance): void {
+  app.addHook('onRequest', (req, _reply, done) => {
+    if (req.url.includes('%00'))
+      done(new UsherError('BAD_REQUEST', 'the URL may not contain the NUL character (%00)'));
+    else done();
+  });
+}
+
 /** Whether a parsed JSON value holds a string (or a key) with a NUL character. */
 function holdsNul(value: unknown): boolean {
   if (typeof value === 'string') return value.includes('\0');

@@ -34,7 +34,13 @@ export interface WorkerDriver {
   reap(workerId: string, handle: string): Promise<void>;
   /** Called once for each worker that exits, whether stopped or crashed. */
   onExit(listener: (exit: WorkerExit) => void): void;
-  /** Stops every worker this driver started and releases its resources. */
+  /**
+   * Whether close() stops the workers this driver started (a process driver's children do; Kubernetes pods
+   * and external workers outlive the server unless configured otherwise). A closing server records such
+   * workers as stopped first, so that no other server seats a session on them.
+   */
+  readonly closeStopsWorkers: boolean;
+  /** Stops every worker this driver started (see closeStopsWorkers) and releases its resources. */
   close(): Promise<void>;
 }
 

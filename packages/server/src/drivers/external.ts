@@ -7,6 +7,7 @@ export const EXTERNAL_HANDLE = 'external';
 
 export class ExternalDriver implements WorkerDriver {
   readonly name = 'external' as const;
+  readonly closeStopsWorkers = false;
   readonly #listeners: Array<(exit: WorkerExit) => void> = [];
   /** workers asked to stop, so that losing their socket afterwards counts as expected */
   readonly #stopping = new Set<string>();

@@ -136,6 +136,9 @@ const QUICK_WATCH_END_MS = 2_000;
 
 export class KubernetesDriver implements WorkerDriver {
   readonly name = 'kubernetes' as const;
+  get closeStopsWorkers(): boolean {
+    return this.#stopWorkersOnClose;
+  }
   readonly #kc: KubeConfig;
   readonly #core: CoreV1Api;
   readonly #namespace: string;

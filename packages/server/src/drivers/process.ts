@@ -61,6 +61,7 @@ const ADOPTED_POLL_MS = 100;
 
 export class ProcessDriver implements WorkerDriver {
   readonly name = 'process' as const;
+  readonly closeStopsWorkers = true;
   readonly #logger: WorkerLogger;
   readonly #closeGraceMs: number;
   readonly #workers = new Map<string, Running>();

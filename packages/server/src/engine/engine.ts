@@ -1757,17 +1757,18 @@ export class Engine {
    * or after `timeoutMs`, with how many are left.
    */
   /**
-   * The server is closing, and the worker processes it started close with it: each is recorded as stopped
-   * now, while the engine still runs, so that no other server seats a session on a worker that is gone (a
-   * closing server's row leaves the registry, so nobody would adopt them). Idle ones go first; a live session on
-   * one ends with 4006 (or restarts on a worker elsewhere, with auto-restart), and other servers refill the pools.
+   * The server is closing, and the workers it started whose driver stops them on close (its child processes)
+   * go with it: each is recorded as stopped now, while the engine still runs, so that no other server seats a
+   * session on a worker that is gone (a closing server leaves the registry, so nobody would adopt them). Idle
+   * ones go first; a live session on one ends with 4006 (or restarts elsewhere, with auto-restart), and the other
+   * servers refill the pools.
    */
-  async retireOwnProcesses(): Promise<void> {
+  async retireOwnWorkers(): Promise<void> {
     if (this.#closed) return;
     this.#draining = true;
     const own = (
       await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })
-    ).filter((w) => w.serverId === this.o.serverId && w.driver === 'process');
+    ).filter((w) => w.serverId === this.o.serverId && this.o.drivers[w.driver]?.closeStopsWorkers);
     own.sort((a, b) => Number(a.sessionId !== null) - Number(b.sessionId !== null));
     for (const w of own)
       await this.onWorkerExit({

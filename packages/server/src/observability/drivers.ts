@@ -12,6 +12,9 @@ export interface StartObserver {
 export function observedDriver(driver: WorkerDriver, observer: StartObserver): WorkerDriver {
   return {
     name: driver.name,
+    get closeStopsWorkers() {
+      return driver.closeStopsWorkers;
+    },
     async start(launch) {
       observer.starting(launch, driver.name);
       try {

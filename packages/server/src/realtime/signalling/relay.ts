@@ -12,6 +12,9 @@ import {
 import { type Bus, localBus, type PlayerRef, type SignalMessage } from '../../cluster/bus.ts';
 import { newId } from '../../engine/ids.ts';
 
+/** ICE candidates held per player until the streamer's offer: a negotiation gathers a few dozen at most. */
+export const MAX_EARLY_CANDIDATES = 100;
+
 /** One end of a signalling socket. */
 export interface SignalPeer {
   send(message: Record<string, unknown>): void;
@@ -36,7 +39,10 @@ interface Streamer {
   /** the session the worker is seated for, from its assignment */
   sessionId: string | null;
   /** subscribed players, each with the candidates the streamer sent before its offer */
-  players: Map<string, { handle: PlayerHandle; offered: boolean; early: Record<string, unknown>[] }>;
+  players: Map<
+    string,
+    { handle: PlayerHandle; offered: boolean; early: Record<string, unknown>[]; overflowed: boolean }
+  >;
 }
 
 export interface RelayOptions {
@@ -164,9 +170,17 @@ export class SignallingRelay {
       );
       return;
     }
-    // Epic's frontend drops candidates that arrive before the offer: hold them until it has gone through
+    // Epic's frontend drops candidates that arrive before the offer: hold them until it has gone through (a
+    // streamer that never offers holds at most MAX_EARLY_CANDIDATES)
     if (m.type === 'iceCandidate' && !p.offered) {
-      p.early.push(m);
+      if (p.early.length < MAX_EARLY_CANDIDATES) p.early.push(m);
+      else if (!p.overflowed) {
+        p.overflowed = true;
+        this.#o.log?.warn(
+          { workerId, playerId: m.playerId },
+          `more than ${MAX_EARLY_CANDIDATES} ICE candidates before an offer: the rest are dropped`,
+        );
+      }
       return;
     }
     p.handle.peer.send(m);
@@ -277,7 +291,7 @@ export class SignallingRelay {
     const playerId = newId('pl');
     handle.playerId = playerId;
     handle.workerId = streamerId;
-    s.players.set(playerId, { handle, offered: false, early: [] });
+    s.players.set(playerId, { handle, offered: false, early: [], overflowed: false });
     // sessionId is Usher's addition: stock streamers ignore it, Usher-aware ones may show or log it
     s.peer.send({
       type: 'playerConnected',
