@@ -8,7 +8,11 @@ export const WEB_ERRORS = {
   NETWORK: { retryable: true, description: 'The server could not be reached (fetch failed).' },
   BAD_RESPONSE: { retryable: false, description: 'The server answered something the SDK cannot read.' },
   SUBSCRIBE_FAILED: { retryable: false, description: 'The server refused the stream subscription.' },
-  WEBRTC_FAILED: { retryable: false, description: 'The browser could not answer the stream offer.' },
+  WEBRTC_FAILED: {
+    retryable: false,
+    description:
+      'The browser could not answer the stream offer, or the media connection failed (recoverable while the SDK asks for the stream again).',
+  },
   NOT_CONNECTED: {
     retryable: true,
     description: 'The session socket is not open (still opening, reconnecting, or ended): nothing was sent.',

@@ -171,6 +171,8 @@ export class FakePeer implements PeerConnectionLike {
   onicecandidate: ((ev: RTCPeerConnectionIceEvent) => void) | null = null;
   ontrack: ((ev: RTCTrackEvent) => void) | null = null;
   ondatachannel: ((ev: RTCDataChannelEvent) => void) | null = null;
+  onconnectionstatechange: ((ev: Event) => void) | null = null;
+  connectionState: RTCPeerConnectionState = 'new';
   readonly configuration: RTCConfiguration | undefined;
   /** every call, in order, e.g. ["setRemoteDescription:offer", "addIceCandidate:a"] */
   readonly calls: string[] = [];

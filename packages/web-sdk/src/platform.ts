@@ -21,6 +21,9 @@ export interface PeerConnectionLike {
   onicecandidate: ((ev: RTCPeerConnectionIceEvent) => void) | null;
   ontrack: ((ev: RTCTrackEvent) => void) | null;
   ondatachannel: ((ev: RTCDataChannelEvent) => void) | null;
+  /** 'failed' when ICE found no path to the worker (or lost it for good) */
+  readonly connectionState?: RTCPeerConnectionState;
+  onconnectionstatechange?: ((ev: Event) => void) | null;
   setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void>;
   createAnswer(): Promise<RTCSessionDescriptionInit>;
   setLocalDescription(description: RTCSessionDescriptionInit): Promise<void>;

@@ -96,6 +96,52 @@ describe('signalling', () => {
     assert.deepEqual(events.of('dataChannelMessage'), ['from worker']);
   });
 
+  test('a media connection that fails asks for the stream again, three times in a row at most', async () => {
+    const { h, ws, events } = await streamSession();
+    ws.receive(config);
+    ws.receive(status('active', 'connecting', 'worker:started'));
+    const negotiate = async (n: number) => {
+      ws.receive({ type: 'streamerList', ids: ['worker-7'] });
+      ws.receive({ type: 'offer', sdp: `offer-${n}`, playerId: `p${n}` });
+      await settle();
+      return h.rtc.peers.at(-1)!;
+    };
+    const fail = (pc: (typeof h.rtc.peers)[number]) => {
+      pc.connectionState = 'failed';
+      pc.onconnectionstatechange?.({} as Event);
+    };
+    // a failure, then a connection that works: the count starts again
+    fail(await negotiate(1));
+    assert.deepEqual(ws.sent.at(-1), { type: 'listStreamers' }, 'the stream is asked for again');
+    const good = await negotiate(2);
+    good.connectionState = 'connected';
+    good.onconnectionstatechange?.({} as Event);
+    fail(good);
+    for (let i = 3; i <= 5; i++) fail(await negotiate(i));
+    const errors = events.of('error') as { code: string; recoverable: boolean; message: string }[];
+    assert.deepEqual(
+      errors.map((e) => [e.code, e.recoverable]),
+      [
+        ['WEBRTC_FAILED', true],
+        ['WEBRTC_FAILED', true],
+        ['WEBRTC_FAILED', true],
+        ['WEBRTC_FAILED', true],
+        ['WEBRTC_FAILED', false],
+      ],
+    );
+    assert.match(errors.at(-1)!.message, /4 times in a row.*TURN/);
+    assert.equal(
+      h.rtc.peers.every((pc) => pc.closed),
+      true,
+      'every failed connection is closed',
+    );
+    assert.equal(
+      ws.sent.filter((m) => m.type === 'listStreamers').length,
+      1 + 4,
+      'not asked again after the last',
+    );
+  });
+
   test('subscribeFailed is reported as an error', async () => {
     const { ws, events } = await streamSession();
     ws.receive(config);

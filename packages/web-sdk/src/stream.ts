@@ -11,6 +11,9 @@ export interface StreamHooks {
   onError(error: SessionErrorInfo): void;
 }
 
+/** Media connections that fail in a row before the SDK stops asking for the stream again. */
+export const MAX_MEDIA_RETRIES = 3;
+
 export class StreamConnection {
   readonly #RTCPeerConnection: PeerConnectionConstructor | null;
   readonly #video: VideoLike | null;
@@ -21,6 +24,8 @@ export class StreamConnection {
   #steps: Promise<void> = Promise.resolve();
   #stream: MediaStream | null = null;
   #channel: RTCDataChannel | null = null;
+  /** media connections that failed since the last one that connected */
+  #failures = 0;
 
   constructor(
     RTCPeerConnection: PeerConnectionConstructor | null,
@@ -130,6 +135,11 @@ export class StreamConnection {
       if (ev.candidate) this.#hooks.send({ type: 'iceCandidate', candidate: ev.candidate.toJSON() });
     };
     pc.ontrack = (ev) => this.#attach(ev.streams[0] ?? new MediaStream([ev.track]));
+    pc.onconnectionstatechange = () => {
+      if (this.#pc !== pc) return;
+      if (pc.connectionState === 'connected') this.#failures = 0;
+      else if (pc.connectionState === 'failed') this.#mediaFailed();
+    };
     pc.ondatachannel = (ev) => {
       const channel = ev.channel;
       channel.binaryType = 'arraybuffer';
@@ -151,6 +161,24 @@ export class StreamConnection {
           });
       }
     });
+  }
+
+  /**
+   * ICE found no path to the worker, or lost it for good. The stream is asked for again (a new subscription
+   * brings a new offer), up to MAX_MEDIA_RETRIES times in a row; then the error says so and stays.
+   */
+  #mediaFailed(): void {
+    this.close();
+    this.#failures++;
+    const retry = this.#failures <= MAX_MEDIA_RETRIES;
+    this.#hooks.onError({
+      code: 'WEBRTC_FAILED',
+      message: retry
+        ? `the media connection to the worker failed; asking for the stream again (${this.#failures} of ${MAX_MEDIA_RETRIES})`
+        : `the media connection to the worker failed ${this.#failures} times in a row: the network between this browser and the worker lets no media through (a firewall, or no TURN server in the ICE servers)`,
+      recoverable: retry,
+    });
+    if (retry) this.requestStreamer();
   }
 
   #attach(stream: MediaStream): void {

@@ -337,9 +337,18 @@ export class Engine {
       return fn(r, fx);
     }, options);
     this.#apply(fx);
-    if (changed.size > 0 && this.hub.hasWorkerListeners) this.#track(() => this.#announceWorkers(changed));
+    if (changed.size > 0 && this.hub.hasWorkerListeners) {
+      // one announcement at a time: each reads its workers after the one before did, so that a worker's states
+      // go out in the order they were stored (two reads at once may come back the other way round)
+      const next = this.#announcing.then(() => this.#announceWorkers(changed));
+      this.#announcing = next.catch(() => {});
+      this.#track(() => next);
+    }
     return result;
   }
+
+  /** the worker announcement in flight (see #tx) */
+  #announcing: Promise<void> = Promise.resolve();
 
   async #announceWorkers(ids: Set<string>): Promise<void> {
     for (const id of ids) {
