@@ -299,6 +299,46 @@ for (const kind of databaseKinds()) {
       assert.equal(driver.pids.size, 0, 'no process was ever started');
     });
 
+    test('workers that crash soon after they are ready back off like failed launches; one that ran a while resets it', async (c) => {
+      const liveness = new ManualClock(Date.now());
+      const db = await createTestDatabase(kind);
+      const t = await new TestServer({ storage: db.storage, engine: { livenessClock: liveness } }).start();
+      c.after(async () => {
+        await t.close();
+        await db.drop();
+      });
+      await t.createProject(agentProject('flaky', { min: 1, max: 1 }));
+      const readyOne = async () => {
+        await t.readyWorkers('flaky', 1);
+        return t.fake.started.at(-1)!;
+      };
+      const crashed = async (id: string) => {
+        t.fake.crash(id);
+        await t.workersWhere('flaky', (ws) => ws.every((w) => w.id !== id));
+        await t.settled();
+      };
+      // crashed right after it was ready: replaced at once the first time, then after 1 s, then 2 s
+      await crashed(await readyOne());
+      await crashed(await readyOne());
+      assert.equal(t.fake.started.length, 2);
+      await liveness.advance(999);
+      await t.settled();
+      assert.equal(t.fake.started.length, 2, 'no respawn before the backoff is over');
+      await liveness.advance(1);
+      await crashed(await readyOne());
+      await liveness.advance(1_999);
+      await t.settled();
+      assert.equal(t.fake.started.length, 3, 'the backoff doubled: no crash loop');
+      await liveness.advance(1);
+      const steady = await readyOne();
+      assert.equal(t.fake.started.length, 4);
+      // this one runs for a while before it crashes: the pool is healthy again, and refills at once
+      await t.advance(30_000);
+      await crashed(steady);
+      await readyOne();
+      assert.equal(t.fake.started.length, 5);
+    });
+
     test('recycle: when a session ends its worker process exits, and a new one keeps the pool at min', async (c) => {
       const x = await setup(kind, c);
       const { t, driver } = x;

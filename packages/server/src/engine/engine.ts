@@ -103,6 +103,12 @@ const ADMISSION_BATCH = 128;
 /** A pool's warm refill after admissions runs at most this often (real time). */
 const REFILL_INTERVAL_MS = 100;
 
+/**
+ * A worker that dies within this long of becoming ready counts as a failed launch, so that a pool whose
+ * workers crash right after they start backs off instead of respawning in a loop.
+ */
+const STABLE_WORKER_MS = 30_000;
+
 /** After SIGTERM, how long a worker process has before SIGKILL. */
 const STOP_KILL_AFTER_MS = 2_000;
 
@@ -299,6 +305,7 @@ export class Engine {
           code: null,
           signal: null,
           expected: w.state === 'stopping',
+          whileAway: true,
         });
         continue;
       }
@@ -309,7 +316,13 @@ export class Engine {
           'worker did not re-attach after restart; reaping it',
         );
         if (driver && w.handle) await driver.reap(w.id, w.handle).catch(() => {});
-        await this.onWorkerExit({ workerId: w.id, code: null, signal: null, expected: false });
+        await this.onWorkerExit({
+          workerId: w.id,
+          code: null,
+          signal: null,
+          expected: false,
+          whileAway: true,
+        });
       });
     }
     await this.#resumeRecorders();
@@ -1215,12 +1228,31 @@ export class Engine {
     return !!b && b.until > this.o.livenessClock.now();
   }
 
-  /** Consecutive launch failures slow down the warm refill (1 s, 2 s, 4 s … 60 s). */
-  #launchFailed(projectId: string, region: string): void {
+  /**
+   * A worker of the pool became ready: starts may go on at once. The count of failures stays until a worker
+   * proves stable (see onWorkerExit), so that workers that crash soon after they are ready back off too.
+   */
+  #launchWorked(projectId: string, region: string): void {
+    const b = this.#launchBackoff.get(poolKey(projectId, region));
+    if (!b) return;
+    b.until = 0;
+    if (b.timer) this.o.livenessClock.clearTimer(b.timer);
+    b.timer = null;
+  }
+
+  /**
+   * Consecutive launch failures slow down the warm refill (1 s, 2 s, 4 s … 60 s). A worker that crashed soon
+   * after it was ready (`afterReady`) is replaced at once the first time, and backs off from the second.
+   */
+  #launchFailed(projectId: string, region: string, afterReady = false): void {
     const key = poolKey(projectId, region);
     const b = this.#launchBackoff.get(key) ?? { failures: 0, until: 0, timer: null };
     b.failures++;
-    const delay = Math.min(60_000, 1000 * 2 ** (b.failures - 1));
+    if (afterReady && b.failures === 1) {
+      this.#launchBackoff.set(key, b);
+      return;
+    }
+    const delay = Math.min(60_000, 1000 * 2 ** (b.failures - (afterReady ? 2 : 1)));
     b.until = this.o.livenessClock.now() + delay;
     if (b.timer) this.o.livenessClock.clearTimer(b.timer);
     b.timer = this.o.livenessClock.setTimer(b.until, () => {
@@ -1502,7 +1534,7 @@ export class Engine {
       const w = await r.getWorker(workerId, { lock: true });
       if (!w || w.state === 'stopped' || w.state === 'stopping') return;
       const now = this.clock.now();
-      this.#launchBackoff.delete(poolKey(w.projectId, w.region));
+      this.#launchWorked(w.projectId, w.region);
       if (w.sessionId) {
         const s = await r.getSession(w.sessionId);
         if (w.state === 'starting')
@@ -1664,6 +1696,7 @@ export class Engine {
           signal: null,
           expected: false,
           error: `its server ${dead} died and it did not come back`,
+          whileAway: true,
         });
       });
     }
@@ -1673,7 +1706,13 @@ export class Engine {
    * A worker is gone (process exit, pod failure, lost socket). Its session ends: 4003 if the worker never
    * became ready, 4005 if it vanished before the viewer was seated, 4006 if the session was live.
    */
-  async onWorkerExit(exit: WorkerExit & { error?: string }): Promise<void> {
+  async onWorkerExit(
+    exit: WorkerExit & {
+      error?: string;
+      /** found gone after its server was away (a restart, a dead server): how long it lived says nothing */
+      whileAway?: boolean;
+    },
+  ): Promise<void> {
     // after close() the server is going away: the next start finds out what is left
     if (this.#closed) return;
     this.#liveness.unwatch(exit.workerId);
@@ -1687,7 +1726,12 @@ export class Engine {
       const now = this.clock.now();
       await r.updateWorker(w.id, { state: 'stopped', stoppedAt: now, updatedAt: now });
       const p = this.#projects.get(w.projectId)?.settings;
-      if (!w.readyAt && !exit.expected) this.#launchFailed(w.projectId, w.region);
+      // a worker that died before it was ready, or soon after, counts as a failed launch (a crash loop backs
+      // off); one that ran for a while shows the pool is healthy again
+      const stable = !!w.readyAt && now - w.readyAt >= STABLE_WORKER_MS;
+      if (!exit.expected && !stable && !(w.readyAt && exit.whileAway))
+        this.#launchFailed(w.projectId, w.region, !!w.readyAt);
+      else if (stable) this.#launchBackoff.delete(poolKey(w.projectId, w.region));
       if (w.sessionId) {
         const s = await r.getSession(w.sessionId, { lock: true });
         if (s && s.workerId === w.id) {
