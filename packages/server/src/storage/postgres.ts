@@ -97,6 +97,14 @@ export class PostgresDb implements Db {
   async tx<T>(fn: (q: Queryable) => Promise<T>, options: TxOptions = {}): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
+      // a checked-out client has no listener of the pool's: a connection lost mid-transaction (a restart, a
+      // failover, a killed backend) would be an uncaught 'error' and end the process. It fails the query
+      // instead, and the broken client is destroyed rather than returned to the pool
+      let broken: Error | undefined;
+      const onError = (err: Error) => {
+        broken = err;
+      };
+      client.on('error', onError);
       try {
         // the lock goes with BEGIN, as a second statement of the same simple query: one round trip for both
         await client.query(
@@ -113,7 +121,8 @@ export class PostgresDb implements Db {
         if (code && RETRYABLE.has(code) && attempt < 5) continue;
         throw err;
       } finally {
-        client.release();
+        client.off('error', onError);
+        client.release(broken);
       }
     }
   }
@@ -136,8 +145,13 @@ export class PostgresDb implements Db {
     client.on('notification', (n) => {
       if (n.channel === channel && n.payload !== undefined) onNotify(n.payload);
     });
-    await client.connect();
-    await client.query(`LISTEN "${channel}"`);
+    try {
+      await client.connect();
+      await client.query(`LISTEN "${channel}"`);
+    } catch (err) {
+      await client.end().catch(() => {});
+      throw err;
+    }
     return { close: () => client.end() };
   }
 

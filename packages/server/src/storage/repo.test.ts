@@ -938,3 +938,39 @@ for (const kind of databaseKinds()) {
     });
   });
 }
+
+describe('PostgreSQL: a connection lost mid-transaction', {
+  skip: !databaseKinds().includes('postgres'),
+}, () => {
+  test('fails that transaction, not the process; the pool goes on with a new connection', async (c) => {
+    const db = await createTestDatabase('postgres');
+    if (db.storage.type !== 'postgres') throw new Error('a PostgreSQL test database was asked for');
+    const pg = new PostgresDb(db.storage);
+    c.after(async () => {
+      await pg.close();
+      await db.drop();
+    });
+    await pg.ensureSchema();
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    c.after(() => process.off('uncaughtException', onUncaught));
+    const killer = new PostgresDb(db.storage);
+    c.after(() => killer.close());
+
+    const inside = deferred<number>();
+    const failed = pg.tx(async (q) => {
+      const row = await q.get<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      inside.resolve(Number(row!.pid));
+      // the backend is killed while this transaction waits
+      await q.get('SELECT pg_sleep(5)');
+    });
+    const pid = await inside.promise;
+    await killer.get('SELECT pg_terminate_backend(?)', [pid]);
+    await assert.rejects(failed, 'the transaction fails');
+    await turn();
+    assert.deepEqual(uncaught, [], 'nothing reached the process as an uncaught error');
+    const again = await pg.tx((q) => q.get<{ one: number }>('SELECT 1 AS one'));
+    assert.equal(Number(again?.one), 1, 'the next transaction runs on a healthy connection');
+  });
+});
