@@ -139,6 +139,20 @@ for (const kind of databaseKinds()) {
       for (const r of sent) verifier.verify(r.body, r.headers as Record<string, string>);
     });
 
+    test('an answer with a NUL byte is recorded with the character replaced; the attempt counts', async () => {
+      const { clock, log, make, queue } = setup();
+      receiver.script({ status: 500, body: 'E\u0000r\u0000r' });
+      const d = make();
+      const [row] = await queue(1);
+      await d.start();
+      await d.idle();
+      const got = await log.get(row!.id);
+      assert.deepEqual(
+        [got!.status, got!.attempts, got!.lastError, got!.nextAttemptAt],
+        ['pending', 1, 'HTTP 500 Internal Server Error: E\uFFFDr\uFFFDr', clock.now() + 5_000],
+      );
+    });
+
     test('no answer in time, and no connection, are recorded without a status', async () => {
       const hang = setup({ timeoutMs: 100 });
       receiver.answer = () => 'hang';

@@ -230,7 +230,9 @@ class Lane {
     await o.log.attemptFailed(row.id, row.claim, {
       at,
       status: a.status,
-      error: a.error.slice(0, MAX_ERROR_CHARS),
+      // what the receiver answered may hold anything; PostgreSQL stores no NUL (the write would fail, and the
+      // delivery would be tried again and again without ever counting an attempt)
+      error: a.error.replace(CONTROL_CHARS, '\uFFFD').slice(0, MAX_ERROR_CHARS),
       nextAttemptAt,
     });
     const fields = { deliveryId: row.id, endpoint: this.#logged, attempts, status: a.status };
@@ -283,6 +285,10 @@ async function answer(res: Response): Promise<string> {
   const trimmed = text.replace(/\s+/g, ' ').trim();
   return trimmed.length > MAX_ANSWER_CHARS ? `${trimmed.slice(0, MAX_ANSWER_CHARS)}…` : trimmed;
 }
+
+/** Control characters (NUL among them) in an answer's text, shown as U+FFFD when it is recorded. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+const CONTROL_CHARS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g;
 
 /** A network error in words: fetch's own message says only "fetch failed"; its cause says why. */
 function describe(err: unknown): string {
