@@ -369,6 +369,7 @@ export class UsherServer {
     const bus = shared ? await PostgresBus.open(store.db as PostgresDb, serverId, log) : localBus;
     this.#bus = bus;
     this.hub.connect(bus, serverId);
+    this.hub.onListenerError((err) => log.error({ err }, 'an event listener failed'));
     const registry = new ServerRegistry(store.db, serverId, { heartbeatMs: o.serverHeartbeatMs });
     this.#registry = registry;
     const webhooks = new Webhooks({

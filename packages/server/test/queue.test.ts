@@ -63,6 +63,23 @@ for (const kind of databaseKinds()) {
       await t.waitForState(b.id, 'ended');
     });
 
+    test('an event listener that fails after an admission committed does not admit the sessions twice', async () => {
+      await t.createProject(agentProject('once', { min: 0, max: 1 }));
+      const off = t.server.hub.subscribeAll((e) => {
+        if (e.type === 'session.status_changed' && e.status === 'requesting')
+          throw new Error('a broken listener');
+      });
+      try {
+        const made = await Promise.all([1, 2, 3].map(() => t.createSession('once')));
+        assert.equal(new Set(made.map((s) => s.id)).size, 3);
+        const stored = await t.server.engine.store.read.listSessions({ projectId: 'once', limit: 100 });
+        assert.equal(stored.length, 3, 'three requests, three sessions');
+        for (const s of made) await t.api('POST', `/sessions/${s.id}/end`);
+      } finally {
+        off();
+      }
+    });
+
     test('positions move up one by one as the queue drains', async () => {
       await t.createProject(streamProject('q1', { min: 0, max: 1 }));
       const first = await t.createSession('q1');

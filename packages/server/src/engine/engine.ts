@@ -349,7 +349,12 @@ export class Engine {
       changed = r.changedWorkers;
       return fn(r, fx);
     }, options);
-    this.#apply(fx);
+    try {
+      this.#apply(fx);
+    } catch (err) {
+      // committed: what it sets off must not fail the caller, who would take the change for undone
+      this.o.log.error({ err }, 'after-commit effects failed');
+    }
     if (changed.size > 0 && this.hub.hasWorkerListeners) {
       // one announcement at a time: each reads its workers after the one before did, so that a worker's states
       // go out in the order they were stored (two reads at once may come back the other way round)
@@ -519,9 +524,10 @@ export class Engine {
       },
       { pool: { projectId, region } },
     );
+    // committed: from here on nothing may fail the batch (the batcher would admit each request again)
     return Promise.all(
       outcomes.map(async ({ session, refusal }): Promise<Outcome<SessionWithQueue>> => {
-        if (!refusal) return { ok: true, value: await this.withQueue(session) };
+        if (!refusal) return { ok: true, value: await this.#withQueueIfKnown(session) };
         const details = { sessionId: session.id, closeCode: session.endCode, endReason: session.endReason };
         return { ok: false, error: new UsherError(refusal.code, refusal.message, details) };
       }),
@@ -586,6 +592,16 @@ export class Engine {
     await this.#setTimer(r, fx, s.id, TimerKind.Pending, s.createdAt + project.timeouts.pendingMs);
     counter.waiting++;
     return { session: queued, refusal: null };
+  }
+
+  /** withQueue, or the session without its place in line when that cannot be read now (it comes as an event). */
+  async #withQueueIfKnown(s: SessionRecord): Promise<SessionWithQueue> {
+    try {
+      return await this.withQueue(s);
+    } catch (err) {
+      this.o.log.warn({ err, sessionId: s.id }, 'the queue position of a new session could not be read');
+      return { session: s, queuePosition: null, estimatedWaitMs: null };
+    }
   }
 
   /** A session with its queue position and estimated wait (while queued). */

@@ -103,3 +103,38 @@ test('a server with a feed open says so again at every beat, and no longer once 
   hub.beat(alive);
   assert.deepEqual(kinds(sent), ['watch a true', 'watch a true', 'watch a true', 'watch a false']);
 });
+
+test('a listener that throws keeps the event from nobody else, and its error goes to the handler', () => {
+  const { hub, sent } = connected('a');
+  const failures: unknown[] = [];
+  hub.onListenerError((err) => failures.push(err));
+  const heard: string[] = [];
+  const event = {
+    type: 'session.status_changed',
+    sessionId: 's1',
+    at: '2026-01-01T00:00:00.000Z',
+    status: 'requesting',
+    previous: null,
+    cause: 'api:create',
+  } as const;
+  hub.subscribeAll(() => {
+    throw new Error('broken listener');
+  });
+  hub.subscribeAll(() => heard.push('all'));
+  hub.subscribe('s1', () => {
+    throw new Error('broken session listener');
+  });
+  hub.subscribe('s1', () => heard.push('session'));
+  hub.subscribeWorkers(() => {
+    throw new Error('broken worker listener');
+  });
+  hub.subscribeWorkers(() => heard.push('worker'));
+  hub.publish(event);
+  hub.publishWorker(worker('w1'));
+  assert.deepEqual(heard, ['all', 'session', 'worker']);
+  assert.deepEqual(
+    failures.map((e) => (e as Error).message),
+    ['broken listener', 'broken session listener', 'broken worker listener'],
+  );
+  assert.deepEqual(kinds(sent), ['event'], 'the other servers hear it too');
+});

@@ -27,6 +27,23 @@ export class EventHub {
   #beats = 0;
   #bus: Bus = localBus;
   #serverId = '';
+  #listenerFailed: (err: unknown) => void = () => {};
+
+  /**
+   * Where a listener's error goes. A listener that throws never keeps an event from the others, nor fails
+   * whoever published it (an event is published after its transaction committed).
+   */
+  onListenerError(handler: (err: unknown) => void): void {
+    this.#listenerFailed = handler;
+  }
+
+  #call<A>(listener: (arg: A, local: boolean) => void, arg: A, local = true): void {
+    try {
+      listener(arg, local);
+    } catch (err) {
+      this.#listenerFailed(err);
+    }
+  }
 
   /** Events published here go to the other servers too, and theirs come here. */
   connect(bus: Bus, serverId: string): void {
@@ -34,7 +51,7 @@ export class EventHub {
     this.#serverId = serverId;
     bus.onMessage((m) => {
       if (m.kind === 'event') this.#deliver(m.event, false);
-      else if (m.kind === 'worker_changed') for (const l of [...this.#everywhere]) l(m.worker);
+      else if (m.kind === 'worker_changed') for (const l of [...this.#everywhere]) this.#call(l, m.worker);
       else if (m.kind === 'worker_watch') {
         if (m.watching) this.#watchers.set(m.serverId, this.#beats);
         else this.#watchers.delete(m.serverId);
@@ -95,9 +112,9 @@ export class EventHub {
   }
 
   #deliver(event: SessionEvent, local: boolean): void {
-    for (const l of this.#all) l(event, local);
+    for (const l of this.#all) this.#call(l, event, local);
     const set = this.#bySession.get(event.sessionId);
-    if (set) for (const l of [...set]) l(event, local);
+    if (set) for (const l of [...set]) this.#call(l, event, local);
   }
 
   /**
@@ -123,9 +140,8 @@ export class EventHub {
   }
 
   publishWorker(worker: WorkerRecord): void {
-    // the other servers first: a listener here that throws does not keep it from them
     if (this.#watchers.size > 0 && this.#bus.shared) this.#bus.send({ kind: 'worker_changed', worker });
-    for (const l of [...this.#workers]) l(worker);
+    for (const l of [...this.#workers]) this.#call(l, worker);
   }
 
   hasListeners(sessionId: string): boolean {
