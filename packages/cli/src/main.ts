@@ -304,6 +304,8 @@ function printable(config: ResolvedConfig): object {
     adminKeys: config.adminKeys.map(() => '[hidden]'),
     secret: config.secret ? '[hidden]' : undefined,
     webhooks: config.webhooks.map((w) => ({ ...w, secret: '[hidden]' })),
+    iceServers: config.iceServers.map((s) => (s.credential ? { ...s, credential: '[hidden]' } : s)),
+    livekit: config.livekit ? { ...config.livekit, apiSecret: '[hidden]' } : undefined,
   };
 }
 

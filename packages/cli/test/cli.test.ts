@@ -91,6 +91,37 @@ describe('usher --help', () => {
   });
 });
 
+describe('usher serve --print-config', () => {
+  test('prints what the server would run with, every secret hidden', async () => {
+    const secrets = {
+      adminKey: 'printed-admin-key-0123456789',
+      secret: 'printed-token-secret-0123456789-0123456789',
+      password: 'printed-db-password',
+      webhook: 'whsec_cHJpbnRlZC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5',
+      turn: 'printed-turn-credential',
+      livekit: 'printed-livekit-api-secret-0123456789',
+    };
+    writeFileSync(
+      join(dir, 'print.yaml'),
+      [
+        `adminKeys: [${secrets.adminKey}]`,
+        `secret: ${secrets.secret}`,
+        'storage:',
+        `  postgres: { url: "postgres://usher:${secrets.password}@127.0.0.1:5432/usher" }`,
+        `webhooks: [{ url: "https://hooks.example.com/usher", secret: "${secrets.webhook}" }]`,
+        `webrtc: { iceServers: [{ urls: "turn:turn.example.com", username: u, credential: ${secrets.turn} }] }`,
+        `livekit: { url: "wss://lk.example.com", apiKey: key, apiSecret: ${secrets.livekit} }`,
+      ].join('\n'),
+    );
+    const r = await run(['serve', '--config', 'print.yaml', '--print-config']);
+    assert.equal(r.code, 0, r.stderr);
+    const printed = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal((printed.livekit as { apiKey: string }).apiKey, 'key', 'what is no secret is shown');
+    for (const [what, value] of Object.entries(secrets))
+      assert.equal(r.stdout.includes(value), false, `the ${what} is hidden`);
+  });
+});
+
 describe('usher migrate', () => {
   test('creates the schema of a new SQLite file, then finds it up to date', async () => {
     const db = join(dir, 'migrate.db');
