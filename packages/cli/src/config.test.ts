@@ -363,6 +363,15 @@ describe('resolveConfig errors name the key to fix', () => {
     );
     fails({ file: yaml('projects:\n  - id: a\n    maxQueueLength: lots\n') }, 'projects[0].maxQueueLength');
     fails({ file: yaml('projects:\n  - name: no id\n') }, 'projects[0].id');
+    // what the API would refuse is refused before the server starts
+    fails(
+      { file: yaml('projects:\n  - id: a\n    regions:\n      default: { min: 5, max: 2 }\n') },
+      'projects[0] (a): regions.default: min (5) must not be greater than max (2)',
+    );
+    fails(
+      { file: yaml('projects:\n  - id: a\n    defaultRegion: mars\n') },
+      'projects[0] (a): defaultRegion "mars" is not one of regions',
+    );
   });
 
   test('sqlite and postgres both given is refused, naming both', () => {

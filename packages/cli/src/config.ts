@@ -17,6 +17,7 @@ import {
   resolveEndpoints,
   type SessionRateOptions,
   type StorageOptions,
+  validateProject,
   type WebhookEndpoint,
 } from '@usher/server';
 import Type, { type Static } from 'typebox';
@@ -253,7 +254,15 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
         const r = projectValidator.parse(p);
         if (!r.ok) throw new ConfigError(`${inputs.file}: ${yamlMessage(`projects[${i}]`, r.message)}`);
         if (!r.value.id) throw new ConfigError(`${inputs.file}: projects[${i}].id is required`);
-        return withSessionDefaults(r.value, f.session);
+        const project = withSessionDefaults(r.value, f.session);
+        // the rules the API applies (min ≤ max, a default region that exists…), before the server starts
+        try {
+          validateProject(null, project);
+        } catch (err) {
+          const message = (err as Error).message.replace(/^project settings: /, '');
+          throw new ConfigError(`${inputs.file}: projects[${i}] (${project.id}): ${message}`);
+        }
+        return project;
       });
       sources.projects = src;
     }

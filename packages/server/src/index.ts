@@ -17,6 +17,7 @@ export { expandLaunchVars, ProcessDriver } from './drivers/process.ts';
 export { type Clock, ManualClock, systemClock } from './engine/clock.ts';
 export { Engine, type EngineOptions, type WorkerLink } from './engine/engine.ts';
 export { EventHub } from './engine/event-hub.ts';
+export { validateProject } from './engine/project-input.ts';
 export { LiveKitConfigError, type LiveKitSettings, parseLiveKitSettings } from './livekit/config.ts';
 export { LiveKitMode } from './livekit/mode.ts';
 export type { RateLimit } from './realtime/rate-limit.ts';
