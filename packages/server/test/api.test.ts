@@ -383,6 +383,15 @@ for (const kind of databaseKinds()) {
       assert.equal(s.outcome, 'failed');
     });
 
+    test('maxQueueLength 0: a session is seated at once where a worker is free, and refused where none is', async () => {
+      await t.createProject(streamProject('p-noq', { min: 1, max: 1 }, { maxQueueLength: 0 }));
+      await t.readyWorkers('p-noq', 1);
+      const seated = await t.createSession('p-noq');
+      assert.equal(seated.state, 'connecting', 'no queue is needed to take a free worker');
+      assertError(await t.api('POST', '/sessions', { projectId: 'p-noq' }), 503, 'QUEUE_FULL');
+      await t.api('POST', `/sessions/${seated.id}/end`);
+    });
+
     test('a full queue refuses sessions: 503 QUEUE_FULL, close code 4001; the socket of that session closes 4001', async () => {
       await t.createProject(streamProject('p-full', { min: 0, max: 1 }, { maxQueueLength: 1 }));
       const seated = await t.createSession('p-full');

@@ -172,6 +172,25 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     }
   });
 
+  test('a queue that moves on A: a queued viewer on C is told its new position', async () => {
+    const [a, , c] = servers as [TestServer, TestServer, TestServer];
+    await a.createProject(agentProject('line', { min: 0, max: 1 }));
+    for (const server of servers)
+      await waitUntil(async () => (await server.api('GET', '/projects/line')).status === 200);
+    const first = await a.createSession('line');
+    const second = await a.createSession('line');
+    const third = await a.createSession('line');
+    assert.deepEqual([second.state, third.state, third.queuePosition], ['queued', 'queued', 2]);
+    const viewer = await c.connect(third);
+    await viewer.waitFor((e) => e.type === 'session.queue_position' && e.position === 2);
+    // the one ahead leaves the line through A: C hears that the queue moved, and tells its socket
+    assert.equal((await a.api('POST', `/sessions/${second.id}/end`)).status, 200);
+    const moved = await viewer.waitFor((e) => e.type === 'session.queue_position' && e.position === 1);
+    assert.equal(moved.type === 'session.queue_position' && moved.queueLength, 1);
+    await viewer.close(1000);
+    await a.api('POST', `/sessions/${first.id}/end`);
+  });
+
   test('a server that stops cleanly leaves no worker of its own behind as ready: the others refill the pool', async () => {
     const [a] = servers as [TestServer, TestServer, TestServer];
     const d = await new TestServer({ storage: db.storage, clock, serverId: 'server-d' }).start();

@@ -47,7 +47,9 @@ export type BusMessage =
   /** a worker changed on the sending server, for the operator feeds open on the others */
   | { kind: 'worker_changed'; worker: WorkerRecord }
   /** the sending server stopped, and its LiveKit recorder left these sessions' rooms: the others put one back */
-  | { kind: 'recorders_left'; sessionIds: string[] };
+  | { kind: 'recorders_left'; sessionIds: string[] }
+  /** a pool's queue moved on the sending server: each server tells the queued sockets it holds their positions */
+  | { kind: 'queue_moved'; projectId: string; region: string };
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: this server is alone, nothing leaves it) */

@@ -189,6 +189,9 @@ export class Engine {
       intervalMs: this.o.positionIntervalMs,
       poolMax: (projectId, region) => this.#projects.get(projectId)?.settings.regions[region]?.max ?? 0,
       track: (task) => this.#track(task),
+      announce: (key) => {
+        if (this.o.bus.shared) this.o.bus.send({ kind: 'queue_moved', ...parsePoolKey(key) });
+      },
     });
     const track = (work: () => Promise<void>) => this.#track(work);
     this.#admissions = new Batcher((key, reqs) => this.#admitBatch(key, reqs), ADMISSION_BATCH, track);
@@ -215,6 +218,7 @@ export class Engine {
       else if (m.kind === 'dispatch' && !this.#draining)
         this.#track(() => this.#redispatch(m.projectId, m.region));
       else if (m.kind === 'event') this.rooms.presenceElsewhere(m.event);
+      else if (m.kind === 'queue_moved') this.positions.schedule(poolKey(m.projectId, m.region), false);
     });
     this.#unsubscribeHub = this.o.hub.subscribeAll((e) => {
       if (e.type !== 'session.status_changed') return;
@@ -572,14 +576,6 @@ export class Engine {
       };
     } else if (unrunnable) {
       refusal = { reason: 'app_not_found', error: new UsherError('APP_NOT_FOUND', unrunnable) };
-    } else if (counter.waiting >= project.maxQueueLength) {
-      refusal = {
-        reason: 'queue_full',
-        error: new UsherError(
-          'QUEUE_FULL',
-          `the queue of project "${project.id}" in region "${region}" is full (maxQueueLength ${project.maxQueueLength})`,
-        ),
-      };
     }
     if (refusal)
       return { session: await this.#end(r, fx, s, refusal.reason, 'admission'), refusal: refusal.error };
@@ -587,6 +583,14 @@ export class Engine {
     if (counter.waiting === 0) {
       const seated = await this.#seatNow(r, fx, project, s, counter.ready);
       if (seated) return { session: seated, refusal: null };
+    }
+    // a full queue refuses only those who would wait in it (maxQueueLength 0: seat at once, or not at all)
+    if (counter.waiting >= project.maxQueueLength) {
+      const error = new UsherError(
+        'QUEUE_FULL',
+        `the queue of project "${project.id}" in region "${region}" is full (maxQueueLength ${project.maxQueueLength})`,
+      );
+      return { session: await this.#end(r, fx, s, 'queue_full', 'admission'), refusal: error };
     }
     const queued = await this.#transition(r, fx, s, 'queued', 'admission', { queuedAt: now });
     await this.#setTimer(r, fx, s.id, TimerKind.Pending, s.createdAt + project.timeouts.pendingMs);
@@ -1154,7 +1158,7 @@ export class Engine {
     } else {
       await r.updateWorker(w.id, { sessionId: s.id, updatedAt: now });
     }
-    this.positions.seated(s.id);
+    this.positions.seated(s);
     return seated;
   }
 

@@ -106,6 +106,14 @@ export class EventHub {
     return () => this.#all.delete(listener);
   }
 
+  /**
+   * Delivers an event to this server's listeners only (each server tells its own sockets, as with queue
+   * positions). `local`: whether it counts as this server's event (webhooks and metrics count only those).
+   */
+  publishHere(event: SessionEvent, local: boolean): void {
+    this.#deliver(event, local);
+  }
+
   publish(event: SessionEvent): void {
     this.#deliver(event, true);
     if (this.#bus.shared) this.#bus.send({ kind: 'event', event });

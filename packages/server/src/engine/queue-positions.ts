@@ -1,5 +1,7 @@
 // Queue positions: each queued session's 1-based place in its pool's queue and its estimated wait, read from the
-// store, and broadcast to the sessions' sockets when a queue moves (at most once per interval per pool).
+// store, and broadcast to the sessions' sockets when a queue moves (at most once per interval per pool). When
+// servers share a database, the server whose transaction moved a queue tells the others, and each one tells the
+// sockets it holds: positions never cross the bus one by one.
 import type { SessionRecord } from '../storage/records.ts';
 import type { Store } from '../storage/store.ts';
 import type { Clock } from './clock.ts';
@@ -22,16 +24,18 @@ export interface QueuePositionsOptions {
   poolMax(projectId: string, region: string): number;
   /** runs work in the background, tracked so that shutdown waits for it */
   track(task: () => Promise<void>): void;
+  /** tells the other servers that the pool's queue moved (their broadcasts reach the sockets they hold) */
+  announce?(key: string): void;
 }
 
 export class QueuePositions {
   readonly #o: QueuePositionsOptions;
   readonly #broadcasts = new Map<
     string,
-    { timer: NodeJS.Timeout | null; last: number; running: boolean; again: boolean }
+    { timer: NodeJS.Timeout | null; last: number; running: boolean; again: boolean; here: boolean }
   >();
-  /** per queued session, the position it was last told */
-  readonly #sent = new Map<string, number>();
+  /** per pool, per queued session, the position it was last told (sessions that left the queue drop out) */
+  readonly #sent = new Map<string, Map<string, number>>();
   readonly #means = new Map<string, { at: number; value: number | null }>();
   #closed = false;
 
@@ -40,12 +44,20 @@ export class QueuePositions {
   }
 
   /**
-   * The pool's queue moved. Positions go out at most once per intervalMs per pool, counted from the end of the
-   * last broadcast, so a large queue cannot keep the server busy broadcasting.
+   * The pool's queue moved: here (`here`, the default), or on another server that said so. Positions go out at
+   * most once per intervalMs per pool, counted from the end of the last broadcast, so a large queue cannot keep
+   * the server busy broadcasting.
    */
-  schedule(key: string): void {
-    const state = this.#broadcasts.get(key) ?? { timer: null, last: 0, running: false, again: false };
+  schedule(key: string, here = true): void {
+    const state = this.#broadcasts.get(key) ?? {
+      timer: null,
+      last: 0,
+      running: false,
+      again: false,
+      here: false,
+    };
     this.#broadcasts.set(key, state);
+    state.here ||= here;
     if (state.running) {
       state.again = true;
       return;
@@ -55,9 +67,12 @@ export class QueuePositions {
     state.timer = setTimeout(() => {
       state.timer = null;
       state.running = true;
+      const here = state.here;
+      state.here = false;
+      if (here) this.#o.announce?.(key);
       this.#o.track(async () => {
         try {
-          await this.#broadcast(key);
+          await this.#broadcast(key, here);
         } finally {
           state.running = false;
           state.last = Date.now();
@@ -70,29 +85,42 @@ export class QueuePositions {
     }, wait);
   }
 
-  async #broadcast(key: string): Promise<void> {
+  /**
+   * Tells the sockets on this server their positions. The events stay on this server (each server tells its
+   * own); they count as this server's (`local`, for webhooks and metrics) only when the move was made here.
+   */
+  async #broadcast(key: string, here: boolean): Promise<void> {
     if (this.#closed) return;
     const { projectId, region } = parsePoolKey(key);
     const ids = await this.#o.store.read.queuedSessionIds(projectId, region);
     const estimate = await this.waitEstimator(projectId, region);
     const at = new Date(this.#o.clock.now()).toISOString();
+    const told = this.#sent.get(key) ?? new Map<string, number>();
+    const now = new Map<string, number>();
     for (let i = 0; i < ids.length; i++) {
       // let other work run between chunks: a broadcast to 10,000 sockets must not stall the event loop
       if (i > 0 && i % POSITION_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
       const sessionId = ids[i]!;
       const position = i + 1;
-      if (this.#sent.get(sessionId) === position) continue;
-      this.#sent.set(sessionId, position);
+      now.set(sessionId, position);
+      if (told.get(sessionId) === position) continue;
       if (!this.#o.hub.hasListeners(sessionId)) continue;
-      this.#o.hub.publish({
-        type: 'session.queue_position',
-        sessionId,
-        at,
-        position,
-        queueLength: ids.length,
-        estimatedWaitMs: estimate(position),
-      });
+      this.#o.hub.publishHere(
+        {
+          type: 'session.queue_position',
+          sessionId,
+          at,
+          position,
+          queueLength: ids.length,
+          estimatedWaitMs: estimate(position),
+        },
+        here,
+      );
     }
+    // every session in the queue now counts as told (one without a socket here is told by current() when it
+    // connects); sessions that left the queue are forgotten
+    if (now.size > 0) this.#sent.set(key, now);
+    else this.#sent.delete(key);
   }
 
   /** A queued session's 1-based position (sessions ahead of it, plus one) and its estimated wait. */
@@ -109,7 +137,10 @@ export class QueuePositions {
   ): Promise<{ position: number; queueLength: number; estimatedWaitMs: number | null } | null> {
     const q = await this.positionOf(s);
     if (!q) return null;
-    this.#sent.set(s.id, q.position);
+    const key = poolKey(s.projectId, s.region);
+    const told = this.#sent.get(key) ?? new Map<string, number>();
+    told.set(s.id, q.position);
+    this.#sent.set(key, told);
     return { ...q, queueLength: await this.#o.store.read.countQueued(s.projectId, s.region) };
   }
 
@@ -131,8 +162,8 @@ export class QueuePositions {
   }
 
   /** The session left the queue for a seat. */
-  seated(sessionId: string): void {
-    this.#sent.delete(sessionId);
+  seated(s: SessionRecord): void {
+    this.#sent.get(poolKey(s.projectId, s.region))?.delete(s.id);
   }
 
   /** A session of the pool ended: its mean duration is read again. */
