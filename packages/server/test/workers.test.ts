@@ -8,6 +8,7 @@ import {
   agentProject,
   createTestDatabase,
   databaseKinds,
+  FrameSocket,
   TEST_SECRET,
   type TestDatabase,
   TestServer,
@@ -297,6 +298,88 @@ for (const kind of databaseKinds()) {
       assert.equal(driver.started.length, 3);
       await t.close();
       assert.equal(driver.pids.size, 0, 'no process was ever started');
+    });
+
+    test('auto-restart with no worker to take the session (an external pool): it ends 4006 at once, not recoverable', async (c) => {
+      const liveness = new ManualClock(Date.now());
+      const db = await createTestDatabase(kind);
+      const t = await new TestServer({
+        storage: db.storage,
+        engine: { livenessClock: liveness, workerLossMs: 1_000 },
+      }).start();
+      c.after(async () => {
+        await t.close();
+        await db.drop();
+      });
+      await t.createProject(
+        agentProject(
+          'by-hand',
+          { min: 0, max: 2 },
+          { worker: { driver: 'external' }, autoRestart: { enabled: true, maxRestarts: 3 } },
+        ),
+      );
+      const pool = await t.api<{ token: string; workerUrl: string }>(
+        'POST',
+        '/projects/by-hand/pool-tokens',
+        {},
+      );
+      const w = new FrameSocket(pool.body.workerUrl);
+      await w.opened;
+      w.send({ type: 'register', token: pool.body.token });
+      await w.waitFor((f) => f.type === 'registered');
+      w.send({ type: 'ready' });
+      await t.readyWorkers('by-hand', 1);
+      const s = await t.createSession('by-hand');
+      await w.waitFor((f) => f.type === 'assign');
+      w.send({ type: 'session_started', sessionId: s.id });
+      await t.waitForState(s.id, 'active');
+      const crashed = t.nextEvent(s.id, (e) => e.type === 'session.error');
+      // the worker's connection is gone for good: lost after the worker-loss time
+      w.ws.terminate();
+      await w.closed;
+      await t.settled();
+      await liveness.advance(1_000);
+      const error = await crashed;
+      assert.ok(error.type === 'session.error' && error.code === 'AGENT_CRASHED');
+      assert.equal(error.recoverable, false, 'nobody can take the session: it cannot be restarted');
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.deepEqual([ended.endCode, ended.endReason], [4006, 'worker_crashed']);
+      assert.deepEqual(
+        await t.server.engine.listWorkers({ projectId: 'by-hand' }),
+        [],
+        'no worker was made up for it',
+      );
+    });
+
+    test('a session that ends before its worker is ready ends as soon as the worker says ready', async (c) => {
+      const db = await createTestDatabase(kind);
+      const t = await new TestServer({ storage: db.storage }).start();
+      c.after(async () => {
+        await t.close();
+        await db.drop();
+      });
+      await t.createProject(agentProject('slow', { min: 0, max: 1 }, { worker: { driver: 'external' } }));
+      const pool = await t.api<{ token: string; workerUrl: string }>(
+        'POST',
+        '/projects/slow/pool-tokens',
+        {},
+      );
+      const w = new FrameSocket(pool.body.workerUrl);
+      c.after(() => w.ws.terminate());
+      await w.opened;
+      w.send({ type: 'register', token: pool.body.token });
+      const workerId = String((await w.waitFor((f) => f.type === 'registered')).workerId);
+      // registered, not ready yet: a session is seated on it, and ended at once
+      const s = await t.createSession('slow');
+      assert.equal(s.workerId, workerId);
+      assert.equal((await t.api('POST', `/sessions/${s.id}/end`)).status, 200);
+      assert.equal((await t.session(s.id)).state, 'ending');
+      // the worker comes up with nothing of the session (a reconnecting worker says ready instead of stopped
+      // too): the session need not wait out the ending limit, and the worker takes the next one
+      w.send({ type: 'ready' });
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.deepEqual([ended.endCode, ended.endReason], [1000, 'completed']);
+      await t.workersWhere('slow', (ws) => ws.some((x) => x.id === workerId && x.state === 'ready'));
     });
 
     test('workers that crash soon after they are ready back off like failed launches; one that ran a while resets it', async (c) => {

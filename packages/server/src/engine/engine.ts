@@ -1556,7 +1556,14 @@ export class Engine {
       const now = this.clock.now();
       this.#launchWorked(w.projectId, w.region);
       if (w.sessionId) {
-        const s = await r.getSession(w.sessionId);
+        const s = await r.getSession(w.sessionId, { lock: true });
+        // its session ended while it started, or while its socket was down during the shutdown: a worker that
+        // says ready has nothing of it left, so the session need not wait out the ending limit
+        if (s && s.state === 'ending') {
+          if (w.state === 'starting') await r.updateWorker(w.id, { readyAt: now, updatedAt: now });
+          await this.#finishEnding(r, fx, s, 'worker:ready');
+          return;
+        }
         if (w.state === 'starting')
           await r.updateWorker(w.id, { state: 'reserved', readyAt: now, updatedAt: now });
         if (s && s.state === 'connecting' && !s.workerStarted) await this.#sendAssignment(fx, s, w.id);
@@ -1760,14 +1767,18 @@ export class Engine {
           } else if (s.state === 'connecting') {
             await this.#end(r, fx, s, w.readyAt ? 'worker_lost' : 'launch_failed', 'worker:exit');
           } else if (LIVE_STATES.includes(s.state)) {
-            const recoverable = !!p && p.autoRestart.enabled && s.restarts < p.autoRestart.maxRestarts;
+            // a fresh worker: a ready one, or one this server may start (external workers are not started,
+            // and a draining server starts none)
+            const allowed = !!p && p.autoRestart.enabled && s.restarts < p.autoRestart.maxRestarts;
+            const ready = allowed ? (await r.readyWorkers(w.projectId, s.region, 1))[0] : undefined;
+            const recoverable = allowed && (!!ready || (p?.worker?.driver !== 'external' && !this.#draining));
             this.#event(fx, s.id, {
               type: 'session.error',
               code: 'AGENT_CRASHED',
               message: `the worker of session "${s.id}" died (${exit.error ?? (exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`)})`,
               recoverable,
             });
-            if (recoverable && p) await this.#restartOnFreshWorker(r, fx, p, s);
+            if (recoverable && p) await this.#restartOnFreshWorker(r, fx, p, s, ready);
             else await this.#end(r, fx, s, 'worker_crashed', 'worker:crashed');
           }
         }
@@ -1779,13 +1790,18 @@ export class Engine {
   }
 
   /** Auto-restart: a crashed live session goes back to `connecting` on a fresh worker with its saved state. */
-  async #restartOnFreshWorker(r: Repo, fx: Effects, p: ProjectSettings, s: SessionRecord): Promise<void> {
-    const ready = await r.readyWorkers(p.id, s.region, 1);
+  async #restartOnFreshWorker(
+    r: Repo,
+    fx: Effects,
+    p: ProjectSettings,
+    s: SessionRecord,
+    ready: WorkerRecord | undefined,
+  ): Promise<void> {
     const now = this.clock.now();
     // the crashed agent is gone from the room; the fresh one joins once it has started the session
     const crashed = s.workerId;
     if (crashed && s.workerStarted) fx.after(() => this.rooms.participantLeft(s.id, crashed));
-    const w = ready[0] ?? (await this.#startWorker(r, fx, p, s.region, s.id));
+    const w = ready ?? (await this.#startWorker(r, fx, p, s.region, s.id));
     const next = await this.#transition(r, fx, s, 'connecting', 'worker:crashed:auto-restart', {
       workerId: w.id,
       workerStarted: false,
