@@ -161,7 +161,10 @@ export class Engine {
   readonly #activityDue = new Map<string, NonNullable<ReturnType<typeof activityTimer>> & { due: number }>();
   readonly #projects = new Map<string, ProjectRecord>();
   readonly positions: QueuePositions;
-  readonly #launchBackoff = new Map<string, { failures: number; until: number; timer: TimerHandle | null }>();
+  readonly #launchBackoff = new Map<
+    string,
+    { failures: number; until: number; timer: TimerHandle | null; lastWorker: string | null }
+  >();
   readonly #pendingTasks = new Set<Promise<unknown>>();
   /** per session and kind of activity, the deadline write on its way (#recordActivity) */
   readonly #activityWrites = new Map<string, Promise<void>>();
@@ -1264,9 +1267,12 @@ export class Engine {
    * Consecutive launch failures slow down the warm refill (1 s, 2 s, 4 s … 60 s). A worker that crashed soon
    * after it was ready (`afterReady`) is replaced at once the first time, and backs off from the second.
    */
-  #launchFailed(projectId: string, region: string, afterReady = false): void {
+  #launchFailed(projectId: string, region: string, workerId: string, afterReady = false): void {
     const key = poolKey(projectId, region);
-    const b = this.#launchBackoff.get(key) ?? { failures: 0, until: 0, timer: null };
+    const b = this.#launchBackoff.get(key) ?? { failures: 0, until: 0, timer: null, lastWorker: null };
+    // a transaction retried on PostgreSQL (serialization failure) hears the same exit twice: it counts once
+    if (b.lastWorker === workerId) return;
+    b.lastWorker = workerId;
     b.failures++;
     if (afterReady && b.failures === 1) {
       this.#launchBackoff.set(key, b);
@@ -1757,7 +1763,7 @@ export class Engine {
       // off); one that ran for a while shows the pool is healthy again
       const stable = !!w.readyAt && now - w.readyAt >= STABLE_WORKER_MS;
       if (!exit.expected && !stable && !(w.readyAt && exit.whileAway))
-        this.#launchFailed(w.projectId, w.region, !!w.readyAt);
+        this.#launchFailed(w.projectId, w.region, w.id, !!w.readyAt);
       else if (stable) this.#launchBackoff.delete(poolKey(w.projectId, w.region));
       if (w.sessionId) {
         const s = await r.getSession(w.sessionId, { lock: true });
