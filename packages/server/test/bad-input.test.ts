@@ -187,7 +187,7 @@ for (const kind of databaseKinds()) {
         ['PATCH', '/projects/base', { enabled: 'false' }, /enabled/],
         ['PATCH', '/projects/base', { timeouts: { pendingMs: '1000' } }, /pendingMs/],
         ['PATCH', '/projects/base', { afkEnabled: 0 }, /afkEnabled/],
-        ['PATCH', '/projects/base', { kind: 'game' }, /kind/],
+        ['PATCH', '/projects/base', { kind: 'game' }, /kind must be one of "stream", "agent"/],
         [
           'PATCH',
           '/projects/base',
@@ -252,7 +252,8 @@ for (const kind of databaseKinds()) {
 
     test('a body over 1 MiB is a 413 PAYLOAD_TOO_LARGE', async () => {
       const big = JSON.stringify({ projectId: 'base', config: { blob: 'x'.repeat(1024 * 1024) } });
-      assertError(await raw('POST', '/sessions', big, json), 413, 'PAYLOAD_TOO_LARGE');
+      const tooLarge = assertError(await raw('POST', '/sessions', big, json), 413, 'PAYLOAD_TOO_LARGE');
+      assert.match(tooLarge.message, /bodyLimitBytes/, 'the message names the setting');
       const project = JSON.stringify({ id: 'big', name: 'x'.repeat(1024 * 1024 + 1) });
       assertError(await raw('POST', '/projects', project, json), 413, 'PAYLOAD_TOO_LARGE');
       // sent in chunks, without a Content-Length: the limit holds while reading
@@ -368,11 +369,12 @@ for (const kind of databaseKinds()) {
           415,
           'UNSUPPORTED_MEDIA_TYPE',
         );
-        assertError(
+        const err = assertError(
           await raw('POST', '/sessions', '{"projectId":"base"}', { 'content-type': type }),
           415,
           'UNSUPPORTED_MEDIA_TYPE',
         );
+        assert.match(err.message, /content-type: application\/json/, 'the message says how to send it');
       }
       // the charset parameter is fine
       const ok = await raw('POST', '/sessions/s_nope/end', '{}', {

@@ -25,8 +25,17 @@ export function toUsherError(err: unknown): UsherError {
       const v = e.validation[0];
       const where = `${e.validationContext ?? 'body'}${v.instancePath ? v.instancePath.replaceAll('/', '.') : ''}`;
       const params = v.params as { additionalProperty?: string; allowedValues?: unknown[] };
+      // a choice of literals fails once per literal ("must be equal to constant"): name them all (a single
+      // one is a branch of a union of shapes, whose other branches failed for other reasons)
+      const allowed = e.validation
+        .filter((x) => x.instancePath === v.instancePath && x.keyword === 'const')
+        .map((x) => (x.params as { allowedValue?: unknown }).allowedValue);
       if (v.keyword === 'additionalProperties' && params.additionalProperty) {
         message = `${where} has an unknown field "${params.additionalProperty}"`;
+      } else if (allowed.length > 1) {
+        message = `${where} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`;
+      } else if (v.keyword === 'enum' && params.allowedValues) {
+        message = `${where} must be one of ${params.allowedValues.map((a) => JSON.stringify(a)).join(', ')}`;
       } else {
         message = `${where} ${v.message ?? 'is invalid'}`;
       }
@@ -38,6 +47,10 @@ export function toUsherError(err: unknown): UsherError {
       message = `the body is not valid JSON: ${e.message}`;
     } else if (e.code === 'FST_ERR_BAD_URL' || e.code === 'FST_ERR_MAX_PARAM_LENGTH') {
       message = `the URL path is not valid: ${e.message}`;
+    } else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      message = 'bodies are JSON: send this one with the header content-type: application/json';
+    } else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      message = `the body is larger than this server takes (server option bodyLimitBytes; 1 MiB by default)`;
     }
     return new UsherError(FASTIFY_CODES[e.code]!, message);
   }
