@@ -351,6 +351,21 @@ export class UsherServer {
     app.addHook('onRequest', async (req) => {
       if (req.ws && !WORKER_SOCKETS.has(req.routeOptions.url ?? '')) await origins.socketGuard(req);
     });
+    // a plain GET of a WebSocket endpoint (a browser tab, curl) is told what it is, instead of an empty 404
+    const socketRoutes = new Set<string>();
+    app.addHook('onRoute', (route) => {
+      if (route.websocket) socketRoutes.add(route.url);
+    });
+    app.addHook('onRequest', (req, _reply, done) => {
+      if (!req.ws && socketRoutes.has(req.routeOptions.url ?? ''))
+        done(
+          new UsherError(
+            'BAD_REQUEST',
+            `${req.routeOptions.url} is a WebSocket endpoint: open it with a WebSocket client (a GET with Upgrade: websocket)`,
+          ),
+        );
+      else done();
+    });
 
     const livekit =
       o.livekit instanceof LiveKitMode

@@ -121,6 +121,14 @@ for (const kind of databaseKinds()) {
       await intact();
     });
 
+    test('a plain GET of a WebSocket endpoint is a 400 that says what the endpoint is', async () => {
+      for (const path of [`/sessions/${live.id}/ws`, '/workers/ws', '/workers/signalling']) {
+        const err = assertError(await raw('GET', path), 400, 'BAD_REQUEST');
+        assert.match(err.message, /is a WebSocket endpoint: open it with a WebSocket client/, path);
+      }
+      await intact();
+    });
+
     test('a NUL character in a path or query value is a 400, not a 500', async () => {
       for (const [method, path] of [
         ['GET', '/sessions/s%00'],
