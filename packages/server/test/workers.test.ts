@@ -300,6 +300,38 @@ for (const kind of databaseKinds()) {
       assert.equal(driver.pids.size, 0, 'no process was ever started');
     });
 
+    test('a queue held back by the launch backoff is seated when it ends, even if a worker became ready meanwhile', async (c) => {
+      const liveness = new ManualClock(Date.now());
+      const db = await createTestDatabase(kind);
+      const t = await new TestServer({ storage: db.storage, engine: { livenessClock: liveness } }).start();
+      c.after(async () => {
+        await t.close();
+        await db.drop();
+      });
+      let launches = 0;
+      // the first worker takes its time to say ready; the others say it at once
+      t.fake.behaviour = () => (launches++ === 0 ? { ready: false } : {});
+      await t.createProject(agentProject('held', { min: 0, max: 4 }));
+      const slow = await t.createSession('held');
+      const crash = async () => {
+        const s = await t.createSession('held');
+        await t.waitForState(s.id, 'active');
+        t.fake.crash(s.workerId!);
+        await t.waitForState(s.id, 'ended');
+        await t.settled();
+      };
+      // two workers die right after they were ready: the pool backs off for a second
+      await crash();
+      await crash();
+      const held = await t.createSession('held');
+      assert.equal(held.state, 'queued', 'no worker is started during the backoff');
+      // the slow worker says ready now: its own session goes on; the queue still waits for the backoff's end
+      await t.fake.workers.get(slow.workerId!)!.sdk.ready();
+      await t.waitForState(slow.id, 'active');
+      await liveness.advance(1_000);
+      await t.waitForState(held.id, 'connecting');
+    });
+
     test('auto-restart with no worker to take the session (an external pool): it ends 4006 at once, not recoverable', async (c) => {
       const liveness = new ManualClock(Date.now());
       const db = await createTestDatabase(kind);

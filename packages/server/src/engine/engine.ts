@@ -1259,8 +1259,8 @@ export class Engine {
     const b = this.#launchBackoff.get(poolKey(projectId, region));
     if (!b) return;
     b.until = 0;
-    if (b.timer) this.o.livenessClock.clearTimer(b.timer);
-    b.timer = null;
+    // the backoff's timer stays: it dispatches the pool, which a worker that was started for a session (and
+    // says ready now) does not; a queue held back by the backoff is seated then at the latest
   }
 
   /**
