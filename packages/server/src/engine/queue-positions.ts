@@ -96,14 +96,15 @@ export class QueuePositions {
     const estimate = await this.waitEstimator(projectId, region);
     const at = new Date(this.#o.clock.now()).toISOString();
     const told = this.#sent.get(key) ?? new Map<string, number>();
-    const now = new Map<string, number>();
+    this.#sent.set(key, told);
     for (let i = 0; i < ids.length; i++) {
       // let other work run between chunks: a broadcast to 10,000 sockets must not stall the event loop
       if (i > 0 && i % POSITION_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
       const sessionId = ids[i]!;
       const position = i + 1;
-      now.set(sessionId, position);
       if (told.get(sessionId) === position) continue;
+      // it counts as told even without a socket here: current() tells a socket that connects later
+      told.set(sessionId, position);
       if (!this.#o.hub.hasListeners(sessionId)) continue;
       this.#o.hub.publishHere(
         {
@@ -117,10 +118,13 @@ export class QueuePositions {
         here,
       );
     }
-    // every session in the queue now counts as told (one without a socket here is told by current() when it
-    // connects); sessions that left the queue are forgotten
-    if (now.size > 0) this.#sent.set(key, now);
-    else this.#sent.delete(key);
+    // sessions that left the queue other than by a seat (they ended while waiting) are forgotten once they
+    // outnumber those still in it
+    if (told.size > 2 * ids.length + 100) {
+      const queued = new Set(ids);
+      for (const id of told.keys()) if (!queued.has(id)) told.delete(id);
+    }
+    if (told.size === 0) this.#sent.delete(key);
   }
 
   /** A queued session's 1-based position (sessions ahead of it, plus one) and its estimated wait. */
