@@ -51,6 +51,28 @@ async function setup(
   return { t, driver, db };
 }
 
+/**
+ * A server on a fresh database with the FakeDriver and the manual clocks (sessions' and, returned, the liveness
+ * clock's, which the launch backoff and worker loss run on); closed when the test ends.
+ */
+async function fakeSetup(
+  kind: 'sqlite' | 'postgres',
+  ctx: { after: (fn: () => Promise<void>) => void },
+  engine: TestServerOptions['engine'] = {},
+): Promise<{ t: TestServer; liveness: ManualClock }> {
+  const liveness = new ManualClock(Date.now());
+  const db = await createTestDatabase(kind);
+  const t = await new TestServer({
+    storage: db.storage,
+    engine: { livenessClock: liveness, ...engine },
+  }).start();
+  ctx.after(async () => {
+    await t.close();
+    await db.drop();
+  });
+  return { t, liveness };
+}
+
 /** Closes the server, then checks that every process its driver started is gone. */
 async function closeWithoutOrphans({ t, driver }: Ctx): Promise<void> {
   await t.close();
@@ -301,13 +323,7 @@ for (const kind of databaseKinds()) {
     });
 
     test('a queue held back by the launch backoff is seated when it ends, even if a worker became ready meanwhile', async (c) => {
-      const liveness = new ManualClock(Date.now());
-      const db = await createTestDatabase(kind);
-      const t = await new TestServer({ storage: db.storage, engine: { livenessClock: liveness } }).start();
-      c.after(async () => {
-        await t.close();
-        await db.drop();
-      });
+      const { t, liveness } = await fakeSetup(kind, c);
       let launches = 0;
       // the first worker takes its time to say ready; the others say it at once
       t.fake.behaviour = () => (launches++ === 0 ? { ready: false } : {});
@@ -333,16 +349,7 @@ for (const kind of databaseKinds()) {
     });
 
     test('auto-restart with no worker to take the session (an external pool): it ends 4006 at once, not recoverable', async (c) => {
-      const liveness = new ManualClock(Date.now());
-      const db = await createTestDatabase(kind);
-      const t = await new TestServer({
-        storage: db.storage,
-        engine: { livenessClock: liveness, workerLossMs: 1_000 },
-      }).start();
-      c.after(async () => {
-        await t.close();
-        await db.drop();
-      });
+      const { t, liveness } = await fakeSetup(kind, c, { workerLossMs: 1_000 });
       await t.createProject(
         agentProject(
           'by-hand',
@@ -384,12 +391,7 @@ for (const kind of databaseKinds()) {
     });
 
     test('a session that ends before its worker is ready ends as soon as the worker says ready', async (c) => {
-      const db = await createTestDatabase(kind);
-      const t = await new TestServer({ storage: db.storage }).start();
-      c.after(async () => {
-        await t.close();
-        await db.drop();
-      });
+      const { t } = await fakeSetup(kind, c);
       await t.createProject(agentProject('slow', { min: 0, max: 1 }, { worker: { driver: 'external' } }));
       const pool = await t.api<{ token: string; workerUrl: string }>(
         'POST',
@@ -415,13 +417,7 @@ for (const kind of databaseKinds()) {
     });
 
     test('workers that crash soon after they are ready back off like failed launches; one that ran a while resets it', async (c) => {
-      const liveness = new ManualClock(Date.now());
-      const db = await createTestDatabase(kind);
-      const t = await new TestServer({ storage: db.storage, engine: { livenessClock: liveness } }).start();
-      c.after(async () => {
-        await t.close();
-        await db.drop();
-      });
+      const { t, liveness } = await fakeSetup(kind, c);
       await t.createProject(agentProject('flaky', { min: 1, max: 1 }));
       const readyOne = async () => {
         await t.readyWorkers('flaky', 1);
