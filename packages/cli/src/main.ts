@@ -178,7 +178,17 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     kubernetes: config.kubernetes,
     log,
   });
-  const { url } = await server.listen();
+  let url: string;
+  try {
+    ({ url } = await server.listen());
+  } catch (err) {
+    await server.close().catch(() => {});
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+      throw new Error(
+        `port ${config.port} on ${config.host} is in use (another Usher, or another program): choose another with --port, USHER_PORT or server.port`,
+      );
+    throw err;
+  }
   const shownUrl = url.replace('127.0.0.1', 'localhost');
   log.info(
     {

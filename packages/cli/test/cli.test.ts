@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -119,6 +120,32 @@ describe('usher serve --print-config', () => {
     assert.equal((printed.livekit as { apiKey: string }).apiKey, 'key', 'what is no secret is shown');
     for (const [what, value] of Object.entries(secrets))
       assert.equal(r.stdout.includes(value), false, `the ${what} is hidden`);
+  });
+});
+
+describe('usher serve on a port in use', () => {
+  test('exits 1 and says how to choose another port', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      const r = await run([
+        'serve',
+        '--port',
+        String(port),
+        '--host',
+        '127.0.0.1',
+        '--database',
+        join(dir, 'taken.db'),
+      ]);
+      assert.equal(r.code, 1);
+      assert.match(
+        r.stderr,
+        new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use.*--port, USHER_PORT or server\\.port`),
+      );
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 });
 
