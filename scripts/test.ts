@@ -9,8 +9,8 @@
 // an existing file or folder, or a substring of the path. Environment: USHER_TEST_DATABASE_URL (default
 // postgres://postgres@127.0.0.1:5432/test), USHER_TEST_DATABASES (e.g. "sqlite" to run without PostgreSQL),
 // USHER_TEST_CONCURRENCY (test files run at once; default twice the cores, 4 on a 2-core machine).
-// A test that runs longer than 120 s fails (override with --test-timeout=<ms>); a file's process exits when
-// its tests are done, even if a failed test left something running.
+// A test that runs longer than 120 s fails (override with --test-timeout=<ms>); a file's process exits 10 s
+// after its tests are done if a failed test left something running (scripts/test-exit.ts).
 import { spawn } from 'node:child_process';
 import { existsSync, globSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -175,8 +175,8 @@ async function main(): Promise<void> {
     nodeArgs.push('--test-reporter-destination=stdout');
   if (!own('--test-timeout')) nodeArgs.push('--test-timeout=120000');
   // a test that times out leaves its servers and child processes behind, and they would keep its file's
-  // process alive (and the whole run waiting) forever: a file's process exits once its tests are done
-  if (!own('--test-force-exit')) nodeArgs.push('--test-force-exit');
+  // process alive (and the whole run waiting) forever: scripts/test-exit.ts ends such a process
+  nodeArgs.push('--import=./scripts/test-exit.ts');
   const atATime = own('--test-concurrency') ? '' : `, ${concurrency()} at a time`;
   console.log(`▶ ${files.length} test file${files.length === 1 ? '' : 's'}${atATime}`);
 
