@@ -608,7 +608,9 @@ export class UsherServer {
       await this.#socketsClosed;
       // the workers this server started that its drivers stop on close (child processes) are recorded as stopped
       // while the engine runs (nobody would adopt them once this server's row is gone); the drivers stop them below
-      await this.#engine?.retireOwnWorkers().catch(() => {});
+      await this.#engine
+        ?.retireOwnWorkers()
+        .catch((err) => this.options.log?.error({ err }, 'recording the stopping workers failed'));
       await this.#registry?.stop();
       await this.#engine?.close();
       this.#observability?.close();

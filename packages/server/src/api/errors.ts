@@ -27,15 +27,14 @@ export function toUsherError(err: unknown): UsherError {
       const params = v.params as { additionalProperty?: string; allowedValues?: unknown[] };
       // a choice of literals fails once per literal ("must be equal to constant"): name them all (a single
       // one is a branch of a union of shapes, whose other branches failed for other reasons)
-      const allowed = e.validation
+      const consts = e.validation
         .filter((x) => x.instancePath === v.instancePath && x.keyword === 'const')
         .map((x) => (x.params as { allowedValue?: unknown }).allowedValue);
+      const choices = consts.length > 1 ? consts : v.keyword === 'enum' ? params.allowedValues : undefined;
       if (v.keyword === 'additionalProperties' && params.additionalProperty) {
         message = `${where} has an unknown field "${params.additionalProperty}"`;
-      } else if (allowed.length > 1) {
-        message = `${where} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`;
-      } else if (v.keyword === 'enum' && params.allowedValues) {
-        message = `${where} must be one of ${params.allowedValues.map((a) => JSON.stringify(a)).join(', ')}`;
+      } else if (choices) {
+        message = `${where} must be one of ${choices.map((a) => JSON.stringify(a)).join(', ')}`;
       } else {
         message = `${where} ${v.message ?? 'is invalid'}`;
       }

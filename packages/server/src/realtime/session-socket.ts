@@ -172,7 +172,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       }
       allowance.sockets++;
       const { bucket } = allowance;
-      const signalling = player ? new TokenBucket(SIGNALLING_RATE) : null;
+      const signalling = new TokenBucket(SIGNALLING_RATE);
       /** who this socket's room messages are from */
       const from = { identity, kind: participantKind(role) };
       const refuse = (ref: string | undefined, code: string, message: string) =>
@@ -233,7 +233,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             return;
           }
           default:
-            if (player && signalling) {
+            if (player) {
               if (signalling.take()) relay.fromPlayer(player, frame);
               else
                 send({
