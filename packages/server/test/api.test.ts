@@ -644,7 +644,19 @@ for (const kind of databaseKinds()) {
 
     test('a project that is not public refuses anonymous POST /sessions with 401', async () => {
       await t.createProject(streamProject('a-private', { min: 0, max: 1 }, { public: false }));
-      assertError(await t.api('POST', '/sessions', { projectId: 'a-private' }, null), 401, 'UNAUTHORIZED');
+      const priv = assertError(
+        await t.api('POST', '/sessions', { projectId: 'a-private' }, null),
+        401,
+        'UNAUTHORIZED',
+      );
+      // without a key, a private project and one that does not exist look the same
+      const none = assertError(
+        await t.api('POST', '/sessions', { projectId: 'a-none' }, null),
+        401,
+        'UNAUTHORIZED',
+      );
+      assert.equal(none.message, priv.message.replace('a-private', 'a-none'));
+      assertError(await t.api('POST', '/sessions', { projectId: 'a-none' }), 404, 'NOT_FOUND');
       const listed = await t.api<{ sessions: SessionBody[] }>('GET', '/sessions?projectId=a-private');
       assert.deepEqual(listed.body.sessions, [], 'no session was created');
       const byAdmin = await t.createSession('a-private');

@@ -432,6 +432,11 @@ export class Engine {
     return p;
   }
 
+  /** The project, if there is one by that id. */
+  findProject(id: string): ProjectRecord | undefined {
+    return this.#projects.get(id);
+  }
+
   #checkRooms(settings: ProjectSettings): ProjectSettings {
     if (settings.rooms === 'livekit' && !this.o.livekit)
       throw new UsherError(

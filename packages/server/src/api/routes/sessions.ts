@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { newId } from '../../engine/ids.ts';
 import { sessionView } from '../../engine/views.ts';
-import { callerOf, requireAdmin, requireSession } from '../auth.ts';
+import { type Caller, callerOf, requireAdmin, requireSession } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
 
@@ -39,6 +39,21 @@ const tags = ['sessions'];
 
 export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { engine } = ctx;
+
+  /**
+   * The project a session is asked for. A caller without an admin key learns nothing of projects that are
+   * not public: an unknown project and a private one get the same 401.
+   */
+  const projectFor = (caller: Caller, projectId: string) => {
+    if (caller.kind === 'admin') return engine.getProject(projectId).settings;
+    const project = engine.findProject(projectId)?.settings;
+    if (!project?.public)
+      throw new UsherError(
+        'UNAUTHORIZED',
+        `creating a session in project "${projectId}" needs an admin API key (send "Authorization: Bearer <key>"); only a public project that exists takes sessions without one`,
+      );
+    return project;
+  };
 
   app.post<{ Body: Static<typeof CreateSessionRequest> }>(
     '/sessions',
@@ -67,10 +82,9 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
       // admin-key callers are trusted backends: only the per-project limit applies to them
       if (caller.kind !== 'admin')
         ctx.sessionRate.client(req.ip, reply, req.headers['x-forwarded-for'] !== undefined);
-      const project = engine.getProject(req.body.projectId).settings;
-      if (!project.public) requireAdmin(caller);
-      else if (caller.kind === 'token')
+      if (caller.kind === 'token')
         throw new UsherError('FORBIDDEN', 'a session token cannot create sessions');
+      const project = projectFor(caller, req.body.projectId);
       ctx.sessionRate.project(project.id, reply);
       const { session, queuePosition, estimatedWaitMs } = await engine.createSession(req.body);
       const token = await engine.issueSessionToken(session, 'viewer', newId('viewer', engine.clock.now()));
