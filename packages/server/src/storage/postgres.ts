@@ -155,9 +155,23 @@ export class PostgresDb implements Db {
     return { close: () => client.end() };
   }
 
-  /** Creates the schema if needed (before migrations). */
+  /**
+   * Creates the schema if it is missing (before migrations). A schema that exists is left alone, so a role
+   * without CREATE on the database can use one made for it; servers starting together may race to create
+   * it, and the loser finds it made.
+   */
   async ensureSchema(): Promise<void> {
-    await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
+    const exists = async () =>
+      (await this.pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [this.schema])).rowCount! > 0;
+    if (await exists()) return;
+    try {
+      await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
+    } catch (err) {
+      // 23505 and 42P06: another server created it at the same moment
+      const code = (err as { code?: string }).code;
+      if ((code === '23505' || code === '42P06') && (await exists())) return;
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

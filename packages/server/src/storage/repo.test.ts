@@ -3,7 +3,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { applyProjectInput } from '@usher/protocol';
-import { createTestDatabase, databaseKinds, type TestDatabase, useTestStore } from '@usher/testing';
+import {
+  createTestDatabase,
+  databaseKinds,
+  TEST_POSTGRES_URL,
+  type TestDatabase,
+  useTestStore,
+} from '@usher/testing';
 import { newId } from '../engine/ids.ts';
 import type { Db, Queryable, SqlParam } from './db.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
@@ -972,5 +978,51 @@ describe('PostgreSQL: a connection lost mid-transaction', {
     assert.deepEqual(uncaught, [], 'nothing reached the process as an uncaught error');
     const again = await pg.tx((q) => q.get<{ one: number }>('SELECT 1 AS one'));
     assert.equal(Number(again?.one), 1, 'the next transaction runs on a healthy connection');
+  });
+});
+
+describe('PostgreSQL: preparing the schema', { skip: !databaseKinds().includes('postgres') }, () => {
+  test('servers starting at once on a new schema all open it, and it is migrated once', async (c) => {
+    const db = await createTestDatabase('postgres');
+    c.after(() => db.drop());
+    const stores = await Promise.all(Array.from({ length: 6 }, () => openStore(db.storage)));
+    c.after(() => Promise.all(stores.map((s) => s.close())));
+    const versions = await stores[0]!.db.all<{ version: number }>('SELECT version FROM usher_migrations');
+    assert.equal(versions.length, MIGRATIONS.length);
+  });
+
+  test('a role that may not create schemas uses one made for it, and is told what to do when there is none', async () => {
+    const db = await createTestDatabase('postgres');
+    if (db.storage.type !== 'postgres') throw new Error('a PostgreSQL test database was asked for');
+    const admin = new PostgresDb(db.storage);
+    // a login role of its own (trust auth on the test server)
+    const role = `usher_${newId('role', Date.now()).replace(/\W/g, '_').toLowerCase()}`.slice(0, 60);
+    await admin.run(`CREATE ROLE ${role} LOGIN`);
+    const url = new URL(TEST_POSTGRES_URL);
+    url.username = role;
+    url.password = '';
+    let store: Store | undefined;
+    try {
+      const missing = `${db.storage.schema}_missing`;
+      await assert.rejects(
+        openStore({ ...db.storage, url: url.toString(), schema: missing }),
+        (err: Error) => {
+          assert.match(err.message, /refused to create the schema "t_\w+_missing"/);
+          assert.match(err.message, /CREATE SCHEMA t_\w+_missing AUTHORIZATION/);
+          assert.doesNotMatch(err.message, /cannot reach/);
+          return true;
+        },
+      );
+      await admin.run(`CREATE SCHEMA ${db.storage.schema} AUTHORIZATION ${role}`);
+      store = await openStore({ ...db.storage, url: url.toString() });
+      const versions = await store.db.all<{ version: number }>('SELECT version FROM usher_migrations');
+      assert.equal(versions.length, MIGRATIONS.length);
+    } finally {
+      await store?.close();
+      await db.drop();
+      await admin.run(`DROP OWNED BY ${role} CASCADE`);
+      await admin.run(`DROP ROLE ${role}`);
+      await admin.close();
+    }
   });
 });

@@ -65,14 +65,23 @@ export async function openStore(options: StorageOptions, now: () => number = Dat
       await pg.ensureSchema();
     } catch (err) {
       await pg.close();
-      throw new Error(
-        `cannot reach PostgreSQL at ${redact(options.url)}: ${(err as Error).message}. Check storage.postgres.url (env USHER_DATABASE_URL) and that the server is running.`,
-      );
+      throw new Error(schemaError(err, options.url, pg.schema));
     }
     db = pg;
   }
   await migrate(db, now);
   return new Store(db);
+}
+
+/** Why the schema could not be made ready: PostgreSQL out of reach, or a refusal from it. */
+function schemaError(err: unknown, url: string, schema: string): string {
+  const { message, code } = err as { message: string; code?: string };
+  if (code === '42501')
+    return `PostgreSQL at ${redact(url)} refused to create the schema "${schema}": ${message}. Create it once as a role that may (CREATE SCHEMA ${schema} AUTHORIZATION <this server's role>), or grant this role CREATE on the database.`;
+  // no SQLSTATE, or one of the classes of connecting and logging in (08, 28, 3D, 57): not connected
+  if (code === undefined || !/^[0-9A-Z]{5}$/.test(code) || /^(08|28|3D|57)/.test(code))
+    return `cannot reach PostgreSQL at ${redact(url)}: ${message}. Check storage.postgres.url (env USHER_DATABASE_URL) and that the server is running.`;
+  return `PostgreSQL at ${redact(url)} refused to prepare the schema "${schema}": ${message} (SQLSTATE ${code}).`;
 }
 
 /** A connection string without its password, for messages and logs. */
