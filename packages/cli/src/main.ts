@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `usher` command: serve, demo, migrate. Thin: it resolves configuration and runs the server library.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openStore, redact, safeLoggerOptions, UsherServer } from '@usher/server';
@@ -139,13 +139,23 @@ async function main(argv: string[]): Promise<number> {
     console.log(JSON.stringify(printable(config), null, 2));
     return 0;
   }
+  const created = config.storage.type === 'sqlite' && !existsSync(config.storage.path);
   if (command === 'migrate') {
+    if (config.storage.type === 'sqlite') mkdirSync(dirname(config.storage.path), { recursive: true });
     const store = await openStore(config.storage);
     await store.close();
-    console.log(`usher migrate: the schema of ${describeStorage(config)} is up to date`);
+    console.log(
+      created
+        ? `usher migrate: made a new ${describeStorage(config)}, with the schema up to date`
+        : `usher migrate: the schema of ${describeStorage(config)} is up to date`,
+    );
     return 0;
   }
   if (command === 'admin-keys') return adminKeysCommand(config, positionals, HELP['admin-keys']!);
+  if (created && command === 'serve')
+    console.error(
+      `usher serve: no database at ${resolve((config.storage as { path: string }).path)}: starting with a new, empty one (--database, USHER_DATABASE_URL or storage.sqlite.path chooses another)`,
+    );
   return serve(config, command === 'demo');
 }
 

@@ -2,7 +2,7 @@
 // YAML file that declares two projects (the seed's session.timeouts block included), stopped with SIGTERM.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,10 +152,10 @@ describe('usher serve on a port in use', () => {
 describe('usher migrate', () => {
   test('creates the schema of a new SQLite file, then finds it up to date', async () => {
     const db = join(dir, 'migrate.db');
-    for (let i = 0; i < 2; i++) {
+    for (const said of [/made a new SQLite .*migrate\.db, with the schema up to date/, /is up to date/]) {
       const r = await run(['migrate', '--database', db]);
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stdout, /is up to date/);
+      assert.match(r.stdout, said);
     }
     const store = await openStore({ type: 'sqlite', path: db });
     try {
@@ -178,6 +178,13 @@ describe('usher migrate', () => {
 describe('usher admin-keys', () => {
   test('create prints a key once, list shows it without its value, revoke marks it; the last key stays', async () => {
     const db = join(dir, 'keys.db');
+    // a path with no database behind it is taken for a mistake, not made into an empty database
+    const mistyped = await run(['admin-keys', 'create', 'ops', '--database', db]);
+    assert.equal(mistyped.code, 2);
+    assert.match(mistyped.stderr, /there is no database at .*keys\.db: check --database.*usher migrate/);
+    assert.ok(!existsSync(db), 'no database was made');
+    const made = await run(['migrate', '--database', db]);
+    assert.match(made.stdout, /made a new SQLite .*keys\.db/);
     const created = await run(['admin-keys', 'create', 'ops', '--database', db]);
     assert.equal(created.code, 0, created.stderr);
     const key = /\b(usk_[\w-]{43})\b/.exec(created.stdout)?.[1];
