@@ -11,6 +11,7 @@ import {
   databaseKinds,
   streamProject,
   TEST_ADMIN_KEY,
+  TEST_SECRET,
   type TestSocket,
   useTestServer,
 } from '@usher/testing';
@@ -480,6 +481,26 @@ for (const kind of databaseKinds()) {
         assert.equal(closed.code, 1008, `token ${token.slice(0, 20)}`);
         assert.equal(frames[0]?.type, 'error');
         assert.ok(isErrorCode(frames[0]?.code), 'the error frame carries a known code');
+      }
+      await intact();
+    });
+
+    test('worker socket: a registration that fails on the server side closes it with 1011 (try again), not 1008', async () => {
+      const engine = t.engine as { workerRegistered: unknown };
+      const real = engine.workerRegistered;
+      engine.workerRegistered = async () => {
+        throw new Error('the database is away');
+      };
+      try {
+        const issuer = new TokenIssuer(TEST_SECRET, () => t.clock.now());
+        const token = await issuer.sign({ role: 'worker', wid: 'w_any', pid: 'base' }, 60_000);
+        const { closed, frames } = await workerSocket(JSON.stringify({ type: 'register', token }));
+        assert.equal(closed.code, 1011);
+        assert.equal(frames[0]?.type, 'error');
+        assert.equal(frames[0]?.code, 'INTERNAL');
+        assert.match(String(frames[0]?.message), /try again/);
+      } finally {
+        engine.workerRegistered = real;
       }
       await intact();
     });

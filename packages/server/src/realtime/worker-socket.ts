@@ -22,6 +22,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
     /** the worker's project, for log lines (known once it registered) */
     let projectId: string | undefined;
     let chain: Promise<void> = Promise.resolve();
+    let closed = false;
     const link: WorkerLink = {
       send: (frame) => sendFrame(socket, frame),
       close: (code, reason) => socket.close(code, reason),
@@ -47,18 +48,29 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
       if (!workerId) {
         if (frame.type !== 'register')
           return refuse(`the first frame must be register, not ${truncate(frame.type, 40)}`);
+        // the limit is on saying register; how long the server takes to answer is its own business
+        clearTimeout(deadline);
         try {
           const claims = await ctx.auth.tokens.verify(frame.token);
           const w = await engine.workerRegistered(claims, link);
           workerId = w.id;
           projectId = w.projectId;
-          clearTimeout(deadline);
           log.info(
             { workerId, projectId, region: w.region, driver: w.driver, sessionId: w.sessionId ?? undefined },
             'worker registered',
           );
+          // the socket closed while the server registered it: the link it just kept is gone already
+          if (closed) engine.workerSocketClosed(w.id, link);
         } catch (err) {
-          refuse(err instanceof UsherError ? err.message : 'registration failed');
+          if (err instanceof UsherError && err.code !== 'INTERNAL') return refuse(err.message);
+          // a failure on the server's side (its database away) is worth another try: not a refusal
+          log.error({ err }, 'worker registration failed');
+          link.send({
+            type: 'error',
+            code: 'INTERNAL',
+            message: 'registration failed on the server; try again',
+          });
+          socket.close(SocketCloseCode.InternalError, 'registration failed on the server; try again');
         }
         return;
       }
@@ -93,6 +105,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
       chain = chain.then(() => handle(raw, isBinary));
     });
     socket.on('close', () => {
+      closed = true;
       clearTimeout(deadline);
       if (workerId) engine.workerSocketClosed(workerId, link);
     });
