@@ -184,7 +184,9 @@ export class Engine {
 
   constructor(options: EngineOptions) {
     this.o = { ...DEFAULTS, ...options } as Resolved;
-    this.#liveness = new Watchdog(this.o.livenessClock);
+    this.#liveness = new Watchdog(this.o.livenessClock, (err, workerId) =>
+      this.o.log.error({ err, workerId }, 'checking whether a worker is alive failed'),
+    );
     this.positions = new QueuePositions({
       store: options.store,
       hub: this.o.hub,
@@ -1288,7 +1290,9 @@ export class Engine {
     if (b.timer) this.o.livenessClock.clearTimer(b.timer);
     b.timer = this.o.livenessClock.setTimer(b.until, () => {
       b.timer = null;
-      return this.#redispatch(projectId, region);
+      return this.#redispatch(projectId, region).catch((err) =>
+        this.o.log.error({ err, projectId, region }, 'seating the queue after a launch backoff failed'),
+      );
     });
     this.#launchBackoff.set(key, b);
   }

@@ -7,9 +7,10 @@ import { Watchdog } from './watchdog.ts';
 const setUp = () => {
   const clock = new ManualClock(0);
   const lost: string[] = [];
-  const dog = new Watchdog(clock);
+  const failed: [string, string][] = [];
+  const dog = new Watchdog(clock, (err, key) => failed.push([key, (err as Error).message]));
   const watch = (key: string, ms: number, why = key) => dog.watch(key, ms, () => void lost.push(why));
-  return { clock, lost, dog, watch };
+  return { clock, lost, failed, dog, watch };
 };
 
 describe('Watchdog', () => {
@@ -62,5 +63,22 @@ describe('Watchdog', () => {
     assert.equal(clock.pending, 0);
     await clock.advance(5_000);
     assert.deepEqual(lost, ['b']);
+  });
+
+  test('an onLost that fails is handed to onError, not left to reject where nobody awaits it', async () => {
+    const { clock, failed, dog, lost, watch } = setUp();
+    dog.watch('w1', 1_000, async () => {
+      throw new Error('the database is away');
+    });
+    dog.watch('w2', 1_000, () => {
+      throw new Error('thrown at once');
+    });
+    watch('w3', 1_000);
+    await clock.advance(1_000);
+    assert.deepEqual(failed, [
+      ['w1', 'the database is away'],
+      ['w2', 'thrown at once'],
+    ]);
+    assert.deepEqual(lost, ['w3'], 'the other keys are lost as usual');
   });
 });

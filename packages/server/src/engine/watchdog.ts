@@ -10,14 +10,17 @@ interface Watched {
 
 export class Watchdog {
   readonly #clock: Clock;
+  readonly #onError: (err: unknown, key: string) => void;
   /**
    * Per watched key: when it is lost unless watched again, what happens then, and the timer that checks. A
    * new watch only moves `due` later; the timer, when it fires early, sets itself again for the new due time.
    */
   readonly #watched = new Map<string, Watched>();
 
-  constructor(clock: Clock) {
+  /** @param onError  what an onLost that failed is told to (a timer's failure has no caller to reach) */
+  constructor(clock: Clock, onError: (err: unknown, key: string) => void) {
     this.#clock = clock;
+    this.#onError = onError;
   }
 
   /** The key is lost `ms` from now (onLost runs then) unless watched again, or unwatched, before. */
@@ -54,7 +57,7 @@ export class Watchdog {
       // watched again since this timer was set
       if (this.#clock.now() < w.due) return this.#arm(key, w);
       this.#watched.delete(key);
-      return w.onLost();
+      return (async () => w.onLost())().catch((err) => this.#onError(err, key));
     });
   }
 }
