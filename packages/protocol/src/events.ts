@@ -34,6 +34,9 @@ export const RECORDED_TYPES = [
 ] as const;
 export type RecordedType = (typeof RECORDED_TYPES)[number];
 
+/** Recorded types only the server writes (a room's arrivals and departures): no room message may take them. */
+export const SERVER_MESSAGE_TYPES: readonly string[] = ['participant_joined', 'participant_left'];
+
 const Base = { sessionId: Type.String(), at: Type.String({ format: 'date-time' }) };
 
 export const StatusChanged = Type.Object({

@@ -443,7 +443,14 @@ export class UsherServer {
       message: (sessionId, m) =>
         void engine.rooms
           .relayMessage(sessionId, m.from, m.type, m.data, { toWorker: false })
-          .catch((err) => log.error({ err, sessionId }, 'a LiveKit room message could not be relayed')),
+          .catch((err) =>
+            err instanceof UsherError && err.code !== 'INTERNAL'
+              ? log.warn(
+                  { sessionId, from: m.from.identity, problem: err.message },
+                  'a LiveKit room message was dropped',
+                )
+              : log.error({ err, sessionId }, 'a LiveKit room message could not be relayed'),
+          ),
       participantJoined: (sessionId, p) => engine.rooms.participantJoined(sessionId, p),
       participantLeft: (sessionId, p) => engine.rooms.participantLeft(sessionId, p.identity),
       roomFinished: async (sessionId) => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { SessionEvent } from '@usher/protocol';
 import { agentProject, databaseKinds, useTestServer } from '@usher/testing';
+import { nextFrame } from './helpers.ts';
 
 const who = (e: SessionEvent) =>
   e.type === 'session.participant_joined' || e.type === 'session.participant_left'
@@ -85,6 +86,42 @@ for (const kind of databaseKinds()) {
         `/sessions/${s.id}/messages?limit=100`,
       );
       assert.equal(again.body.messages.filter((m) => m.type === 'participant_left').length, 3);
+    });
+
+    test("a room message cannot pass for an arrival or a departure: those types are the server's own", async () => {
+      await t.createProject(agentProject('forge', { min: 1, max: 1 }));
+      await t.readyWorkers('forge', 1);
+      const s = await t.createSession('forge');
+      await t.waitForState(s.id, 'active');
+      const eve = await t.join(s, { identity: 'eve' });
+      await eve.waitFor((e) => e.type === 'session.participant_joined' && e.participant.identity === 'eve');
+      for (const messageType of ['participant_left', 'participant_joined']) {
+        const from = eve.other.length;
+        eve.send({
+          type: 'message',
+          messageType,
+          data: { participant: { identity: 'viewer', kind: 'viewer' } },
+          ref: messageType,
+        });
+        const err = await nextFrame(eve, (f) => f.type === 'error' && f.ref === messageType, from);
+        assert.equal(err.code, 'BAD_REQUEST');
+        assert.match(String(err.message), /written by the server/);
+      }
+      // an ordinary message still goes through, after the refused ones
+      eve.send({ type: 'message', messageType: 'user_text', data: 'hi', ref: 'ok' });
+      await nextFrame(eve, (f) => f.type === 'message_ack' && f.ref === 'ok');
+      const page = await t.api<{ messages: { type: string; from: { identity: string } }[] }>(
+        'GET',
+        `/sessions/${s.id}/messages?limit=100`,
+      );
+      assert.deepEqual(
+        page.body.messages
+          .filter((m) => m.type.startsWith('participant_'))
+          .map((m) => `${m.type} ${m.from.identity}`),
+        [`participant_joined ${s.workerId}`, 'participant_joined eve'],
+        'only the server wrote arrivals, and nobody left',
+      );
+      await t.api('POST', `/sessions/${s.id}/end`);
     });
 
     test('the agent pauses and resumes its own session, a user pauses it with their token, and the paused timeout ends it', async () => {

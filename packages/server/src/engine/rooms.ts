@@ -4,6 +4,7 @@
 import {
   type Envelope,
   type Participant,
+  SERVER_MESSAGE_TYPES,
   type ServerToWorkerFrame,
   type SessionEvent,
   UsherError,
@@ -76,6 +77,12 @@ export class Rooms {
     data: unknown,
     options: { toWorker?: boolean } = {},
   ): Promise<RelayedMessage> {
+    // a transcript's record of who came and went is the server's alone
+    if (SERVER_MESSAGE_TYPES.includes(type))
+      throw new UsherError(
+        'BAD_REQUEST',
+        `"${type}" messages are written by the server when someone joins or leaves; a room message cannot take that type`,
+      );
     const entry = this.#o.recorder.envelope(this.#o.clock.now(), { sessionId, type, from, data });
     const { message } = entry;
     // relayed first: the sockets' writes of this turn then leave before the recording batch is written

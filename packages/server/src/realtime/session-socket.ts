@@ -226,6 +226,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data).then(
               ({ message, stored }) => acked(ref, message, stored),
               (err) => {
+                if (err instanceof UsherError && err.code !== 'INTERNAL')
+                  return refuse(ref, err.code, err.message);
                 log.error({ err, sessionId, projectId }, 'relay failed');
                 refuse(ref, 'INTERNAL', 'the message could not be relayed');
               },
