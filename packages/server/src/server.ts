@@ -455,12 +455,18 @@ export class UsherServer {
       participantLeft: (sessionId, p) => engine.rooms.participantLeft(sessionId, p.identity),
       roomFinished: async (sessionId) => {
         const s = await engine.store.read.getSession(sessionId);
-        if (s && s.state !== 'ended' && s.state !== 'ending')
+        // a room LiveKit made for someone who joined early (the session queued) is not the session's yet
+        if (s && s.state !== 'ending' && RECORDED_ROOM_STATES.has(s.state))
           await engine.endSession(sessionId, 'livekit:room_finished');
       },
       isLive: async (sessionId) => {
         const s = await engine.store.read.getSession(sessionId);
         return !!s && RECORDED_ROOM_STATES.has(s.state);
+      },
+      roomOptions: async (sessionId) => {
+        const s = await engine.store.read.getSession(sessionId);
+        const p = s && engine.findProject(s.projectId)?.settings;
+        return p ? { departureTimeoutS: Math.max(1, Math.ceil(p.timeouts.reconnectWindowMs / 1000)) } : {};
       },
     });
     processDriver.onExit(

@@ -318,6 +318,28 @@ for (const kind of databaseKinds()) {
       assert.equal(mode.recorder.holds(s.id), false);
     });
 
+    test('a room lasts the reconnect window after its last participant left; a room_finished ends only the live session whose room it was', async () => {
+      const s = await liveKitSession(t, 'lk-depart');
+      assert.equal(
+        fake.rooms().find((r) => r.name === s.id)?.departureTimeout,
+        60,
+        "the project's reconnect window (60 s), not LiveKit's 20 s",
+      );
+      // a late room_finished of an earlier room of the same name: the room is there now
+      const late = await fake.signedWebhook('room_finished', s.id);
+      assert.equal((await fake.deliver('room_finished', late.body, late.authorization)).status, 200);
+      // a room LiveKit made for a user who joined a queued session, and closed when they left
+      const queued = await t.createSession('lk-depart');
+      assert.equal(queued.state, 'queued');
+      const early = await fake.signedWebhook('room_finished', queued.id);
+      assert.equal((await fake.deliver('room_finished', early.body, early.authorization)).status, 200);
+      await t.settled();
+      assert.equal((await t.session(s.id)).state, 'active');
+      assert.equal((await t.session(queued.id)).state, 'queued');
+      await t.api('POST', `/sessions/${queued.id}/end`);
+      await endSession(t, s);
+    });
+
     test('LiveKit closing the room ends the live session', async () => {
       const s = await liveKitSession(t, 'lk-close');
       await fake.closeRoom(s.id);

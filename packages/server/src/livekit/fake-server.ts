@@ -121,12 +121,19 @@ export class FakeLiveKitServer {
   }
 
   /** The open rooms' names and their participants' identities. */
-  rooms(): Array<{ name: string; participants: string[]; metadata: string; maxParticipants: number }> {
+  rooms(): Array<{
+    name: string;
+    participants: string[];
+    metadata: string;
+    maxParticipants: number;
+    departureTimeout: number;
+  }> {
     return [...this.#rooms.values()].map((r) => ({
       name: r.name,
       participants: [...r.participants.keys()],
       metadata: r.metadata,
       maxParticipants: r.maxParticipants,
+      departureTimeout: r.departureTimeout,
     }));
   }
 

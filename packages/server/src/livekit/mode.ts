@@ -11,7 +11,7 @@ import { LIVE_STATES, type Participant, type SessionState } from '@usher/protoco
 import type { LiveKitSettings } from './config.ts';
 import { LiveKitRecorder, type RecorderRoom, type RoomMessage } from './recorder.ts';
 import { type LiveKitRole, RECORDER_IDENTITY } from './roles.ts';
-import { LiveKitRooms } from './rooms.ts';
+import { type CreateRoomOptions, LiveKitRooms } from './rooms.ts';
 import { LiveKitTokens } from './tokens.ts';
 import { type LiveKitRoomEvent, LiveKitWebhooks } from './webhooks.ts';
 
@@ -25,6 +25,11 @@ export interface LiveKitModeEvents {
   roomFinished(sessionId: string): void | Promise<void>;
   /** whether the session still needs its recorder (it is connecting, active, idle, paused or ending) */
   isLive(sessionId: string): Promise<boolean>;
+  /**
+   * How the session's room is made: `departureTimeoutS`, how long LiveKit keeps it after the last participant
+   * left, is the project's reconnect window, so a user whose connection drops for a while finds it still there.
+   */
+  roomOptions?(sessionId: string): Promise<CreateRoomOptions>;
   log: {
     info(obj: object, msg: string): void;
     warn(obj: object, msg: string): void;
@@ -156,7 +161,7 @@ export class LiveKitMode {
     let opened = this.#opened.get(sessionId);
     if (!opened) {
       opened = (async () => {
-        await this.rooms.createRoom(sessionId, { metadata: { usherSession: sessionId } });
+        await this.#createRoom(sessionId);
         await this.recorder.join(sessionId);
         // the session may have ended while its room was made (its close() found no room yet)
         if (!(await this.#on().isLive(sessionId))) {
@@ -169,6 +174,11 @@ export class LiveKitMode {
       opened.catch(() => this.#opened.delete(sessionId));
     }
     return opened;
+  }
+
+  async #createRoom(sessionId: string): Promise<void> {
+    const options = (await this.#on().roomOptions?.(sessionId)) ?? {};
+    await this.rooms.createRoom(sessionId, { ...options, metadata: { usherSession: sessionId } });
   }
 
   /** The session ended: the recorder leaves and the room is deleted (everyone still in it is disconnected). */
@@ -205,9 +215,22 @@ export class LiveKitMode {
       // nothing to tell
     } else if (e.type === 'participant_joined') on.participantJoined(e.sessionId, e.participant);
     else if (e.type === 'participant_left') on.participantLeft(e.sessionId, e.participant);
-    else await on.roomFinished(e.sessionId);
+    else if (await this.#finished(e.sessionId)) await on.roomFinished(e.sessionId);
     this.#seen.add(e.id);
     if (this.#seen.size > SEEN_EVENTS) this.#seen.delete(this.#seen.values().next().value!);
+  }
+
+  /**
+   * Whether a `room_finished` still holds: the room is not there again (a late event of an earlier room of the
+   * same name, made again since, does not end the session). Should LiveKit not answer, the event is believed.
+   */
+  async #finished(sessionId: string): Promise<boolean> {
+    try {
+      return (await this.rooms.listRooms([sessionId])).length === 0;
+    } catch (err) {
+      this.#on().log.warn({ err, sessionId }, 'could not ask LiveKit whether a finished room is back');
+      return true;
+    }
   }
 
   /**
@@ -308,7 +331,7 @@ export class LiveKitMode {
     });
     if (present.some((p) => p.identity === RECORDER_IDENTITY)) return 'present';
     if (this.#stopped) return 'not live';
-    await this.rooms.createRoom(sessionId, { metadata: { usherSession: sessionId } });
+    await this.#createRoom(sessionId);
     if (this.#stopped) return 'not live';
     await this.recorder.join(sessionId);
     if (!(await on.isLive(sessionId))) {

@@ -38,7 +38,11 @@ const usherError = (code: string, message: RegExp) => (err: unknown) => {
 
 describe('rooms', () => {
   test('a session gets its room, with its settings; creating it again returns the same room', async () => {
-    const room = await rooms.createRoom('s_create', { maxParticipants: 3, metadata: { projectId: 'p1' } });
+    const room = await rooms.createRoom('s_create', {
+      maxParticipants: 3,
+      departureTimeoutS: 90,
+      metadata: { projectId: 'p1' },
+    });
     assert.equal(room.name, 's_create');
     assert.match(room.sid, /^RM_/);
     assert.equal(room.metadata, '{"projectId":"p1"}');
@@ -51,7 +55,13 @@ describe('rooms', () => {
     );
     assert.deepEqual(
       fake.rooms().find((r) => r.name === 's_create'),
-      { name: 's_create', participants: [], metadata: '{"projectId":"p1"}', maxParticipants: 3 },
+      {
+        name: 's_create',
+        participants: [],
+        metadata: '{"projectId":"p1"}',
+        maxParticipants: 3,
+        departureTimeout: 90,
+      },
     );
   });
 

@@ -10,6 +10,8 @@ export interface CreateRoomOptions {
   maxParticipants?: number;
   /** how long LiveKit keeps the room while nobody has joined; `livekit.roomEmptyTimeoutS` by default */
   emptyTimeoutS?: number;
+  /** how long LiveKit keeps the room after the last participant left; LiveKit's default (20 s) if not set */
+  departureTimeoutS?: number;
   /** stored on the room as JSON, visible to participants */
   metadata?: Record<string, unknown>;
 }
@@ -46,6 +48,7 @@ export class LiveKitRooms {
     const request: CreateOptions = { name: sessionId };
     const emptyTimeout = options.emptyTimeoutS ?? this.#emptyTimeoutS;
     if (emptyTimeout !== undefined) request.emptyTimeout = emptyTimeout;
+    if (options.departureTimeoutS !== undefined) request.departureTimeout = options.departureTimeoutS;
     if (options.maxParticipants !== undefined) request.maxParticipants = options.maxParticipants;
     if (options.metadata !== undefined) request.metadata = JSON.stringify(options.metadata);
     const room = await this.#call(`create room "${sessionId}"`, () => this.#client.createRoom(request));
