@@ -459,10 +459,7 @@ export class UsherServer {
         if (s && s.state !== 'ending' && RECORDED_ROOM_STATES.has(s.state))
           await engine.endSession(sessionId, 'livekit:room_finished');
       },
-      isLive: async (sessionId) => {
-        const s = await engine.store.read.getSession(sessionId);
-        return !!s && RECORDED_ROOM_STATES.has(s.state);
-      },
+      sessionState: async (sessionId) => (await engine.store.read.getSession(sessionId))?.state,
       roomOptions: async (sessionId) => {
         const s = await engine.store.read.getSession(sessionId);
         const p = s && engine.findProject(s.projectId)?.settings;

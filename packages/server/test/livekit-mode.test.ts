@@ -340,6 +340,28 @@ for (const kind of databaseKinds()) {
       await endSession(t, s);
     });
 
+    test("LiveKit's news of rooms that are no live session's is not recorded: an ended session's room made again is deleted", async () => {
+      const s = await liveKitSession(t, 'lk-stray');
+      const join = await t.api<{ token: string }>('POST', `/sessions/${s.id}/join`, { identity: 'mallory' });
+      await endSession(t, s);
+      const before = await t.api<MessagePage>('GET', `/sessions/${s.id}/messages?limit=100`);
+      // mallory's token is still valid: LiveKit makes the room again and says she joined
+      await fake.join(join.body.token);
+      // and a room of another application on the same LiveKit server
+      const other = await fake.signedWebhook('participant_joined', 'not-a-session');
+      assert.equal((await fake.deliver('participant_joined', other.body, other.authorization)).status, 200);
+      await t.settled();
+      assert.deepEqual(
+        fake.rooms().map((r) => r.name),
+        [],
+        "the ended session's room was deleted again",
+      );
+      const after = await t.api<MessagePage>('GET', `/sessions/${s.id}/messages?limit=100`);
+      assert.deepEqual(after.body.messages, before.body.messages, 'nothing was added to its transcript');
+      const elsewhere = await t.api('GET', '/sessions/not-a-session/messages');
+      assert.equal(elsewhere.status, 404);
+    });
+
     test('LiveKit closing the room ends the live session', async () => {
       const s = await liveKitSession(t, 'lk-close');
       await fake.closeRoom(s.id);

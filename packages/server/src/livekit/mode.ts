@@ -23,8 +23,8 @@ export interface LiveKitModeEvents {
   participantLeft(sessionId: string, participant: Participant): void;
   /** LiveKit closed the room by itself (its timeouts, or someone deleted it) */
   roomFinished(sessionId: string): void | Promise<void>;
-  /** whether the session still needs its recorder (it is connecting, active, idle, paused or ending) */
-  isLive(sessionId: string): Promise<boolean>;
+  /** the session's state; undefined for a room that is not a session's (LiveKit may serve other apps) */
+  sessionState(sessionId: string): Promise<SessionState | undefined>;
   /**
    * How the session's room is made: `departureTimeoutS`, how long LiveKit keeps it after the last participant
    * left, is the project's reconnect window, so a user whose connection drops for a while finds it still there.
@@ -164,7 +164,7 @@ export class LiveKitMode {
         await this.#createRoom(sessionId);
         await this.recorder.join(sessionId);
         // the session may have ended while its room was made (its close() found no room yet)
-        if (!(await this.#on().isLive(sessionId))) {
+        if (!(await this.#isLive(sessionId))) {
           this.#opened.delete(sessionId);
           await this.recorder.leave(sessionId);
           await this.rooms.deleteRoom(sessionId);
@@ -174,6 +174,12 @@ export class LiveKitMode {
       opened.catch(() => this.#opened.delete(sessionId));
     }
     return opened;
+  }
+
+  /** Whether the session still needs its recorder (RECORDED_ROOM_STATES). */
+  async #isLive(sessionId: string): Promise<boolean> {
+    const state = await this.#on().sessionState(sessionId);
+    return state !== undefined && RECORDED_ROOM_STATES.has(state);
   }
 
   async #createRoom(sessionId: string): Promise<void> {
@@ -211,8 +217,12 @@ export class LiveKitMode {
     const on = this.#on();
     // the recorder is Usher itself, not a participant
     const recorder = e.type !== 'room_finished' && e.participant.identity === RECORDER_IDENTITY;
-    if (recorder) {
-      // nothing to tell
+    const state = recorder || e.type === 'room_finished' ? null : await on.sessionState(e.sessionId);
+    if (recorder || state === undefined) {
+      // nothing to tell: the recorder is Usher, and a room that is no session's is not Usher's
+    } else if (state === 'ended') {
+      // someone came back to an ended session's room (a token still valid, LiveKit made the room again)
+      if (e.type === 'participant_joined') await this.rooms.deleteRoom(e.sessionId);
     } else if (e.type === 'participant_joined') on.participantJoined(e.sessionId, e.participant);
     else if (e.type === 'participant_left') on.participantLeft(e.sessionId, e.participant);
     else if (await this.#finished(e.sessionId)) await on.roomFinished(e.sessionId);
@@ -321,8 +331,7 @@ export class LiveKitMode {
   }
 
   async #rejoin(sessionId: string): Promise<RejoinOutcome> {
-    const on = this.#on();
-    if (!(await on.isLive(sessionId))) return 'not live';
+    if (!(await this.#isLive(sessionId))) return 'not live';
     if (this.recorder.holds(sessionId)) return 'held';
     // another server's recorder may be there already
     const present = await this.rooms.listParticipants(sessionId).catch((err: { code?: string }) => {
@@ -334,7 +343,7 @@ export class LiveKitMode {
     await this.#createRoom(sessionId);
     if (this.#stopped) return 'not live';
     await this.recorder.join(sessionId);
-    if (!(await on.isLive(sessionId))) {
+    if (!(await this.#isLive(sessionId))) {
       // the session ended meanwhile, and its room was deleted before this made it again
       await this.close(sessionId);
       return 'not live';
