@@ -46,7 +46,13 @@ import { liveKitWebhookRoute } from './livekit/webhooks.ts';
 import { Observability } from './observability/observability.ts';
 import { eventsSocketRoute } from './realtime/events-socket.ts';
 import { Keepalive } from './realtime/keepalive.ts';
-import { DEFAULT_MESSAGE_RATE, type RateLimit } from './realtime/rate-limit.ts';
+import {
+  BucketMap,
+  DEFAULT_MESSAGE_RATE,
+  MESSAGE_RATE_KEYS,
+  type RateLimit,
+  roomSender,
+} from './realtime/rate-limit.ts';
 import { sessionSocketRoute } from './realtime/session-socket.ts';
 import { SignallingRelay } from './realtime/signalling/relay.ts';
 import { streamerSocketRoute } from './realtime/signalling/streamer-socket.ts';
@@ -437,11 +443,21 @@ export class UsherServer {
     bus.onMessage((m) => {
       if (m.kind === 'recorders_left') livekit?.resume(m.sessionIds);
     });
+    const messageRate = new BucketMap(
+      o.messageRate ?? DEFAULT_MESSAGE_RATE,
+      performance.now.bind(performance),
+      MESSAGE_RATE_KEYS,
+    );
     livekit?.attach({
       log,
       // the agent is in the LiveKit room and has the packet already
-      message: (sessionId, m) =>
-        void engine.rooms
+      message: (sessionId, m) => {
+        // a participant may publish data as fast as LiveKit lets it: the room message limit holds here too
+        if (m.from.kind !== 'agent' && messageRate.take(roomSender(sessionId, m.from.identity)) > 0) {
+          log.debug({ sessionId, from: m.from.identity }, 'a LiveKit room message over the rate was dropped');
+          return;
+        }
+        engine.rooms
           .relayMessage(sessionId, m.from, m.type, m.data, { toWorker: false })
           .catch((err) =>
             err instanceof UsherError && err.code !== 'INTERNAL'
@@ -450,7 +466,8 @@ export class UsherServer {
                   'a LiveKit room message was dropped',
                 )
               : log.error({ err, sessionId }, 'a LiveKit room message could not be relayed'),
-          ),
+          );
+      },
       participantJoined: (sessionId, p) => engine.rooms.participantJoined(sessionId, p),
       participantLeft: (sessionId, p) => engine.rooms.participantLeft(sessionId, p.identity),
       roomFinished: async (sessionId) => {
@@ -501,7 +518,7 @@ export class UsherServer {
       auth,
       relay,
       keepalive,
-      messageRate: o.messageRate ?? DEFAULT_MESSAGE_RATE,
+      messageRate,
       sessionRate: new SessionRateLimiter(
         o.sessionRate,
         // an empty list trusts no proxy

@@ -362,6 +362,26 @@ for (const kind of databaseKinds()) {
       assert.equal(elsewhere.status, 404);
     });
 
+    test("a participant's data packets are held to the room message rate, as on Usher's own sockets", async () => {
+      const s = await liveKitSession(t, 'lk-flood');
+      const room = recorderRooms.at(-1)!;
+      const kept: string[] = [];
+      const stop = t.engine.hub.subscribe(s.id, (e) => {
+        if (e.type === 'session.message') kept.push((e.message.data as { text: string }).text);
+      });
+      for (let i = 0; i < 300; i++)
+        room.emit('dataReceived', packet({ type: 'user_text', data: { text: `${i}` } }), alice);
+      await t.settled();
+      stop();
+      // the burst (100) goes through, the rest of this instant's flood does not
+      assert.ok(kept.length >= 100 && kept.length < 300, `${kept.length} of 300 relayed`);
+      assert.deepEqual(
+        kept.slice(0, 100),
+        Array.from({ length: 100 }, (_, i) => `${i}`),
+      );
+      await endSession(t, s);
+    });
+
     test('LiveKit closing the room ends the live session', async () => {
       const s = await liveKitSession(t, 'lk-close');
       await fake.closeRoom(s.id);

@@ -231,7 +231,7 @@ for (const kind of databaseKinds()) {
       );
     });
 
-    test("a participant's sockets share its message rate: a second socket does not double it", async (c) => {
+    test("a participant's sockets share its message rate: a second socket does not double it, nor does reconnecting", async (c) => {
       // a server whose allowance does not refill while the test runs: the burst is all there is
       const db = await createTestDatabase(kind);
       const own = await new TestServer({
@@ -256,6 +256,16 @@ for (const kind of databaseKinds()) {
       const answers = sockets.flatMap((socket) => socket.other.filter(answer));
       assert.equal(answers.filter((f) => f.type === 'message_ack').length, 100, 'one burst for both sockets');
       assert.equal(answers.filter((f) => f.code === 'RATE_LIMITED').length, 50);
+      // reconnecting does not bring a fresh burst
+      for (const socket of sockets) await socket.close(1000);
+      const again = await own.connect(s, token);
+      for (let i = 0; i < 10; i++)
+        again.send({ type: 'message', messageType: 'user_text', data: { i }, ref: `again${i}` });
+      await again.untilOther((frames) => frames.filter(answer).length >= 10);
+      assert.deepEqual(
+        again.other.filter(answer).map((f) => f.code),
+        Array(10).fill('RATE_LIMITED'),
+      );
     });
 
     test('an agent reads the history with its own token; after a crash the fresh worker gets the transcript and saved state', async () => {

@@ -3,7 +3,7 @@
 import type { ServerInfo } from '../cluster/registry.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Keepalive } from '../realtime/keepalive.ts';
-import type { RateLimit } from '../realtime/rate-limit.ts';
+import type { BucketMap } from '../realtime/rate-limit.ts';
 import type { SignallingRelay } from '../realtime/signalling/relay.ts';
 import type { AuthContext } from './auth.ts';
 import type { SessionRateLimiter } from './session-rate.ts';
@@ -15,8 +15,11 @@ export interface ApiContext {
   relay: SignallingRelay;
   /** pings participants' sockets and drops the dead ones */
   keepalive: Keepalive;
-  /** room messages per participant connection */
-  messageRate: RateLimit;
+  /**
+   * Room messages per participant (key: session id, NUL, identity), whatever carries them: the participant's
+   * sockets on this server share one allowance, kept while they reconnect, and so do LiveKit data packets.
+   */
+  messageRate: BucketMap;
   /** how many sessions a client, and a project, may ask for */
   sessionRate: SessionRateLimiter;
   /** ws(s)://…/sessions/{id}/ws */

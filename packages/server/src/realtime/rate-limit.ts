@@ -1,5 +1,6 @@
-// Token buckets: at most `burst` at once, refilled at `perSecond`. One per participant socket for room messages;
-// one per client and per project for session creation (BucketMap keeps those, bounded).
+// Token buckets: at most `burst` at once, refilled at `perSecond`. One per participant for room messages, one per
+// client and per project for session creation (BucketMap keeps those, bounded); one per viewer socket for
+// Pixel Streaming signalling.
 
 export interface RateLimit {
   /** sustained rate */
@@ -9,6 +10,13 @@ export interface RateLimit {
 }
 
 export const DEFAULT_MESSAGE_RATE: RateLimit = { perSecond: 50, burst: 100 };
+/** Participants whose room-message allowance a server keeps (the least recently heard from goes first). */
+export const MESSAGE_RATE_KEYS = 100_000;
+
+/** The key of a participant's room-message allowance. */
+export function roomSender(sessionId: string, identity: string): string {
+  return `${sessionId}\u0000${identity}`;
+}
 
 /**
  * Pixel Streaming signalling a viewer's socket may send: a negotiation takes an offer or answer and a few dozen

@@ -16,7 +16,7 @@ import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import type { TransitionRecord } from '../storage/records.ts';
 import { sendEvent, sendFrame } from './outbound.ts';
-import { SIGNALLING_RATE, TokenBucket } from './rate-limit.ts';
+import { roomSender, SIGNALLING_RATE, TokenBucket } from './rate-limit.ts';
 import type { PlayerHandle } from './signalling/relay.ts';
 import { releaseUpgrade } from './upgrade.ts';
 
@@ -25,11 +25,6 @@ const clientFrame = validator(ClientFrame);
 const MAX_EARLY_FRAMES = 64;
 
 export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
-  /**
-   * Per participant (session and identity), the room-message allowance its sockets on this server share, and
-   * how many sockets share it: a participant with several sockets gets one rate, not one per socket.
-   */
-  const allowances = new Map<string, { bucket: TokenBucket; sockets: number }>();
   const { engine, relay } = ctx;
   app.get<{ Params: { id: string } }>(
     '/sessions/:id/ws',
@@ -164,14 +159,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         if (!ended) deliver(e);
       }
 
-      const allowanceKey = `${sessionId}\u0000${identity}`;
-      let allowance = allowances.get(allowanceKey);
-      if (!allowance) {
-        allowance = { bucket: new TokenBucket(ctx.messageRate), sockets: 0 };
-        allowances.set(allowanceKey, allowance);
-      }
-      allowance.sockets++;
-      const { bucket } = allowance;
+      // one allowance per participant, shared by its sockets and kept while it reconnects
+      const sender = roomSender(sessionId, identity);
       const signalling = new TokenBucket(SIGNALLING_RATE);
       /** who this socket's room messages are from */
       const from = { identity, kind: participantKind(role) };
@@ -217,11 +206,11 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
           case 'message': {
             const { ref } = frame;
             if (role === 'observer') return refuse(ref, 'FORBIDDEN', 'observers cannot send room messages');
-            if (!bucket.take())
+            if (ctx.messageRate.take(sender) > 0)
               return refuse(
                 ref,
                 'RATE_LIMITED',
-                `room messages are limited to ${ctx.messageRate.perSecond} a second (bursts of ${ctx.messageRate.burst}) per participant; this one was dropped`,
+                `room messages are limited to ${ctx.messageRate.limit.perSecond} a second (bursts of ${ctx.messageRate.limit.burst}) per participant; this one was dropped`,
               );
             engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data).then(
               ({ message, stored }) => acked(ref, message, stored),
@@ -254,7 +243,6 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
 
       const onClose = (code: number) => {
         unsubscribe();
-        if (--allowance.sockets === 0) allowances.delete(allowanceKey);
         if (player) relay.playerClosed(player);
         if (joined) engine.rooms.participantLeft(sessionId, identity);
         if (role === 'viewer' && !ended) {
