@@ -390,6 +390,50 @@ for (const kind of databaseKinds()) {
       );
     });
 
+    test('a worker that says stopped and closes cleanly has left: it is stopped at once, and its live session goes as after a crash', async (c) => {
+      // liveness never moves here: only the worker's own leaving can stop it
+      const { t } = await fakeSetup(kind, c);
+      await t.createProject(agentProject('leaving', { min: 0, max: 2 }, { worker: { driver: 'external' } }));
+      const pool = await t.api<{ token: string; workerUrl: string }>(
+        'POST',
+        '/projects/leaving/pool-tokens',
+        {},
+      );
+      const connect = async () => {
+        const w = new FrameSocket(pool.body.workerUrl);
+        await w.opened;
+        w.send({ type: 'register', token: pool.body.token });
+        const registered = await w.waitFor((f) => f.type === 'registered');
+        w.send({ type: 'ready' });
+        return { w, id: String(registered.workerId) };
+      };
+      const busy = await connect();
+      await t.readyWorkers('leaving', 1);
+      const s = await t.createSession('leaving');
+      await busy.w.waitFor((f) => f.type === 'assign');
+      busy.w.send({ type: 'session_started', sessionId: s.id });
+      await t.waitForState(s.id, 'active');
+      const idle = await connect();
+      await t.readyWorkers('leaving', 1);
+
+      // an operator stops the idle one (Ctrl-C): the SDK sends stopped and closes with 1000
+      idle.w.send({ type: 'stopped' });
+      idle.w.ws.close(1000);
+      await idle.w.closed;
+      const crashed = t.nextEvent(s.id, (e) => e.type === 'session.error');
+      busy.w.send({ type: 'stopped' });
+      busy.w.ws.close(1000);
+      const error = await crashed;
+      assert.ok(error.type === 'session.error' && error.code === 'AGENT_CRASHED');
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.deepEqual([ended.endCode, ended.endReason], [4006, 'worker_crashed']);
+      await t.settled();
+      const left = (await t.server.engine.listWorkers({ projectId: 'leaving' })).filter(
+        (w) => w.id === idle.id || w.id === busy.id,
+      );
+      assert.deepEqual(left, [], 'neither is counted as a worker any more');
+    });
+
     test('a session that ends before its worker is ready ends as soon as the worker says ready', async (c) => {
       const { t } = await fakeSetup(kind, c);
       await t.createProject(agentProject('slow', { min: 0, max: 1 }, { worker: { driver: 'external' } }));

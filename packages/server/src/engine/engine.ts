@@ -1642,6 +1642,24 @@ export class Engine {
   }
 
   /** The worker finished its shutdown (after a session, or a recycle). */
+  /**
+   * The worker said `stopped` and closed its socket cleanly, unasked or after its shutdown: it will not come
+   * back, so it is stopped now rather than when liveness gives up on it (a session seated on it meanwhile
+   * would wait for nothing). Its live session, if it had one, goes as after a crash.
+   */
+  async workerLeft(workerId: string): Promise<void> {
+    const w = await this.store.read.getWorker(workerId);
+    if (!w || w.state === 'stopped') return;
+    const live = !!w.sessionId && w.state !== 'stopping';
+    await this.onWorkerExit({
+      workerId,
+      code: 0,
+      signal: null,
+      expected: !live,
+      error: 'it closed its connection while its session went on',
+    });
+  }
+
   async #workerStopped(workerId: string): Promise<void> {
     await this.#tx(async (r, fx) => {
       const w = await r.getWorker(workerId, { lock: true });
@@ -1655,8 +1673,10 @@ export class Engine {
     });
   }
 
-  /** A worker's socket closed. It may come back (restart, network); if not, liveness declares it lost. */
-  /** A worker's socket closed. False when it was not the worker's link any more (the worker came back on another). */
+  /**
+   * A worker's socket closed. It may come back (restart, network); if not, liveness declares it lost. False
+   * when it was not the worker's link any more (the worker came back on another).
+   */
   workerSocketClosed(workerId: string, link: WorkerLink): boolean {
     if (this.#links.get(workerId) !== link) return false;
     this.#links.delete(workerId);

@@ -23,6 +23,8 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
     let projectId: string | undefined;
     let chain: Promise<void> = Promise.resolve();
     let closed = false;
+    /** the last frame was `stopped`: a close with 1000 after it is the worker leaving (the SDK's close()) */
+    let saidStopped = false;
     const link: WorkerLink = {
       send: (frame) => sendFrame(socket, frame),
       close: (code, reason) => socket.close(code, reason),
@@ -45,6 +47,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
         return;
       }
       const frame = parsed.value;
+      saidStopped = frame.type === 'stopped';
       if (!workerId) {
         if (frame.type !== 'register')
           return refuse(`the first frame must be register, not ${truncate(frame.type, 40)}`);
@@ -104,10 +107,17 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
       if (workerId) engine.workerAlive(workerId);
       chain = chain.then(() => handle(raw, isBinary));
     });
-    socket.on('close', () => {
+    socket.on('close', (code) => {
       closed = true;
       clearTimeout(deadline);
-      if (workerId) engine.workerSocketClosed(workerId, link);
+      if (!workerId || !engine.workerSocketClosed(workerId, link)) return;
+      const id = workerId;
+      // after the frames before the close: a worker that said stopped and closed cleanly has left for good
+      chain = chain.then(async () => {
+        if (!saidStopped || code !== 1000) return;
+        log.info({ workerId: id, projectId }, 'worker left');
+        await engine.workerLeft(id).catch((err) => log.error({ err, workerId: id }, 'worker leaving failed'));
+      });
     });
   });
 }
