@@ -376,5 +376,20 @@ for (const kind of databaseKinds()) {
       const left = [...pids].filter(([, pid]) => !isGone(pid));
       assert.deepEqual(left, [], 'no worker process outlives the server');
     });
+
+    test('a worker the previous run was stopping, found alive, is stopped at start-up, not given time to re-attach', async (c) => {
+      const s = await scene(kind, c);
+      const seatedWorker = s.workersBefore.find((w) => w.sessionId === s.ids.seated)!.id;
+      await kill(s);
+      // the previous run had asked it to stop (its session over) when it was killed: the stop died with it
+      await s.store.read.updateWorker(seatedWorker, { state: 'stopping', updatedAt: Date.now() });
+      const run2 = await startServer({ ...s.options, engine: { ...s.options.engine, reattachMs: LONG } });
+      c.after(async () => {
+        if (run2.proc.exitCode === null) run2.proc.kill('SIGKILL');
+      });
+      assert.equal(isGone(s.pids.get(seatedWorker)!), true, 'stopped before the server was up');
+      assert.equal((await s.store.read.getWorker(seatedWorker))?.state, 'stopped');
+      await stop(run2);
+    });
   });
 }

@@ -318,7 +318,30 @@ export class Engine {
         });
         continue;
       }
-      this.#liveness.watch(w.id, this.o.reattachMs, async () => {
+      // asked to stop before the restart, and still there: the stop died with the previous run
+      if (w.state === 'stopping' && w.driver !== 'external' && driver && w.handle) {
+        this.o.log.info(
+          { workerId: w.id, projectId: w.projectId },
+          'stopping a worker the previous run was stopping',
+        );
+        await driver
+          .reap(w.id, w.handle)
+          .catch((err) =>
+            this.o.log.error(
+              { err, workerId: w.id },
+              'could not stop a worker the previous run was stopping',
+            ),
+          );
+        await this.onWorkerExit({
+          workerId: w.id,
+          code: null,
+          signal: null,
+          expected: true,
+          whileAway: true,
+        });
+        continue;
+      }
+      this.#liveness.watch(w.id, this.#reattachWindow(w), async () => {
         if (await this.#attachedElsewhere(w.id)) return;
         this.o.log.warn(
           { workerId: w.id, projectId: w.projectId, region: w.region, sessionId: w.sessionId ?? undefined },
@@ -1418,7 +1441,8 @@ export class Engine {
           this.#sendWorker(w.id, { type: 'shutdown', sessionId: null, graceMs, reason: 'recycle' });
         return;
       }
-      if (graceMs > 0 && this.#links.has(w.id)) {
+      // the grace is for a worker that hears its shutdown: connected here, or on another server (the bus)
+      if (graceMs > 0 && (this.#links.has(w.id) || w.attachedTo !== null)) {
         const t = setTimeout(() => {
           this.#graceTimers.delete(t);
           this.#track(() => driver.stop(w.id, STOP_KILL_AFTER_MS));
@@ -1718,6 +1742,17 @@ export class Engine {
   }
 
   /**
+   * How long a worker found without its socket (after a restart, or on a dead server) has to come back: the
+   * re-attach window, or for one still starting (a pod pulling its image, say) what is left of its project's
+   * connecting time, if longer.
+   */
+  #reattachWindow(w: WorkerRecord): number {
+    const connectingMs = this.#projects.get(w.projectId)?.settings.timeouts.connectingMs;
+    if (w.state !== 'starting' || connectingMs === undefined) return this.o.reattachMs;
+    return Math.max(this.o.reattachMs, w.createdAt + connectingMs - this.clock.now());
+  }
+
+  /**
    * This server was taken for dead while it was cut off from the database, and another adopted what it held:
    * the viewers still connected here are attached again (their reconnect windows close), and the workers whose
    * sockets are here are marked as here.
@@ -1747,11 +1782,19 @@ export class Engine {
     ).filter((w) => w.attachedTo === dead || (w.attachedTo === null && w.serverId === dead));
     for (const w of orphans) {
       if (this.#links.has(w.id)) continue;
-      this.#liveness.watch(w.id, this.o.reattachMs, async () => {
+      this.#liveness.watch(w.id, this.#reattachWindow(w), async () => {
         const now = await this.store.read.getWorker(w.id);
         if (!now || now.state === 'stopped' || (now.attachedTo && now.attachedTo !== dead)) return;
         // the server was not dead after all (it was cut off from the database): it still holds the worker
         if ((await this.o.aliveServers()).has(dead)) return;
+        // a pod is reachable from any server; a process is only on its own server's machine
+        const driver = this.o.drivers[w.driver];
+        if (w.driver === 'kubernetes' && driver && w.handle)
+          await driver
+            .reap(w.id, w.handle)
+            .catch((err) =>
+              this.o.log.error({ err, workerId: w.id }, 'could not remove the pod of a dead server'),
+            );
         await this.onWorkerExit({
           workerId: w.id,
           code: null,
