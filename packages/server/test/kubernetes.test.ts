@@ -231,6 +231,38 @@ for (const kind of databaseKinds()) {
       await fake.waitForGone('secrets', NS, name);
     });
 
+    test('a worker pod whose first pull is throttled (ImagePullBackOff) is waited for, and its session goes active', async (c) => {
+      const { fake, server } = await scene(kind, c);
+      // the kubelet's first pull of each new pod is throttled by the registry: it backs off, then pulls again
+      const image = '"registry.example.com/agent:1.0"';
+      const off = fake.onChange((change) => {
+        if (change.type !== 'ADDED' || change.resource !== 'pods') return;
+        const { namespace, name } = change.object.metadata;
+        fake.waitContainer(
+          namespace,
+          name,
+          'ErrImagePull',
+          `failed to pull and unpack image ${image}: 429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit`,
+        );
+        fake.waitContainer(namespace, name, 'ImagePullBackOff', `Back-off pulling image ${image}`);
+      });
+      c.after(async () => void off());
+      const t = await server();
+      await t.createProject(k8sProject('throttled'));
+      const s = await t.createSession('throttled');
+      const outcome = await Promise.race([t.waitForState(s.id, 'active'), t.waitForState(s.id, 'ended')]);
+      assert.equal(
+        outcome.state,
+        'active',
+        `the session went ${outcome.state} (${String(outcome.endReason)})`,
+      );
+      assert.deepEqual(
+        fake.list('pods', NS).map((p) => p.metadata.name),
+        [podName(outcome.workerId as string)],
+        'on its first pod',
+      );
+    });
+
     test('auto-restart: a failed pod sends the session to a fresh pod; an evicted one ends it 4006', async (c) => {
       const { fake, player, server } = await scene(kind, c);
       const t = await server();

@@ -1,9 +1,10 @@
 // For tests: an in-process fake of the Kubernetes API server, real HTTP on 127.0.0.1, for what Usher's
 // Kubernetes driver uses: pods and secrets in namespaces (create, get, list, watch, delete), a resourceVersion on
 // every change, watch streams of newline-delimited events with 410 Expired for a compacted resourceVersion, Status
-// errors as the real server sends them (401, 403 from RBAC rules, 404, 409, 422 with causes), graceful deletion
-// and garbage collection through ownerReferences. Tests play the scheduler and the kubelet: they move pods
-// through their phases. docs/kubernetes.md lists what it does not cover.
+// errors as the real server sends them (401, 403 from RBAC rules, 404, 409, 422 with causes), injected failures
+// (before or after the request is carried out, or a dropped connection), graceful deletion and garbage collection
+// through ownerReferences. Tests play the scheduler and the kubelet: they move pods through their phases.
+// docs/kubernetes.md lists what it does not cover.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -154,18 +155,36 @@ export interface KubeRequest {
 export interface FakeKubeApiOptions {
   /** the bearer token it accepts (default `fake-token`); anything else gets 401 */
   token?: string;
-  /** namespaces that exist (default `default`); creating in another one is 404 */
+  /** namespaces that exist (default `default`); creating in another one is 404, a list or watch there is empty */
   namespaces?: readonly string[];
   /** RBAC: the verbs allowed on each resource; default everything. Others get 403 as from the real authorizer. */
   allow?: Partial<Record<KubeResource, readonly KubeVerb[]>>;
   /** the user named in 403 messages */
   user?: string;
   /**
-   * What happens to a pod deleted with a grace period: `auto`, the kubelet stops its container at once (exit 0)
-   * and the pod goes; `manual`, it stays terminating until the test calls finishTermination() or it is
-   * force-deleted (a node that does not answer).
+   * What happens to a pod deleted with a grace period: `auto`, the kubelet stops its container at once (with
+   * stopExitCode) and the pod goes; `manual`, it stays terminating until the test calls finishTermination() or
+   * it is force-deleted (a node that does not answer).
    */
   kubelet?: 'auto' | 'manual';
+  /**
+   * The exit code of a container the kubelet stops for a deletion (the automatic kubelet, and finishTermination
+   * by default): 0 (default), a program that handles SIGTERM and exits cleanly; 143, one that SIGTERM kills —
+   * its pod goes Failed before it disappears, as on a real cluster.
+   */
+  stopExitCode?: number;
+}
+
+/** How an injected failure answers: an HTTP status (a Status body), or `reset`: the connection is dropped. */
+export type InjectedAnswer = number | 'reset';
+
+export interface FailNextOptions {
+  /**
+   * The request is carried out first (the object created or deleted, its watch events sent), and only its answer
+   * fails: an API server that committed and then answered 500 or 504, or whose connection dropped. Default
+   * false: the request is refused before anything is stored.
+   */
+  committed?: boolean;
 }
 
 interface Watcher {
@@ -180,9 +199,9 @@ interface Watcher {
 interface InjectedFailure {
   verb: KubeVerb;
   resource: KubeResource;
-  code: number;
-  reason: string;
+  answer: InjectedAnswer;
   message: string;
+  committed: boolean;
 }
 
 const KINDS: Record<KubeResource, 'Pod' | 'Secret'> = { pods: 'Pod', secrets: 'Secret' };
@@ -191,7 +210,8 @@ export class FakeKubeApi {
   readonly token: string;
   readonly user: string;
   readonly kubelet: 'auto' | 'manual';
-  /** every request answered, in order */
+  readonly stopExitCode: number;
+  /** every request answered, in order (status 0: the connection was dropped) */
   readonly requests: KubeRequest[] = [];
   readonly #namespaces: Set<string>;
   readonly #allow: Partial<Record<KubeResource, readonly KubeVerb[]>> | undefined;
@@ -212,6 +232,7 @@ export class FakeKubeApi {
     this.token = options.token ?? 'fake-token';
     this.user = options.user ?? 'system:serviceaccount:usher:usher';
     this.kubelet = options.kubelet ?? 'auto';
+    this.stopExitCode = options.stopExitCode ?? 0;
     this.#namespaces = new Set(options.namespaces ?? ['default']);
     this.#allow = options.allow;
   }
@@ -377,9 +398,18 @@ export class FakeKubeApi {
     return this.#create(resource, namespace, input, { keepStatus: true }) as T;
   }
 
-  /** The next request of this verb on this resource fails with this status (e.g. 500, 409, 422). */
-  failNext(verb: KubeVerb, resource: KubeResource, code: number, message = 'injected failure'): void {
-    this.#failures.push({ verb, resource, code, reason: reasonOf(code), message });
+  /**
+   * The next request of this verb on this resource fails with this status (e.g. 500, 409, 422), or with a dropped
+   * connection (`reset`); with `committed`, only after it was carried out (see FailNextOptions).
+   */
+  failNext(
+    verb: KubeVerb,
+    resource: KubeResource,
+    answer: InjectedAnswer,
+    message = 'injected failure',
+    options: FailNextOptions = {},
+  ): void {
+    this.#failures.push({ verb, resource, answer, message, committed: options.committed ?? false });
   }
 
   /** The scheduler binds the pod to a node: PodScheduled, and its container is being created. */
@@ -471,7 +501,7 @@ export class FakeKubeApi {
   }
 
   /** The kubelet finishes a graceful deletion: the container stops with exitCode, then the pod goes. */
-  finishTermination(namespace: string, name: string, exitCode = 0): void {
+  finishTermination(namespace: string, name: string, exitCode = this.stopExitCode): void {
     const pod = this.#objects.get(key('pods', namespace, name)) as PodObject | undefined;
     if (!pod?.metadata.deletionTimestamp) throw new Error(`pod ${namespace}/${name} is not being deleted`);
     if (pod.status.phase !== 'Succeeded' && pod.status.phase !== 'Failed')
@@ -556,23 +586,26 @@ export class FakeKubeApi {
       Object.assign(entry, { verb, resource, namespace, name });
       if (!verb) throw new StatusError(405, 'MethodNotAllowed', 'the server does not allow this method');
       this.#authorize(verb, resource, namespace, name);
-      const failure = this.#failures.findIndex((f) => f.verb === verb && f.resource === resource);
-      if (failure >= 0) {
-        const f = this.#failures.splice(failure, 1)[0]!;
-        throw new StatusError(f.code, f.reason, f.message);
-      }
+      const at = this.#failures.findIndex((f) => f.verb === verb && f.resource === resource);
+      const failure = at >= 0 ? this.#failures.splice(at, 1)[0]! : null;
       const body = req.method === 'POST' || req.method === 'DELETE' ? await readBody(req) : null;
+      // only a write can be carried out and still fail its answer
+      if (failure && (!failure.committed || (verb !== 'create' && verb !== 'delete')))
+        return this.#fail(res, entry, failure);
+      // the request is carried out; then its answer is replaced by the failure
+      const send = (status: number, answer: unknown) =>
+        failure ? this.#fail(res, entry, failure) : this.#send(res, entry, status, answer);
       switch (verb) {
         case 'watch':
           entry.status = 200;
           this.#watch(res, resource, namespace, url.searchParams);
           return;
         case 'list':
-          return this.#send(res, entry, 200, this.#listBody(resource, namespace, url.searchParams));
+          return send(200, this.#listBody(resource, namespace, url.searchParams));
         case 'get': {
           const o = this.#objects.get(key(resource, namespace, name!));
           if (!o) throw notFound(resource, name!);
-          return this.#send(res, entry, 200, o);
+          return send(200, o);
         }
         case 'create': {
           if (!this.#namespaces.has(namespace))
@@ -590,12 +623,7 @@ export class FakeKubeApi {
             );
           if (o.kind && o.kind !== KINDS[resource])
             throw new StatusError(400, 'BadRequest', `${o.kind} is not a ${KINDS[resource]}`);
-          return this.#send(
-            res,
-            entry,
-            201,
-            this.#create(resource, namespace, o as unknown as Record<string, unknown>),
-          );
+          return send(201, this.#create(resource, namespace, o as unknown as Record<string, unknown>));
         }
         case 'delete': {
           const options = (body ?? {}) as { gracePeriodSeconds?: number };
@@ -603,12 +631,11 @@ export class FakeKubeApi {
           const grace = q !== null ? Number(q) : options.gracePeriodSeconds;
           if (grace !== undefined && (!Number.isInteger(grace) || grace < 0))
             throw new StatusError(400, 'BadRequest', `invalid gracePeriodSeconds: ${q}`);
-          if (resource === 'pods')
-            return this.#send(res, entry, 200, this.#deletePod(namespace, name!, grace));
+          if (resource === 'pods') return send(200, this.#deletePod(namespace, name!, grace));
           const o = this.#objects.get(key(resource, namespace, name!));
           if (!o) throw notFound(resource, name!);
           this.#remove(resource, o);
-          return this.#send(res, entry, 200, {
+          return send(200, {
             kind: 'Status',
             apiVersion: 'v1',
             metadata: {},
@@ -639,6 +666,16 @@ export class FakeKubeApi {
     entry.status = status;
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
+  }
+
+  /** Answers with an injected failure: its Status, or a dropped connection. */
+  #fail(res: ServerResponse, entry: KubeRequest, f: InjectedFailure): void {
+    if (f.answer === 'reset') {
+      entry.status = 0;
+      res.socket?.destroy();
+      return;
+    }
+    this.#send(res, entry, f.answer, statusBody(f.answer, reasonOf(f.answer), f.message));
   }
 
   #authorize(verb: KubeVerb, resource: KubeResource, namespace: string, name: string | null): void {
@@ -815,7 +852,7 @@ export class FakeKubeApi {
     if (this.kubelet === 'auto')
       this.#later(() => {
         const p = this.#objects.get(key('pods', namespace, name));
-        if (p?.metadata.deletionTimestamp) this.finishTermination(namespace, name, 0);
+        if (p?.metadata.deletionTimestamp) this.finishTermination(namespace, name);
       });
     return updated;
   }
@@ -922,6 +959,7 @@ function reasonOf(code: number): string {
     429: 'TooManyRequests',
     500: 'InternalError',
     503: 'ServiceUnavailable',
+    504: 'Timeout',
   };
   return reasons[code] ?? 'Unknown';
 }

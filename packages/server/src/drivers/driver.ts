@@ -26,8 +26,11 @@ export interface WorkerDriver {
   readonly name: 'process' | 'external' | 'kubernetes';
   /** Starts a worker. Resolves once the start was initiated (not when the worker is ready). */
   start(launch: WorkerLaunch): Promise<{ handle: string }>;
-  /** Asks a worker to stop (SIGTERM or equivalent); force-kills it after graceMs. Resolves when it is gone. */
-  stop(workerId: string, graceMs: number): Promise<void>;
+  /**
+   * Asks a worker to stop (SIGTERM or equivalent); force-kills it after graceMs. Resolves when it is gone.
+   * `handle`, the stored one, finds a worker this driver did not start (another server's pod).
+   */
+  stop(workerId: string, graceMs: number, handle?: string | null): Promise<void>;
   /** Whether the driver still knows a live worker with this id (used to reap after a restart). */
   isAlive(workerId: string, handle: string): Promise<boolean>;
   /** Reaps a worker left by an earlier server run, given its stored handle. */

@@ -58,10 +58,12 @@ export function describeApiError(err: unknown, c: CallContext): KubernetesApiErr
       message = `Usher may not ${c.verb} ${c.resource} in ${where} (403 Forbidden${detail}): grant "${c.verb}" on ${c.resource} to its service account in that namespace (the Role in deploy/kubernetes/rbac.yaml grants what the driver needs)`;
       break;
     case 404:
-      message =
-        c.verb === 'create' || c.verb === 'list' || c.verb === 'watch'
-          ? `${where} does not exist (404 NotFound${detail}): create it, or fix kubernetes.namespace${c.projectId ? ` or worker.namespace of project "${c.projectId}"` : ''}`
-          : `${what} not found in ${where} (404 NotFound)`;
+      // a create names its namespace's absence this way; a list or watch in a namespace that does not exist
+      // answers 200 with nothing in it, so a 404 there is another trouble (a wrong server URL, a proxy)
+      if (c.verb === 'create')
+        message = `${where} does not exist (404 NotFound${detail}): create it, or fix kubernetes.namespace${c.projectId ? ` or worker.namespace of project "${c.projectId}"` : ''}`;
+      else if (c.name) message = `${what} not found in ${where} (404 NotFound)`;
+      else message = `${c.verb} ${what} in ${where} failed (404${reason ? ` ${reason}` : ''}${detail})`;
       break;
     case 409:
       message = `${what} already exists in ${where} (409 AlreadyExists${detail}): delete it, or give each Usher installation sharing the namespace its own kubernetes.installation`;
@@ -98,6 +100,16 @@ function errorCode(err: unknown): string | null {
     e = (e as { cause?: unknown }).cause;
   }
   return err instanceof Error ? err.message : null;
+}
+
+/**
+ * Whether a write that failed may still have been carried out: no answer came (the connection failed or was
+ * reset), or a server error did (500, a gateway's 502 or 504 after the API server committed). A 4xx is a
+ * refusal: nothing was written.
+ */
+export function mayHaveApplied(err: unknown): boolean {
+  if (!(err instanceof KubernetesApiError)) return true;
+  return err.status === null || err.status >= 500;
 }
 
 export function isAbort(err: unknown): boolean {

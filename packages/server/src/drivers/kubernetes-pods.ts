@@ -24,7 +24,13 @@ export interface KubernetesHandle {
 }
 
 /** container waiting reasons that will not get better by waiting: the start failed */
-export const FATAL_WAITING = new Set(['InvalidImageName', 'ErrImageNeverPull', 'ImagePullBackOff']);
+const FATAL_WAITING = new Set(['InvalidImageName', 'ErrImageNeverPull']);
+/** a failed pull, which the kubelet tries again (with a back-off): fatal only when the registry said no for good */
+const PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff']);
+/** what registries answer for an image that is not there, or not for these credentials */
+const PULL_REFUSED = /not found|manifest unknown|unauthorized|denied|forbidden/i;
+/** a registry that throttles (429) will let the pull through later, whatever else its message says */
+const PULL_THROTTLED = /too ?many ?requests|rate limit/i;
 const RESOURCE_KEYS = ['limits', 'requests'];
 const TOLERATION_KEYS = ['key', 'operator', 'value', 'effect', 'tolerationSeconds'];
 
@@ -166,6 +172,21 @@ export interface PodView {
   disruption: string | null;
 }
 
+/**
+ * Whether a waiting container will never start: an image name that cannot be one, an image that may not be
+ * pulled, or a pull the registry refused for good (not found, manifest unknown, unauthorized, denied,
+ * forbidden). Any other pull failure (throttling, a registry or network hiccup) is waited out: the kubelet tries
+ * again, and the engine's connecting timeout bounds the wait.
+ */
+export function cannotStart(waiting: { reason?: string; message?: string } | undefined): boolean {
+  const reason = waiting?.reason;
+  if (!reason) return false;
+  if (FATAL_WAITING.has(reason)) return true;
+  if (!PULL_FAILURES.has(reason)) return false;
+  const message = waiting.message ?? '';
+  return PULL_REFUSED.test(message) && !PULL_THROTTLED.test(message);
+}
+
 export function workerContainer(pod: V1Pod): V1ContainerStatus | undefined {
   const statuses = pod.status?.containerStatuses ?? [];
   return statuses.find((c) => c.name === CONTAINER_NAME) ?? statuses[0];
@@ -194,6 +215,9 @@ export function exitOf(w: PodView, pod: V1Pod, phase: string | undefined): Worke
     exit.error = `the worker ran out of memory (OOMKilled${limit ? `, limit ${limit}` : ''}); raise worker.resources.limits.memory`;
   } else if (w.disruption) {
     exit.error = `the worker pod was evicted (${w.disruption})`;
+  } else if (pod.metadata?.deletionTimestamp && !w.deleting) {
+    // a container stopped for a deletion usually ends with SIGTERM's 143, and its pod goes Failed before it disappears
+    exit.error = 'the worker pod was deleted, not by Usher';
   } else if (terminated) {
     exit.error = `the worker container exited with code ${terminated.exitCode}${terminated.reason ? ` (${terminated.reason})` : ''}`;
   } else {

@@ -8,7 +8,8 @@ export interface KubernetesSettings {
   /**
    * How Usher reaches the Kubernetes API. `inCluster`: the service account of the pod Usher runs in.
    * `kubeconfig`: a kubeconfig file (with `context`, one of its contexts). Neither: in-cluster when Usher runs
-   * in a pod (KUBERNETES_SERVICE_HOST is set), otherwise $KUBECONFIG or ~/.kube/config.
+   * in a pod (KUBERNETES_SERVICE_HOST is set), otherwise the files of $KUBECONFIG (merged as kubectl merges
+   * them) or ~/.kube/config.
    */
   inCluster?: boolean;
   kubeconfig?: string;

@@ -2,6 +2,9 @@
 // Tests of the Kubernetes driver with the official client against the in-process fake API server: pods and
 // secrets, phases and crashes, stop with grace then force, watch recovery, adoption and reaping, API errors.
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import {
@@ -21,6 +24,7 @@ import {
   type KubernetesProgress,
   LABELS,
   labelValue,
+  loadKubeConfig,
   podName,
   REQUIRED_PERMISSIONS,
   rebaseUrl,
@@ -37,6 +41,8 @@ interface Harness {
   progress: KubernetesProgress[];
   /** resolves with the next exit of a worker (or the one already reported) */
   exit(workerId: string): Promise<WorkerExit>;
+  /** resolves with the first progress report of a worker that satisfies pred (one reported already, or the next) */
+  progressed(workerId: string, pred: (p: KubernetesProgress) => boolean): Promise<KubernetesProgress>;
   /** another driver on the same API server (another Usher server, or the next run of this one) */
   another(options?: Partial<KubernetesDriverOptions>): KubernetesDriver;
 }
@@ -75,7 +81,11 @@ async function setup(
     waiters.get(e.workerId)?.(e);
   });
   const progress: KubernetesProgress[] = [];
-  driver.onProgress((p) => progress.push(p));
+  const progressWaiters = new Set<(p: KubernetesProgress) => void>();
+  driver.onProgress((p) => {
+    progress.push(p);
+    for (const waiter of [...progressWaiters]) waiter(p);
+  });
   t.after(async () => {
     for (const d of drivers) await d.close();
     await fake.close();
@@ -90,6 +100,19 @@ async function setup(
       const known = exits.find((e) => e.workerId === workerId);
       if (known) return Promise.resolve(known);
       return new Promise((resolve) => waiters.set(workerId, resolve));
+    },
+    progressed: (workerId, pred) => {
+      const match = (p: KubernetesProgress) => p.workerId === workerId && pred(p);
+      const known = progress.find(match);
+      if (known) return Promise.resolve(known);
+      return new Promise((resolve) => {
+        const waiter = (p: KubernetesProgress) => {
+          if (!match(p)) return;
+          progressWaiters.delete(waiter);
+          resolve(p);
+        };
+        progressWaiters.add(waiter);
+      });
     },
     another: make,
   };
@@ -273,20 +296,109 @@ describe('KubernetesDriver', () => {
     });
   }
 
-  test('an image that cannot be pulled ends the start with a message naming the image; the pod is deleted', async (t) => {
-    const h = await setup(t);
-    const l = launch({ image: 'registry.example.com/missing:9' });
+  test('a pod deleted by someone else whose container SIGTERM ends (143, Failed, then gone) was "deleted, not by Usher"', async (t) => {
+    // as on a real cluster: the kubelet stops the container with SIGTERM, which kills a program that does not
+    // handle it (143); the pod goes Failed, then disappears
+    const h = await setup(t, { fake: { stopExitCode: 143 } });
+    const l = launch();
     const { pod } = await started(h, l);
-    h.fake.waitContainer(NS, pod, 'ErrImagePull', 'manifest unknown');
-    h.fake.waitContainer(NS, pod, 'ContainerCreating');
-    assert.equal(h.exits.length, 0, 'ErrImagePull is retried by the kubelet: not yet a failure');
-    h.fake.waitContainer(NS, pod, 'ImagePullBackOff', 'Back-off pulling image');
+    h.fake.runPod(NS, pod);
+    const failed = h.fake.waitFor('pods', (p) => p.metadata.name === pod && p.status.phase === 'Failed');
+    h.fake.deletePod(NS, pod); // kubectl delete pod: its own grace period
+    assert.equal((await failed).status.containerStatuses?.[0]?.state.terminated?.exitCode, 143);
     const exit = await h.exit(l.workerId);
     assert.equal(exit.expected, false);
-    assert.match(exit.error ?? '', /ImagePullBackOff for image "registry\.example\.com\/missing:9"/);
-    assert.match(exit.error ?? '', /kubernetes\.imagePullSecrets/);
-    await h.fake.waitForGone('pods', NS, pod);
+    assert.equal(exit.code, 143);
+    assert.equal(exit.error, 'the worker pod was deleted, not by Usher');
+
+    // Usher's own stop ends the same way: an expected exit, no error
+    const stopped = launch();
+    const s = await started(h, stopped);
+    h.fake.runPod(NS, s.pod);
+    await h.driver.stop(stopped.workerId, 1000);
+    assert.deepEqual(await h.exit(stopped.workerId), {
+      workerId: stopped.workerId,
+      code: 143,
+      signal: null,
+      expected: true,
+    });
   });
+
+  test('a pull that fails for a while (a throttling registry) is waited out: back-off is not a failure', async (t) => {
+    const h = await setup(t);
+    const l = launch({ image: 'registry.example.com/agent:1.2' });
+    const { pod } = await started(h, l);
+    const image = '"registry.example.com/agent:1.2"';
+    h.fake.waitContainer(
+      NS,
+      pod,
+      'ErrImagePull',
+      `failed to pull and unpack image ${image}: unexpected status from GET request: 429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit`,
+    );
+    h.fake.waitContainer(NS, pod, 'ImagePullBackOff', `Back-off pulling image ${image}`);
+    h.fake.waitContainer(
+      NS,
+      pod,
+      'ErrImagePull',
+      `failed to pull and unpack image ${image}: failed to do request: dial tcp 10.0.0.9:443: i/o timeout`,
+    );
+    h.fake.waitContainer(NS, pod, 'ImagePullBackOff', `Back-off pulling image ${image}`);
+    h.fake.runPod(NS, pod); // the next pull went through
+    const first = await Promise.race([
+      h.exit(l.workerId),
+      h.progressed(l.workerId, (p) => p.step === 'running'),
+    ]);
+    assert.ok('step' in first, `no exit: the pod ran in the end (${JSON.stringify(first)})`);
+    assert.deepEqual(
+      h.progress.filter((p) => p.step === 'waiting').map((p) => p.reason),
+      ['ErrImagePull', 'ImagePullBackOff', 'ErrImagePull', 'ImagePullBackOff'],
+    );
+    assert.equal(h.exits.length, 0);
+  });
+
+  for (const refused of [
+    {
+      what: 'an image that does not exist',
+      waiting: ['ErrImagePull', 'failed to resolve reference "registry.example.com/missing:9": not found'],
+    },
+    { what: 'an unknown manifest', waiting: ['ErrImagePull', 'manifest unknown: manifest unknown'] },
+    {
+      what: 'a registry that refuses the credentials',
+      waiting: ['ErrImagePull', 'failed to authorize: failed to fetch oauth token: 401 Unauthorized'],
+    },
+    {
+      what: 'a private image without credentials (told in a back-off)',
+      waiting: [
+        'ImagePullBackOff',
+        'Back-off pulling image "registry.example.com/missing:9": ErrImagePull: pull access denied, repository does not exist or may require authorization',
+      ],
+    },
+    {
+      what: 'a registry that forbids the pull',
+      waiting: ['ErrImagePull', 'unexpected status code 403 Forbidden: access forbidden'],
+    },
+    { what: 'an image name that is not one', waiting: ['InvalidImageName', "couldn't parse image name"] },
+    { what: 'an image that may not be pulled', waiting: ['ErrImageNeverPull', 'image is not present'] },
+  ] as const) {
+    test(`${refused.what} ends the start with a message naming the image; the pod is deleted`, async (t) => {
+      const h = await setup(t);
+      const l = launch({ image: 'registry.example.com/missing:9' });
+      const { pod } = await started(h, l);
+      const [reason, message] = refused.waiting;
+      h.fake.waitContainer(NS, pod, reason, message);
+      // the driver either ends the start or reports the pod as waiting: the first that comes tells which
+      const first = await Promise.race([
+        h.exit(l.workerId),
+        h.progressed(l.workerId, (p) => p.step === 'waiting'),
+      ]);
+      assert.ok(!('step' in first), `an exit, not a wait (${JSON.stringify(first)})`);
+      const exit = first;
+      assert.equal(exit.expected, false);
+      assert.match(exit.error ?? '', new RegExp(`${reason} for image "registry\\.example\\.com/missing:9"`));
+      assert.match(exit.error ?? '', /kubernetes\.imagePullSecrets/);
+      await h.fake.waitForGone('pods', NS, pod);
+    });
+  }
 
   test('stop deletes the pod with the grace period; the exit is expected; the secret goes with it', async (t) => {
     const h = await setup(t);
@@ -470,6 +582,55 @@ describe('KubernetesDriver', () => {
     assert.deepEqual(exits, [], 'the engine handles a worker that is not alive as an exit itself');
   });
 
+  test('a pod adopted while the API cannot be reached is watched once it can (with backoff on the clock)', async (t) => {
+    const h = await setup(t);
+    const l = launch();
+    const { handle } = await h.driver.start(l);
+    const pod = podName(l.workerId);
+    h.fake.runPod(NS, pod);
+    await h.driver.close();
+
+    const next = h.another();
+    const reported = new Promise<WorkerExit>((resolve) => next.onExit(resolve));
+    const lists = () => h.fake.requests.filter((r) => r.verb === 'list').length;
+    h.fake.failNext('list', 'pods', 'reset'); // the API out of reach as the server starts
+    const before = lists();
+    assert.equal(await next.isAlive(l.workerId, handle), true, 'taken as alive for now');
+    assert.equal(h.fake.watchers(NS), 0);
+
+    h.fake.failNext('list', 'pods', 503); // still out of reach at the first try again
+    await h.clock.advance(999);
+    assert.equal(lists(), before + 1, 'not before 1 s');
+    await h.clock.advance(1);
+    assert.equal(lists(), before + 2, 'tried again after 1 s');
+    assert.equal(h.fake.watchers(NS), 0);
+    await h.clock.advance(1_999);
+    assert.equal(lists(), before + 2, 'then after 2 s more');
+    await h.clock.advance(1);
+    assert.equal(lists(), before + 3);
+    assert.equal(h.fake.watchers(NS), 1, 'the namespace is watched');
+
+    h.fake.failPod(NS, pod, 4);
+    const exit = await reported;
+    assert.equal(exit.workerId, l.workerId);
+    assert.equal(exit.code, 4);
+    await h.clock.advance(60_000);
+    assert.equal(lists(), before + 3, 'no more tries once it is watched');
+  });
+
+  test('the watch retries of an adopted pod end when the driver closes', async (t) => {
+    const h = await setup(t);
+    const l = launch();
+    const { handle } = await h.driver.start(l);
+    await h.driver.close();
+    const next = h.another();
+    h.fake.failNext('list', 'pods', 503);
+    assert.equal(await next.isAlive(l.workerId, handle), true);
+    assert.equal(h.clock.pending, 1, 'a try again is armed');
+    await next.close();
+    assert.equal(h.clock.pending, 0);
+  });
+
   test("another server's driver stops a worker by its id: it finds the pod and waits until it is gone", async (t) => {
     const h = await setup(t);
     const l = launch();
@@ -484,6 +645,20 @@ describe('KubernetesDriver', () => {
     // the starting server sees its pod go too; the engine takes both reports as one exit
     assert.equal((await h.exit(l.workerId)).workerId, l.workerId);
     await other.stop('w_neverstarted', 1000); // nothing to find: resolves
+  });
+
+  test("another server's driver stops a worker in a project's own namespace by its stored handle", async (t) => {
+    const h = await setup(t);
+    const l = launch({ namespace: 'gpu' });
+    const { handle } = await h.driver.start(l);
+    const { pod } = JSON.parse(handle) as { pod: string };
+    h.fake.runPod('gpu', pod);
+    const other = h.another();
+    // without the handle it looks where it knows to look, and finds nothing
+    await other.stop(l.workerId, 1000);
+    assert.ok(h.fake.pod('gpu', pod), 'not found in the namespaces that driver knows');
+    await other.stop(l.workerId, 1000, handle);
+    assert.equal(h.fake.pod('gpu', pod), undefined);
   });
 
   test("start-up reaps this installation's pods whose worker is unknown, and nothing else", async (t) => {
@@ -613,6 +788,51 @@ describe('KubernetesDriver errors say what to fix', () => {
     assert.equal(h.exits.length, 0, 'a failed start is reported by throwing, not as an exit');
   });
 
+  for (const answer of [500, 504, 'reset'] as const) {
+    test(`a pod made by the API server whose create then failed (${answer}) is deleted before the start fails`, async (t) => {
+      const h = await setup(t);
+      const l = launch();
+      const name = podName(l.workerId);
+      h.fake.failNext('create', 'pods', answer, 'etcdserver: request timed out', { committed: true });
+      await rejects(
+        h.driver.start(l),
+        answer === 'reset' ? null : answer,
+        answer === 'reset'
+          ? /cannot reach the Kubernetes API .* to create pod "usher-w-test\d+"/
+          : new RegExp(`create pod "${name}" in namespace "workers" failed \\(${answer}`),
+      );
+      assert.equal(h.fake.pod(NS, name), undefined, 'no pod left to hold its node');
+      assert.equal(h.fake.secret(NS, name), undefined);
+      assert.deepEqual(
+        deletes(h, name).map((r) => [r.status, r.query.gracePeriodSeconds]),
+        [[200, '0']],
+      );
+      assert.equal(h.exits.length, 0, 'a failed start is reported by throwing, not as an exit');
+    });
+  }
+
+  test('a create that failed before anything was made: the delete finds nothing (404), the start fails as it did', async (t) => {
+    const h = await setup(t);
+    const l = launch();
+    const name = podName(l.workerId);
+    h.fake.failNext('create', 'pods', 500, 'etcdserver: leader changed');
+    await rejects(h.driver.start(l), 500, /create pod "usher-w-test\d+" in namespace "workers" failed \(500/);
+    assert.deepEqual(
+      deletes(h, name).map((r) => r.status),
+      [404],
+    );
+  });
+
+  test('a secret made by the API server whose create then failed goes with its pod', async (t) => {
+    const h = await setup(t);
+    const l = launch();
+    const name = podName(l.workerId);
+    h.fake.failNext('create', 'secrets', 'reset', undefined, { committed: true });
+    await rejects(h.driver.start(l), null, /cannot reach the Kubernetes API .* to create secret/);
+    assert.equal(h.fake.pod(NS, name), undefined);
+    await h.fake.waitForGone('secrets', NS, name);
+  });
+
   test('403: the service account may not list pods', async (t) => {
     const h = await setup(t, { fake: { allow: { pods: ['create'], secrets: ['create'] } } });
     await rejects(h.driver.start(launch()), 403, /Usher may not list pods in namespace "workers"/);
@@ -625,6 +845,26 @@ describe('KubernetesDriver errors say what to fix', () => {
       404,
       /namespace "nowhere" does not exist.*fix kubernetes\.namespace or worker\.namespace of project "agents"/,
     );
+    // as on the API server, only the create said so: the list before it was an empty 200
+    assert.deepEqual(
+      h.fake.requests.filter((r) => r.namespace === 'nowhere').map((r) => `${r.verb} ${r.status}`),
+      ['list 200', 'watch 200', 'create 404'],
+    );
+  });
+
+  test('404 on a list is not taken for a missing namespace (a list there is an empty 200)', async (t) => {
+    const h = await setup(t);
+    h.fake.failNext('list', 'pods', 404, 'the server could not find the requested resource');
+    await assert.rejects(h.driver.start(launch()), (err: unknown) => {
+      assert.ok(err instanceof KubernetesApiError);
+      assert.equal(err.status, 404);
+      assert.match(
+        err.message,
+        /list pods in namespace "workers" failed \(404 NotFound: the server could not/,
+      );
+      assert.doesNotMatch(err.message, /does not exist/);
+      return true;
+    });
   });
 
   test('409: a pod of that name exists already', async (t) => {
@@ -638,6 +878,8 @@ describe('KubernetesDriver errors say what to fix', () => {
       status: { phase: 'Pending' },
     });
     await rejects(h.driver.start(l), 409, /pod "usher-w-test\d+" already exists in namespace "workers"/);
+    assert.ok(h.fake.pod(NS, podName(l.workerId)), 'a pod this start did not make is left alone');
+    assert.equal(deletes(h, podName(l.workerId)).length, 0);
   });
 
   test('422: the API rejects the pod spec, naming the field', async (t) => {
@@ -690,6 +932,78 @@ describe('KubernetesDriver errors say what to fix', () => {
       /worker\.resources\.limit is not known \(known: limits, requests\)/,
     );
     assert.equal(h.fake.requests.length, 0);
+  });
+});
+
+describe('loadKubeConfig', () => {
+  test('$KUBECONFIG with several files: merged as kubectl merges them', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'usher-kubeconfig-'));
+    const saved = process.env.KUBECONFIG;
+    t.after(async () => {
+      if (saved === undefined) delete process.env.KUBECONFIG;
+      else process.env.KUBECONFIG = saved;
+      await rm(dir, { recursive: true, force: true });
+    });
+    const cluster = (name: string, server: string) => ({
+      name,
+      cluster: { server, 'certificate-authority': 'ca.crt' },
+    });
+    const context = (name: string) => ({ name, context: { cluster: name, user: name } });
+    const first = join(dir, 'config');
+    await writeFile(
+      first,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [cluster('dev', 'https://dev.example.com:6443')],
+        users: [{ name: 'dev', user: { token: 'dev-token' } }],
+        contexts: [context('dev')],
+        'current-context': 'dev',
+      }),
+    );
+    await mkdir(join(dir, 'prod'));
+    const second = join(dir, 'prod', 'config');
+    await writeFile(
+      second,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          cluster('dev', 'https://not-this-one.example.com'),
+          cluster('prod', 'https://prod.example.com'),
+        ],
+        users: [{ name: 'prod', user: { token: 'prod-token' } }],
+        contexts: [context('prod')],
+        'current-context': 'prod',
+      }),
+    );
+    process.env.KUBECONFIG = [first, join(dir, 'missing'), '', second].join(delimiter);
+    const settings = { namespace: 'workers', installation: 'usher', inCluster: false };
+
+    const kc = loadKubeConfig(settings);
+    assert.deepEqual(
+      kc.getContexts().map((c) => c.name),
+      ['dev', 'prod'],
+      'every file, a missing one skipped',
+    );
+    assert.equal(kc.getCurrentContext(), 'dev', 'the first file that sets the current context wins');
+    assert.equal(kc.getCurrentCluster()?.server, 'https://dev.example.com:6443', 'the first of a name wins');
+    assert.equal(kc.getCurrentCluster()?.caFile, join(dir, 'ca.crt'));
+
+    const prod = loadKubeConfig({ ...settings, context: 'prod' });
+    assert.equal(prod.getCurrentCluster()?.server, 'https://prod.example.com');
+    assert.equal(prod.getCurrentCluster()?.caFile, join(dir, 'prod', 'ca.crt'), 'relative to its own file');
+    assert.equal(prod.getCurrentUser()?.token, 'prod-token');
+
+    assert.throws(
+      () => loadKubeConfig({ ...settings, context: 'staging' }),
+      (err: Error) =>
+        err.message.includes('kubernetes.context "staging" is not in $KUBECONFIG (') &&
+        err.message.includes(second) &&
+        err.message.endsWith('(it has: dev, prod)'),
+    );
+    process.env.KUBECONFIG = join(dir, 'missing');
+    assert.throws(() => loadKubeConfig(settings), /no kubeconfig at .*missing \(from \$KUBECONFIG\)/);
   });
 });
 

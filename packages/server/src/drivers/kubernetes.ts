@@ -20,14 +20,15 @@ import {
   isAbort,
   isTimeout,
   KubernetesApiError,
+  mayHaveApplied,
   type Verb,
 } from './kubernetes-errors.ts';
 import {
   CONTAINER_NAME,
+  cannotStart,
   decodeHandle,
   encodeHandle,
   exitOf,
-  FATAL_WAITING,
   type KubernetesSpec,
   LABELS,
   labelValue,
@@ -156,6 +157,8 @@ export class KubernetesDriver implements WorkerDriver {
   readonly #workers = new Map<string, PodWorker>();
   readonly #byPod = new Map<string, PodWorker>();
   readonly #watches = new Map<string, NamespaceWatch>();
+  /** namespaces whose watch could not start while pods there are tracked: the timer of the next try */
+  readonly #watchRetries = new Map<string, TimerHandle>();
   readonly #listeners: Array<(exit: WorkerExit) => void> = [];
   readonly #progressListeners: Array<(p: KubernetesProgress) => void> = [];
   readonly #cleanups = new Set<Promise<void>>();
@@ -226,7 +229,7 @@ export class KubernetesDriver implements WorkerDriver {
 
   /** Creates the worker's pod, then its secret; on failure nothing is left and the error says what to fix. */
   async #create(w: PodWorker, launch: WorkerLaunch, spec: KubernetesSpec): Promise<void> {
-    const { namespace, pod: name, workerId } = w;
+    const { namespace, pod: name } = w;
     const env = this.#workerEnv(launch.env);
     let created: V1Pod;
     try {
@@ -235,6 +238,11 @@ export class KubernetesDriver implements WorkerDriver {
       );
     } catch (err) {
       this.#forget(w);
+      // No answer, or a 5xx, may come after the API server made the pod: it would be scheduled and wait for its
+      // secret (CreateContainerConfigError), holding its node's resources until a start-up reaps it as an
+      // orphan. It is deleted by its name (404: it was never made); there is no secret yet, which comes after
+      // the pod. A 4xx made nothing, and a 409 is a pod that is not this start's: both are left alone.
+      if (mayHaveApplied(err)) await this.#deleteLeftovers(w, { pod: true, secret: false });
       throw err;
     }
     w.uid = created.metadata?.uid ?? null;
@@ -250,28 +258,40 @@ export class KubernetesDriver implements WorkerDriver {
       w.expected = true;
       this.#forget(w);
       w.exited.resolve();
-      await this.#deletePod(namespace, name, 0).catch((e) =>
-        this.#log.error(
-          { err: e, workerId, namespace, pod: name },
-          'could not delete a pod left without secret',
-        ),
-      );
+      // the secret too when it may have been made after all (its owner reference would take it with the pod,
+      // but only once the garbage collector gets to it)
+      await this.#deleteLeftovers(w, { pod: true, secret: mayHaveApplied(err) });
       throw err;
+    }
+  }
+
+  /** After a failed start: deletes the worker's pod (at once) and/or secret by name; 404 means it is not there. */
+  async #deleteLeftovers(w: PodWorker, what: { pod: boolean; secret: boolean }): Promise<void> {
+    const { workerId, namespace, pod } = w;
+    try {
+      if (what.pod) await this.#deletePod(namespace, pod, 0);
+      if (what.secret) await this.#deleteSecret(namespace, pod);
+    } catch (err) {
+      this.#log.error(
+        { err, workerId, namespace, pod },
+        'could not delete what a failed worker start may have left; the next start-up reaps it',
+      );
     }
   }
 
   /**
    * Deletes the worker's pod with a grace period of graceMs (the container gets SIGTERM), and force-deletes it
    * (grace 0) when it is still there after the cleanup limit. Resolves once the pod is gone and its secret
-   * deleted. A worker this driver does not know (started by another server) is looked for by its pod name.
+   * deleted. A worker this driver does not know (started by another server) is looked for by its pod name, in
+   * the namespace its stored handle names, then in those this driver knows.
    */
-  async stop(workerId: string, graceMs: number): Promise<void> {
+  async stop(workerId: string, graceMs: number, handle?: string | null): Promise<void> {
     let w = this.#workers.get(workerId);
     // a stop during start() waits for the pod to exist (or for the start to fail)
     if (w?.creation) await w.creation;
     if (w && this.#workers.get(workerId) !== w && !w.done) w = undefined;
     if (!w) {
-      w = await this.#findForStop(workerId);
+      w = await this.#findForStop(workerId, handle ? decodeHandle(handle)?.namespace : undefined);
       if (!w) return;
     }
     if (!w.done && !w.deleting && w.knownSince !== null) {
@@ -324,9 +344,11 @@ export class KubernetesDriver implements WorkerDriver {
     const own = this.#workers.get(workerId);
     if (own && own.namespace === h.namespace && own.pod === h.pod) return !own.done;
     if (own) return false;
+    let watching = true;
     try {
       await this.#ensureWatch(h.namespace);
     } catch (err) {
+      watching = false;
       this.#log.warn({ err, workerId }, 'cannot watch worker pods; taking the worker as alive for now');
     }
     const w = this.#track(workerId, h.namespace, h.pod);
@@ -345,6 +367,7 @@ export class KubernetesDriver implements WorkerDriver {
       this.#log.warn({ err, workerId }, 'cannot tell whether a worker pod runs; taking it as alive for now');
       w.knownSince = this.#epoch;
       w.quiet = false;
+      if (!watching) this.#watchLater(h.namespace);
       return true;
     }
     const phase = pod.status?.phase;
@@ -357,6 +380,7 @@ export class KubernetesDriver implements WorkerDriver {
     w.knownSince = this.#epoch;
     w.last = pod;
     w.quiet = false;
+    if (!watching) this.#watchLater(h.namespace);
     return true;
   }
 
@@ -437,6 +461,8 @@ export class KubernetesDriver implements WorkerDriver {
       if (watch.retry) clearTimeout(watch.retry);
     }
     this.#watches.clear();
+    for (const timer of this.#watchRetries.values()) this.#clock.clearTimer(timer);
+    this.#watchRetries.clear();
     for (const w of [...this.#workers.values()]) {
       if (w.forceTimer) this.#clock.clearTimer(w.forceTimer);
       this.#forget(w);
@@ -605,10 +631,12 @@ export class KubernetesDriver implements WorkerDriver {
   }
 
   /** A worker this driver does not track, asked to stop: its pod is found by name in the known namespaces. */
-  async #findForStop(workerId: string): Promise<PodWorker | undefined> {
+  async #findForStop(workerId: string, stored?: string): Promise<PodWorker | undefined> {
     if (this.#closed) return undefined;
     const name = podName(workerId);
-    for (const namespace of new Set([this.#namespace, ...this.#watches.keys()])) {
+    // the namespace its stored handle names first: a project's own namespace may be one this server never watched
+    const namespaces = new Set([...(stored ? [stored] : []), this.#namespace, ...this.#watches.keys()]);
+    for (const namespace of namespaces) {
       try {
         await this.#ensureWatch(namespace);
         const pod = await this.#call('get', 'pods', namespace, name, null, () =>
@@ -653,7 +681,7 @@ export class KubernetesDriver implements WorkerDriver {
     }
     const container = workerContainer(pod);
     const waiting = container?.state?.waiting;
-    if (waiting?.reason && FATAL_WAITING.has(waiting.reason)) {
+    if (waiting && cannotStart(waiting)) {
       const image = pod.spec?.containers?.[0]?.image ?? '?';
       this.#finish(w, {
         workerId: w.workerId,
@@ -780,6 +808,29 @@ export class KubernetesDriver implements WorkerDriver {
     );
     this.#watches.set(namespace, watch);
     return watch.ready;
+  }
+
+  /**
+   * Tries again, in the background, to watch a namespace whose watch could not start while a pod there is
+   * tracked (isAlive adopted it with the API out of reach): after 1 s, 2 s, 4 s … 30 s on the driver's clock,
+   * until the watch runs (its list then reports what the pods did meanwhile), no pod there is tracked any more,
+   * or the driver closes.
+   */
+  #watchLater(namespace: string, failures = 0): void {
+    if (this.#closed || this.#watchRetries.has(namespace)) return;
+    const delay = Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_MS * 2 ** failures);
+    const timer = this.#clock.setTimer(this.#clock.now() + delay, () => {
+      this.#watchRetries.delete(namespace);
+      if (this.#closed || ![...this.#byPod.values()].some((w) => w.namespace === namespace)) return;
+      return this.#ensureWatch(namespace).then(
+        () => this.#log.info({ namespace }, 'watching worker pods again'),
+        (err) => {
+          this.#log.warn({ err, namespace }, 'still cannot watch worker pods; retrying');
+          this.#watchLater(namespace, failures + 1);
+        },
+      );
+    });
+    this.#watchRetries.set(namespace, timer);
   }
 
   /** Lists the namespace's worker pods: the watch resumes from there, and tracked pods not in it are gone. */

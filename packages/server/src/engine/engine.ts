@@ -1445,12 +1445,12 @@ export class Engine {
       if (graceMs > 0 && (this.#links.has(w.id) || w.attachedTo !== null)) {
         const t = setTimeout(() => {
           this.#graceTimers.delete(t);
-          this.#track(() => driver.stop(w.id, STOP_KILL_AFTER_MS));
+          this.#track(() => driver.stop(w.id, STOP_KILL_AFTER_MS, w.handle));
         }, graceMs);
         this.#graceTimers.add(t);
         return;
       }
-      await driver.stop(w.id, STOP_KILL_AFTER_MS);
+      await driver.stop(w.id, STOP_KILL_AFTER_MS, w.handle);
     });
   }
 
@@ -1546,7 +1546,7 @@ export class Engine {
     this.#links.get(workerId)?.close(4100, `lost: ${why}`);
     this.#links.delete(workerId);
     const driver = this.o.drivers[w.driver];
-    if (driver && w.driver !== 'external') await driver.stop(workerId, 0).catch(() => {});
+    if (driver && w.driver !== 'external') await driver.stop(workerId, 0, w.handle).catch(() => {});
     await this.onWorkerExit({ workerId, code: null, signal: null, expected: false, error: why });
   }
 
@@ -1692,7 +1692,7 @@ export class Engine {
       if (s?.state === 'ending') await this.#finishEnding(r, fx, s, 'worker:stopped');
       if (w.state === 'stopping' && w.driver !== 'external') {
         const driver = this.o.drivers[w.driver];
-        fx.after(() => driver?.stop(w.id, STOP_KILL_AFTER_MS));
+        fx.after(() => driver?.stop(w.id, STOP_KILL_AFTER_MS, w.handle));
       }
     });
   }
