@@ -132,3 +132,9 @@ export const WORKER_ENV = {
   sessionId: 'USHER_SESSION_ID',
   sessionToken: 'USHER_SESSION_TOKEN',
 } as const;
+
+/**
+ * The largest frame a worker may send on /workers/ws, in bytes: a larger one closes the connection with 1009.
+ * It bounds `save_state`, whose state may be large; a room `message` is held to MAX_CLIENT_FRAME_BYTES.
+ */
+export const MAX_WORKER_FRAME_BYTES = 1024 * 1024;

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
-import { type ProjectInput, SocketCloseCode, UsherError } from '@usher/protocol';
+import { MAX_WORKER_FRAME_BYTES, type ProjectInput, SocketCloseCode, UsherError } from '@usher/protocol';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -56,7 +56,7 @@ import {
 import { sessionSocketRoute } from './realtime/session-socket.ts';
 import { SignallingRelay } from './realtime/signalling/relay.ts';
 import { streamerSocketRoute } from './realtime/signalling/streamer-socket.ts';
-import { MAX_WORKER_FRAME_BYTES, workerSocketRoute } from './realtime/worker-socket.ts';
+import { workerSocketRoute } from './realtime/worker-socket.ts';
 import { AdminKeyStore } from './storage/admin-keys.ts';
 import { PostgresDb } from './storage/postgres.ts';
 import { openStore, type StorageOptions, Store } from './storage/store.ts';

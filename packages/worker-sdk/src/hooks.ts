@@ -27,16 +27,25 @@ type Hook<A extends unknown[]> = (...args: [...A, worker: UsherWorker]) => void 
 
 /** Hooks passed as options; a subclass may override the methods of the same names instead. */
 export interface WorkerHooks {
-  /** a session was assigned; `session_started` is sent when this resolves (not if it throws) */
+  /**
+   * a session was assigned; `session_started` is sent when this resolves. If it throws, the error is logged and
+   * the worker asks the server to end the session (`control` `end`) instead
+   */
   onConnect?: Hook<[assignment: Assignment]>;
   onParticipantJoined?: Hook<[participant: Participant]>;
   onParticipantLeft?: Hook<[participant: Participant]>;
   /** a room message of the current session */
   onMessage?: Hook<[envelope: Envelope]>;
   onSessionState?: Hook<[info: SessionStateInfo]>;
-  /** the worker leaves its session: after onShutdown, on close(), or when reconnecting gave up */
+  /**
+   * the worker leaves its session, once per session: after onShutdown (even one that outlived graceMs), on
+   * close(), or when reconnecting gave up
+   */
   onDisconnect?: Hook<[]>;
-  /** the server asked the worker to stop; `stopped` is sent when this resolves or after graceMs */
+  /**
+   * the server asked the worker to stop; `stopped` is sent once this and onDisconnect have both finished, or
+   * after graceMs
+   */
   onShutdown?: Hook<[info: ShutdownInfo]>;
 }
 

@@ -5,6 +5,7 @@ export { type BackoffPolicy, backoffDelayMs } from './backoff.ts';
 export { WORKER_ERRORS, WorkerError, type WorkerErrorCode, WorkerServerError } from './errors.ts';
 export { type Fetch, type HistoryOptions, messagesUrl } from './history.ts';
 export type { RegisteredInfo, SessionStateInfo, ShutdownInfo, WorkerEventMap, WorkerHooks } from './hooks.ts';
+export { MAX_MESSAGE_FRAME_BYTES, MAX_WORKER_FRAME_BYTES } from './limits.ts';
 export { createConsoleLogger, type Logger, type LogLevel, truncate } from './logger.ts';
 export {
   DEFAULT_RECONNECT,
@@ -15,4 +16,4 @@ export {
   type WorkerOptions,
 } from './options.ts';
 export { DefaultWebSocket, type SocketConstructor, type SocketLike } from './socket.ts';
-export { UsherWorker, type WorkerConnectionState } from './worker.ts';
+export { SILENT_HEARTBEATS_LIMIT, UsherWorker, type WorkerConnectionState } from './worker.ts';

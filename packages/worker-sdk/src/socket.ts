@@ -9,6 +9,12 @@ export interface SocketLike {
   addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
   addEventListener(type: 'close', listener: (event: { code: number; reason: string }) => void): void;
   addEventListener(type: 'error', listener: (event: unknown) => void): void;
+  /** `ws` only: sends a ping control frame, which the server answers with a pong */
+  ping?(): void;
+  /** `ws` only: ping and pong control frames from the server */
+  on?(event: 'ping' | 'pong', listener: () => void): unknown;
+  /** `ws` only: drops the connection at once, without the closing handshake */
+  terminate?(): void;
 }
 
 export type SocketConstructor = new (url: string) => SocketLike;

@@ -6,16 +6,17 @@ import { type TestContext, test } from 'node:test';
 import {
   type Assignment,
   type Envelope,
+  MAX_CLIENT_FRAME_BYTES,
   PROTOCOL_VERSION,
   type ServerToWorkerFrame,
   validator,
   WorkerFrame,
 } from '@usher/protocol';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { WorkerError, WorkerServerError } from './errors.ts';
 import type { Logger } from './logger.ts';
-import type { WorkerOptions } from './options.ts';
-import { UsherWorker } from './worker.ts';
+import type { Timers, WorkerOptions } from './options.ts';
+import { SILENT_HEARTBEATS_LIMIT, UsherWorker } from './worker.ts';
 
 const workerFrame = validator(WorkerFrame);
 
@@ -80,8 +81,9 @@ class FakeServer {
     this.wss = wss;
     wss.on('connection', (socket) => this.connections.push(new Conn(socket)));
   }
-  static async listen(t: TestContext): Promise<FakeServer> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/workers/ws' });
+  /** autoPong: false stands for a server that no longer answers (its host died, a NAT dropped the connection) */
+  static async listen(t: TestContext, { autoPong = true } = {}): Promise<FakeServer> {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/workers/ws', autoPong });
     await once(wss, 'listening');
     const server = new FakeServer(wss);
     t.after(() => server.close());
@@ -107,6 +109,30 @@ function quietLogger(): Logger & { lines: AsyncQueue<Logged> } {
   const lines = new AsyncQueue<Logged>();
   const at = (level: string) => (message: string) => lines.push({ level, message });
   return { lines, debug: () => {}, info: () => {}, warn: at('warn'), error: at('error') };
+}
+
+/** Timers that hold the callbacks scheduled for `ms` (and only those) until the test fires them, oldest first. */
+function holdTimers(ms: number): { timers: Timers; fire(): void } {
+  const held: { callback: () => void }[] = [];
+  const timers: Timers = {
+    setTimeout: (callback, delay) => {
+      if (delay !== ms) return setTimeout(callback, delay);
+      const handle = { callback };
+      held.push(handle);
+      return handle;
+    },
+    clearTimeout: (handle) => {
+      const i = held.indexOf(handle as { callback: () => void });
+      if (i >= 0) held.splice(i, 1);
+      else clearTimeout(handle as ReturnType<typeof setTimeout>);
+    },
+  };
+  const fire = (): void => {
+    const next = held.shift();
+    assert.ok(next, `no ${ms} ms timer is pending`);
+    next.callback();
+  };
+  return { timers, fire };
 }
 
 function makeWorker(t: TestContext, server: FakeServer, options: WorkerOptions = {}): UsherWorker {
@@ -223,8 +249,10 @@ test('assign → onConnect gets the assignment, session is set, session_started 
   assert.deepEqual(worker.session?.savedState, { count: 2 });
 });
 
-test('an onConnect that throws: no session_started, an error event instead', async (t) => {
+test('an onConnect that throws: the error is logged and emitted, and the session is ended instead of started', async (t) => {
+  const logger = quietLogger();
   const { worker, conn } = await registered(t, {
+    logger,
     onConnect: () => {
       throw new Error('model failed to load');
     },
@@ -237,8 +265,29 @@ test('an onConnect that throws: no session_started, an error event instead', asy
   assert.equal(error.code, 'WORKER_HOOK_FAILED');
   assert.match(error.message, /onConnect threw: model failed to load/);
   conn.send({ type: 'message', message: envelope(1) });
-  // the next frame is the reply, so session_started was never sent
+  // `control end` came before the reply, and no session_started at all
+  assert.deepEqual(await conn.nextFrame(), { type: 'control', sessionId: 'ses_1', action: 'end' });
   assert.equal((await conn.nextFrame()).type, 'message');
+  // logged even though someone listens for errors
+  const line = await logger.lines.shift();
+  assert.equal(line.level, 'error');
+  assert.match(line.message, /^onConnect threw: model failed to load; asking the server to end the session/);
+});
+
+test('an onConnect that rejects while the socket is down: the session is ended once the worker registers again', async (t) => {
+  let fail!: (err: Error) => void;
+  const loading = new Promise<void>((_, reject) => {
+    fail = reject;
+  });
+  const { server, worker, conn } = await registered(t, { onConnect: () => loading });
+  worker.on('error', () => {});
+  conn.send({ type: 'assign', assignment });
+  await once(worker, 'connect');
+  conn.socket.terminate();
+  const conn2 = await server.next();
+  fail(new Error('no GPU'));
+  await conn2.accept();
+  assert.deepEqual(await conn2.nextFrame(), { type: 'control', sessionId: 'ses_1', action: 'end' });
 });
 
 test('room messages and participants reach the hooks and events in order', async (t) => {
@@ -295,6 +344,50 @@ test('send() without a session throws a WORKER_NO_SESSION error', async (t) => {
       err instanceof WorkerError && err.code === 'WORKER_NO_SESSION' && /send\(\)/.test(err.message),
   );
   assert.throws(() => worker.saveState({}), /saveState\(\): no session is assigned/);
+});
+
+test("saveState() whose frame is over the server's 1 MiB limit throws WORKER_BAD_ARGUMENT and sends nothing", async (t) => {
+  const { worker, conn } = await assigned(t);
+  // the server's MAX_WORKER_FRAME_BYTES: a larger frame closes the worker's connection with 1009
+  const limit = 1024 * 1024;
+  const overhead = JSON.stringify({ type: 'save_state', sessionId: 'ses_1', state: '' }).length;
+  const atLimit = 'x'.repeat(limit - overhead);
+  const tooLarge = (err: unknown) =>
+    err instanceof WorkerError &&
+    err.code === 'WORKER_BAD_ARGUMENT' &&
+    /^saveState\(state\): the state makes a frame of \d+ bytes, over the limit of 1048576; nothing was sent/.test(
+      err.message,
+    );
+  assert.throws(() => worker.saveState(`${atLimit}x`), tooLarge);
+  // bytes on the wire, not characters: "é" is two bytes in UTF-8
+  assert.throws(() => worker.saveState('é'.repeat((limit - overhead) / 2 + 1)), tooLarge);
+  assert.throws(
+    () => worker.saveState({ big: 1n }),
+    (err: unknown) => err instanceof WorkerError && err.code === 'WORKER_BAD_ARGUMENT',
+  );
+  worker.saveState(atLimit);
+  // the first frame to arrive is the one at the limit: the larger ones were never sent
+  const frame = await conn.nextFrame();
+  assert.equal(frame.type, 'save_state');
+  assert.equal((frame as { state: unknown }).state, atLimit);
+  assert.equal(worker.state, 'registered');
+});
+
+test('send() whose frame is over the room message limit (64 KiB) throws WORKER_BAD_ARGUMENT and sends nothing', async (t) => {
+  const { worker, conn } = await assigned(t);
+  const frame = { type: 'message', sessionId: 'ses_1', messageType: 'agent_text', data: '' };
+  const atLimit = 'x'.repeat(MAX_CLIENT_FRAME_BYTES - JSON.stringify(frame).length);
+  assert.throws(
+    () => worker.send('agent_text', `${atLimit}x`),
+    (err: unknown) =>
+      err instanceof WorkerError &&
+      err.code === 'WORKER_BAD_ARGUMENT' &&
+      /^send\(type, data\): the message makes a frame of 65537 bytes, over the limit of 65536/.test(
+        err.message,
+      ),
+  );
+  worker.send('agent_text', atLimit);
+  assert.deepEqual(await conn.nextFrame(), { ...frame, data: atLimit });
 });
 
 test('a subclass overriding onMessage can reply with send()', async (t) => {
@@ -374,6 +467,57 @@ test('shutdown: a hook still running after graceMs does not hold back stopped', 
   await worker.closed;
 });
 
+test('shutdown with reuse: an onShutdown that outlives graceMs is still followed by onDisconnect, once', async (t) => {
+  const GRACE_MS = 4_321;
+  const clock = holdTimers(GRACE_MS);
+  const calls: string[] = [];
+  const running = Promise.withResolvers<void>();
+  const finish = Promise.withResolvers<void>();
+  const { worker, conn } = await assigned(t, {
+    timers: clock.timers,
+    onConnect: (a) => void calls.push(`connect ${a.sessionId}`),
+    onShutdown: async () => {
+      calls.push('shutdown');
+      running.resolve();
+      await finish.promise;
+      calls.push('shutdown done');
+    },
+    onDisconnect: () => void calls.push('disconnect'),
+  });
+  conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: GRACE_MS, reason: 'completed', reuse: true });
+  await running.promise;
+  clock.fire(); // graceMs is over: the worker moves on without waiting for onShutdown
+  await conn.expect('stopped');
+  assert.equal(worker.session, null);
+  finish.resolve();
+  conn.send({ type: 'assign', assignment: { ...assignment, sessionId: 'ses_2' } });
+  await conn.expect('session_started');
+  assert.deepEqual(calls, ['connect ses_1', 'shutdown', 'shutdown done', 'disconnect', 'connect ses_2']);
+});
+
+test('shutdown: an onShutdown that outlives graceMs is still followed by onDisconnect after the worker closed', async (t) => {
+  const GRACE_MS = 4_321;
+  const clock = holdTimers(GRACE_MS);
+  const running = Promise.withResolvers<void>();
+  const finish = Promise.withResolvers<void>();
+  const disconnected = Promise.withResolvers<void>();
+  const { worker, conn } = await assigned(t, {
+    timers: clock.timers,
+    onShutdown: async () => {
+      running.resolve();
+      await finish.promise;
+    },
+    onDisconnect: () => disconnected.resolve(),
+  });
+  conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: GRACE_MS, reason: 'recycle' });
+  await running.promise;
+  clock.fire();
+  await conn.expect('stopped');
+  await worker.closed;
+  finish.resolve();
+  await disconnected.promise;
+});
+
 test('an unexpected close → reconnect with the same token, then ready again', async (t) => {
   const { server, worker, conn } = await registered(t);
   const reconnecting = once(worker, 'reconnecting');
@@ -404,20 +548,98 @@ test('a session started while the socket was down is said to be started once the
   assert.equal(worker.session?.sessionId, assignment.sessionId);
 });
 
-test('a worker that reconnects while holding a session keeps it and does not say ready', async (t) => {
+test('a worker that reconnects while holding a session keeps it, says session_started again and not ready', async (t) => {
   const { server, worker, conn } = await assigned(t, { onMessage: (env, w) => w.send('echo', env.data) });
+  // the session_started of the old connection may have been lost with it
   conn.socket.close(1011, 'server restarting');
   const conn2 = await server.next();
   await conn2.accept();
   assert.equal(worker.session?.sessionId, 'ses_1');
   conn2.send({ type: 'message', message: envelope('again') });
-  // the first frame after register is the reply: no `ready`
+  // the frames after register: session_started, then the reply; no `ready`
+  assert.deepEqual(await conn2.nextFrame(), { type: 'session_started', sessionId: 'ses_1' });
   assert.deepEqual(await conn2.nextFrame(), {
     type: 'message',
     sessionId: 'ses_1',
     messageType: 'echo',
     data: 'again',
   });
+});
+
+const HEARTBEAT_MS = 7_777;
+
+/** A worker registered with HEARTBEAT_MS, whose heartbeat timers the test fires. */
+async function heartbeating(t: TestContext, server: FakeServer, options: WorkerOptions = {}) {
+  const clock = holdTimers(HEARTBEAT_MS);
+  const worker = makeWorker(t, server, { timers: clock.timers, ...options });
+  const started = worker.start();
+  const conn = await server.next();
+  await conn.accept(HEARTBEAT_MS);
+  await started;
+  await conn.expect('ready');
+  return { clock, worker, conn };
+}
+
+test('a connection the server no longer answers is dropped after 3 silent heartbeat periods, and the worker reconnects', async (t) => {
+  const server = await FakeServer.listen(t, { autoPong: false });
+  const { clock, worker, conn } = await heartbeating(t, server);
+  const reconnecting = once(worker, 'reconnecting');
+  for (let beat = 1; beat < SILENT_HEARTBEATS_LIMIT; beat++) {
+    clock.fire();
+    await conn.expect('heartbeat');
+    assert.equal(worker.state, 'registered');
+  }
+  clock.fire();
+  assert.equal(worker.state, 'connecting', `dropped after ${SILENT_HEARTBEATS_LIMIT} periods of silence`);
+  const [info] = await reconnecting;
+  assert.equal(info.code, 1006);
+  assert.equal(info.reason, `nothing from the server for ${SILENT_HEARTBEATS_LIMIT * HEARTBEAT_MS} ms`);
+  assert.equal((await conn.closed).code, 1006, 'the socket was terminated, not left to TCP');
+  const conn2 = await server.next();
+  await conn2.accept(HEARTBEAT_MS);
+  await conn2.expect('ready');
+  assert.equal(worker.state, 'registered');
+});
+
+test('pongs keep a quiet connection alive', async (t) => {
+  const pongs = new AsyncQueue<void>();
+  class Watched extends WebSocket {
+    constructor(url: string) {
+      super(url);
+      this.on('pong', () => pongs.push());
+    }
+  }
+  const server = await FakeServer.listen(t);
+  const { clock, worker, conn } = await heartbeating(t, server, { WebSocket: Watched });
+  for (let beat = 1; beat <= 2 * SILENT_HEARTBEATS_LIMIT; beat++) {
+    clock.fire();
+    await conn.expect('heartbeat');
+    await pongs.shift();
+  }
+  assert.equal(worker.state, 'registered');
+});
+
+test('frames from the server count as signs of life as well as pongs', async (t) => {
+  const server = await FakeServer.listen(t, { autoPong: false });
+  const { clock, worker, conn } = await heartbeating(t, server);
+  for (let beat = 1; beat <= 2 * SILENT_HEARTBEATS_LIMIT; beat++) {
+    clock.fire();
+    await conn.expect('heartbeat');
+    const heard = once(worker, 'message');
+    conn.send({ type: 'message', message: envelope(beat) });
+    await heard;
+  }
+  assert.equal(worker.state, 'registered');
+});
+
+test('a socket that cannot ping (the WHATWG WebSocket) is not dropped by a quiet server', async (t) => {
+  const server = await FakeServer.listen(t, { autoPong: false });
+  const { clock, worker, conn } = await heartbeating(t, server, { WebSocket: globalThis.WebSocket });
+  for (let beat = 1; beat <= 2 * SILENT_HEARTBEATS_LIMIT; beat++) {
+    clock.fire();
+    await conn.expect('heartbeat');
+  }
+  assert.equal(worker.state, 'registered');
 });
 
 test('not registered within registerTimeoutMs → the worker closes and tries again', async (t) => {

@@ -15,12 +15,19 @@ import { backoffDelayMs } from './backoff.ts';
 import { errorMessage, WorkerError, WorkerServerError } from './errors.ts';
 import { fetchHistory, fetchTranscript, type HistoryOptions } from './history.ts';
 import type { SessionStateInfo, ShutdownInfo, WorkerEventMap, WorkerHooks } from './hooks.ts';
+import { frameBytes, MAX_MESSAGE_FRAME_BYTES, MAX_WORKER_FRAME_BYTES } from './limits.ts';
 import { truncate } from './logger.ts';
 import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { frameText, SOCKET_OPEN, type SocketLike } from './socket.ts';
 import { surviveBrokenStdio } from './stdio.ts';
 
 const serverFrame = validator(ServerToWorkerFrame);
+
+/**
+ * Heartbeat periods in a row with nothing from the server (no frame, no pong) after which the connection is
+ * taken for dead and dropped (a half-open connection: the server's host died, a NAT forgot the connection).
+ */
+export const SILENT_HEARTBEATS_LIMIT = 3;
 
 /** idle → connecting → registered → closing → closed; `connecting` again while reconnecting. */
 export type WorkerConnectionState = 'idle' | 'connecting' | 'registered' | 'closing' | 'closed';
@@ -39,14 +46,18 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   readonly options: ResolvedWorkerOptions;
   readonly #hooks: WorkerHooks = {};
   #state: WorkerConnectionState = 'idle';
-  /** a session whose onConnect finished while the socket was down: its session_started waits for the next one */
-  #startUnsent: Assignment | null = null;
   #socket: SocketLike | null = null;
   #registered = false;
   #workerId: string | null = null;
   #session: Assignment | null = null;
-  /** onDisconnect already ran for #session */
-  #left = false;
+  /** how onConnect went for #session: still running, done (session_started), or failed (control end) */
+  #setup: 'running' | 'started' | 'failed' = 'running';
+  /** the session the last shutdown ended: nothing is said about its set-up any more */
+  #endingSession: Assignment | null = null;
+  /** the sessions onDisconnect has run (or is running) for: once each, whatever order the hooks end in */
+  readonly #left = new WeakSet<Assignment>();
+  /** heartbeat periods since the server was last heard from (a frame, a ping or a pong) */
+  #silentBeats = 0;
   #wantReady: boolean;
   #heartbeatMs: number;
   #heartbeatTimer: unknown = null;
@@ -139,7 +150,9 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         `send(type, data): \`type\` must be a string of 1 to 64 characters, got ${truncate(JSON.stringify(type) ?? String(type), 80)}`,
       );
     }
-    this.#sendFrame({ type: 'message', sessionId, messageType: type, data });
+    const frame: WorkerFrame = { type: 'message', sessionId, messageType: type, data };
+    const text = encodeFrame(frame, 'send(type, data)', 'the message', MAX_MESSAGE_FRAME_BYTES, SEND_ADVICE);
+    this.#sendFrame(frame, text);
   }
 
   /**
@@ -157,10 +170,15 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     return fetchTranscript((o) => this.history(o), options.includeDebug ?? false);
   }
 
-  /** Saves state that a replacement worker receives as `assignment.savedState` after a crash. */
+  /**
+   * Saves state that a replacement worker receives as `assignment.savedState` after a crash. Throws
+   * WORKER_BAD_ARGUMENT, sending nothing, when the state is not JSON or its frame is over 1 MiB.
+   */
   saveState(state: unknown): void {
     const sessionId = this.#requireSession('saveState');
-    this.#sendFrame({ type: 'save_state', sessionId, state: state ?? null });
+    const frame: WorkerFrame = { type: 'save_state', sessionId, state: state ?? null };
+    const text = encodeFrame(frame, 'saveState(state)', 'the state', MAX_WORKER_FRAME_BYTES, SAVE_ADVICE);
+    this.#sendFrame(frame, text);
   }
 
   pause(): void {
@@ -184,7 +202,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.#settleStart(
       new WorkerError('WORKER_CLOSED', 'start(): the worker was closed before it registered'),
     );
-    await this.#withinGrace(this.#leaveSession(), this.options.closeGraceMs, 'onDisconnect');
+    await this.#withinGrace(this.#leaveSession(this.#session), this.options.closeGraceMs, 'onDisconnect');
     this.#stopAndClose();
     return this.#closed.promise;
   }
@@ -226,8 +244,16 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
       this.#write({ type: 'register', token, protocolVersion: PROTOCOL_VERSION, ...(name ? { name } : {}) });
     });
     socket.addEventListener('message', (event) => {
-      if (socket === this.#socket) this.#onData(event.data);
+      if (socket !== this.#socket) return;
+      this.#silentBeats = 0;
+      this.#onData(event.data);
     });
+    // `ws` reports control frames too: a pong answers the SDK's ping; they are signs of life, like any frame
+    const heard = () => {
+      if (socket === this.#socket) this.#silentBeats = 0;
+    };
+    socket.on?.('pong', heard);
+    socket.on?.('ping', heard);
     socket.addEventListener('error', (event) => {
       if (socket !== this.#socket) return;
       const message = (event as { message?: unknown; error?: unknown }).message ?? 'socket error';
@@ -380,15 +406,14 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.#failures = 0;
     this.#lastServerError = null;
     this.#workerId = workerId;
+    this.#silentBeats = 0;
     this.#heartbeatMs = heartbeatIntervalMs > 0 ? heartbeatIntervalMs : this.options.heartbeatIntervalMs;
     this.options.logger.info('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
     // after a reconnect a worker that holds a session does not announce itself free
     if (this.#wantReady && !this.#session) this.#sendFrame({ type: 'ready' });
-    // a session started while the socket was down is said to be started now
-    const unsent = this.#startUnsent;
-    this.#startUnsent = null;
-    if (unsent && this.#session === unsent)
-      this.#sendFrame({ type: 'session_started', sessionId: unsent.sessionId });
+    // what the old connection said about the session may have been lost with it (the server takes a repeated
+    // session_started as a no-op); a set-up that finished while the socket was down is reported now
+    this.#reportSetup();
     this.#scheduleHeartbeat();
     this.#settleStart();
     this.emit('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
@@ -396,17 +421,45 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
 
   async #onAssign(assignment: Assignment): Promise<void> {
     this.#session = assignment;
-    this.#left = false;
+    this.#setup = 'running';
     this.options.logger.info('session assigned', {
       sessionId: assignment.sessionId,
       restarts: assignment.restarts,
     });
-    this.emit('connect', assignment);
-    await this.onConnect(assignment);
+    try {
+      this.emit('connect', assignment);
+      await this.onConnect(assignment);
+    } catch (err) {
+      if (this.#session !== assignment) return this.#hookFailed('onConnect', err);
+      this.#setup = 'failed';
+      // logged whether or not someone listens for errors: the session ends because of it
+      const error = new WorkerError('WORKER_HOOK_FAILED', `onConnect threw: ${errorMessage(err)}`, {
+        cause: err,
+      });
+      this.options.logger.error(`${error.message}; asking the server to end the session`, {
+        code: error.code,
+        sessionId: assignment.sessionId,
+      });
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+      this.#reportSetup();
+      return;
+    }
     if (this.#session !== assignment) return;
-    // while the socket is down, it goes once the worker has registered again
-    if (this.#canSend()) this.#sendFrame({ type: 'session_started', sessionId: assignment.sessionId });
-    else this.#startUnsent = assignment;
+    this.#setup = 'started';
+    this.#reportSetup();
+  }
+
+  /**
+   * Tells the server how onConnect went for the current session: `session_started`, or `control` `end` when it
+   * failed (so the session ends now, not at the connecting timeout). While the socket is down it waits for the
+   * next registration; nothing is said while onConnect runs or once the session's shutdown has come.
+   */
+  #reportSetup(): void {
+    const session = this.#session;
+    if (!session || this.#setup === 'running' || session === this.#endingSession || !this.#canSend()) return;
+    const { sessionId } = session;
+    if (this.#setup === 'started') this.#sendFrame({ type: 'session_started', sessionId });
+    else this.#sendFrame({ type: 'control', sessionId, action: 'end' });
   }
 
   async #onShutdown(info: ShutdownInfo): Promise<void> {
@@ -414,14 +467,16 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     // a worker kept for its next session ends only the session
     if (!info.reuse) this.#state = 'closing';
     this.options.logger.info('shutdown requested', { ...info });
-    // hooks that outlive graceMs must not leave the next session (of a reused worker) in this one's place
+    // onDisconnect runs for this session once onShutdown is done, even if that is after graceMs, when the
+    // worker has dropped the session (or taken the next one)
     const ending = this.#session;
+    this.#endingSession = ending;
     const work = (async () => {
       this.emit('shutdown', info);
       await this.onShutdown(info);
     })()
       .catch((err) => this.#hookFailed('onShutdown', err))
-      .then(() => (this.#session === ending ? this.#leaveSession() : undefined));
+      .then(() => this.#leaveSession(ending));
     await this.#withinGrace(work, info.graceMs, 'the shutdown hooks');
     if (!info.reuse) {
       this.#stopAndClose();
@@ -435,10 +490,10 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     if (this.#canSend()) this.#sendFrame({ type: 'stopped' });
   }
 
-  /** Calls onDisconnect once for the current session. */
-  async #leaveSession(): Promise<void> {
-    if (!this.#session || this.#left) return;
-    this.#left = true;
+  /** Calls onDisconnect for `session`, once per session. */
+  async #leaveSession(session: Assignment | null): Promise<void> {
+    if (!session || this.#left.has(session)) return;
+    this.#left.add(session);
     try {
       this.emit('disconnect');
       await this.onDisconnect();
@@ -461,7 +516,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   async #fail(error: WorkerError): Promise<void> {
     this.#state = 'closing';
     if (!this.#settleStart(error)) this.#emitError(error);
-    await this.#leaveSession();
+    await this.#leaveSession(this.#session);
     this.#finish();
   }
 
@@ -520,28 +575,62 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     return this.#registered && this.#socket !== null && this.#socket.readyState === SOCKET_OPEN;
   }
 
-  #sendFrame(frame: WorkerFrame): void {
+  /** Sends a frame (`text`: the frame already encoded) on the registered connection, or throws. */
+  #sendFrame(frame: WorkerFrame, text?: string): void {
     if (!this.#canSend()) {
       throw new WorkerError(
         'WORKER_NOT_CONNECTED',
         `cannot send "${frame.type}": the worker is not connected (${this.#state})`,
       );
     }
-    this.#write(frame);
+    this.#socket?.send(text ?? JSON.stringify(frame));
   }
 
   #write(frame: WorkerFrame): void {
     this.#socket?.send(JSON.stringify(frame));
   }
 
+  /**
+   * Every heartbeat period: a `heartbeat` frame and, on a socket that can ping (`ws`), a ping the server answers.
+   * After SILENT_HEARTBEATS_LIMIT periods without a word from the server the connection is dropped. A socket that
+   * cannot ping (the WHATWG WebSocket) is not checked: an idle server sends nothing.
+   */
   #scheduleHeartbeat(): void {
     this.#clearTimer('heartbeat');
     this.#heartbeatTimer = this.options.timers.setTimeout(() => {
       this.#heartbeatTimer = null;
-      if (!this.#canSend()) return;
+      const socket = this.#socket;
+      if (!socket || !this.#canSend()) return;
+      if (socket.ping) {
+        this.#silentBeats += 1;
+        if (this.#silentBeats >= SILENT_HEARTBEATS_LIMIT) {
+          this.#dropSilent(socket);
+          return;
+        }
+      }
       this.#write({ type: 'heartbeat' });
+      try {
+        socket.ping?.();
+      } catch (err) {
+        this.options.logger.debug('ping failed', { message: errorMessage(err) });
+      }
       this.#scheduleHeartbeat();
     }, this.#heartbeatMs);
+  }
+
+  /** A connection the server no longer answers on: dropped at once, and handled as any other drop (reconnect). */
+  #dropSilent(socket: SocketLike): void {
+    const silentMs = SILENT_HEARTBEATS_LIMIT * this.#heartbeatMs;
+    const reason = `nothing from the server for ${silentMs} ms`;
+    this.options.logger.warn(`${reason}; dropping the connection`);
+    // the socket is let go first: its own close event, whenever it comes, is ignored
+    this.#onSocketClose(1006, reason);
+    try {
+      if (socket.terminate) socket.terminate();
+      else socket.close(1000, reason);
+    } catch (err) {
+      this.options.logger.debug('dropping the socket failed', { message: errorMessage(err) });
+    }
   }
 
   #closeSocket(socket: SocketLike, code: number, reason: string): void {
@@ -562,4 +651,31 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     if (which === 'register') this.#registerTimer = null;
     if (which === 'reconnect') this.#reconnectTimer = null;
   }
+}
+
+const SEND_ADVICE = 'The server drops larger room messages: send less, or split it into several messages.';
+const SAVE_ADVICE =
+  'A larger frame would make the server close the connection (1009): save less, or keep large data elsewhere and save where it is.';
+
+/** A frame as JSON within `maxBytes`, or WORKER_BAD_ARGUMENT naming the call (and `advice`) before anything is sent. */
+function encodeFrame(
+  frame: WorkerFrame,
+  call: string,
+  what: string,
+  maxBytes: number,
+  advice: string,
+): string {
+  let text: string;
+  try {
+    text = JSON.stringify(frame);
+  } catch (err) {
+    const message = `${call}: ${what} cannot be sent as JSON: ${errorMessage(err)}`;
+    throw new WorkerError('WORKER_BAD_ARGUMENT', message, { cause: err });
+  }
+  const bytes = frameBytes(text);
+  if (bytes > maxBytes) {
+    const message = `${call}: ${what} makes a frame of ${bytes} bytes, over the limit of ${maxBytes}; nothing was sent.`;
+    throw new WorkerError('WORKER_BAD_ARGUMENT', `${message} ${advice}`);
+  }
+  return text;
 }

@@ -1,6 +1,13 @@
 // GET /workers/ws: the worker protocol. The first frame must be `register` with a valid token; frames are
 // handled one at a time, in order.
-import { MAX_CLIENT_FRAME_BYTES, SocketCloseCode, UsherError, validator, WorkerFrame } from '@usher/protocol';
+import {
+  MAX_CLIENT_FRAME_BYTES,
+  MAX_WORKER_FRAME_BYTES,
+  SocketCloseCode,
+  UsherError,
+  validator,
+  WorkerFrame,
+} from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { ApiContext } from '../api/context.ts';
@@ -10,8 +17,6 @@ import { sendFrame } from './outbound.ts';
 import { releaseUpgrade } from './upgrade.ts';
 
 const workerFrame = validator(WorkerFrame);
-/** Worker frames may carry saved state, so they may be larger than a viewer's. */
-export const MAX_WORKER_FRAME_BYTES = 1024 * 1024;
 const REGISTER_WITHIN_MS = 10_000;
 
 export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
