@@ -156,12 +156,13 @@ export const WORKER_FRAME_DOCS: Readonly<Record<WorkerFrameType, string>> = {
   message: 'a room message from the worker, relayed to the participants and recorded if its type is',
   save_state: 'state to hand to the next worker if the session is auto-restarted after a crash',
   control: 'the agent pauses, resumes or ends its own session',
-  stopped: 'the worker finished its shutdown',
+  stopped:
+    'the worker finished its shutdown; followed by a close with `1000`, it is leaving for good (unasked, too): it is stopped at once, and a live session of its goes as after a crash',
 };
 
 export const SERVER_FRAME_DOCS: Readonly<Record<ServerFrameType, string>> = {
   registered:
-    "answer to `register`: the worker id and the heartbeat interval to keep; after a pool-token registration also `token`, the worker's own token, to register with when it reconnects (so it comes back as the same worker, with its session)",
+    "answer to `register`: the worker id, the heartbeat interval to keep, and `token`, the worker's own token, fresh, to register with when it reconnects (so it comes back as the same worker, with its session)",
   assign: 'a session for this worker, with a worker token scoped to it and any saved state',
   message: 'a room message for the worker',
   participant_joined: 'someone joined the session',
@@ -171,6 +172,8 @@ export const SERVER_FRAME_DOCS: Readonly<Record<ServerFrameType, string>> = {
     'stop within `graceMs`; `sessionId` is null when the worker is recycled without a session; with `reuse: true` only the session ends: send `stopped` and stay connected for the next one',
   error:
     'a frame was refused; `code` is an error code (see errors.md). The socket stays open after registration',
+  token:
+    "fresh credentials, answering a heartbeat once half a token's life has passed: `worker`, the token to register with from now on; `session` `{sessionId, token}`, the session's agent token in place of `assignment.token`",
 };
 
 export const ASSIGNMENT_DOCS: Readonly<Record<keyof Assignment, string>> = {

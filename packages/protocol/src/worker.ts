@@ -94,8 +94,8 @@ export const ServerToWorkerFrame = Type.Union([
     workerId: Type.String(),
     heartbeatIntervalMs: Type.Integer(),
     /**
-     * A worker that registered with a pool token gets a worker token of its own: it registers with it when it
-     * reconnects, so that it comes back as the same worker, with its session
+     * A worker token of its own, fresh: the worker registers with it when it reconnects, so that it comes back
+     * as the same worker, with its session (a worker that registered with a pool token has no other)
      */
     token: Type.Optional(Type.String()),
   }),
@@ -117,6 +117,16 @@ export const ServerToWorkerFrame = Type.Union([
     reuse: Type.Optional(Type.Boolean()),
   }),
   Type.Object({ type: Type.Literal('error'), code: Type.String(), message: Type.String() }),
+  /**
+   * Fresh credentials before the old ones expire (sent with a heartbeat's answer once half a token's life has
+   * passed): `worker`, to register with when the worker reconnects; `session`, the session's agent token (its
+   * transcript, its socket) in place of `assignment.token`.
+   */
+  Type.Object({
+    type: Type.Literal('token'),
+    worker: Type.Optional(Type.String()),
+    session: Type.Optional(Type.Object({ sessionId: Type.String(), token: Type.String() })),
+  }),
 ]);
 export type ServerToWorkerFrame = Static<typeof ServerToWorkerFrame>;
 

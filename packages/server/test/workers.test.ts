@@ -15,6 +15,7 @@ import {
   type TestServerOptions,
 } from '@usher/testing';
 import { ECHO_COMMAND, environOf, isGone, WatchedProcessDriver } from './fixtures/processes.ts';
+import { assertError } from './helpers.ts';
 
 interface Ctx {
   t: TestServer;
@@ -432,6 +433,77 @@ for (const kind of databaseKinds()) {
         (w) => w.id === idle.id || w.id === busy.id,
       );
       assert.deepEqual(left, [], 'neither is counted as a worker any more');
+    });
+
+    test('credentials past half their life are renewed with a heartbeat: the old ones expire, the new ones work', async (c) => {
+      const HOUR = 3_600_000;
+      const { t } = await fakeSetup(kind, c, { sessionTokenTtlMs: HOUR, workerTokenTtlMs: 4 * HOUR });
+      const long = 100 * HOUR;
+      await t.createProject(
+        agentProject(
+          'renew',
+          { min: 0, max: 1 },
+          {
+            worker: { driver: 'external' },
+            timeouts: { idleMs: long, maxRuntimeMs: long, reconnectWindowMs: long, afkWarningMs: long },
+          },
+        ),
+      );
+      const pool = await t.api<{ token: string; workerUrl: string }>('POST', '/projects/renew/pool-tokens', {
+        ttlSeconds: 90 * 24 * 3600,
+      });
+      const w = new FrameSocket(pool.body.workerUrl);
+      await w.opened;
+      w.send({ type: 'register', token: pool.body.token });
+      const registered = await w.waitFor((f) => f.type === 'registered');
+      w.send({ type: 'ready' });
+      await t.readyWorkers('renew', 1);
+      const s = await t.createSession('renew');
+      const assign = await w.waitFor((f) => f.type === 'assign');
+      const first = (assign.assignment as { token: string }).token;
+      w.send({ type: 'session_started', sessionId: s.id });
+      await t.waitForState(s.id, 'active');
+      const transcript = (token: string) => t.api('GET', `/sessions/${s.id}/messages`, undefined, token);
+
+      // before half its life, a heartbeat brings nothing
+      await t.advance(HOUR / 2 - 1_000);
+      w.send({ type: 'heartbeat' });
+      const marker = w.frames.length;
+      await t.advance(2_000);
+      w.send({ type: 'heartbeat' });
+      const renewed = await w.waitFor((f) => f.type === 'token');
+      assert.equal(w.frames.indexOf(renewed) >= marker, true);
+      assert.equal(renewed.worker, undefined, "the worker token's half life is still ahead");
+      const session = renewed.session as { sessionId: string; token: string };
+      assert.equal(session.sessionId, s.id);
+      await t.advance(HOUR / 2 + 1_000);
+      assertError(await transcript(first), 401, 'UNAUTHORIZED');
+      assert.equal(
+        (await transcript(session.token)).status,
+        200,
+        'the renewed agent token reads the transcript',
+      );
+
+      // past the worker token's half life, a fresh one; the first has expired when the worker comes back
+      await t.advance(HOUR);
+      w.send({ type: 'heartbeat' });
+      const next = await w.waitFor((f) => f.type === 'token' && typeof f.worker === 'string');
+      await t.advance(2 * HOUR);
+      w.ws.terminate();
+      await w.closed;
+      const again = async (token: string) => {
+        const socket = new FrameSocket(pool.body.workerUrl);
+        await socket.opened;
+        socket.send({ type: 'register', token });
+        return socket;
+      };
+      const stale = await again(String(registered.token));
+      assert.equal((await stale.closed).code, 1008, 'the token given at registration has expired');
+      const fresh = await again(String(next.worker));
+      const back = await fresh.waitFor((f) => f.type === 'registered');
+      assert.equal(back.workerId, registered.workerId, 'the same worker, with its session');
+      fresh.ws.close(1000);
+      await t.api('POST', `/sessions/${s.id}/end`);
     });
 
     test('a session that ends before its worker is ready ends as soon as the worker says ready', async (c) => {

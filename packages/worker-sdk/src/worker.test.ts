@@ -548,6 +548,32 @@ test('a session started while the socket was down is said to be started once the
   assert.equal(worker.session?.sessionId, assignment.sessionId);
 });
 
+test('fresh credentials from the server: the next registration uses the worker token, history() the session token', async (t) => {
+  const asked: string[] = [];
+  const fetch = async (_url: string, init: { headers: Record<string, string> }) => {
+    asked.push(init.headers.authorization ?? '');
+    return new Response(
+      JSON.stringify({ messages: [], hasMore: false, nextBefore: null, nextBeforeId: null }),
+      {
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+      },
+    );
+  };
+  const { server, worker, conn } = await assigned(t, { fetch });
+  await worker.history();
+  conn.send({ type: 'token', worker: 'tok-2', session: { sessionId: 'ses_other', token: 'not-mine' } });
+  conn.send({ type: 'token', session: { sessionId: 'ses_1', token: 'ses-tok-2' } });
+  // frames are handled in order: a message after them shows they were
+  conn.send({ type: 'message', message: envelope('after') });
+  await once(worker, 'message');
+  await worker.history();
+  assert.deepEqual(asked, [`Bearer ${assignment.token}`, 'Bearer ses-tok-2']);
+  conn.socket.terminate();
+  const conn2 = await server.next();
+  assert.equal((await conn2.accept()).token, 'tok-2');
+});
+
 test('a worker that reconnects while holding a session keeps it, says session_started again and not ready', async (t) => {
   const { server, worker, conn } = await assigned(t, { onMessage: (env, w) => w.send('echo', env.data) });
   // the session_started of the old connection may have been lost with it

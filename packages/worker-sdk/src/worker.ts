@@ -65,7 +65,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #reconnectTimer: unknown = null;
   #failures = 0;
   #lastServerError: WorkerServerError | null = null;
-  /** the worker token the server gave a worker that registered with a pool token */
+  /** the worker token the server gave at registration, or since (fresher than options.token) */
   #ownToken: string | null = null;
   #inbox: Promise<void> = Promise.resolve();
   #started: PromiseWithResolvers<void> | null = null;
@@ -390,6 +390,12 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
       case 'error':
         this.#lastServerError = new WorkerServerError(frame.code, frame.message);
         this.#emitError(this.#lastServerError);
+        return;
+      case 'token':
+        // fresh credentials before the old expire: to register with next time, and to read the transcript
+        if (frame.worker) this.#ownToken = frame.worker;
+        if (frame.session && this.#session?.sessionId === frame.session.sessionId)
+          this.#session.token = frame.session.token;
         return;
       default: {
         const unknownFrame: never = frame;

@@ -151,6 +151,12 @@ export class Engine {
   readonly o: Resolved;
   readonly #scheduler: Scheduler;
   readonly #links = new Map<string, WorkerLink>();
+  /**
+   * Per worker connected here, when its credentials were last issued: its worker token, and its session's agent
+   * token. A heartbeat past half a token's life brings fresh ones (a warm worker may wait longer than its
+   * token lasts, and a session may run longer than its agent token).
+   */
+  readonly #issued = new Map<string, { worker: number; session?: { id: string; at: number } }>();
   /** workers' liveness deadlines: heartbeats, re-attach after a restart, a launched worker's start */
   readonly #liveness: Watchdog;
   readonly #viewers = new Map<string, number>();
@@ -1221,10 +1227,7 @@ export class Engine {
       const driver = this.o.drivers[driverName];
       try {
         if (!driver) throw new Error(`no "${driverName}" driver is configured on this server`);
-        const token = await this.o.tokens.sign(
-          { role: 'worker', wid: w.id, pid: p.id },
-          this.o.workerTokenTtlMs,
-        );
+        const token = await this.#workerToken(w.id, p.id);
         const env: Record<string, string> = {
           [WORKER_ENV.url]: this.o.workerUrl(),
           [WORKER_ENV.token]: token,
@@ -1235,10 +1238,7 @@ export class Engine {
         };
         if (sessionId) {
           env[WORKER_ENV.sessionId] = sessionId;
-          env[WORKER_ENV.sessionToken] = await this.o.tokens.sign(
-            { role: 'agent', sid: sessionId, pid: p.id, idn: w.id },
-            this.o.sessionTokenTtlMs,
-          );
+          env[WORKER_ENV.sessionToken] = await this.#agentToken(sessionId, p.id, w.id);
         }
         const { handle } = await driver.start({
           workerId: w.id,
@@ -1372,10 +1372,9 @@ export class Engine {
       restarts: s.restarts,
     };
     fx.after(async () => {
-      const token = await this.o.tokens.sign(
-        { role: 'agent', sid: s.id, pid: s.projectId, idn: workerId },
-        this.o.sessionTokenTtlMs,
-      );
+      const token = await this.#agentToken(s.id, s.projectId, workerId);
+      const issued = this.#issued.get(workerId);
+      if (issued) issued.session = { id: s.id, at: this.clock.now() };
       const participants = this.rooms.participants(s.id).filter((p) => p.kind !== 'agent');
       const assignment: Assignment = { ...assignmentBase, participants, token };
       const livekit = this.liveKitFor(s.projectId);
@@ -1502,21 +1501,58 @@ export class Engine {
     if (old && old !== link) old.close(4100, 'replaced by a newer connection');
     this.#links.set(worker.id, link);
     this.#heartbeat(worker.id);
-    // a pool-token worker gets a token of its own, to come back as itself after a reconnect
-    const own =
-      worker.driver === 'external'
-        ? await this.o.tokens.sign(
-            { role: 'worker', wid: worker.id, pid: worker.projectId },
-            this.o.workerTokenTtlMs,
-          )
-        : undefined;
+    // a token of its own, fresh, to come back as itself after a reconnect (a pool-token worker has no other)
+    const own = await this.#workerToken(worker.id, worker.projectId);
+    // a worker that comes back with its session gets a fresh agent token with its first heartbeat (what it
+    // holds may be old)
+    this.#issued.set(worker.id, {
+      worker: this.clock.now(),
+      ...(worker.sessionId ? { session: { id: worker.sessionId, at: Number.NEGATIVE_INFINITY } } : {}),
+    });
     link.send({
       type: 'registered',
       workerId: worker.id,
       heartbeatIntervalMs: this.o.heartbeatIntervalMs,
-      ...(own ? { token: own } : {}),
+      token: own,
     });
     return worker;
+  }
+
+  #workerToken(workerId: string, projectId: string): Promise<string> {
+    return this.o.tokens.sign({ role: 'worker', wid: workerId, pid: projectId }, this.o.workerTokenTtlMs);
+  }
+
+  #agentToken(sessionId: string, projectId: string, workerId: string): Promise<string> {
+    return this.o.tokens.sign(
+      { role: 'agent', sid: sessionId, pid: projectId, idn: workerId },
+      this.o.sessionTokenTtlMs,
+    );
+  }
+
+  /** On a heartbeat: fresh credentials for those past half their life (see #issued). */
+  async #refreshTokens(workerId: string): Promise<void> {
+    const issued = this.#issued.get(workerId);
+    const link = this.#links.get(workerId);
+    if (!issued || !link) return;
+    const now = this.clock.now();
+    const workerDue = now - issued.worker >= this.o.workerTokenTtlMs / 2;
+    const sessionDue = !!issued.session && now - issued.session.at >= this.o.sessionTokenTtlMs / 2;
+    if (!workerDue && !sessionDue) return;
+    const w = await this.store.read.getWorker(workerId);
+    if (!w || w.state === 'stopped') return;
+    const frame: Extract<ServerToWorkerFrame, { type: 'token' }> = { type: 'token' };
+    if (workerDue) {
+      frame.worker = await this.#workerToken(w.id, w.projectId);
+      issued.worker = now;
+    }
+    if (sessionDue && issued.session) {
+      const s = w.sessionId === issued.session.id ? await this.store.read.getSession(w.sessionId) : undefined;
+      if (s && s.workerId === w.id && s.state !== 'ended') {
+        frame.session = { sessionId: s.id, token: await this.#agentToken(s.id, s.projectId, w.id) };
+        issued.session.at = now;
+      } else issued.session = undefined;
+    }
+    if (frame.worker || frame.session) link.send(frame);
   }
 
   /** A frame arrived from the worker: it is alive, even if the frame waits behind others to be handled. */
@@ -1555,7 +1591,7 @@ export class Engine {
     this.#heartbeat(workerId);
     switch (frame.type) {
       case 'heartbeat':
-        return;
+        return this.#refreshTokens(workerId);
       case 'ready':
         return this.#workerReady(workerId);
       case 'session_started':
@@ -1704,6 +1740,7 @@ export class Engine {
   workerSocketClosed(workerId: string, link: WorkerLink): boolean {
     if (this.#links.get(workerId) !== link) return false;
     this.#links.delete(workerId);
+    this.#issued.delete(workerId);
     // unless it has already come back on another server
     this.#track(() => this.store.read.detachWorker(workerId, this.o.serverId));
     return true;
@@ -1823,6 +1860,7 @@ export class Engine {
     this.#liveness.unwatch(exit.workerId);
     this.#links.get(exit.workerId)?.close(4100, 'worker exited');
     this.#links.delete(exit.workerId);
+    this.#issued.delete(exit.workerId);
     let freed = null as { projectId: string; region: string } | null;
     await this.#tx(async (r, fx) => {
       const w = await r.getWorker(exit.workerId, { lock: true });
