@@ -651,12 +651,12 @@ for (const kind of databaseKinds()) {
       );
       // without a key, a private project and one that does not exist look the same
       const none = assertError(
-        await t.api('POST', '/sessions', { projectId: 'a-none' }, null),
+        await t.api('POST', '/sessions', { projectId: 'a-no-such-project' }, null),
         401,
         'UNAUTHORIZED',
       );
-      assert.equal(none.message, priv.message.replace('a-private', 'a-none'));
-      assertError(await t.api('POST', '/sessions', { projectId: 'a-none' }), 404, 'NOT_FOUND');
+      assert.equal(none.message, priv.message.replace('a-private', 'a-no-such-project'));
+      assertError(await t.api('POST', '/sessions', { projectId: 'a-no-such-project' }), 404, 'NOT_FOUND');
       const listed = await t.api<{ sessions: SessionBody[] }>('GET', '/sessions?projectId=a-private');
       assert.deepEqual(listed.body.sessions, [], 'no session was created');
       const byAdmin = await t.createSession('a-private');
