@@ -156,6 +156,8 @@ export const WORKER_FRAME_DOCS: Readonly<Record<WorkerFrameType, string>> = {
   message: 'a room message from the worker, relayed to the participants and recorded if its type is',
   save_state: 'state to hand to the next worker if the session is auto-restarted after a crash',
   control: 'the agent pauses, resumes or ends its own session',
+  session_failed:
+    'the worker could not set up its assigned session (instead of `session_started`; the SDK sends it when `onConnect` throws): the session ends with `4003` `launch_failed`, and a `session.error` `{code: "AGENT_START_FAILED", recoverable: false}` carries `message`',
   stopped:
     'the worker finished its shutdown; followed by a close with `1000`, it is leaving for good (unasked, too): it is stopped at once, and a live session of its goes as after a crash',
 };

@@ -50,6 +50,15 @@ export const WorkerFrame = Type.Union([
     },
     { additionalProperties: false },
   ),
+  /** the worker could not set up its assigned session (instead of `session_started`): it ends with 4003 */
+  Type.Object(
+    {
+      type: Type.Literal('session_failed'),
+      sessionId: Type.String(),
+      message: Type.String({ maxLength: 1000 }),
+    },
+    { additionalProperties: false },
+  ),
   Type.Object({ type: Type.Literal('stopped') }, { additionalProperties: false }),
 ]);
 export type WorkerFrame = Static<typeof WorkerFrame>;

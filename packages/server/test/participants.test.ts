@@ -88,6 +88,25 @@ for (const kind of databaseKinds()) {
       assert.equal(again.body.messages.filter((m) => m.type === 'participant_left').length, 3);
     });
 
+    test('an agent that cannot set its session up says so: 4003 launch_failed at once, with AGENT_START_FAILED', async () => {
+      await t.createProject(agentProject('no-start', { min: 0, max: 1 }));
+      t.fake.behaviour = () => ({ startSessions: false });
+      try {
+        const s = await t.createSession('no-start');
+        const error = await t.nextEvent(s.id, (e) => e.type === 'session.error');
+        assert.ok(error.type === 'session.error');
+        assert.equal(error.code, 'AGENT_START_FAILED');
+        assert.equal(error.recoverable, false);
+        assert.match(error.message, /this fake worker refuses sessions/);
+        const ended = await t.waitForState(s.id, 'ended');
+        assert.deepEqual([ended.endCode, ended.endReason], [4003, 'launch_failed']);
+        const timeline = (await t.session(s.id)).timeline as { cause: string }[];
+        assert.ok(timeline.some((e) => /^worker:session_failed: onConnect threw/.test(e.cause)));
+      } finally {
+        t.fake.behaviour = () => ({});
+      }
+    });
+
     test("a room message cannot pass for an arrival or a departure: those types are the server's own", async () => {
       await t.createProject(agentProject('forge', { min: 1, max: 1 }));
       await t.readyWorkers('forge', 1);

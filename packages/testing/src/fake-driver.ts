@@ -6,7 +6,7 @@ import { type Assignment, UsherWorker } from '@usher/worker';
 export interface FakeBehaviour {
   /** say `ready` after registering (default true) */
   ready?: boolean;
-  /** take assignments (send `session_started`) (default true) */
+  /** take assignments (send `session_started`) (default true); false: onConnect throws, and the SDK says `session_failed` */
   startSessions?: boolean;
   /**
    * answer `shutdown` with `stopped` (default true); false: the shutdown hook hangs until the driver stops

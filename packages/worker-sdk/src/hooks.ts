@@ -29,7 +29,7 @@ type Hook<A extends unknown[]> = (...args: [...A, worker: UsherWorker]) => void 
 export interface WorkerHooks {
   /**
    * a session was assigned; `session_started` is sent when this resolves. If it throws, the error is logged and
-   * the worker asks the server to end the session (`control` `end`) instead
+   * `session_failed` is sent instead: the session ends as a failed launch (4003)
    */
   onConnect?: Hook<[assignment: Assignment]>;
   onParticipantJoined?: Hook<[participant: Participant]>;

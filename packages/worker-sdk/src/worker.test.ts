@@ -265,13 +265,17 @@ test('an onConnect that throws: the error is logged and emitted, and the session
   assert.equal(error.code, 'WORKER_HOOK_FAILED');
   assert.match(error.message, /onConnect threw: model failed to load/);
   conn.send({ type: 'message', message: envelope(1) });
-  // `control end` came before the reply, and no session_started at all
-  assert.deepEqual(await conn.nextFrame(), { type: 'control', sessionId: 'ses_1', action: 'end' });
+  // `session_failed` came before the reply, and no session_started at all
+  assert.deepEqual(await conn.nextFrame(), {
+    type: 'session_failed',
+    sessionId: 'ses_1',
+    message: 'onConnect threw: model failed to load',
+  });
   assert.equal((await conn.nextFrame()).type, 'message');
   // logged even though someone listens for errors
   const line = await logger.lines.shift();
   assert.equal(line.level, 'error');
-  assert.match(line.message, /^onConnect threw: model failed to load; asking the server to end the session/);
+  assert.match(line.message, /^onConnect threw: model failed to load; telling the server the session failed/);
 });
 
 test('an onConnect that rejects while the socket is down: the session is ended once the worker registers again', async (t) => {
@@ -287,7 +291,11 @@ test('an onConnect that rejects while the socket is down: the session is ended o
   const conn2 = await server.next();
   fail(new Error('no GPU'));
   await conn2.accept();
-  assert.deepEqual(await conn2.nextFrame(), { type: 'control', sessionId: 'ses_1', action: 'end' });
+  assert.deepEqual(await conn2.nextFrame(), {
+    type: 'session_failed',
+    sessionId: 'ses_1',
+    message: 'onConnect threw: no GPU',
+  });
 });
 
 test('room messages and participants reach the hooks and events in order', async (t) => {

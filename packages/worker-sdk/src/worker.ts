@@ -50,8 +50,10 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #registered = false;
   #workerId: string | null = null;
   #session: Assignment | null = null;
-  /** how onConnect went for #session: still running, done (session_started), or failed (control end) */
+  /** how onConnect went for #session: still running, done (session_started), or failed (session_failed) */
   #setup: 'running' | 'started' | 'failed' = 'running';
+  /** why onConnect failed, for session_failed */
+  #setupError = '';
   /** the session the last shutdown ended: nothing is said about its set-up any more */
   #endingSession: Assignment | null = null;
   /** the sessions onDisconnect has run (or is running) for: once each, whatever order the hooks end in */
@@ -438,11 +440,12 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     } catch (err) {
       if (this.#session !== assignment) return this.#hookFailed('onConnect', err);
       this.#setup = 'failed';
+      this.#setupError = `onConnect threw: ${errorMessage(err)}`.slice(0, 1000);
       // logged whether or not someone listens for errors: the session ends because of it
       const error = new WorkerError('WORKER_HOOK_FAILED', `onConnect threw: ${errorMessage(err)}`, {
         cause: err,
       });
-      this.options.logger.error(`${error.message}; asking the server to end the session`, {
+      this.options.logger.error(`${error.message}; telling the server the session failed`, {
         code: error.code,
         sessionId: assignment.sessionId,
       });
@@ -456,16 +459,17 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   }
 
   /**
-   * Tells the server how onConnect went for the current session: `session_started`, or `control` `end` when it
-   * failed (so the session ends now, not at the connecting timeout). While the socket is down it waits for the
-   * next registration; nothing is said while onConnect runs or once the session's shutdown has come.
+   * Tells the server how onConnect went for the current session: `session_started`, or `session_failed` when it
+   * failed (so the session ends now as a failed launch, 4003, not at the connecting timeout). While the socket is
+   * down it waits for the next registration; nothing is said while onConnect runs or once the session's shutdown
+   * has come.
    */
   #reportSetup(): void {
     const session = this.#session;
     if (!session || this.#setup === 'running' || session === this.#endingSession || !this.#canSend()) return;
     const { sessionId } = session;
     if (this.#setup === 'started') this.#sendFrame({ type: 'session_started', sessionId });
-    else this.#sendFrame({ type: 'control', sessionId, action: 'end' });
+    else this.#sendFrame({ type: 'session_failed', sessionId, message: this.#setupError });
   }
 
   async #onShutdown(info: ShutdownInfo): Promise<void> {

@@ -1596,6 +1596,8 @@ export class Engine {
         return this.#workerReady(workerId);
       case 'session_started':
         return this.#sessionStarted(workerId, frame.sessionId);
+      case 'session_failed':
+        return this.#sessionFailed(workerId, frame.sessionId, frame.message);
       case 'save_state':
         await this.rooms.checkWorker(workerId, frame.sessionId);
         await this.store.read.updateSession(frame.sessionId, {
@@ -1655,6 +1657,32 @@ export class Engine {
   /** A worker took its assignment; starts that arrive together share one transaction. */
   #sessionStarted(workerId: string, sessionId: string): Promise<void> {
     return this.#starts.submit('', { workerId, sessionId });
+  }
+
+  /**
+   * The worker could not set its session up (the SDK: onConnect threw): the session ends as a failed launch,
+   * 4003, at once rather than at the connecting timeout, and its viewer is told why.
+   */
+  async #sessionFailed(workerId: string, sessionId: string, message: string): Promise<void> {
+    await this.#tx(async (r, fx) => {
+      const w = await r.getWorker(workerId, { lock: true });
+      const s = w?.sessionId === sessionId ? await r.getSession(sessionId, { lock: true }) : undefined;
+      if (!s || s.workerId !== workerId)
+        throw new UsherError('FORBIDDEN', `worker "${workerId}" was not assigned session "${sessionId}"`);
+      if (s.state !== 'connecting') {
+        throw new UsherError(
+          'ILLEGAL_TRANSITION',
+          `session "${sessionId}" is ${s.state}: session_failed is for a session still being set up (end it with control end)`,
+        );
+      }
+      this.#event(fx, s.id, {
+        type: 'session.error',
+        code: 'AGENT_START_FAILED',
+        message: `the worker could not set up session "${s.id}": ${message}`,
+        recoverable: false,
+      });
+      await this.#end(r, fx, s, 'launch_failed', `worker:session_failed: ${message.slice(0, 200)}`);
+    });
   }
 
   async #sessionsStarted(items: { workerId: string; sessionId: string }[]): Promise<Outcome<void>[]> {
