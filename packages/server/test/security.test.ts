@@ -194,6 +194,16 @@ for (const kind of databaseKinds()) {
       assertError(again, 409, 'CONFLICT');
       assert.match((again.body as { error: { message: string } }).error.message, /choose another identity/);
       assert.equal((await t.api('POST', `/sessions/${s.id}/join`, { identity: 'Bo' })).status, 200);
+      // nor the agent's name, or one Usher makes, which could pass for someone briefly away
+      const worker = (await t.session(s.id)).workerId as string;
+      for (const identity of [worker, 'viewer_0mjuohs00000tb937c8e1', 'user_x', 'observer_y', 'w_later']) {
+        const r = await t.api('POST', `/sessions/${s.id}/join`, { identity }, invite.body.token);
+        assertError(r, 409, 'CONFLICT');
+        assert.match(
+          (r.body as { error: { message: string } }).error.message,
+          /looks like an identity Usher makes/,
+        );
+      }
       const observer = await t.api<{ token: string }>('POST', `/sessions/${s.id}/join`, { role: 'observer' });
       for (const action of ['join', 'end']) {
         const r = await t.api('POST', `/sessions/${s.id}/${action}`, undefined, observer.body.token);

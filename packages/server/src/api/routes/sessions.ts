@@ -37,6 +37,9 @@ const ListQuery = Type.Object(
 
 const tags = ['sessions'];
 
+/** Identities Usher makes: workers' (`w_…`, the agent's) and those of participants it names itself. */
+const USHER_IDENTITY = /^(w|viewer|user|observer)_/;
+
 export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { engine } = ctx;
 
@@ -171,6 +174,13 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
       // a participant may name whoever it lets in, but not after someone in the room: others would take one for
       // the other (an admin may, to hand a participant a new token)
       if (caller.kind === 'token' && req.body?.identity !== undefined) {
+        // the names Usher makes (workers', viewers' and unnamed participants') are kept for them: a name taken
+        // now could pass for the agent, or for someone briefly away
+        if (USHER_IDENTITY.test(identity))
+          throw new UsherError(
+            'CONFLICT',
+            `"${identity}" looks like an identity Usher makes (w_…, viewer_…, user_…, observer_…): choose another`,
+          );
         if (engine.rooms.participants(s.id).some((p) => p.identity === identity))
           throw new UsherError(
             'CONFLICT',
