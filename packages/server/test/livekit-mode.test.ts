@@ -20,6 +20,7 @@ import { FakeLiveKitServer } from '../src/livekit/fake-server.ts';
 import { LiveKitMode } from '../src/livekit/mode.ts';
 import type { PacketSender, RecorderRoom } from '../src/livekit/recorder.ts';
 import { RECORDER_IDENTITY, ROLE_ATTRIBUTE } from '../src/livekit/roles.ts';
+import { LiveKitRooms } from '../src/livekit/rooms.ts';
 import { LiveKitTokens } from '../src/livekit/tokens.ts';
 import { WEBHOOK_PATH } from '../src/livekit/webhooks.ts';
 import { freePort } from './fixtures/server-child.ts';
@@ -382,6 +383,30 @@ for (const kind of databaseKinds()) {
       await endSession(t, s);
     });
 
+    test('auto-restart puts the crashed agent out of the room before the fresh one comes', async () => {
+      await t.createProject(
+        agentProject(
+          'lk-restart',
+          { min: 1, max: 2 },
+          { rooms: 'livekit', autoRestart: { enabled: true, maxRestarts: 1 } },
+        ),
+      );
+      await t.readyWorkers('lk-restart', 1);
+      const s = await t.createSession('lk-restart');
+      const crashed = (await t.waitForState(s.id, 'active')).workerId as string;
+      // the agent is in the LiveKit room, and stays connected to it while its link to Usher is gone
+      await fake.join(t.fake.workers.get(crashed)!.assignments[0]!.livekit!.token);
+      const inRoom = () => fake.rooms().find((r) => r.name === s.id)?.participants ?? [];
+      assert.ok(inRoom().includes(crashed));
+      const again = t.nextEvent(s.id, (e) => e.type === 'session.status_changed' && e.status === 'active');
+      t.fake.crash(crashed);
+      await again;
+      assert.notEqual((await t.session(s.id)).workerId, crashed);
+      await t.settled();
+      assert.ok(!inRoom().includes(crashed), 'the crashed agent is out of the room');
+      await endSession(t, s);
+    });
+
     test('LiveKit closing the room ends the live session', async () => {
       const s = await liveKitSession(t, 'lk-close');
       await fake.closeRoom(s.id);
@@ -444,11 +469,21 @@ for (const kind of databaseKinds()) {
       assert.equal(recorderIn(live.id), false);
       assert.equal(recorderIn(elsewhere.id), false);
       assert.equal(standIns.made.length, 3);
-      // meanwhile another server's recorder joins one of the rooms
+      // meanwhile another server's recorder joins one of the rooms; the ended session's room is there again (its
+      // delete had failed), and another application has a room of its own
       await fake.join(await recorderToken(elsewhere.id));
+      const rooms = new LiveKitRooms({ url: fake.url, ...keys });
+      await rooms.createRoom(done.id, { metadata: { usherSession: done.id } });
+      await rooms.createRoom('another-app-room', { metadata: { app: 'other' } });
 
       t = await start();
       await mode.settled();
+      await t.settled();
+      assert.ok(
+        fake.rooms().some((r) => r.name === 'another-app-room'),
+        "another application's room stays",
+      );
+      await rooms.deleteRoom('another-app-room');
       assert.equal(recorderIn(live.id), true, 'the recorder is back in the live room');
       assert.deepEqual(mode.recorder.sessions(), [live.id], 'and only there');
       assert.equal(standIns.made.length, 4);
@@ -458,7 +493,7 @@ for (const kind of databaseKinds()) {
           .map((r) => r.name)
           .sort(),
         [live.id, elsewhere.id].sort(),
-        "the ended session's room is not made again",
+        "the ended session's room is deleted, and not made again",
       );
       standIns.made.at(-1)!.emit('dataReceived', packet({ type: 'user_text', data: { text: 'hi' } }), alice);
       assert.deepEqual(await recordedTexts(t, live), ['hi']);

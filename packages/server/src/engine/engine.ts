@@ -1786,6 +1786,12 @@ export class Engine {
   async #resumeRecorders(): Promise<void> {
     const livekit = this.o.livekit;
     if (!livekit) return;
+    // and, in the background, rooms of ended sessions that are still there go
+    this.#track(async () => {
+      await livekit
+        .sweepEnded()
+        .catch((err) => this.o.log.warn({ err }, 'could not look for the LiveKit rooms of ended sessions'));
+    });
     for (const p of this.#projects.values()) {
       if (p.settings.rooms !== 'livekit') continue;
       try {
@@ -1951,6 +1957,8 @@ export class Engine {
     // the crashed agent is gone from the room; the fresh one joins once it has started the session
     const crashed = s.workerId;
     if (crashed && s.workerStarted) fx.after(() => this.rooms.participantLeft(s.id, crashed));
+    const livekit = this.liveKitFor(s.projectId);
+    if (crashed && livekit) fx.after(() => livekit.removeAgent(s.id, crashed));
     const w = ready ?? (await this.#startWorker(r, fx, p, s.region, s.id));
     const next = await this.#transition(r, fx, s, 'connecting', 'worker:crashed:auto-restart', {
       workerId: w.id,

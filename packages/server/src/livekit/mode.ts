@@ -187,13 +187,48 @@ export class LiveKitMode {
     await this.rooms.createRoom(sessionId, { ...options, metadata: { usherSession: sessionId } });
   }
 
-  /** The session ended: the recorder leaves and the room is deleted (everyone still in it is disconnected). */
+  /**
+   * The session ended: the recorder leaves and the room is deleted (everyone still in it is disconnected). A
+   * room LiveKit could not delete then is deleted by the next sweep (sweepEnded).
+   */
   async close(sessionId: string): Promise<void> {
     this.#cancelRejoin(sessionId);
     await this.#opened.get(sessionId)?.catch(() => {});
     this.#opened.delete(sessionId);
     await this.recorder.leave(sessionId);
     await this.rooms.deleteRoom(sessionId);
+  }
+
+  /**
+   * Deletes the rooms LiveKit still has for sessions that ended: their delete failed (LiveKit away), or the
+   * server that ended them died first. Runs when a server starts. Returns the sessions whose rooms went.
+   */
+  async sweepEnded(): Promise<string[]> {
+    const on = this.#on();
+    const swept: string[] = [];
+    for (const room of await this.rooms.listRooms()) {
+      if (usherSessionOf(room.metadata) !== room.name) continue;
+      if ((await on.sessionState(room.name)) !== 'ended') continue;
+      await this.rooms.deleteRoom(room.name);
+      swept.push(room.name);
+    }
+    if (swept.length > 0) on.log.info({ sessions: swept }, 'deleted the LiveKit rooms of ended sessions');
+    return swept;
+  }
+
+  /**
+   * A crashed agent is put out of the session's room (a worker taken for lost may still be connected to
+   * LiveKit), before the fresh one joins. Failing that, it is logged: the session goes on.
+   */
+  async removeAgent(sessionId: string, workerId: string): Promise<void> {
+    try {
+      await this.rooms.removeParticipant(sessionId, workerId);
+    } catch (err) {
+      this.#on().log.warn(
+        { err, sessionId, workerId },
+        'could not put the crashed agent out of the LiveKit room',
+      );
+    }
   }
 
   /**
@@ -369,5 +404,15 @@ export class LiveKitMode {
     for (const id of rejoining) this.#cancelRejoin(id);
     const left = await this.recorder.close();
     return [...new Set([...left, ...rejoining])];
+  }
+}
+
+/** The session a room was made for (its metadata, `{usherSession}`), or null for a room Usher did not make. */
+function usherSessionOf(metadata: string): string | null {
+  try {
+    const value = JSON.parse(metadata) as { usherSession?: unknown };
+    return typeof value?.usherSession === 'string' ? value.usherSession : null;
+  } catch {
+    return null;
   }
 }
