@@ -18,6 +18,28 @@ import { adminApi, adminOk, freePort, startServer } from './fixtures/server-chil
 
 const post = <T>(base: string, path: string, body: unknown) => adminOk<T>(base, 'POST', path, body);
 
+/**
+ * A step that waits on a socket or a child: should it never come, the test fails naming it, with what the
+ * server child logged, instead of running into the test's time limit without a word.
+ */
+async function step<T>(what: string, child: { stderr: string[] }, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(`${what}: not within 60 s; the server logged: ${child.stderr.join('').slice(-4000)}`),
+        ),
+      60_000,
+    );
+  });
+  try {
+    return await Promise.race([work, stuck]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const texts = (page: MessagePage) =>
   page.messages.filter((m) => m.type === 'user_text').map((m) => (m.data as { n: number }).n);
 
@@ -49,12 +71,17 @@ for (const kind of databaseKinds()) {
         projectId: 'durable',
       });
       const viewer = new TestSocket(`${s.url}?token=${s.token}`);
-      await viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
+      await step(
+        'the session goes active',
+        run1,
+        viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active'),
+      );
 
       // 1. acked, then SIGKILL
       for (let n = 0; n < 100; n++)
         viewer.send({ type: 'message', messageType: 'user_text', data: { n }, ref: `r${n}` });
-      for (let n = 0; n < 100; n++) assert.equal((await viewer.next('message_ack')).recorded, true);
+      for (let n = 0; n < 100; n++)
+        assert.equal((await step(`ack ${n}`, run1, viewer.next('message_ack'))).recorded, true);
       run1.proc.kill('SIGKILL');
       await run1.exited;
       await viewer.closed;
@@ -72,15 +99,23 @@ for (const kind of databaseKinds()) {
       // 2. a second run on the same database: the session goes on; 500 messages relayed, then SIGTERM at once
       run2 = await startServer(options);
       const again = new TestSocket(`${s.url}?token=${s.token}`);
-      await again.waitFor((e) => e.type === 'session.status_changed');
+      await step(
+        'the snapshot after the restart',
+        run2,
+        again.waitFor((e) => e.type === 'session.status_changed'),
+      );
       await eventually('the session is live again', async () => {
         const res = await adminApi<{ state: string }>(run2!.url, 'GET', `/sessions/${s.id}`);
         return ['active', 'idle'].includes(res.body.state);
       });
       for (let n = 100; n < 600; n++) again.send({ type: 'message', messageType: 'user_text', data: { n } });
-      await again.waitFor((e) => e.type === 'session.message' && (e.message.data as { n: number }).n === 599);
+      await step(
+        'message 599 relayed',
+        run2,
+        again.waitFor((e) => e.type === 'session.message' && (e.message.data as { n: number }).n === 599),
+      );
       run2.proc.kill('SIGTERM');
-      assert.deepEqual(await run2.exited, { code: 0, signal: null });
+      assert.deepEqual(await step('the exit after SIGTERM', run2, run2.exited), { code: 0, signal: null });
       const after = await openStore(db.storage);
       try {
         const all: number[] = [];
