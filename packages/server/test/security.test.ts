@@ -168,6 +168,63 @@ for (const kind of databaseKinds()) {
       for (const s of [a, b]) await t.api('POST', `/sessions/${s.id}/end`);
     });
 
+    test('a revoked pool token registers no worker; workers registered with it keep running; only admins list and revoke', async () => {
+      await t.createProject(
+        agentProject('tk-revoke', { min: 0, max: 2 }, { worker: { driver: 'external' } }),
+      );
+      const made = await t.api<{ id: string; token: string; workerUrl: string }>(
+        'POST',
+        '/projects/tk-revoke/pool-tokens',
+        { ttlSeconds: 3600 },
+      );
+      assert.equal(made.status, 201);
+      const listed = await t.api<{ poolTokens: { id: string; region: string; revokedAt: string | null }[] }>(
+        'GET',
+        '/projects/tk-revoke/pool-tokens',
+      );
+      assert.deepEqual(
+        listed.body.poolTokens.map((p) => [p.id, p.region, p.revokedAt]),
+        [[made.body.id, 'default', null]],
+      );
+      assert.ok(!JSON.stringify(listed.body).includes(made.body.token), 'the token itself is never listed');
+      const register = async () => {
+        const w = new FrameSocket(made.body.workerUrl);
+        await w.opened;
+        w.send({ type: 'register', token: made.body.token });
+        return w;
+      };
+      const before = await register();
+      await before.waitFor(ofType('registered'));
+
+      const viewer = await t.createSession('tk-revoke');
+      assertError(
+        await t.api('GET', '/projects/tk-revoke/pool-tokens', undefined, viewer.token),
+        403,
+        'FORBIDDEN',
+      );
+      assertError(
+        await t.api('DELETE', `/projects/tk-revoke/pool-tokens/${made.body.id}`, undefined, viewer.token),
+        403,
+        'FORBIDDEN',
+      );
+      const revoked = await t.api<{ revokedAt: string | null }>(
+        'DELETE',
+        `/projects/tk-revoke/pool-tokens/${made.body.id}`,
+      );
+      assert.equal(revoked.status, 200);
+      assert.ok(revoked.body.revokedAt);
+      assertError(await t.api('DELETE', '/projects/tk-revoke/pool-tokens/pt_nothing'), 404, 'NOT_FOUND');
+      assertError(await t.api('DELETE', `/projects/a-viewer/pool-tokens/${made.body.id}`), 404, 'NOT_FOUND');
+
+      const after = await register();
+      assert.equal((await after.closed).code, 1008);
+      const refused = await after.waitFor(ofType('error'));
+      assert.match(String(refused.message), /revoked/);
+      assert.equal(before.ws.readyState, WebSocket.OPEN, 'the worker registered before still runs');
+      before.ws.close(1000);
+      await t.api('POST', `/sessions/${viewer.id}/end`);
+    });
+
     test("an invited user's token lets others in, under names nobody in the room has; an observer's does not", async () => {
       await t.createProject(agentProject('tk-user', { min: 0, max: 1 }));
       const s = await t.createSession('tk-user');

@@ -17,6 +17,8 @@ export interface TokenClaims {
   reg?: string;
   /** participant identity */
   idn?: string;
+  /** the token's own id: pool (kept in the database, so that it can be revoked) */
+  jti?: string;
 }
 
 export interface VerifiedToken extends TokenClaims {
@@ -50,6 +52,7 @@ export class TokenIssuer {
     if (claims.wid) payload.wid = claims.wid;
     if (claims.reg) payload.reg = claims.reg;
     if (claims.idn) payload.idn = claims.idn;
+    if (claims.jti) payload.jti = claims.jti;
     payload.iss = ISSUER;
     payload.iat = nowS;
     payload.exp = nowS + Math.max(1, Math.ceil(ttlMs / 1000));

@@ -1462,7 +1462,7 @@ export class Engine {
 
   /** A worker socket registered with a valid token. Returns the worker id, or throws. */
   async workerRegistered(
-    claims: { role: string; wid?: string; pid: string; reg?: string },
+    claims: { role: string; wid?: string; pid: string; reg?: string; jti?: string },
     link: WorkerLink,
   ): Promise<WorkerRecord> {
     let worker: WorkerRecord | undefined;
@@ -1475,6 +1475,12 @@ export class Engine {
           `worker "${claims.wid}" has been stopped; it cannot register again`,
         );
     } else if (claims.role === 'pool') {
+      // a token made before pool tokens were kept has no id: it runs until it expires
+      if (claims.jti !== undefined) {
+        const made = await this.store.poolTokens.get(claims.jti);
+        if (!made || made.revokedAt !== null)
+          throw new UsherError('FORBIDDEN', 'this pool token was revoked; ask an admin for a new one');
+      }
       const p = this.#project(claims.pid);
       const region = claims.reg ?? p.defaultRegion;
       const now = this.clock.now();

@@ -208,6 +208,21 @@ DROP INDEX workers_counts;
 CREATE INDEX workers_by_pool ON workers (project_id, region, state, draining, ready_at, id, session_id);
 `,
   },
+  {
+    version: 11,
+    name: 'pool tokens: kept by id, so that one can be revoked',
+    sql: `
+CREATE TABLE pool_tokens (
+  id TEXT PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  region TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+CREATE INDEX pool_tokens_project ON pool_tokens (project_id, created_at, id);
+`,
+  },
 ];
 
 const AUTO_ID: Record<Dialect, string> = {

@@ -2,6 +2,7 @@
 import type { Db } from './db.ts';
 import { MessageLog } from './messages.ts';
 import { migrate } from './migrations.ts';
+import { PoolTokenStore } from './pool-tokens.ts';
 import { PostgresDb } from './postgres.ts';
 import { poolLockKey, Repo } from './repo.ts';
 import { SqliteDb } from './sqlite.ts';
@@ -21,11 +22,14 @@ export class Store {
   readonly read: Repo;
   /** recorded room messages: written in batches outside the engine's transactions */
   readonly messages: MessageLog;
+  /** the pool tokens made, to refuse revoked ones */
+  readonly poolTokens: PoolTokenStore;
 
   constructor(db: Db) {
     this.db = db;
     this.read = new Repo(db);
     this.messages = new MessageLog(db);
+    this.poolTokens = new PoolTokenStore(db);
   }
 
   get dialect() {

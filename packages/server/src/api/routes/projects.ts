@@ -2,7 +2,9 @@
 import { Project, ProjectInput, UsherError } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
+import { newId } from '../../engine/ids.ts';
 import { projectView } from '../../engine/views.ts';
+import type { PoolTokenRecord } from '../../storage/pool-tokens.ts';
 import { callerOf, requireAdmin } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
@@ -119,6 +121,7 @@ export function projectRoutes(app: FastifyInstance, ctx: ApiContext): void {
         body: PoolTokenBody,
         response: {
           201: Type.Object({
+            id: Type.String({ description: 'what GET lists and DELETE revokes it by' }),
             token: Type.String(),
             region: Type.String(),
             expiresAt: Type.String({ format: 'date-time' }),
@@ -141,15 +144,85 @@ export function projectRoutes(app: FastifyInstance, ctx: ApiContext): void {
           `project "${p.id}" has no region "${region}"; its regions are ${Object.keys(p.regions).join(', ')}`,
         );
       const ttlMs = (req.body?.ttlSeconds ?? 30 * 24 * 3600) * 1000;
-      const token = await ctx.auth.tokens.sign({ role: 'pool', pid: p.id, reg: region }, ttlMs);
+      const now = engine.clock.now();
+      const made = await engine.store.poolTokens.insert({
+        id: newId('pt', now),
+        projectId: p.id,
+        region,
+        createdAt: now,
+        expiresAt: now + ttlMs,
+      });
+      const token = await ctx.auth.tokens.sign({ role: 'pool', pid: p.id, reg: region, jti: made.id }, ttlMs);
       reply.status(201);
       return {
+        id: made.id,
         token,
         region,
-        expiresAt: new Date(engine.clock.now() + ttlMs).toISOString(),
+        expiresAt: new Date(made.expiresAt).toISOString(),
         workerUrl: ctx.workerSocketUrl(),
         signallingUrl: `${ctx.signallingUrl()}?token=${token}`,
       };
+    },
+  );
+  const PoolTokenView = Type.Object({
+    id: Type.String(),
+    region: Type.String(),
+    createdAt: Type.String({ format: 'date-time' }),
+    expiresAt: Type.String({ format: 'date-time' }),
+    revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  });
+  const poolTokenView = (t: PoolTokenRecord) => ({
+    id: t.id,
+    region: t.region,
+    createdAt: new Date(t.createdAt).toISOString(),
+    expiresAt: new Date(t.expiresAt).toISOString(),
+    revokedAt: t.revokedAt === null ? null : new Date(t.revokedAt).toISOString(),
+  });
+
+  app.get<{ Params: Static<typeof IdParams> }>(
+    '/projects/:id/pool-tokens',
+    {
+      schema: {
+        tags,
+        summary:
+          "The project's pool tokens (not the tokens themselves), newest first; expired a day ago: left out",
+        params: IdParams,
+        response: { 200: Type.Object({ poolTokens: Type.Array(PoolTokenView) }), '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      await admin(req);
+      const p = engine.getProject(req.params.id).settings;
+      const list = await engine.store.poolTokens.list(p.id, engine.clock.now());
+      return { poolTokens: list.map(poolTokenView) };
+    },
+  );
+
+  const TokenParams = Type.Object(
+    {
+      id: Type.String({ minLength: 1, maxLength: 128 }),
+      tokenId: Type.String({ minLength: 1, maxLength: 128 }),
+    },
+    { additionalProperties: false },
+  );
+  app.delete<{ Params: Static<typeof TokenParams> }>(
+    '/projects/:id/pool-tokens/:tokenId',
+    {
+      schema: {
+        tags,
+        summary:
+          'Revokes a pool token: no worker registers with it any more (workers already registered keep running; drain them to stop them)',
+        params: TokenParams,
+        response: { 200: PoolTokenView, '4xx': ErrorResponse },
+      },
+    },
+    async (req) => {
+      await admin(req);
+      const p = engine.getProject(req.params.id).settings;
+      const revoked = await engine.store.poolTokens.revoke(p.id, req.params.tokenId, engine.clock.now());
+      if (!revoked)
+        throw new UsherError('NOT_FOUND', `project "${p.id}" has no pool token "${req.params.tokenId}"`);
+      return poolTokenView(revoked);
     },
   );
 }
