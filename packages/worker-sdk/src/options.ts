@@ -29,7 +29,7 @@ export interface WorkerOptions extends WorkerHooks {
   heartbeatIntervalMs?: number;
   /** send `ready` as soon as the worker is registered (default true) */
   autoReady?: boolean;
-  /** close and retry a connection that is not registered within this time (default 10 000) */
+  /** drop and retry a connection that is not registered within this time (default 10 000) */
   registerTimeoutMs?: number;
   /** how long close() waits for onDisconnect before it stops anyway (default 10 000) */
   closeGraceMs?: number;

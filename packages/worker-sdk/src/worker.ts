@@ -266,8 +266,9 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     });
     this.#registerTimer = this.options.timers.setTimeout(() => {
       this.#registerTimer = null;
-      logger.warn(`not registered within ${this.options.registerTimeoutMs} ms; closing the connection`);
-      this.#closeSocket(socket, 1000, 'register timeout');
+      if (socket !== this.#socket) return;
+      // a connection that never answered may be dead: dropped at once, not after a close handshake
+      this.#drop(socket, `not registered within ${this.options.registerTimeoutMs} ms`);
     }, this.options.registerTimeoutMs);
   }
 
@@ -631,7 +632,11 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   /** A connection the server no longer answers on: dropped at once, and handled as any other drop (reconnect). */
   #dropSilent(socket: SocketLike): void {
     const silentMs = SILENT_HEARTBEATS_LIMIT * this.#heartbeatMs;
-    const reason = `nothing from the server for ${silentMs} ms`;
+    this.#drop(socket, `nothing from the server for ${silentMs} ms`);
+  }
+
+  /** Lets a connection go at once, handled as any other drop (reconnect): a dead one has no close handshake. */
+  #drop(socket: SocketLike, reason: string): void {
     this.options.logger.warn(`${reason}; dropping the connection`);
     // the socket is let go first: its own close event, whenever it comes, is ignored
     this.#onSocketClose(1006, reason);
