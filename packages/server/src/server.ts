@@ -469,8 +469,7 @@ export class UsherServer {
           );
       },
       participantJoined: (sessionId, p) => engine.rooms.participantJoined(sessionId, p),
-      participantLeft: (sessionId, p) =>
-        engine.rooms.participantLeft(sessionId, p.identity, { anywhere: true }),
+      participantLeft: (sessionId, p) => engine.rooms.participantLeft(sessionId, p.identity),
       roomFinished: async (sessionId) => {
         const s = await engine.store.read.getSession(sessionId);
         // a room LiveKit made for someone who joined early (the session queued) is not the session's yet
@@ -588,7 +587,6 @@ export class UsherServer {
         registry.onBeat((alive) => {
           bus.setPeers(alive.size > 1);
           this.hub.beat(alive);
-          engine.rooms.serversAlive(alive);
         });
         bus.send({ kind: 'hello', serverId });
       }

@@ -24,7 +24,6 @@ export type SignalMessage =
   | { op: 'toStreamer'; workerId: string; from: PlayerRef; m: Record<string, unknown> }
   | { op: 'toPlayer'; to: PlayerRef; m: Record<string, unknown> };
 
-import type { PresenceNews } from '../engine/rooms.ts';
 import type { PostgresDb } from '../storage/postgres.ts';
 import type { WorkerRecord } from '../storage/records.ts';
 import type { Logger } from '../util/logger.ts';
@@ -50,9 +49,7 @@ export type BusMessage =
   /** the sending server stopped, and its LiveKit recorder left these sessions' rooms: the others put one back */
   | { kind: 'recorders_left'; sessionIds: string[] }
   /** a pool's queue moved on the sending server: each server tells the queued sockets it holds their positions */
-  | { kind: 'queue_moved'; projectId: string; region: string }
-  /** who is in a session's room through the sending server (Rooms.presence) */
-  | ({ kind: 'presence' } & PresenceNews);
+  | { kind: 'queue_moved'; projectId: string; region: string };
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: this server is alone, nothing leaves it) */

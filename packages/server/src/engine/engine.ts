@@ -221,10 +221,6 @@ export class Engine {
         if (!this.#activityKnown(sessionId, 'activity', this.clock.now()))
           this.#track(() => this.recordActivity(sessionId));
       },
-      serverId: this.o.serverId,
-      sendPresence: (news) => {
-        if (this.o.bus.shared) this.o.bus.send({ kind: 'presence', ...news });
-      },
     });
     // frames other servers send to workers whose sockets are here
     this.o.bus.onMessage((m) => {
@@ -233,7 +229,6 @@ export class Engine {
       else if (m.kind === 'dispatch' && !this.#draining)
         this.#track(() => this.#redispatch(m.projectId, m.region));
       else if (m.kind === 'event') this.rooms.presenceElsewhere(m.event);
-      else if (m.kind === 'presence') this.rooms.presence(m);
       else if (m.kind === 'queue_moved') this.positions.schedule(poolKey(m.projectId, m.region), false);
     });
     this.#unsubscribeHub = this.o.hub.subscribeAll((e) => {
@@ -1857,7 +1852,6 @@ export class Engine {
   async adoptServer(dead: string): Promise<void> {
     if (this.#closed) return;
     this.o.log.warn({ server: dead }, 'a server died: adopting its viewers and workers');
-    this.rooms.serverDied(dead);
     await this.#releaseViewers((server) => server === dead);
     await this.#resumeRecorders();
     const orphans = (

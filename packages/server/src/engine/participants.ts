@@ -32,16 +32,6 @@ export class Participants {
     return entry.participant;
   }
 
-  /** Lets the participant go whatever sockets it holds (LiveKit said it left): it, or null if it was not here. */
-  drop(sessionId: string, identity: string): Participant | null {
-    const room = this.#rooms.get(sessionId);
-    const entry = room?.get(identity);
-    if (!room || !entry) return null;
-    room.delete(identity);
-    if (room.size === 0) this.#rooms.delete(sessionId);
-    return entry.participant;
-  }
-
   /** Empties the session's room (it ended): everyone who was in it, whatever sockets they still hold. */
   clear(sessionId: string): Participant[] {
     const left = this.list(sessionId);

@@ -43,35 +43,13 @@ export interface RoomsOptions {
   sendWorker(workerId: string, frame: ServerToWorkerFrame): void;
   /** a room message went through the session: its idle deadline moves */
   activity(sessionId: string): void;
-  /** this server's id, in its presence news */
-  serverId: string;
-  /** tells the other servers who is in a room through this one (nothing when this server is alone) */
-  sendPresence(news: PresenceNews): void;
-}
-
-/**
- * What a server tells the others of a participant in a session's room: `here`, its first socket is on that
- * server; `gone`, its last left; `drop`, LiveKit said it left (the webhook may reach any server): the server that
- * holds it lets it go and tells the room.
- */
-export interface PresenceNews {
-  sessionId: string;
-  participant: Participant;
-  serverId: string;
-  change: 'here' | 'gone' | 'drop';
-}
-
-/** A participant in a room through other servers, and which. */
-interface ElsewhereEntry {
-  participant: Participant;
-  servers: Set<string>;
 }
 
 export class Rooms {
   readonly #o: RoomsOptions;
   readonly #participants = new Participants();
-  /** per session and identity, the other servers that hold the participant, as their presence news tells */
-  readonly #elsewhere = new Map<string, Map<string, ElsewhereEntry>>();
+  /** per session, participants whose sockets are on other servers (presenceElsewhere) */
+  readonly #elsewhere = new Map<string, Map<string, Participant>>();
   /** per session, frames on their way to its worker (#toSessionWorker) */
   readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
   /**
@@ -144,132 +122,27 @@ export class Rooms {
     const elsewhere = this.#elsewhere.get(sessionId);
     if (!elsewhere) return here;
     const known = new Set(here.map((p) => p.identity));
-    const there = [...elsewhere.values()].map((e) => e.participant);
-    return [...here, ...there.filter((p) => !known.has(p.identity))];
+    return [...here, ...[...elsewhere.values()].filter((p) => !known.has(p.identity))];
   }
 
-  /**
-   * Presence news from another server. A participant counts as in the room while any server holds it, so a
-   * participant whose connection moved to another server (a reconnect through a load balancer, before the old
-   * socket was found dead) neither arrives twice nor leaves while it is there.
-   */
-  presence(news: PresenceNews): void {
-    const { sessionId, participant, serverId } = news;
-    const { identity } = participant;
-    if (news.change === 'drop') {
-      const dropped = this.#participants.drop(sessionId, identity);
-      if (!dropped) return;
-      this.#o.sendPresence({ sessionId, participant: dropped, serverId: this.#o.serverId, change: 'gone' });
-      this.#left(sessionId, dropped);
-      return;
-    }
-    const room = this.#elsewhere.get(sessionId) ?? new Map<string, ElsewhereEntry>();
-    if (news.change === 'here') {
-      this.#elsewhere.set(sessionId, room);
-      const entry = room.get(identity) ?? { participant, servers: new Set<string>() };
-      entry.servers.add(serverId);
-      room.set(identity, entry);
-      return;
-    }
-    const entry = room.get(identity);
-    entry?.servers.delete(serverId);
-    if (entry?.servers.size === 0) room.delete(identity);
-    if (room.size === 0) this.#elsewhere.delete(sessionId);
-  }
-
-  /**
-   * Session events from other servers. A departure they announce is one they took for the last: if the
-   * participant is here after all (its news had not reached them), it is announced again.
-   */
+  /** Who is in a room through another server, as that server's join and leave events tell. */
   presenceElsewhere(e: SessionEvent): void {
-    if (e.type === 'session.participant_left') {
-      const { identity } = e.participant;
-      this.#elsewhere.get(e.sessionId)?.delete(identity);
-      const here = this.#participants.list(e.sessionId).find((p) => p.identity === identity);
-      if (here) {
-        this.#o.sendPresence({
-          sessionId: e.sessionId,
-          participant: here,
-          serverId: this.#o.serverId,
-          change: 'here',
-        });
-        this.#joined(e.sessionId, here);
-      }
+    if (e.type === 'session.participant_joined') {
+      const room = this.#elsewhere.get(e.sessionId) ?? new Map<string, Participant>();
+      this.#elsewhere.set(e.sessionId, room);
+      room.set(e.participant.identity, e.participant);
+    } else if (e.type === 'session.participant_left') {
+      const room = this.#elsewhere.get(e.sessionId);
+      room?.delete(e.participant.identity);
+      if (room?.size === 0) this.#elsewhere.delete(e.sessionId);
+    } else if (e.type === 'session.status_changed' && e.status === 'ended') {
+      this.#elsewhere.delete(e.sessionId);
     }
   }
 
-  /**
-   * The servers that run now: participants held only by servers that died are let go. The server that
-   * claimed a dead one announces their departures (serverDied); the others only forget them.
-   */
-  serversAlive(alive: ReadonlySet<string>): void {
-    for (const [sessionId, room] of this.#elsewhere) {
-      for (const [identity, entry] of room) {
-        for (const server of entry.servers) if (!alive.has(server)) entry.servers.delete(server);
-        if (entry.servers.size === 0) room.delete(identity);
-      }
-      if (room.size === 0) this.#elsewhere.delete(sessionId);
-    }
-  }
-
-  /** This server claimed a dead one: who was in a room only through it has left. */
-  serverDied(dead: string): void {
-    for (const [sessionId, room] of [...this.#elsewhere]) {
-      for (const [identity, entry] of [...room]) {
-        if (!entry.servers.delete(dead) || entry.servers.size > 0) continue;
-        room.delete(identity);
-        if (!this.#participants.list(sessionId).some((p) => p.identity === identity))
-          this.#left(sessionId, entry.participant);
-      }
-      if (room.size === 0) this.#elsewhere.delete(sessionId);
-    }
-  }
-
-  /** The servers that hold the participant (this one included), as this server knows. */
-  holders(sessionId: string, identity: string): string[] {
-    const here = this.#participants.list(sessionId).some((p) => p.identity === identity);
-    const there = this.#elsewhere.get(sessionId)?.get(identity)?.servers ?? [];
-    return [...(here ? [this.#o.serverId] : []), ...there].sort();
-  }
-
-  /** Whether another server holds the participant. */
-  #heldElsewhere(sessionId: string, identity: string): boolean {
-    return (this.#elsewhere.get(sessionId)?.get(identity)?.servers.size ?? 0) > 0;
-  }
-
-  /**
-   * A participant's socket joined the room. Its first one here tells the other servers; it is announced to the
-   * room and the worker unless another server holds it already.
-   */
+  /** A participant's socket joined the room; the first one announces the participant to the room and worker. */
   participantJoined(sessionId: string, participant: Participant): void {
     if (!this.#participants.join(sessionId, participant)) return;
-    this.#o.sendPresence({ sessionId, participant, serverId: this.#o.serverId, change: 'here' });
-    if (!this.#heldElsewhere(sessionId, participant.identity)) this.#joined(sessionId, participant);
-  }
-
-  /**
-   * A participant's socket left. Its last one here tells the other servers; its departure is announced unless
-   * another server still holds it. `anywhere` (LiveKit's webhooks, which any server may receive): a participant
-   * held by another server is let go there.
-   */
-  participantLeft(sessionId: string, identity: string, options: { anywhere?: boolean } = {}): void {
-    const participant = this.#participants.leave(sessionId, identity);
-    if (!participant) {
-      const there = options.anywhere ? this.#elsewhere.get(sessionId)?.get(identity) : undefined;
-      if (there)
-        this.#o.sendPresence({
-          sessionId,
-          participant: there.participant,
-          serverId: this.#o.serverId,
-          change: 'drop',
-        });
-      return;
-    }
-    this.#o.sendPresence({ sessionId, participant, serverId: this.#o.serverId, change: 'gone' });
-    if (!this.#heldElsewhere(sessionId, identity)) this.#left(sessionId, participant);
-  }
-
-  #joined(sessionId: string, participant: Participant): void {
     this.#recordPresence(sessionId, 'participant_joined', participant);
     const at = new Date(this.#o.clock.now()).toISOString();
     this.#o.hub.publish({ type: 'session.participant_joined', sessionId, at, participant });
@@ -277,7 +150,10 @@ export class Rooms {
       this.#toSessionWorker(sessionId, { type: 'participant_joined', sessionId, participant });
   }
 
-  #left(sessionId: string, participant: Participant): void {
+  /** A participant's socket left; the last one announces that the participant left. */
+  participantLeft(sessionId: string, identity: string): void {
+    const participant = this.#participants.leave(sessionId, identity);
+    if (!participant) return;
     this.#announceLeft(sessionId, participant);
     if (participant.kind !== 'agent')
       this.#toSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
@@ -294,14 +170,7 @@ export class Rooms {
    * closing, so the transcript holds every departure by the time anyone can read the ended session.
    */
   ended(sessionId: string): void {
-    const elsewhere = this.#elsewhere.get(sessionId);
-    this.#elsewhere.delete(sessionId);
-    // one held by several servers is announced by one of them: the first by id
-    const self = this.#o.serverId;
-    for (const participant of this.#participants.clear(sessionId)) {
-      const others = elsewhere?.get(participant.identity)?.servers ?? new Set<string>();
-      if ([...others].every((server) => self < server)) this.#announceLeft(sessionId, participant);
-    }
+    for (const participant of this.#participants.clear(sessionId)) this.#announceLeft(sessionId, participant);
   }
 
   /**
