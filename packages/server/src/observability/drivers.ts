@@ -24,7 +24,7 @@ export function observedDriver(driver: WorkerDriver, observer: StartObserver): W
         throw err;
       }
     },
-    stop: (workerId, graceMs) => driver.stop(workerId, graceMs),
+    stop: (workerId, graceMs, handle) => driver.stop(workerId, graceMs, handle),
     isAlive: (workerId, handle) => driver.isAlive(workerId, handle),
     reap: (workerId, handle) => driver.reap(workerId, handle),
     onExit: (listener) => driver.onExit(listener),
