@@ -94,6 +94,44 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     assert.deepEqual(viewer.states.slice(-2), ['ending', 'ended']);
   });
 
+  test('an agent token is renewed by the server its worker is connected to, whichever server seated it', async () => {
+    const [a, b] = servers as [TestServer, TestServer, TestServer];
+    const long = 100 * 3_600_000;
+    await a.createProject(
+      agentProject(
+        'renew-x',
+        { min: 0, max: 1 },
+        {
+          worker: { driver: 'external' },
+          timeouts: { idleMs: long, maxRuntimeMs: long, reconnectWindowMs: long, afkWarningMs: long },
+        },
+      ),
+    );
+    await waitUntil(async () => (await b.api('GET', '/projects/renew-x')).status === 200);
+    const pool = await a.api<{ token: string; workerUrl: string }>(
+      'POST',
+      '/projects/renew-x/pool-tokens',
+      {},
+    );
+    const w = new FrameSocket(pool.body.workerUrl);
+    await w.opened;
+    w.send({ type: 'register', token: pool.body.token });
+    await w.waitFor((f) => f.type === 'registered');
+    w.send({ type: 'ready' });
+    await a.readyWorkers('renew-x', 1);
+    // seated by B: the assignment reaches the worker through A
+    const s = await b.createSession('renew-x');
+    await w.waitFor((f) => f.type === 'assign');
+    w.send({ type: 'session_started', sessionId: s.id });
+    await b.waitForState(s.id, 'active');
+    await clock.advance(31 * 60_000);
+    w.send({ type: 'heartbeat' });
+    const renewed = await w.waitFor((f) => f.type === 'token' && f.session !== undefined);
+    assert.equal((renewed.session as { sessionId: string }).sessionId, s.id);
+    w.ws.close(1000);
+    await b.api('POST', `/sessions/${s.id}/end`);
+  });
+
   test("an operator feed on C shows the changes of A's workers, while it is open", async () => {
     const [a, b, c] = servers as [TestServer, TestServer, TestServer];
     const feed = new FrameSocket(`${c.url.replace(/^http/, 'ws')}/events/ws`, {

@@ -224,7 +224,7 @@ export class Engine {
     });
     // frames other servers send to workers whose sockets are here
     this.o.bus.onMessage((m) => {
-      if (m.kind === 'worker') this.#links.get(m.workerId)?.send(m.frame);
+      if (m.kind === 'worker') this.#deliver(m.workerId, m.frame);
       else if (m.kind === 'project') this.#track(() => this.#reloadProject(m.projectId));
       else if (m.kind === 'dispatch' && !this.#draining)
         this.#track(() => this.#redispatch(m.projectId, m.region));
@@ -1373,8 +1373,6 @@ export class Engine {
     };
     fx.after(async () => {
       const token = await this.#agentToken(s.id, s.projectId, workerId);
-      const issued = this.#issued.get(workerId);
-      if (issued) issued.session = { id: s.id, at: this.clock.now() };
       const participants = this.rooms.participants(s.id).filter((p) => p.kind !== 'agent');
       const assignment: Assignment = { ...assignmentBase, participants, token };
       const livekit = this.liveKitFor(s.projectId);
@@ -1414,9 +1412,23 @@ export class Engine {
 
   /** A frame for a worker: on its socket if that is on this server, else through the bus to the server it is on. */
   #sendWorker(workerId: string, frame: ServerToWorkerFrame): void {
+    if (!this.#deliver(workerId, frame) && this.o.bus.shared)
+      this.o.bus.send({ kind: 'worker', workerId, frame });
+  }
+
+  /**
+   * Sends a frame on the worker's socket, if it is here: false when it is not. The server that holds the socket
+   * keeps the time of an assignment's agent token, which it renews (#refreshTokens), whichever server sent it.
+   */
+  #deliver(workerId: string, frame: ServerToWorkerFrame): boolean {
     const link = this.#links.get(workerId);
-    if (link) link.send(frame);
-    else if (this.o.bus.shared) this.o.bus.send({ kind: 'worker', workerId, frame });
+    if (!link) return false;
+    if (frame.type === 'assign') {
+      const issued = this.#issued.get(workerId);
+      if (issued) issued.session = { id: frame.assignment.sessionId, at: this.clock.now() };
+    }
+    link.send(frame);
+    return true;
   }
 
   #sendToWorker(fx: Effects, workerId: string, frame: ServerToWorkerFrame): void {
