@@ -39,9 +39,10 @@ export interface WorkerHooks {
   onSessionState?: Hook<[info: SessionStateInfo]>;
   /**
    * the worker leaves its session, once per session: after onShutdown (even one that outlived graceMs), on
-   * close(), or when reconnecting gave up
+   * close(), or when reconnecting gave up. `assignment` is the session left: a reused worker whose onShutdown
+   * outlived graceMs may hold its next session already
    */
-  onDisconnect?: Hook<[]>;
+  onDisconnect?: Hook<[assignment: Assignment]>;
   /**
    * the server asked the worker to stop; `stopped` is sent once this and onDisconnect have both finished, or
    * after graceMs
@@ -58,7 +59,7 @@ export interface WorkerEventMap {
   message: [envelope: Envelope];
   sessionState: [info: SessionStateInfo];
   shutdown: [info: ShutdownInfo];
-  disconnect: [];
+  disconnect: [assignment: Assignment];
   /** server `error` frames and failed hooks; logged instead when nobody listens */
   error: [error: Error];
   reconnecting: [info: { attempt: number; delayMs: number; code: number; reason: string }];

@@ -296,6 +296,15 @@ test('an onConnect that rejects while the socket is down: the session is ended o
     sessionId: 'ses_1',
     message: 'onConnect threw: no GPU',
   });
+  // said once: a further reconnect does not say it again
+  conn2.socket.terminate();
+  const conn3 = await server.next();
+  const registeredAgain = once(worker, 'registered');
+  await conn3.accept();
+  await registeredAgain;
+  worker.send('probe', {});
+  // the first frame after register is the probe: no second session_failed before it
+  assert.equal((await conn3.expect('message')).messageType, 'probe');
 });
 
 test('room messages and participants reach the hooks and events in order', async (t) => {
@@ -490,17 +499,26 @@ test('shutdown with reuse: an onShutdown that outlives graceMs is still followed
       await finish.promise;
       calls.push('shutdown done');
     },
-    onDisconnect: () => void calls.push('disconnect'),
+    onDisconnect: (a, w) => void calls.push(`disconnect ${a.sessionId} (now ${w.session?.sessionId})`),
   });
   conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: GRACE_MS, reason: 'completed', reuse: true });
   await running.promise;
   clock.fire(); // graceMs is over: the worker moves on without waiting for onShutdown
   await conn.expect('stopped');
   assert.equal(worker.session, null);
-  finish.resolve();
   conn.send({ type: 'assign', assignment: { ...assignment, sessionId: 'ses_2' } });
   await conn.expect('session_started');
-  assert.deepEqual(calls, ['connect ses_1', 'shutdown', 'shutdown done', 'disconnect', 'connect ses_2']);
+  const left = once(worker, 'disconnect');
+  finish.resolve();
+  // the late onDisconnect is told which session it is for: not the one the worker holds now
+  assert.equal((await left)[0].sessionId, 'ses_1');
+  assert.deepEqual(calls, [
+    'connect ses_1',
+    'shutdown',
+    'connect ses_2',
+    'shutdown done',
+    'disconnect ses_1 (now ses_2)',
+  ]);
 });
 
 test('shutdown: an onShutdown that outlives graceMs is still followed by onDisconnect after the worker closed', async (t) => {
@@ -614,7 +632,7 @@ async function heartbeating(t: TestContext, server: FakeServer, options: WorkerO
   return { clock, worker, conn };
 }
 
-test('a connection the server no longer answers is dropped after 3 silent heartbeat periods, and the worker reconnects', async (t) => {
+test('a connection the server no longer answers is dropped after SILENT_HEARTBEATS_LIMIT silent heartbeat periods, and the worker reconnects', async (t) => {
   const server = await FakeServer.listen(t, { autoPong: false });
   const { clock, worker, conn } = await heartbeating(t, server);
   const reconnecting = once(worker, 'reconnecting');

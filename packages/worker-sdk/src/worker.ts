@@ -27,7 +27,7 @@ const serverFrame = validator(ServerToWorkerFrame);
  * Heartbeat periods in a row with nothing from the server (no frame, no pong) after which the connection is
  * taken for dead and dropped (a half-open connection: the server's host died, a NAT forgot the connection).
  */
-export const SILENT_HEARTBEATS_LIMIT = 3;
+export const SILENT_HEARTBEATS_LIMIT = 2;
 
 /** idle → connecting → registered → closing → closed; `connecting` again while reconnecting. */
 export type WorkerConnectionState = 'idle' | 'connecting' | 'registered' | 'closing' | 'closed';
@@ -54,6 +54,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #setup: 'running' | 'started' | 'failed' = 'running';
   /** why onConnect failed, for session_failed */
   #setupError = '';
+  /** session_failed went out on a registered connection for #session */
+  #failureSent = false;
   /** the session the last shutdown ended: nothing is said about its set-up any more */
   #endingSession: Assignment | null = null;
   /** the sessions onDisconnect has run (or is running) for: once each, whatever order the hooks end in */
@@ -114,8 +116,9 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   onSessionState(info: SessionStateInfo): void | Promise<void> {
     return this.#hooks.onSessionState?.(info, this);
   }
-  onDisconnect(): void | Promise<void> {
-    return this.#hooks.onDisconnect?.(this);
+  /** `assignment` is the session being left (worker.session may already be the next one, or null) */
+  onDisconnect(assignment: Assignment): void | Promise<void> {
+    return this.#hooks.onDisconnect?.(assignment, this);
   }
   onShutdown(info: ShutdownInfo): void | Promise<void> {
     return this.#hooks.onShutdown?.(info, this);
@@ -431,6 +434,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   async #onAssign(assignment: Assignment): Promise<void> {
     this.#session = assignment;
     this.#setup = 'running';
+    this.#failureSent = false;
     this.options.logger.info('session assigned', {
       sessionId: assignment.sessionId,
       restarts: assignment.restarts,
@@ -470,7 +474,11 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     if (!session || this.#setup === 'running' || session === this.#endingSession || !this.#canSend()) return;
     const { sessionId } = session;
     if (this.#setup === 'started') this.#sendFrame({ type: 'session_started', sessionId });
-    else this.#sendFrame({ type: 'session_failed', sessionId, message: this.#setupError });
+    else if (!this.#failureSent) {
+      // said once: the session ends at once, and saying it again would only be refused
+      this.#sendFrame({ type: 'session_failed', sessionId, message: this.#setupError });
+      this.#failureSent = true;
+    }
   }
 
   async #onShutdown(info: ShutdownInfo): Promise<void> {
@@ -506,8 +514,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     if (!session || this.#left.has(session)) return;
     this.#left.add(session);
     try {
-      this.emit('disconnect');
-      await this.onDisconnect();
+      this.emit('disconnect', session);
+      await this.onDisconnect(session);
     } catch (err) {
       this.#hookFailed('onDisconnect', err);
     }
@@ -612,7 +620,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
       this.#heartbeatTimer = null;
       const socket = this.#socket;
       if (!socket || !this.#canSend()) return;
-      if (socket.ping) {
+      if (socket.ping && socket.on) {
         this.#silentBeats += 1;
         if (this.#silentBeats >= SILENT_HEARTBEATS_LIMIT) {
           this.#dropSilent(socket);
