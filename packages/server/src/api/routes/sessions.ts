@@ -37,8 +37,11 @@ const ListQuery = Type.Object(
 
 const tags = ['sessions'];
 
-/** Identities Usher makes: workers' (`w_…`, the agent's) and those of participants it names itself. */
-const USHER_IDENTITY = /^(w|viewer|user|observer)_/;
+/**
+ * Identities Usher makes (newId): workers' (`w_…`, the agent's) and those of the participants it names itself,
+ * a prefix and 21 lower-case letters and digits.
+ */
+const USHER_IDENTITY = /^(w|viewer|user|observer)_[0-9a-z]{21}$/;
 
 export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { engine } = ctx;
@@ -172,14 +175,13 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const role = req.body?.role ?? 'user';
       const identity = req.body?.identity ?? newId(role, engine.clock.now());
       // a participant may name whoever it lets in, but not after someone in the room: others would take one for
-      // the other (an admin may, to hand a participant a new token)
-      if (caller.kind === 'token' && req.body?.identity !== undefined) {
-        // the names Usher makes (workers', viewers' and unnamed participants') are kept for them: a name taken
-        // now could pass for the agent, or for someone briefly away
+      // the other (an admin may, to hand a participant a new token), nor with a name Usher makes (the agent's,
+      // or one it gave someone now briefly away). Its own name it may ask for again, as after a reload.
+      if (caller.kind === 'token' && req.body?.identity !== undefined && identity !== caller.token.idn) {
         if (USHER_IDENTITY.test(identity))
           throw new UsherError(
             'CONFLICT',
-            `"${identity}" looks like an identity Usher makes (w_…, viewer_…, user_…, observer_…): choose another`,
+            `"${identity}" looks like an identity Usher makes (w_…, viewer_…, user_…, observer_…, with 21 letters and digits): choose another`,
           );
         if (engine.rooms.participants(s.id).some((p) => p.identity === identity))
           throw new UsherError(
