@@ -324,28 +324,33 @@ export class Engine {
         });
         continue;
       }
-      // asked to stop before the restart, and still there: the stop died with the previous run
+      // asked to stop before the restart, and still there: the stop died with the previous run. Should the stop
+      // fail (the Kubernetes API away), the worker is watched as the others are, and reaped if it stays away
       if (w.state === 'stopping' && w.driver !== 'external' && driver && w.handle) {
         this.o.log.info(
           { workerId: w.id, projectId: w.projectId },
           'stopping a worker the previous run was stopping',
         );
-        await driver
-          .reap(w.id, w.handle)
-          .catch((err) =>
+        const stopped = await driver.reap(w.id, w.handle).then(
+          () => true,
+          (err) => {
             this.o.log.error(
               { err, workerId: w.id },
               'could not stop a worker the previous run was stopping',
-            ),
-          );
-        await this.onWorkerExit({
-          workerId: w.id,
-          code: null,
-          signal: null,
-          expected: true,
-          whileAway: true,
-        });
-        continue;
+            );
+            return false;
+          },
+        );
+        if (stopped) {
+          await this.onWorkerExit({
+            workerId: w.id,
+            code: null,
+            signal: null,
+            expected: true,
+            whileAway: true,
+          });
+          continue;
+        }
       }
       this.#liveness.watch(w.id, this.#reattachWindow(w), async () => {
         if (await this.#attachedElsewhere(w.id)) return;
