@@ -22,6 +22,8 @@ interface Row {
 }
 
 const COLUMNS = 'id, project_id, region, created_at, expires_at, revoked_at';
+/** How long an expired token stays listed (and kept) after it expired. */
+const KEPT_AFTER_EXPIRY_MS = 24 * 3_600_000;
 
 const record = (r: Row): PoolTokenRecord => ({
   id: r.id,
@@ -39,7 +41,9 @@ export class PoolTokenStore {
     this.#db = db;
   }
 
+  /** Keeps a new token; those expired over a day ago go (a token no longer registers anyone once expired). */
   async insert(t: Omit<PoolTokenRecord, 'revokedAt'>): Promise<PoolTokenRecord> {
+    await this.#db.run('DELETE FROM pool_tokens WHERE expires_at < ?', [t.createdAt - KEPT_AFTER_EXPIRY_MS]);
     await this.#db.run(
       'INSERT INTO pool_tokens (id, project_id, region, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
       [t.id, t.projectId, t.region, t.createdAt, t.expiresAt],
@@ -56,7 +60,7 @@ export class PoolTokenStore {
   async list(projectId: string, now: number): Promise<PoolTokenRecord[]> {
     const rows = await this.#db.all<Row>(
       `SELECT ${COLUMNS} FROM pool_tokens WHERE project_id = ? AND expires_at > ? ORDER BY created_at DESC, id DESC`,
-      [projectId, now - 24 * 3_600_000],
+      [projectId, now - KEPT_AFTER_EXPIRY_MS],
     );
     return rows.map(record);
   }
