@@ -823,6 +823,54 @@ describe('KubernetesDriver errors say what to fix', () => {
     );
   });
 
+  test('a pod whose failed create goes through after the delete that followed it is deleted when it shows up', async (t) => {
+    const h = await setup(t);
+    const failedStart = async () => {
+      const l = launch();
+      const name = podName(l.workerId);
+      h.fake.failNext('create', 'pods', 504, 'etcdserver: request timed out');
+      await rejects(
+        h.driver.start(l),
+        504,
+        /create pod "usher-w-test\d+" in namespace "workers" failed \(504/,
+      );
+      assert.deepEqual(
+        deletes(h, name).map((r) => r.status),
+        [404],
+        'the delete came before the pod',
+      );
+      // the API server commits the create after all
+      return () =>
+        h.fake.seed<PodObject>({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: {
+            name,
+            namespace: NS,
+            labels: {
+              [LABELS.managedBy]: 'usher',
+              [LABELS.installation]: 'test',
+              [LABELS.worker]: l.workerId,
+            },
+          },
+          spec: { containers: [{ name: 'worker', image: 'registry.example.com/agent:1.0' }] },
+          status: { phase: 'Pending' },
+        });
+    };
+    const late = await failedStart();
+    const pod = late();
+    await h.fake.waitForGone('pods', NS, pod.metadata.name);
+    // past the cleanup limit, a pod that shows up is left to the start-up reap
+    const tooLate = await failedStart();
+    await h.clock.advance(10 * 60_000);
+    const inTime = await failedStart();
+    const kept = tooLate();
+    const gone = inTime();
+    // the watch reports pods in order: once the second is gone, the first was seen, and left alone
+    await h.fake.waitForGone('pods', NS, gone.metadata.name);
+    assert.ok(h.fake.pod(NS, kept.metadata.name), 'left alone');
+  });
+
   test('a secret made by the API server whose create then failed goes with its pod', async (t) => {
     const h = await setup(t);
     const l = launch();

@@ -157,6 +157,12 @@ export class KubernetesDriver implements WorkerDriver {
   readonly #workers = new Map<string, PodWorker>();
   readonly #byPod = new Map<string, PodWorker>();
   readonly #watches = new Map<string, NamespaceWatch>();
+  /**
+   * Pods whose create failed in a way that may still go through (namespace/name → until when, on the driver's
+   * clock): the delete that followed may have come before the API server made the pod, so one that shows up
+   * within the cleanup limit is deleted then.
+   */
+  readonly #doomed = new Map<string, number>();
   /** namespaces whose watch could not start while pods there are tracked: the timer of the next try */
   readonly #watchRetries = new Map<string, TimerHandle>();
   readonly #listeners: Array<(exit: WorkerExit) => void> = [];
@@ -242,7 +248,10 @@ export class KubernetesDriver implements WorkerDriver {
       // secret (CreateContainerConfigError), holding its node's resources until a start-up reaps it as an
       // orphan. It is deleted by its name (404: it was never made); there is no secret yet, which comes after
       // the pod. A 4xx made nothing, and a 409 is a pod that is not this start's: both are left alone.
-      if (mayHaveApplied(err)) await this.#deleteLeftovers(w, { pod: true, secret: false });
+      if (mayHaveApplied(err)) {
+        await this.#deleteLeftovers(w, { pod: true, secret: false });
+        this.#doomed.set(`${namespace}/${name}`, this.#clock.now() + this.#cleanupLimitMs);
+      }
       throw err;
     }
     w.uid = created.metadata?.uid ?? null;
@@ -263,6 +272,22 @@ export class KubernetesDriver implements WorkerDriver {
       await this.#deleteLeftovers(w, { pod: true, secret: mayHaveApplied(err) });
       throw err;
     }
+  }
+
+  /** A pod that shows up after its create had failed (#doomed): it would only hold its node, so it goes. */
+  #deleteIfDoomed(namespace: string, name: string): void {
+    const now = this.#clock.now();
+    for (const [key, until] of this.#doomed) if (until < now) this.#doomed.delete(key);
+    const key = `${namespace}/${name}`;
+    if (!this.#doomed.delete(key)) return;
+    this.#log.warn({ namespace, pod: name }, 'a pod whose create had failed was made after all: deleting it');
+    const deleted = this.#deletePod(namespace, name, 0).then(
+      () => {},
+      (err) =>
+        this.#log.error({ err, namespace, pod: name }, 'could not delete it; the next start-up reaps it'),
+    );
+    this.#cleanups.add(deleted);
+    void deleted.finally(() => this.#cleanups.delete(deleted));
   }
 
   /** After a failed start: deletes the worker's pod (at once) and/or secret by name; 404 means it is not there. */
@@ -661,6 +686,7 @@ export class KubernetesDriver implements WorkerDriver {
     const name = pod.metadata?.name;
     if (!name) return;
     const w = this.#byPod.get(`${namespace}/${name}`);
+    if (!w && type !== 'DELETED') this.#deleteIfDoomed(namespace, name);
     if (!w || w.done) return;
     const uid = pod.metadata?.uid ?? null;
     if (w.uid && uid && uid !== w.uid) return; // an earlier pod of that name
