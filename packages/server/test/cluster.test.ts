@@ -108,16 +108,7 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
       ),
     );
     await waitUntil(async () => (await b.api('GET', '/projects/renew-x')).status === 200);
-    const pool = await a.api<{ token: string; workerUrl: string }>(
-      'POST',
-      '/projects/renew-x/pool-tokens',
-      {},
-    );
-    const w = new FrameSocket(pool.body.workerUrl);
-    await w.opened;
-    w.send({ type: 'register', token: pool.body.token });
-    await w.waitFor((f) => f.type === 'registered');
-    w.send({ type: 'ready' });
+    const { w } = await a.poolWorker('renew-x');
     await a.readyWorkers('renew-x', 1);
     // seated by B: the assignment reaches the worker through A
     const s = await b.createSession('renew-x');

@@ -395,18 +395,9 @@ for (const kind of databaseKinds()) {
       // liveness never moves here: only the worker's own leaving can stop it
       const { t } = await fakeSetup(kind, c);
       await t.createProject(agentProject('leaving', { min: 0, max: 2 }, { worker: { driver: 'external' } }));
-      const pool = await t.api<{ token: string; workerUrl: string }>(
-        'POST',
-        '/projects/leaving/pool-tokens',
-        {},
-      );
       const connect = async () => {
-        const w = new FrameSocket(pool.body.workerUrl);
-        await w.opened;
-        w.send({ type: 'register', token: pool.body.token });
-        const registered = await w.waitFor((f) => f.type === 'registered');
-        w.send({ type: 'ready' });
-        return { w, id: String(registered.workerId) };
+        const { w, workerId } = await t.poolWorker('leaving');
+        return { w, id: workerId };
       };
       const busy = await connect();
       await t.readyWorkers('leaving', 1);
@@ -449,14 +440,8 @@ for (const kind of databaseKinds()) {
           },
         ),
       );
-      const pool = await t.api<{ token: string; workerUrl: string }>('POST', '/projects/renew/pool-tokens', {
-        ttlSeconds: 90 * 24 * 3600,
-      });
-      const w = new FrameSocket(pool.body.workerUrl);
-      await w.opened;
-      w.send({ type: 'register', token: pool.body.token });
-      const registered = await w.waitFor((f) => f.type === 'registered');
-      w.send({ type: 'ready' });
+      const pool = await t.poolWorker('renew', { ttlSeconds: 90 * 24 * 3600 });
+      const { w } = pool;
       await t.readyWorkers('renew', 1);
       const s = await t.createSession('renew');
       const assign = await w.waitFor((f) => f.type === 'assign');
@@ -492,16 +477,16 @@ for (const kind of databaseKinds()) {
       w.ws.terminate();
       await w.closed;
       const again = async (token: string) => {
-        const socket = new FrameSocket(pool.body.workerUrl);
+        const socket = new FrameSocket(pool.workerUrl);
         await socket.opened;
         socket.send({ type: 'register', token });
         return socket;
       };
-      const stale = await again(String(registered.token));
+      const stale = await again(pool.ownToken);
       assert.equal((await stale.closed).code, 1008, 'the token given at registration has expired');
       const fresh = await again(String(next.worker));
       const back = await fresh.waitFor((f) => f.type === 'registered');
-      assert.equal(back.workerId, registered.workerId, 'the same worker, with its session');
+      assert.equal(back.workerId, pool.workerId, 'the same worker, with its session');
       fresh.ws.close(1000);
       await t.api('POST', `/sessions/${s.id}/end`);
     });

@@ -14,6 +14,7 @@ import {
 } from '@usher/server';
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from './databases.ts';
 import { FakeDriver } from './fake-driver.ts';
+import { FrameSocket } from './frame-socket.ts';
 import { TestSocket } from './session-socket.ts';
 
 export const TEST_ADMIN_KEY = 'test-admin-key-0123456789';
@@ -205,6 +206,35 @@ export class TestServer {
   /** Resolves with the workers of a project once they satisfy pred (checked now and on every worker change). */
   workersWhere(projectId: string, pred: (workers: EngineWorker[]) => boolean): Promise<EngineWorker[]> {
     return workersWhere(this.server, projectId, pred);
+  }
+
+  /**
+   * A worker dialled in by hand, as an external one is: a pool token of the project (`body`: its region and
+   * lifetime), a socket that registers with it and says `ready`. Returns the socket, the worker's id and the
+   * token the server gave it, and the pool token.
+   */
+  async poolWorker(
+    projectId: string,
+    body: { region?: string; ttlSeconds?: number } = {},
+  ): Promise<{ w: FrameSocket; workerId: string; ownToken: string; poolToken: string; workerUrl: string }> {
+    const pool = await this.api<{ token: string; workerUrl: string }>(
+      'POST',
+      `/projects/${projectId}/pool-tokens`,
+      body,
+    );
+    if (pool.status !== 201) throw new Error(`no pool token: ${pool.status} ${JSON.stringify(pool.body)}`);
+    const w = new FrameSocket(pool.body.workerUrl);
+    await w.opened;
+    w.send({ type: 'register', token: pool.body.token });
+    const registered = await w.waitFor((f) => f.type === 'registered');
+    w.send({ type: 'ready' });
+    return {
+      w,
+      workerId: String(registered.workerId),
+      ownToken: String(registered.token),
+      poolToken: pool.body.token,
+      workerUrl: pool.body.workerUrl,
+    };
   }
 
   /** Resolves when at least n workers of the project are ready. */
