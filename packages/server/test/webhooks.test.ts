@@ -16,6 +16,7 @@ import {
   TestServer,
 } from '@usher/testing';
 import { Webhook } from 'standardwebhooks';
+import { eventually } from './fixtures/processes.ts';
 import { adminApi, freePort, startServer } from './fixtures/server-child.ts';
 import { type Answer, type Received, WebhookReceiver } from './fixtures/webhook-receiver.ts';
 import { assertError } from './helpers.ts';
@@ -346,6 +347,10 @@ for (const kind of databaseKinds()) {
       c.after(() => run1.close());
       await run1.createProject(streamProject('r', { min: 0, max: 1 }));
       const s = await run1.createSession('r');
+      // the worker starts the session (the agent's arrival is an event, and a delivery, of its own)
+      await eventually('the worker to start the session', async () =>
+        Boolean((await run1.engine.store.read.getSession(s.id))?.workerStarted),
+      );
       await run1.settled();
       await run1.server.webhooks.settled();
       const pending = (await run1.api<Page>('GET', `/webhooks/deliveries?sessionId=${s.id}`)).body.deliveries;
