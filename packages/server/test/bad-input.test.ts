@@ -13,6 +13,7 @@ import {
   TEST_ADMIN_KEY,
   TEST_SECRET,
   type TestSocket,
+  TestStreamer,
   useTestServer,
 } from '@usher/testing';
 import WebSocket from 'ws';
@@ -499,6 +500,13 @@ for (const kind of databaseKinds()) {
         assert.equal(frames[0]?.type, 'error');
         assert.equal(frames[0]?.code, 'INTERNAL');
         assert.match(String(frames[0]?.message), /try again/);
+        // a Pixel Streaming streamer registering on /workers/signalling is told the same
+        const streamer = new TestStreamer(
+          `${t.url.replace(/^http/, 'ws')}/workers/signalling?token=${token}`,
+        );
+        assert.equal((await streamer.closed).code, 1011);
+        const error = streamer.received.find((m) => m.type === 'error');
+        assert.equal(error?.code, 'INTERNAL');
       } finally {
         engine.workerRegistered = real;
       }

@@ -1,7 +1,8 @@
-// Parsing of incoming WebSocket frames: size, JSON and schema checks, with a message for each failure.
-import type { Validator } from '@usher/protocol';
+// Parsing of incoming WebSocket frames: size, JSON and schema checks, with a message for each failure; and how a
+// socket whose set-up failed is closed.
+import { SocketCloseCode, UsherError, type Validator } from '@usher/protocol';
 import type { Static, TSchema } from 'typebox';
-import type { RawData } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { scrubSecrets } from '../util/redact.ts';
 
 export type Parsed<T> =
@@ -43,4 +44,25 @@ export function parseFrame<T extends TSchema>(
 export function truncate(s: string, max = 200): string {
   const shown = scrubSecrets(s);
   return shown.length > max ? `${shown.slice(0, max)}…` : shown;
+}
+
+/**
+ * Whether a socket's set-up failed on the server's side (its database away, say) rather than being refused:
+ * worth another try.
+ */
+export function failedOnServer(err: unknown): boolean {
+  return !(err instanceof UsherError) || err.code === 'INTERNAL';
+}
+
+/**
+ * Ends a socket whose set-up failed on the server's side: an INTERNAL error frame, then 1011, which clients and
+ * the SDKs try again after (a 1008 is a refusal they take as final).
+ */
+export function closeToRetry(
+  socket: WebSocket,
+  send: (frame: { type: 'error'; code: string; message: string }) => void,
+  message: string,
+): void {
+  send({ type: 'error', code: 'INTERNAL', message });
+  socket.close(SocketCloseCode.InternalError, truncate(message, 120));
 }

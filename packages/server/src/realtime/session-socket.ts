@@ -15,6 +15,7 @@ import type { RawData, WebSocket } from 'ws';
 import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import type { TransitionRecord } from '../storage/records.ts';
+import { closeToRetry, failedOnServer } from './frames.ts';
 import { sendEvent, sendFrame } from './outbound.ts';
 import { roomSender, SIGNALLING_RATE, TokenBucket } from './rate-limit.ts';
 import type { PlayerHandle } from './signalling/relay.ts';
@@ -140,16 +141,18 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         unsubscribe();
         if (player) relay.playerClosed(player);
         if (joined) engine.rooms.participantLeft(sessionId, identity);
-        const e =
-          err instanceof UsherError ? err : new UsherError('INTERNAL', 'could not open the session socket');
-        if (e.code === 'INTERNAL')
+        if (failedOnServer(err)) {
           log.error({ err, sessionId, projectId }, 'the session socket could not open');
-        send({ type: 'error', code: e.code, message: e.message });
-        // a refusal is final; a failure on the server's side (its database away) is worth another try
-        socket.close(
-          e.code === 'INTERNAL' ? SocketCloseCode.InternalError : SocketCloseCode.PolicyViolation,
-          e.message.slice(0, 120),
-        );
+          closeToRetry(
+            socket,
+            send,
+            err instanceof UsherError ? err.message : 'could not open the session socket',
+          );
+          return;
+        }
+        const { code, message } = err as UsherError;
+        send({ type: 'error', code, message });
+        socket.close(SocketCloseCode.PolicyViolation, message.slice(0, 120));
         return;
       }
       const held = buffer;

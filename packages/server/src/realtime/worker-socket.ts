@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { ApiContext } from '../api/context.ts';
 import type { WorkerLink } from '../engine/engine.ts';
-import { parseFrame, truncate } from './frames.ts';
+import { closeToRetry, failedOnServer, parseFrame, truncate } from './frames.ts';
 import { sendFrame } from './outbound.ts';
 import { releaseUpgrade } from './upgrade.ts';
 
@@ -70,15 +70,9 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
           // the socket closed while the server registered it: the link it just kept is gone already
           if (closed) engine.workerSocketClosed(w.id, link);
         } catch (err) {
-          if (err instanceof UsherError && err.code !== 'INTERNAL') return refuse(err.message);
-          // a failure on the server's side (its database away) is worth another try: not a refusal
+          if (!failedOnServer(err)) return refuse((err as UsherError).message);
           log.error({ err }, 'worker registration failed');
-          link.send({
-            type: 'error',
-            code: 'INTERNAL',
-            message: 'registration failed on the server; try again',
-          });
-          socket.close(SocketCloseCode.InternalError, 'registration failed on the server; try again');
+          closeToRetry(socket, link.send, 'registration failed on the server; try again');
         }
         return;
       }

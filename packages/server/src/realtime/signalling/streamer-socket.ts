@@ -15,7 +15,7 @@ import type { WebSocket } from 'ws';
 import { credentialOf } from '../../api/auth.ts';
 import type { ApiContext } from '../../api/context.ts';
 import type { WorkerLink } from '../../engine/engine.ts';
-import { parseFrame, truncate } from '../frames.ts';
+import { closeToRetry, failedOnServer, parseFrame, truncate } from '../frames.ts';
 import { releaseUpgrade } from '../upgrade.ts';
 
 const streamerSignal = validator(StreamerSignal);
@@ -104,7 +104,9 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
         await engine.workerFrame(w.id, { type: 'ready' });
         send({ type: 'endpointIdConfirm', committedId: w.id });
       } catch (err) {
-        refuse(err instanceof UsherError ? err.message : 'registration failed');
+        if (!failedOnServer(err)) return refuse((err as UsherError).message);
+        log.error({ err }, 'streamer registration failed');
+        closeToRetry(socket, send, 'registration failed on the server; try again');
       }
     };
 
