@@ -11,6 +11,7 @@ import {
   createTestDatabase,
   databaseKinds,
   FrameSocket,
+  lastingExternalProject,
   streamProject,
   TEST_ADMIN_KEY,
   TEST_SECRET,
@@ -96,17 +97,7 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
 
   test('an agent token is renewed by the server its worker is connected to, whichever server seated it', async () => {
     const [a, b] = servers as [TestServer, TestServer, TestServer];
-    const long = 100 * 3_600_000;
-    await a.createProject(
-      agentProject(
-        'renew-x',
-        { min: 0, max: 1 },
-        {
-          worker: { driver: 'external' },
-          timeouts: { idleMs: long, maxRuntimeMs: long, reconnectWindowMs: long, afkWarningMs: long },
-        },
-      ),
-    );
+    await a.createProject(lastingExternalProject('renew-x', { min: 0, max: 1 }));
     await waitUntil(async () => (await b.api('GET', '/projects/renew-x')).status === 200);
     const { w } = await a.poolWorker('renew-x');
     await a.readyWorkers('renew-x', 1);

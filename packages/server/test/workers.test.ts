@@ -9,6 +9,7 @@ import {
   createTestDatabase,
   databaseKinds,
   FrameSocket,
+  lastingExternalProject,
   TEST_SECRET,
   type TestDatabase,
   TestServer,
@@ -429,17 +430,7 @@ for (const kind of databaseKinds()) {
     test('credentials past half their life are renewed with a heartbeat: the old ones expire, the new ones work', async (c) => {
       const HOUR = 3_600_000;
       const { t } = await fakeSetup(kind, c, { sessionTokenTtlMs: HOUR, workerTokenTtlMs: 4 * HOUR });
-      const long = 100 * HOUR;
-      await t.createProject(
-        agentProject(
-          'renew',
-          { min: 0, max: 1 },
-          {
-            worker: { driver: 'external' },
-            timeouts: { idleMs: long, maxRuntimeMs: long, reconnectWindowMs: long, afkWarningMs: long },
-          },
-        ),
-      );
+      await t.createProject(lastingExternalProject('renew', { min: 0, max: 1 }));
       const pool = await t.poolWorker('renew', { ttlSeconds: 90 * 24 * 3600 });
       const { w } = pool;
       await t.readyWorkers('renew', 1);

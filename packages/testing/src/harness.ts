@@ -293,6 +293,18 @@ export function agentProject(
   return { ...streamProject(id, pool, extra), kind: 'agent', ...extra };
 }
 
+/**
+ * An agent project whose workers are dialled in by hand (the external driver) and whose live sessions no
+ * timeout ends: for tests that move the clock by hours.
+ */
+export function lastingExternalProject(id: string, pool: { min: number; max: number }): ProjectInput {
+  const long = 100 * 3_600_000;
+  return agentProject(id, pool, {
+    worker: { driver: 'external' },
+    timeouts: { idleMs: long, maxRuntimeMs: long, reconnectWindowMs: long, afkWarningMs: long },
+  });
+}
+
 /** What useTestServer gives a suite: stand-ins for the server and database its hooks start. */
 export interface SuiteServer {
   /** forwards every property to the TestServer of the running suite (throws before it is started) */

@@ -153,6 +153,16 @@ async function started(h: Harness, l: WorkerLaunch): Promise<{ namespace: string
   return JSON.parse(handle) as { namespace: string; pod: string };
 }
 
+/** A worker pod running, left behind by a driver that closed (as by a server that stopped): its launch, handle and pod. */
+async function leftRunning(h: Harness): Promise<{ l: WorkerLaunch; handle: string; pod: string }> {
+  const l = launch();
+  const { handle } = await h.driver.start(l);
+  const pod = podName(l.workerId);
+  h.fake.runPod(NS, pod);
+  await h.driver.close();
+  return { l, handle, pod };
+}
+
 const deletes = (h: Harness, pod: string) =>
   h.fake.requests.filter((r) => r.verb === 'delete' && r.resource === 'pods' && r.name === pod);
 
@@ -566,11 +576,7 @@ describe('KubernetesDriver', () => {
 
   test('a pod that ended while no server watched is not alive, and is cleaned up', async (t) => {
     const h = await setup(t);
-    const l = launch();
-    const { handle } = await h.driver.start(l);
-    const pod = podName(l.workerId);
-    h.fake.runPod(NS, pod);
-    await h.driver.close();
+    const { l, handle, pod } = await leftRunning(h);
     h.fake.completePod(NS, pod, 0);
 
     const next = h.another();
@@ -584,11 +590,7 @@ describe('KubernetesDriver', () => {
 
   test('a pod adopted while the API cannot be reached is watched once it can (with backoff on the clock)', async (t) => {
     const h = await setup(t);
-    const l = launch();
-    const { handle } = await h.driver.start(l);
-    const pod = podName(l.workerId);
-    h.fake.runPod(NS, pod);
-    await h.driver.close();
+    const { l, handle, pod } = await leftRunning(h);
 
     const next = h.another();
     const reported = new Promise<WorkerExit>((resolve) => next.onExit(resolve));
