@@ -1,16 +1,16 @@
 // `usher admin-keys create|list|revoke`: the admin keys kept in the database, managed without a running server
 // (the way back in for an operator who has lost every key). Servers stop taking a revoked key within their
 // cache's expiry; revoking through the API (DELETE /admin-keys/{id}) tells them at once.
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { UsherError } from '@usher/protocol';
 import { ADMIN_KEY_CACHE_MS, AdminKeyStore, AdminKeys, openStore } from '@usher/server';
 import type { ResolvedConfig } from './config.ts';
 
+/** `missingDatabase`: the SQLite file the configuration names does not exist (main.ts looks once). */
 export async function adminKeysCommand(
   config: ResolvedConfig,
   args: string[],
   help: string,
+  missingDatabase: string | null,
 ): Promise<number> {
   const [action, arg, ...extra] = args;
   const usage = (message: string) => {
@@ -24,9 +24,9 @@ export async function adminKeysCommand(
     return usage(action === 'create' ? 'give the new key a name' : 'give the id of the key to revoke');
   if (action === 'list' && arg) return usage(`list takes no argument, not "${arg}"`);
   // keys written to a mistyped path would be kept where no server looks
-  if (config.storage.type === 'sqlite' && !existsSync(config.storage.path)) {
+  if (missingDatabase !== null) {
     console.error(
-      `usher admin-keys: there is no database at ${resolve(config.storage.path)}: check --database, USHER_DATABASE_URL or storage.sqlite.path; to make a new one, run usher migrate with the same option (a server also makes its database when it first starts)`,
+      `usher admin-keys: there is no database at ${missingDatabase}: check --database, USHER_DATABASE_URL or storage.sqlite.path; to make a new one, run usher migrate with the same option (a server also makes its database when it first starts)`,
     );
     return 2;
   }

@@ -139,22 +139,26 @@ async function main(argv: string[]): Promise<number> {
     console.log(JSON.stringify(printable(config), null, 2));
     return 0;
   }
-  const created = config.storage.type === 'sqlite' && !existsSync(config.storage.path);
+  // a SQLite file that is not there yet, by its full path: made now (migrate, serve) or a mistake (admin-keys)
+  const missing =
+    config.storage.type === 'sqlite' && !existsSync(config.storage.path)
+      ? resolve(config.storage.path)
+      : null;
   if (command === 'migrate') {
     if (config.storage.type === 'sqlite') mkdirSync(dirname(config.storage.path), { recursive: true });
     const store = await openStore(config.storage);
     await store.close();
     console.log(
-      created
+      missing
         ? `usher migrate: made a new ${describeStorage(config)}, with the schema up to date`
         : `usher migrate: the schema of ${describeStorage(config)} is up to date`,
     );
     return 0;
   }
-  if (command === 'admin-keys') return adminKeysCommand(config, positionals, HELP['admin-keys']!);
-  if (created && command === 'serve')
+  if (command === 'admin-keys') return adminKeysCommand(config, positionals, HELP['admin-keys']!, missing);
+  if (missing && command === 'serve')
     console.error(
-      `usher serve: no database at ${resolve((config.storage as { path: string }).path)}: starting with a new, empty one (--database, USHER_DATABASE_URL or storage.sqlite.path chooses another)`,
+      `usher serve: no database at ${missing}: starting with a new, empty one (--database, USHER_DATABASE_URL or storage.sqlite.path chooses another)`,
     );
   return serve(config, command === 'demo');
 }

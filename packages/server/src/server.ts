@@ -45,6 +45,7 @@ import { LiveKitMode, RECORDED_ROOM_STATES } from './livekit/mode.ts';
 import { liveKitWebhookRoute } from './livekit/webhooks.ts';
 import { Observability } from './observability/observability.ts';
 import { eventsSocketRoute } from './realtime/events-socket.ts';
+import { failedOnServer } from './realtime/frames.ts';
 import { Keepalive } from './realtime/keepalive.ts';
 import {
   BucketMap,
@@ -460,7 +461,7 @@ export class UsherServer {
         engine.rooms
           .relayMessage(sessionId, m.from, m.type, m.data, { toWorker: false })
           .catch((err) =>
-            err instanceof UsherError && err.code !== 'INTERNAL'
+            !failedOnServer(err)
               ? log.warn(
                   { sessionId, from: m.from.identity, problem: err.message },
                   'a LiveKit room message was dropped',

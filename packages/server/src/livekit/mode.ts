@@ -201,7 +201,8 @@ export class LiveKitMode {
 
   /**
    * Deletes the rooms LiveKit still has for sessions that ended: their delete failed (LiveKit away), or the
-   * server that ended them died first. Runs when a server starts. Returns the sessions whose rooms went.
+   * server that ended them died first. Runs when a server starts or adopts a dead one's work. Returns the
+   * sessions whose rooms went.
    */
   async sweepEnded(): Promise<string[]> {
     const on = this.#on();
