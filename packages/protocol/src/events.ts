@@ -137,6 +137,17 @@ export const MessageAck = Type.Object({
 });
 export type MessageAck = Static<typeof MessageAck>;
 
+/**
+ * A participant's token made again, sent on the session socket (before the `pong`) in answer to a `ping` once the
+ * token in use is past half its life. The same session, role and identity, with a full lifetime: use it from
+ * then on, to reconnect and to call the API.
+ */
+export const TokenRenewal = Type.Object({
+  type: Type.Literal('token'),
+  token: Type.String(),
+});
+export type TokenRenewal = Static<typeof TokenRenewal>;
+
 /** A page of a session's transcript: GET /sessions/{id}/messages. */
 export const MessagePage = Type.Object({
   messages: Type.Array(Envelope, { description: 'oldest first' }),

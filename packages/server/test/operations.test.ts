@@ -180,6 +180,25 @@ for (const kind of databaseKinds()) {
       await t.api('POST', `/sessions/${s.id}/end`);
     });
 
+    test('events: a key the server cannot check (its database away) closes the feed with 1011, try again, not 1008', async () => {
+      const db = t.engine.store.db;
+      const get = db.get;
+      db.get = () => Promise.reject(new Error('connection terminated'));
+      try {
+        // a stored key would be looked up in the database: any key that is not configured is
+        const failed = feed(t, 'token=a-key-the-database-holds-0123456789');
+        assert.equal((await failed.closed).code, SocketCloseCode.InternalError);
+        assert.deepEqual(
+          failed.frames.map((f) => f.code),
+          ['INTERNAL'],
+        );
+      } finally {
+        db.get = get;
+      }
+      // with its database back, the same key is looked up, and refused as it should be
+      const refused = feed(t, 'token=a-key-the-database-holds-0123456789');
+      assert.equal((await refused.closed).code, SocketCloseCode.PolicyViolation);
+    });
     // ------------------------------------------------------------------ GET /queues
 
     test('queues: every non-empty queue with positions and the estimates the sessions are told', async () => {

@@ -266,6 +266,18 @@ for (const kind of databaseKinds()) {
       const admin = await t.connect(session, TEST_ADMIN_KEY);
       admin.send({ type: 'subscribe', streamerId: workerId });
       assert.equal((await admin.next('error')).code, 'BAD_REQUEST');
+      // someone invited to a stream session watches its events but plays no stream: no config, which would
+      // have a player (the Web SDK, Epic's frontend) ask for a streamer it cannot have
+      const invited = await t.join(session, { identity: 'guest' });
+      await invited.waitFor(
+        (e) => e.type === 'session.participant_joined' && e.participant.identity === 'guest',
+      );
+      assert.equal(
+        invited.other.some((m) => m.type === 'config'),
+        false,
+        'an invited user gets no Pixel Streaming config',
+      );
+      await invited.close(1000);
       viewer.send({ type: 'answer' });
       assert.match(String((await viewer.next('error')).message), /sdp/);
       await Promise.all([admin.close(), viewer.close(1000), user.close(1000)]);

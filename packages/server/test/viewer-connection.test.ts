@@ -4,15 +4,18 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SocketCloseCode } from '@usher/protocol';
-import { openStore } from '@usher/server';
+import { ManualClock, openStore } from '@usher/server';
 import {
+  agentProject,
   createTestDatabase,
   type DatabaseKind,
   databaseKinds,
   streamProject,
   TestServer,
+  type TestSocket,
 } from '@usher/testing';
 import WebSocket from 'ws';
+import { assertError } from './helpers.ts';
 
 /** A server with one warm stream worker on a fresh database; it stops before its database goes. */
 async function oneWorker(
@@ -95,6 +98,8 @@ for (const kind of databaseKinds()) {
       }) as typeof store.tx;
       const first = await t.connect(session);
       assert.deepEqual(await first.closed, { code: 1011, reason: 'could not open the session socket' });
+      // nothing that reads as a connection came first: a client (the Web SDK) counts this as a failed attempt
+      assert.deepEqual(first.events, [], 'no snapshot before the failure');
       await t.settled();
       assert.deepEqual(
         t.engine.rooms.participants(session.id).filter((p) => p.kind === 'viewer'),
@@ -105,6 +110,61 @@ for (const kind of databaseKinds()) {
       const second = await t.connect(session);
       await second.state('active');
       assert.equal(t.engine.viewersHere(session.id), 1);
+    });
+
+    test('a participant past half its token’s life gets a fresh one with a ping: the old one expires, the fresh one reconnects', async (c) => {
+      const HOUR = 3_600_000;
+      const long = 100 * HOUR;
+      const db = await createTestDatabase(kind);
+      const t = await new TestServer({
+        storage: db.storage,
+        // the workers' liveness runs on a clock of its own: hours pass for the session, not for the worker
+        engine: { sessionTokenTtlMs: HOUR, livenessClock: new ManualClock(Date.now()) },
+        projects: [
+          agentProject(
+            'long',
+            { min: 1, max: 1 },
+            { timeouts: { idleMs: long, maxRuntimeMs: long, afkWarningMs: long, reconnectWindowMs: long } },
+          ),
+        ],
+      }).start();
+      c.after(async () => {
+        await t.close();
+        await db.drop();
+      });
+      await t.readyWorkers('long', 1);
+      const s = await t.createSession('long');
+      await t.waitForState(s.id, 'active');
+      const viewer = await t.connect(s);
+      const bob = await t.joinToken(s, { identity: 'bob' });
+      const bobSocket = await t.connect(s, bob.token);
+      /** pings; the fresh token the answer brought (it comes before the pong), or null */
+      const ping = async (socket: TestSocket): Promise<string | null> => {
+        const from = socket.other.length;
+        socket.send({ type: 'ping', id: 1 });
+        await socket.untilOther((frames) => frames.slice(from).some((f) => f.type === 'pong'));
+        const token = socket.other.slice(from).find((f) => f.type === 'token');
+        return token ? String(token.token) : null;
+      };
+
+      await t.advance(HOUR / 2 - 2_000);
+      assert.equal(await ping(viewer), null, 'before half its life, a ping is only answered');
+      await t.advance(4_000);
+      const viewerToken = await ping(viewer);
+      const bobToken = await ping(bobSocket);
+      assert.ok(viewerToken && bobToken);
+      assert.equal(await ping(viewer), null, 'the fresh token is not renewed again at once');
+
+      await t.advance(HOUR / 2 + 1_000);
+      assertError(await t.api('GET', `/sessions/${s.id}`, undefined, s.token), 401, 'UNAUTHORIZED');
+      assert.equal((await t.api('GET', `/sessions/${s.id}`, undefined, viewerToken)).status, 200);
+      // the same participant comes back with it, under the same name
+      await bobSocket.close();
+      const again = await t.connect(s, bobToken);
+      await again.waitFor((e) => e.type === 'session.status_changed');
+      const identities = t.engine.rooms.participants(s.id).map((p) => p.identity);
+      assert.ok(identities.includes('bob'), identities.join(', '));
+      assert.equal((await t.api('POST', `/sessions/${s.id}/end`, undefined, viewerToken)).status, 200);
     });
 
     test('viewer sockets close with 1012 and the session stays live for its viewer to come back', async (c) => {

@@ -18,7 +18,7 @@ import {
   WORKER_ENV,
   type WorkerFrame,
 } from '@usher/protocol';
-import type { TokenIssuer } from '../auth/tokens.ts';
+import type { TokenIssuer, VerifiedToken } from '../auth/tokens.ts';
 import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
 import { type LiveKitMode, RECORDED_ROOM_STATES } from '../livekit/mode.ts';
@@ -887,6 +887,21 @@ export class Engine {
     identity: string,
   ): Promise<string> {
     return this.o.tokens.sign({ role, sid: s.id, pid: s.projectId, idn: identity }, this.o.sessionTokenTtlMs);
+  }
+
+  /** Whether a participant's token is past half its life: the session socket then hands over a fresh one. */
+  sessionTokenDue(t: VerifiedToken): boolean {
+    return !!t.sid && t.exp * 1000 - this.clock.now() <= this.o.sessionTokenTtlMs / 2;
+  }
+
+  /**
+   * A participant's token made again with a full lifetime: the same session, role and identity. Someone in a
+   * session longer than a token's life can still reconnect and call the API with it.
+   */
+  async renewSessionToken(t: VerifiedToken & { sid: string }): Promise<VerifiedToken & { token: string }> {
+    const claims = { role: t.role, sid: t.sid, pid: t.pid, ...(t.idn ? { idn: t.idn } : {}) };
+    const token = await this.o.tokens.sign(claims, this.o.sessionTokenTtlMs);
+    return { ...claims, token, exp: (await this.o.tokens.verify(token)).exp };
   }
 
   // ------------------------------------------------------------------ transitions

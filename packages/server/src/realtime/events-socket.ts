@@ -1,7 +1,7 @@
 // GET /events/ws: the operator's live feed. After `hello`, every session event of every session (this server's
 // and the others') with its projectId, and every worker change, in the order they happened here. One
 // subscription to the hub serves every such socket; a socket that reads too slowly is closed, never waited for.
-import { type SessionEvent, SocketCloseCode, UsherError } from '@usher/protocol';
+import { type SessionEvent, SocketCloseCode, type UsherError } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { RawData, WebSocket } from 'ws';
@@ -11,6 +11,7 @@ import { workerView } from '../api/routes/workers.ts';
 import type { EventHub } from '../engine/event-hub.ts';
 import type { SessionDirectory, SessionKey } from '../observability/session-directory.ts';
 import type { WorkerRecord } from '../storage/records.ts';
+import { closeToRetry, failedOnServer } from './frames.ts';
 import { releaseUpgrade } from './upgrade.ts';
 
 /** How much a socket may have queued and unsent before it counts as too slow (default 4 MiB). */
@@ -237,10 +238,14 @@ export function eventsSocketRoute(app: FastifyInstance, ctx: ApiContext, options
       try {
         requireAdmin(await callerOf(req, ctx.auth));
       } catch (err) {
-        const e =
-          err instanceof UsherError ? err : new UsherError('INTERNAL', 'could not open the event socket');
-        send({ type: 'error', code: e.code, message: e.message });
-        socket.close(SocketCloseCode.PolicyViolation, e.message.slice(0, 120));
+        if (failedOnServer(err)) {
+          log.error({ err }, 'the event socket could not open');
+          closeToRetry(socket, send, 'the admin key could not be checked on the server; try again');
+          return;
+        }
+        const { code, message } = err as UsherError;
+        send({ type: 'error', code, message });
+        socket.close(SocketCloseCode.PolicyViolation, message.slice(0, 120));
         return;
       }
       // the client may have gone while its key was checked

@@ -14,6 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
+import type { VerifiedToken } from '../auth/tokens.ts';
 import type { TransitionRecord } from '../storage/records.ts';
 import { closeToRetry, failedOnServer } from './frames.ts';
 import { sendEvent, sendFrame } from './outbound.ts';
@@ -70,22 +71,28 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       /** the session's project, for log lines (known once the session is read) */
       let projectId: string | undefined;
       let joined = false;
+      /** the viewer's arrival was written (engine.viewerAttached) */
+      let attached = false;
       /** participants the snapshot listed: their held join events are not sent again */
       const listed = new Set<string>();
       let timeline: TransitionRecord[] = [];
       /** the viewer of a stream session: its signalling to the worker */
       let player: PlayerHandle | null = null;
+      /** a participant's token, renewed on its pings past half its life (an agent's comes with its worker's) */
+      let credential: VerifiedToken | null = null;
       try {
         const caller = await callerOf(req, ctx.auth);
         requireSession(caller, sessionId, ['viewer', 'user', 'observer', 'agent']);
         role = caller.kind === 'token' ? caller.token.role : 'observer';
         if (caller.kind === 'token') identity = caller.token.idn ?? caller.token.role;
-        // Epic's player protocol starts with `config`; Usher's events follow as extra message types. A token
-        // names its project, so config goes out before the session is read: the viewer can ask for its
-        // streamer while the snapshot is on its way
+        if (caller.kind === 'token' && role !== 'agent') credential = caller.token;
+        // Epic's player protocol starts with `config`; Usher's events follow as extra message types. Only the
+        // viewer plays the stream, so only the viewer gets it. A token names its project, so config goes out
+        // before the session is read: the viewer can ask for its streamer while the snapshot is on its way
         let configSent = false;
         const sendConfig = (projectId: string) => {
-          if (configSent || engine.getProject(projectId).settings.kind !== 'stream') return;
+          if (configSent || role !== 'viewer' || engine.getProject(projectId).settings.kind !== 'stream')
+            return;
           configSent = true;
           send(relay.config());
         };
@@ -98,8 +105,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         const status = last?.to ?? s.state;
         if (status === 'ended' && s.state !== 'ended') s = await engine.getSession(sessionId);
         sendConfig(s.projectId);
-        if (configSent && role === 'viewer' && status !== 'ended')
-          player = relay.playerOpened(sessionId, { send });
+        if (configSent && status !== 'ended') player = relay.playerOpened(sessionId, { send });
         const snapshot: SessionEvent = {
           type: 'session.status_changed',
           sessionId,
@@ -111,6 +117,12 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             ? { endCode: s.endCode!, endReason: s.endReason!, outcome: s.outcome! }
             : {}),
         };
+        // the viewer's arrival is written before the snapshot goes out: a socket that fails here closes with
+        // 1011 before the client took it for a connection (the SDK would start its count of attempts again)
+        if (role === 'viewer' && status !== 'ended') {
+          await engine.viewerAttached(sessionId);
+          attached = true;
+        }
         // join before the snapshot, so that a client holding the snapshot is in the room
         if (role !== 'observer' && status !== 'ended') {
           engine.rooms.participantJoined(sessionId, { identity, kind: participantKind(role) });
@@ -135,12 +147,15 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             participant,
           });
         }
-        if (role === 'viewer' && !ended) await engine.viewerAttached(sessionId);
       } catch (err) {
         // what was done for this socket is undone: its streamer link, its place in the room
         unsubscribe();
         if (player) relay.playerClosed(player);
         if (joined) engine.rooms.participantLeft(sessionId, identity);
+        if (attached)
+          void engine
+            .viewerDetached(sessionId, SocketCloseCode.InternalError)
+            .catch((e) => log.error({ err: e, sessionId, projectId }, 'viewer detach failed'));
         if (failedOnServer(err)) {
           log.error({ err, sessionId, projectId }, 'the session socket could not open');
           closeToRetry(
@@ -178,6 +193,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
           },
           () => refuse(ref, 'NOT_RECORDED', `message ${message.id} was relayed but could not be recorded`),
         );
+      /** a token being renewed: the pong waits for it, so the fresh token comes before the pong */
+      let renewing = false;
       const onMessage = (raw: RawData, isBinary: boolean) => {
         // the session is over: the socket is closing, and nothing it sends is relayed or recorded
         if (ended) return;
@@ -192,14 +209,31 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         }
         const frame = parsed.value;
         switch (frame.type) {
-          case 'ping':
-            send({
+          case 'ping': {
+            const pong = {
               type: 'pong',
               id: frame.id ?? null,
               ...(frame.time !== undefined ? { time: frame.time } : {}),
               at: new Date(engine.clock.now()).toISOString(),
-            });
+            };
+            const current = credential;
+            if (!current?.sid || renewing || !engine.sessionTokenDue(current)) return send(pong);
+            renewing = true;
+            engine
+              .renewSessionToken({ ...current, sid: current.sid })
+              .then(
+                (fresh) => {
+                  credential = fresh;
+                  send({ type: 'token', token: fresh.token });
+                },
+                (err) => log.warn({ err, sessionId, projectId }, 'the token could not be renewed'),
+              )
+              .finally(() => {
+                renewing = false;
+                send(pong);
+              });
             return;
+          }
           case 'input':
             if (role === 'viewer' || role === 'user')
               void engine
