@@ -9,6 +9,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
   LogController,
 } from 'fastify';
 import type { WebSocket } from 'ws';
@@ -74,7 +75,10 @@ export interface UsherServerOptions {
   host?: string;
   /** 0 picks a free port */
   port?: number;
-  /** the URL clients and workers use to reach this server, if not http://host:port */
+  /**
+   * The URL clients and workers use to reach this server. Without it, callers are handed URLs at the address
+   * they reached (their request's scheme and Host), and the workers it starts http://host:port.
+   */
   publicUrl?: string;
   /**
    * Admin API keys given in configuration (held as hashes in memory). More can be made, listed and revoked
@@ -408,6 +412,13 @@ export class UsherServer {
     });
     this.#webhooks = webhooks;
     let baseUrl = '';
+    /**
+     * The base of the URLs handed to a caller: the public URL when one is set, else where the caller reached this
+     * server (its request's scheme and Host). A page of http://localhost:8080 is handed ws://localhost:8080/…,
+     * which its origin may open, and a client on another machine an address it can dial, not the listen address.
+     */
+    const baseFor = (req: FastifyRequest | undefined): string =>
+      !o.publicUrl && req && HOST.test(req.host ?? '') ? `${req.protocol}://${req.host}` : baseUrl;
     const engine = new Engine({
       // another server's deadlines are seen within a second (it may have died before they came due)
       ...(shared ? { timerPollMs: 1_000 } : {}),
@@ -527,8 +538,8 @@ export class UsherServer {
         () => clock.now(),
         log,
       ),
-      workerSocketUrl: () => `${toWs(baseUrl)}/workers/ws`,
-      signallingUrl: () => `${toWs(baseUrl)}/workers/signalling`,
+      workerSocketUrl: (req) => `${toWs(baseFor(req))}/workers/ws`,
+      signallingUrl: (req) => `${toWs(baseFor(req))}/workers/signalling`,
       version: VERSION,
       servers: {
         selfId: serverId,
@@ -538,7 +549,7 @@ export class UsherServer {
           else bus.send({ kind: 'drain', serverId: id });
         },
       },
-      sessionSocketUrl: (id) => `${toWs(baseUrl)}/sessions/${encodeURIComponent(id)}/ws`,
+      sessionSocketUrl: (id, req) => `${toWs(baseFor(req))}/sessions/${encodeURIComponent(id)}/ws`,
     };
     // requests wait until the engine has recovered what an earlier run left (projects, viewers, workers)
     const started = Promise.withResolvers<void>();
@@ -672,6 +683,9 @@ async function closeSockets(sockets: WebSocket[]): Promise<void> {
 
 /** The WebSocket endpoints of workers: not for browsers, so not subject to allowedOrigins. */
 const WORKER_SOCKETS = new Set(['/workers/ws', '/workers/signalling']);
+
+/** A Host header fit to put in a URL: a name or an address, and a port. */
+const HOST = /^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
 
 function toWs(httpUrl: string): string {
   return httpUrl.replace(/^http/, 'ws');

@@ -1,6 +1,7 @@
 // The HTTP API (SPEC §8) and the session socket, from the outside as a client sees them, on both databases:
 // sessions, projects, workers, health, the OpenAPI document, and who may do what.
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { describe, test } from 'node:test';
 import type { SessionEvent } from '@usher/protocol';
 import {
@@ -161,6 +162,37 @@ for (const kind of databaseKinds()) {
       assert.match(bad.message, /"sleeping"/);
       assert.match(bad.message, /state/);
       for (const s of [s1, s2, other]) await t.api('POST', `/sessions/${s.id}/end`);
+    });
+
+    test('the URLs handed out start where the caller reached the server (its Host), not at the listen address', async () => {
+      await t.createProject(streamProject('s-host', { min: 0, max: 1 }));
+      const port = new URL(t.url).port;
+      /** a request as a client that dialled `host` sends it (fetch does not let a caller set Host) */
+      const post = (path: string, body: unknown, host: string) =>
+        new Promise<Record<string, string>>((resolve, reject) => {
+          const req = request(`${t.url}${path}`, {
+            method: 'POST',
+            headers: { host, authorization: `Bearer ${TEST_ADMIN_KEY}`, 'content-type': 'application/json' },
+          });
+          req.on('response', async (res) => {
+            let text = '';
+            for await (const chunk of res) text += chunk;
+            resolve(JSON.parse(text));
+          });
+          req.on('error', reject);
+          req.end(JSON.stringify(body));
+        });
+      const local = await post('/sessions', { projectId: 's-host' }, `localhost:${port}`);
+      assert.equal(local.url, `ws://localhost:${port}/sessions/${local.id}/ws`);
+      const joined = await post(`/sessions/${local.id}/join`, {}, `usher.lan:${port}`);
+      assert.equal(joined.url, `ws://usher.lan:${port}/sessions/${local.id}/ws`);
+      const pool = await post('/projects/s-host/pool-tokens', {}, `[::1]:${port}`);
+      assert.equal(pool.workerUrl, `ws://[::1]:${port}/workers/ws`);
+      assert.ok(pool.signallingUrl!.startsWith(`ws://[::1]:${port}/workers/signalling?token=`));
+      // a Host that is no host name is not put in a URL: the listen address is used instead
+      const odd = await post('/sessions', { projectId: 's-host' }, 'evil.example/path?x=');
+      assert.equal(odd.url, `${t.url.replace(/^http/, 'ws')}/sessions/${odd.id}/ws`);
+      for (const id of [local.id, odd.id]) await t.api('POST', `/sessions/${id}/end`);
     });
 
     test('POST /sessions/{id}/join gives a participant a token and URL scoped to the session', async () => {

@@ -1,5 +1,6 @@
 // What route handlers get: the engine, auth, and how to spell the server's public URLs.
 
+import type { FastifyRequest } from 'fastify';
 import type { ServerInfo } from '../cluster/registry.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Keepalive } from '../realtime/keepalive.ts';
@@ -22,12 +23,15 @@ export interface ApiContext {
   messageRate: BucketMap;
   /** how many sessions a client, and a project, may ask for */
   sessionRate: SessionRateLimiter;
-  /** ws(s)://…/sessions/{id}/ws */
-  sessionSocketUrl(sessionId: string): string;
+  /**
+   * ws(s)://…/sessions/{id}/ws. The URLs handed out start with the public URL when one is set, else with where
+   * `req`, the caller's request, reached this server.
+   */
+  sessionSocketUrl(sessionId: string, req?: FastifyRequest): string;
   /** ws(s)://…/workers/ws, the worker protocol */
-  workerSocketUrl(): string;
+  workerSocketUrl(req?: FastifyRequest): string;
   /** ws(s)://…/workers/signalling, the Pixel Streaming streamer protocol */
-  signallingUrl(): string;
+  signallingUrl(req?: FastifyRequest): string;
   version: string;
   /** the servers sharing the database */
   servers: {

@@ -159,8 +159,8 @@ export function projectRoutes(app: FastifyInstance, ctx: ApiContext): void {
         token,
         region,
         expiresAt: new Date(made.expiresAt).toISOString(),
-        workerUrl: ctx.workerSocketUrl(),
-        signallingUrl: `${ctx.signallingUrl()}?token=${token}`,
+        workerUrl: ctx.workerSocketUrl(req),
+        signallingUrl: `${ctx.signallingUrl(req)}?token=${token}`,
       };
     },
   );

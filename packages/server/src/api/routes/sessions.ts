@@ -98,7 +98,7 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
       return {
         ...sessionView(session, { queuePosition, estimatedWaitMs }),
         token,
-        url: ctx.sessionSocketUrl(session.id),
+        url: ctx.sessionSocketUrl(session.id, req),
       };
     },
   );
@@ -194,7 +194,7 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
       if (livekit) return { ...(await livekit.access(s.id, identity, role)), identity };
       return {
         token: await engine.issueSessionToken(s, role, identity),
-        url: ctx.sessionSocketUrl(s.id),
+        url: ctx.sessionSocketUrl(s.id, req),
         identity,
       };
     },
