@@ -156,6 +156,3 @@ export const MessagePage = Type.Object({
   nextBeforeId: Type.Union([Type.String(), Type.Null()]),
 });
 export type MessagePage = Static<typeof MessagePage>;
-
-/** The largest frame a client may send on a session socket, in bytes. */
-export const MAX_CLIENT_FRAME_BYTES = 64 * 1024;

@@ -3,6 +3,7 @@
 export * from './close-codes.ts';
 export * from './errors.ts';
 export * from './events.ts';
+export * from './limits.ts';
 export * from './project.ts';
 export * from './session.ts';
 export * from './signalling.ts';

@@ -17,6 +17,11 @@ export const WEB_ERRORS = {
     retryable: true,
     description: 'The session socket is not open (still opening, reconnecting, or ended): nothing was sent.',
   },
+  TOO_LARGE: {
+    retryable: false,
+    description:
+      "A room message would make a frame over the server's limit (64 KiB), which would close the socket: nothing was sent.",
+  },
   NO_ACK: {
     retryable: true,
     description:

@@ -86,10 +86,10 @@ export async function joinSession(
   return { token: r.token, url: withToken(r.url, r.token), identity: r.identity };
 }
 
-/** The socket URL with `?token=` added, unless it already carries one. */
-export function withToken(url: string, token: string): string {
+/** The socket URL with `?token=` added, unless it already carries one (or `replace`: with this one instead). */
+export function withToken(url: string, token: string, replace = false): string {
   const u = new URL(url);
-  if (!u.searchParams.has('token')) u.searchParams.set('token', token);
+  if (replace || !u.searchParams.has('token')) u.searchParams.set('token', token);
   return u.toString();
 }
 

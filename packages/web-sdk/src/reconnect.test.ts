@@ -27,28 +27,35 @@ async function live(options: { join?: boolean; maxAttempts?: number } = {}) {
 }
 
 describe('reconnectDelayMs', () => {
-  test('full jitter: a random share of min(maxDelayMs, baseDelayMs·2ⁿ)', () => {
+  test('equal jitter: half of min(maxDelayMs, baseDelayMs·2ⁿ), and a random share of the other half', () => {
     assert.equal(
       reconnectDelayMs(0, policy, () => 0),
-      0,
-    );
-    assert.equal(
-      reconnectDelayMs(0, policy, () => 0.5),
       250,
     );
     assert.equal(
-      reconnectDelayMs(2, policy, () => 0.5),
-      1000,
+      reconnectDelayMs(0, policy, () => 0.5),
+      375,
     );
     assert.equal(
-      reconnectDelayMs(3, policy, () => 0.5),
+      reconnectDelayMs(2, policy, () => 0.5),
+      1500,
+    );
+    assert.equal(
+      reconnectDelayMs(3, policy, () => 0),
       1500,
     );
     assert.equal(
       reconnectDelayMs(10, policy, () => 0.999),
-      2997,
+      2998,
     );
-    assert.deepEqual(DEFAULT_RECONNECT, { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 8000 });
+  });
+
+  test('by default the SDK tries for longer than the server keeps a dropped session (60 s by default)', () => {
+    assert.deepEqual(DEFAULT_RECONNECT, { maxAttempts: 20, baseDelayMs: 500, maxDelayMs: 8000 });
+    let shortest = 0;
+    for (let n = 0; n < DEFAULT_RECONNECT.maxAttempts; n++)
+      shortest += reconnectDelayMs(n, DEFAULT_RECONNECT, () => 0);
+    assert.ok(shortest > 60_000, `the attempts span at least ${shortest} ms`);
   });
 });
 
@@ -80,11 +87,14 @@ describe('1006: resume the same session', () => {
     );
     reconnecting.forEach((r, n) => {
       const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** n);
-      assert.ok(r.delayMs >= 0 && r.delayMs < cap, `attempt ${n + 1}: ${r.delayMs} in [0, ${cap})`);
+      assert.ok(
+        r.delayMs >= cap / 2 && r.delayMs < cap,
+        `attempt ${n + 1}: ${r.delayMs} in [${cap / 2}, ${cap})`,
+      );
     });
     assert.deepEqual(
       reconnecting.map((r) => r.delayMs),
-      [450, 100, 1998],
+      [475, 550, 1999],
     );
     h.net.last.open();
     h.net.last.receive(status('active', 'connecting', 'worker:answer'));
@@ -108,8 +118,8 @@ describe('1006: resume the same session', () => {
     h.clock.advance(PING_INTERVAL_MS * 2);
     assert.deepEqual(events.of('reconnecting'), [], 'two pings may go unanswered');
     h.clock.advance(PING_INTERVAL_MS);
-    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 0, code: 1006 }]);
-    h.clock.advance(0);
+    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 250, code: 1006 }]);
+    h.clock.advance(250);
     assert.equal(h.net.sockets.length, 2);
     assert.equal(h.net.last.url, url);
     h.net.last.open();
@@ -140,7 +150,7 @@ describe('1006: resume the same session', () => {
     const { h, events } = await live();
     h.randoms.push(0);
     h.net.last.serverClose(1011);
-    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 0, code: 1011 }]);
+    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 250, code: 1011 }]);
   });
 
   test('a server restart (1012) resumes the same session like a drop', async () => {
@@ -148,8 +158,8 @@ describe('1006: resume the same session', () => {
     h.randoms.push(0);
     const url = h.net.last.url;
     h.net.last.serverClose(1012);
-    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 0, code: 1012 }]);
-    h.clock.advance(0);
+    assert.deepEqual(events.of('reconnecting'), [{ attempt: 1, delayMs: 250, code: 1012 }]);
+    h.clock.advance(250);
     assert.equal(h.net.last.url, url);
     h.net.last.open();
     h.net.last.receive(status('active', 'connecting', 'worker:answer'));
@@ -185,6 +195,94 @@ describe('1006: resume the same session', () => {
     h.clock.advance(60_000);
     assert.equal(h.net.sockets.length, 1);
     assert.deepEqual(events.of('ended'), [{ code: 4007, reason: 'reconnect_canceled', outcome: 'failed' }]);
+  });
+
+  describe('the server hears of every end, even when no socket can carry the 1000', () => {
+    const ends = (h: ReturnType<typeof harness>) =>
+      h.http.calls
+        .filter((c) => c.url.endsWith('/end'))
+        .map((c) => `${c.url} ${c.headers.authorization ?? ''}`);
+
+    test('leave() while the first socket is still opening ends the session over HTTP', async () => {
+      const h = harness();
+      const session = await UsherSession.start({
+        ...h.options,
+        server: 'http://usher.test',
+        projectId: 'demo',
+      });
+      session.leave();
+      await settle();
+      assert.deepEqual(ends(h), ['http://usher.test/sessions/s1/end Bearer token-s1']);
+    });
+
+    test('leave() on an open socket closes it with 1000 and asks nothing over HTTP', async () => {
+      const { h, session } = await live();
+      session.leave();
+      await settle();
+      assert.deepEqual(ends(h), []);
+      assert.equal(h.net.last.closedWith?.code, 1000);
+    });
+
+    test('cancelReconnect() and giving up after maxAttempts end the session over HTTP', async () => {
+      const canceled = await live();
+      canceled.h.net.last.serverClose(1006);
+      canceled.session.cancelReconnect();
+      await settle();
+      assert.deepEqual(ends(canceled.h), ['http://usher.test/sessions/s1/end Bearer token-s1']);
+
+      const failed = await live({ maxAttempts: 1 });
+      failed.h.net.last.serverClose(1006);
+      failed.h.clock.advance(policy.maxDelayMs);
+      failed.h.net.last.serverClose(1006);
+      await settle();
+      assert.deepEqual(failed.events.of('reconnectFailed'), [{ attempts: 1, code: 1006 }]);
+      assert.deepEqual(ends(failed.h), ['http://usher.test/sessions/s1/end Bearer token-s1']);
+    });
+
+    test('a close that ends the session for the SDK but not on the server (1009) is told over HTTP; an end code is not', async () => {
+      const tooLarge = await live();
+      tooLarge.h.net.last.serverClose(1009, 'frames are limited to 65536 bytes');
+      await settle();
+      assert.deepEqual(tooLarge.events.of('ended'), [
+        { code: 1009, reason: 'frames are limited to 65536 bytes', outcome: 'failed' },
+      ]);
+      assert.deepEqual(ends(tooLarge.h), ['http://usher.test/sessions/s1/end Bearer token-s1']);
+
+      const timedOut = await live();
+      timedOut.h.net.last.serverClose(4004, 'max_runtime');
+      await settle();
+      assert.deepEqual(ends(timedOut.h), [], 'the server ended it: its end code says so');
+    });
+
+    test('an invited user who leaves while reconnecting leaves the room; the session is not ended', async () => {
+      const h = harness();
+      const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const userToken = `${part({ alg: 'HS256' })}.${part({ role: 'user', sid: 's1', idn: 'bo' })}.c2ln`;
+      const session = await UsherSession.join({
+        ...h.options,
+        reconnect: policy,
+        url: `ws://usher.test/sessions/s1/ws?token=${userToken}`,
+      });
+      h.net.last.open();
+      h.net.last.receive(status('active', 'connecting', 'worker:answer'));
+      h.net.last.serverClose(1006);
+      session.leave();
+      await settle();
+      assert.deepEqual(ends(h), []);
+    });
+  });
+
+  test('a renewed token (a `token` frame) is the one reconnects and API calls use from then on', async () => {
+    const { h, session } = await live();
+    h.net.last.receive({ type: 'token', token: 'token-s1-renewed' });
+    h.net.last.serverClose(1006);
+    h.clock.advance(policy.maxDelayMs);
+    assert.equal(new URL(h.net.last.url).searchParams.get('token'), 'token-s1-renewed');
+    h.net.last.open();
+    h.net.last.receive(status('active', 'connecting', 'worker:answer'));
+    await session.end();
+    const end = h.http.calls.find((c) => c.url.endsWith('/end'));
+    assert.equal(end?.headers.authorization, 'Bearer token-s1-renewed');
   });
 
   test('with reconnect: false a drop ends the session', async () => {

@@ -20,7 +20,10 @@ export function closeOutcome(code: number): Outcome {
 }
 
 export interface ReconnectPolicy {
-  /** give up after this many attempts in a row (default 5) */
+  /**
+   * give up after this many attempts in a row (default 20: with the default delays, at least 67 s of trying,
+   * which outlasts the server's default reconnect window of 60 s)
+   */
   maxAttempts: number;
   /** the first attempt waits up to this long (default 500) */
   baseDelayMs: number;
@@ -29,16 +32,18 @@ export interface ReconnectPolicy {
 }
 
 export const DEFAULT_RECONNECT: Readonly<ReconnectPolicy> = Object.freeze({
-  maxAttempts: 5,
+  maxAttempts: 20,
   baseDelayMs: 500,
   maxDelayMs: 8000,
 });
 
 /**
- * Exponential backoff with full jitter: attempt `n` (0-based) waits a random time in
- * [0, min(maxDelayMs, baseDelayMs·2ⁿ)). `random` returns a number in [0, 1).
+ * Exponential backoff with equal jitter: attempt `n` (0-based) waits a random time in [cap/2, cap), where cap is
+ * min(maxDelayMs, baseDelayMs·2ⁿ). Half of each delay is certain, so maxAttempts sets how long the SDK tries at
+ * least (the sum of the halves), and the jitter still spreads the viewers of a restarted server. `random`
+ * returns a number in [0, 1).
  */
 export function reconnectDelayMs(attempt: number, policy: ReconnectPolicy, random: () => number): number {
   const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
-  return Math.floor(random() * cap);
+  return Math.floor(cap / 2 + (random() * cap) / 2);
 }

@@ -97,7 +97,11 @@ describe('sendMessageAcked', () => {
     assert.deepEqual(events.of('error'), []);
     // an error frame for a ref nobody waits for is still an error event
     ws.receive({ type: 'error', code: 'TOO_LARGE', message: 'too big', ref: 'm9' });
-    assert.deepEqual(events.of('error'), [{ code: 'TOO_LARGE', message: 'too big', recoverable: false }]);
+    assert.deepEqual(
+      events.of('error'),
+      [{ code: 'TOO_LARGE', message: 'too big', recoverable: true }],
+      'the server refused one frame: the session goes on',
+    );
   });
 
   test('not open: rejects with NOT_CONNECTED and sends nothing; sendMessage still answers false', async () => {
@@ -152,6 +156,80 @@ describe('sendMessageAcked', () => {
     session.leave();
     assert.equal(await settledYet(pending), true);
     await assert.rejects(pending, { code: 'NO_ACK', message: /ended first/ });
+  });
+});
+
+describe('limits and what a reopened socket repeats', () => {
+  test('a message over the server’s 64 KiB frame limit is refused here with TOO_LARGE, and nothing is sent', async () => {
+    const { session, ws, events } = await joined();
+    const big = { text: 'é'.repeat(33_000) }; // 33,000 characters, 66,000 bytes in UTF-8
+    assert.throws(() => session.sendMessage('user_text', big), { name: 'UsherError', code: 'TOO_LARGE' });
+    await assert.rejects(session.sendMessageAcked('user_text', big), { code: 'TOO_LARGE' });
+    assert.deepEqual(
+      ws.sent.filter((f) => f.type === 'message'),
+      [],
+    );
+    // just under the limit goes, with its ref
+    assert.equal(session.sendMessage('user_text', { text: 'x'.repeat(60_000) }), true);
+    const acked = session.sendMessageAcked('user_text', { text: 'y'.repeat(60_000) });
+    const sent = ws.sent.filter((f) => f.type === 'message');
+    assert.equal(sent.length, 2);
+    assert.equal(sent[1]!.ref, 'm1');
+    assert.deepEqual(events.of('ended'), []);
+    ws.receive({ type: 'message_ack', ref: 'm1', id: 'x1', at: '2026-01-01T00:00:00Z', recorded: true });
+    await acked;
+  });
+
+  test('who is in the room is news once: a reopened socket lists everyone again, and only newcomers are announced', async () => {
+    const { h, events, ws } = await joined();
+    const ana = { identity: 'ana', kind: 'viewer' };
+    const bo = { identity: 'bo', kind: 'user' };
+    const cy = { identity: 'cy', kind: 'user' };
+    const joinedEvent = (participant: Record<string, unknown>) => ({
+      type: 'session.participant_joined',
+      sessionId: 's1',
+      at: '2026-01-01T00:00:00.000Z',
+      participant,
+    });
+    ws.receive(joinedEvent(ana));
+    ws.receive(joinedEvent(bo));
+    ws.serverClose(1006);
+    h.clock.advance(10_000);
+    const again = h.net.last;
+    again.open();
+    again.receive(status('active', 'connecting', 'worker:started'));
+    for (const p of [ana, bo, cy]) again.receive(joinedEvent(p));
+    assert.deepEqual(
+      events.of('participantJoined').map((p) => p.identity),
+      ['ana', 'bo', 'cy'],
+    );
+    // one who left and came back is news again
+    again.receive({ ...joinedEvent(bo), type: 'session.participant_left' });
+    again.receive(joinedEvent(bo));
+    assert.deepEqual(
+      events.of('participantJoined').map((p) => p.identity),
+      ['ana', 'bo', 'cy', 'bo'],
+    );
+  });
+
+  test('an error that refuses the connection (before its snapshot) is not recoverable, unless it failed on the server', async () => {
+    const h = harness();
+    const session = await UsherSession.join({ ...h.options, url: 'ws://usher.test/sessions/s1/ws?token=tk' });
+    const events = record(session);
+    h.net.last.open();
+    h.net.last.receive({ type: 'error', code: 'INTERNAL', message: 'could not open the session socket' });
+    h.net.last.serverClose(1011);
+    h.clock.advance(10_000);
+    h.net.last.open();
+    h.net.last.receive({ type: 'error', code: 'UNAUTHORIZED', message: 'the token has expired' });
+    assert.deepEqual(
+      events.of('error').map((e) => [e.code, e.recoverable]),
+      [
+        ['INTERNAL', true],
+        ['UNAUTHORIZED', false],
+      ],
+    );
+    session.leave();
   });
 });
 

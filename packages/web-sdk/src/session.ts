@@ -1,7 +1,15 @@
 // UsherSession: one viewer's session. Creates or joins it, follows its socket (state, queue, AFK, room
 // messages), plays its stream, and reconnects after a network drop (1006) or a lost session (4007), SPEC §4.
 // It also sends room messages with acknowledgements, invites more participants, and reads the transcript.
-import type { Envelope, MessagePage, SessionEvent, SessionState } from '@usher/protocol';
+import {
+  CloseCode,
+  type Envelope,
+  isCloseCode,
+  MAX_CLIENT_FRAME_BYTES,
+  type MessagePage,
+  type SessionEvent,
+  type SessionState,
+} from '@usher/protocol';
 import { ACK_TIMEOUT_MS, AckTracker, type MessageAckInfo } from './acks.ts';
 import { AfkMonitor } from './afk.ts';
 import { watchInput } from './dom-input.ts';
@@ -24,7 +32,7 @@ import {
   joinSession,
   withToken,
 } from './http.ts';
-import { tokenIdentity } from './identity.ts';
+import { tokenIdentity, tokenRole } from './identity.ts';
 import {
   type AcceptInviteOptions,
   type JoinOptions,
@@ -136,6 +144,10 @@ export class UsherSession {
   /** how the server said the session ended (status_changed `ended`) */
   #endInfo: EndInfo | null = null;
   #ended = false;
+  /** a fresh session is being asked for: one that nobody will use is ended once it exists (#startFresh) */
+  #creatingFresh = false;
+  /** who is in the room, as this participant was told: a reopened socket lists them again */
+  readonly #present = new Set<string>();
 
   private constructor(
     o: ResolvedOptions,
@@ -217,15 +229,20 @@ export class UsherSession {
     this.#afk.input();
   }
 
-  /** Sends a room message to every participant; false while the socket is not open. */
+  /**
+   * Sends a room message to every participant; false while the socket is not open. Throws UsherError TOO_LARGE,
+   * sending nothing, when the message would make a frame over the server's limit (64 KiB, which would close the
+   * socket).
+   */
   sendMessage(type: string, data?: unknown): boolean {
-    return this.#send({ type: 'message', messageType: type, data });
+    return this.#send(sizedFrame({ type: 'message', messageType: type, data }));
   }
 
   /**
    * Sends a room message and resolves once the server has relayed it (and stored it, for recorded types) with
-   * its envelope's `id` and `at`. Rejects with UsherError: NOT_CONNECTED (nothing sent), the server's refusal
-   * (RATE_LIMITED, TOO_LARGE, …), or NO_ACK (no answer within `timeoutMs`, or the connection closed first).
+   * its envelope's `id` and `at`. Rejects with UsherError: NOT_CONNECTED (nothing sent), TOO_LARGE (nothing
+   * sent: over the server's frame limit), the server's refusal (RATE_LIMITED, …), or NO_ACK (no answer within
+   * `timeoutMs`, or the connection closed first).
    */
   sendMessageAcked(
     type: string,
@@ -237,8 +254,14 @@ export class UsherSession {
       return Promise.reject(
         new UsherError('NOT_CONNECTED', `the session socket is not open (state ${this.#state}): not sent`),
       );
+    let frame: string;
+    try {
+      frame = sizedFrame({ type: 'message', messageType: type, data }, REF_BYTES);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const { ref, acked } = this.#acks.track(options.timeoutMs ?? ACK_TIMEOUT_MS);
-    ws.send(JSON.stringify({ type: 'message', messageType: type, data, ref }));
+    ws.send(`${frame.slice(0, -1)},"ref":${JSON.stringify(ref)}}`);
     return acked;
   }
 
@@ -279,22 +302,24 @@ export class UsherSession {
     try {
       await endSession(this.#o.fetch, this.#server, this.#id, this.#token);
     } finally {
-      this.#leave(null, 'viewer:end');
+      this.#leave(null, 'viewer:end', true);
     }
   }
 
-  /** Closes the socket with 1000 and does not reconnect; the server ends the session. */
+  /**
+   * Closes the socket with 1000 and does not reconnect; the server ends the session. When no open socket can
+   * carry that close (it is still opening, or being reopened), the server is told over HTTP instead.
+   */
   leave(): void {
     if (this.#ended) return;
-    // between attempts to resume, the server would not hear the 1000 and would wait out the reconnect window:
-    // it is told over HTTP (a session being replaced by a fresh one is ended by the replacement's code)
-    const ws = this.#ws;
-    if (this.#reconnecting && !this.#reconnecting.fresh && ws?.readyState !== SOCKET_OPEN)
-      endSession(this.#o.fetch, this.#server, this.#id, this.#token).catch(() => {});
     this.#leave(null, 'viewer:left');
   }
 
-  /** Stops reconnecting; the session is then over for this viewer (`ended`, reason `reconnect_canceled`). */
+  /**
+   * Stops reconnecting; the session is then over for this viewer (`ended`, reason `reconnect_canceled`), and
+   * the server is told to end it (over HTTP: there is no socket) rather than hold its seat for the reconnect
+   * window.
+   */
   cancelReconnect(): void {
     if (!this.#reconnecting || this.#ended) return;
     this.#finalize({ code: 4007, reason: 'reconnect_canceled', outcome: 'failed' }, 'reconnect:canceled');
@@ -321,10 +346,10 @@ export class UsherSession {
     };
   }
 
-  #send(message: Record<string, unknown>): boolean {
+  #send(message: Record<string, unknown> | string): boolean {
     const ws = this.#ws;
     if (!ws || ws.readyState !== SOCKET_OPEN) return false;
-    ws.send(JSON.stringify(message));
+    ws.send(typeof message === 'string' ? message : JSON.stringify(message));
     return true;
   }
 
@@ -374,9 +399,13 @@ export class UsherSession {
         this.#afk.serverWarning(e.remainingMs, e.disconnectAt);
         return;
       case 'session.participant_joined':
+        // a reopened socket lists everyone in the room again: only arrivals are news
+        if (this.#present.has(e.participant.identity)) return;
+        this.#present.add(e.participant.identity);
         this.#events.emit('participantJoined', e.participant);
         return;
       case 'session.participant_left':
+        this.#present.delete(e.participant.identity);
         this.#events.emit('participantLeft', e.participant);
         return;
       case 'session.message':
@@ -394,10 +423,18 @@ export class UsherSession {
       this.#stream.requestStreamer();
     } else if (m.type === 'message_ack') {
       this.#acks.acked(m);
+    } else if (m.type === 'token') {
+      // the server renewed this participant's token (the old one is past half its life): reconnects and API
+      // calls use the new one
+      if (typeof m.token === 'string' && m.token !== '') {
+        this.#token = m.token;
+        this.#url = withToken(this.#url, m.token, true);
+      }
     } else if (m.type === 'error') {
-      // the server refused a frame or the connection; a close follows in the second case. A refused message
-      // sent with sendMessageAcked() rejects its promise instead
-      const info = errorInfo(m);
+      // the server refused a frame (the session goes on) or, before the snapshot, the connection (a close
+      // follows, which a failure on the server's side, INTERNAL, is retried after). A refused message sent with
+      // sendMessageAcked() rejects its promise instead
+      const info = errorInfo(m, this.#snapshotSeen || m.code === 'INTERNAL');
       if (typeof m.ref === 'string' && this.#acks.refused(m.ref, info.code, info.message)) return;
       this.#events.emit('error', info);
     } else if (this.#isStream) {
@@ -447,6 +484,8 @@ export class UsherSession {
       this.#finalize(
         this.#endInfo ?? { code, reason: reason || 'connection_lost', outcome: closeOutcome(code) },
         `close:${code}`,
+        // a session's end code: the server ended it (1006 and codes such as 1009 or 1011 do not say so)
+        isCloseCode(code) && code !== CloseCode.Abnormal,
       );
   }
 
@@ -476,6 +515,7 @@ export class UsherSession {
   async #startFresh(): Promise<void> {
     const request = this.#fresh!;
     let created: CreatedSession;
+    this.#creatingFresh = true;
     try {
       created = await createSession(this.#o.fetch, this.#server, request, request.apiKey);
     } catch (err) {
@@ -488,6 +528,8 @@ export class UsherSession {
       this.#events.emit('error', { code: error.code, message: error.message, recoverable: false });
       this.#finalize({ code: 4007, reason: 'reconnect_failed', outcome: 'failed' }, 'reconnect:failed');
       return;
+    } finally {
+      this.#creatingFresh = false;
     }
     if (this.#ended) {
       // the viewer left while the new session was being created: nobody will use it
@@ -499,22 +541,40 @@ export class UsherSession {
     this.#identity = tokenIdentity(created.token);
     this.#url = created.url;
     this.#endInfo = null;
+    this.#present.clear();
     this.#setState(created.state, 'reconnect:fresh');
     this.#open();
   }
 
   /** Ends here (end(), leave(), or the SDK's own AFK timeout): closes with 1000, which ends it on the server too. */
-  #leave(info: EndInfo | null, cause: string): void {
+  #leave(info: EndInfo | null, cause: string, serverTold = false): void {
     const pending = this.#state === 'requesting' || this.#state === 'queued';
     this.#finalize(
       info ??
         this.#endInfo ?? { code: 1000, reason: pending ? 'canceled' : 'completed', outcome: 'disconnected' },
       cause,
+      serverTold,
     );
   }
 
-  #finalize(info: EndInfo, cause: string): void {
+  /**
+   * The session is over for this viewer. Unless the server said it ended, or is told here by the socket's 1000
+   * (only an open socket carries one), it is told over HTTP: else it would hold the seat for the reconnect window
+   * and record the session as failed.
+   */
+  #finalize(info: EndInfo, cause: string, serverTold = false): void {
     if (this.#ended) return;
+    // only the viewer's leaving ends a session: invited users and observers just leave its room
+    const role = tokenRole(this.#token);
+    const endsIt = role !== 'user' && role !== 'observer';
+    if (
+      endsIt &&
+      !serverTold &&
+      !this.#endInfo &&
+      this.#ws?.readyState !== SOCKET_OPEN &&
+      !this.#creatingFresh
+    )
+      endSession(this.#o.fetch, this.#server, this.#id, this.#token).catch(() => {});
     this.#ended = true;
     this.#o.timers.clearTimeout(this.#reconnectTimer);
     this.#o.timers.clearTimeout(this.#pingTimer);
@@ -536,10 +596,29 @@ export class UsherSession {
   }
 }
 
-function errorInfo(m: Record<string, unknown>): SessionErrorInfo {
+/** Room for the `ref` the SDK adds to an acknowledged message (`,"ref":"m…"`, its count in up to 16 digits). */
+const REF_BYTES = 32;
+
+/**
+ * A frame as JSON, refused with TOO_LARGE when it (with `reserve` bytes more) would pass the server's limit: the
+ * server would close the socket with 1009, which ends the session.
+ */
+function sizedFrame(message: Record<string, unknown>, reserve = 0): string {
+  const frame = JSON.stringify(message);
+  // UTF-8 takes at most 3 bytes for each UTF-16 unit: count exactly only when that bound is over the limit
+  if (frame.length * 3 + reserve <= MAX_CLIENT_FRAME_BYTES) return frame;
+  const bytes = new TextEncoder().encode(frame).byteLength + reserve;
+  if (bytes <= MAX_CLIENT_FRAME_BYTES) return frame;
+  throw new UsherError(
+    'TOO_LARGE',
+    `this message makes a frame of ${bytes} bytes; the server takes frames of up to ${MAX_CLIENT_FRAME_BYTES} bytes (send less, or in parts): not sent`,
+  );
+}
+
+function errorInfo(m: Record<string, unknown>, recoverable: boolean): SessionErrorInfo {
   return {
     code: typeof m.code === 'string' ? m.code : 'INTERNAL',
     message: typeof m.message === 'string' ? m.message : 'the server reported an error',
-    recoverable: false,
+    recoverable,
   };
 }
