@@ -9,6 +9,8 @@ import { LiveSocket } from '../live.ts';
 import { header, liveRefresh, type Page, showError } from '../page.ts';
 
 const PAGE_SIZE = 50;
+/** pages read back at most to join the newest messages to those shown */
+const CATCH_UP_PAGES = 10;
 
 export const sessionPage: Page = (el, ctx) => {
   const id = ctx.params[0]!;
@@ -95,7 +97,8 @@ export const sessionPage: Page = (el, ctx) => {
   const room = new LiveSocket<SessionEvent>(
     `${path}/ws`,
     ctx.api.key,
-    (code) => code === 1006 || code === 1012,
+    // a drop, a failure on the server's side, a restart: the socket is opened again
+    (code) => code === 1006 || code === 1011 || code === 1012,
   );
   room.start();
 
@@ -185,16 +188,37 @@ export const sessionPage: Page = (el, ctx) => {
       ),
     );
   };
-  /** Reads the newest page again: from scratch (reset), or merged into what is shown (new messages). */
+  const cursorOf = (p: MessagePage) =>
+    p.hasMore && p.nextBefore ? { before: p.nextBefore, beforeId: p.nextBeforeId } : null;
+  /**
+   * Reads the newest page again: from scratch (reset), or merged into what is shown (new messages). More than a
+   * page may have been said since the last read: pages are read back until one reaches what is shown, so that
+   * none is skipped (after CATCH_UP_PAGES, what is shown starts over from the newest, with older pages below).
+   */
   const newest = async (reset: boolean) => {
-    const p = await page(null);
+    let p = await page(null);
     if (reset) {
       messages = [];
       older = null;
     }
-    const first = reset || messages.length === 0;
-    merge(p.messages);
-    if (first) older = p.hasMore && p.nextBefore ? { before: p.nextBefore, beforeId: p.nextBeforeId } : null;
+    if (messages.length === 0) {
+      merge(p.messages);
+      older = cursorOf(p);
+      drawMessages();
+      return;
+    }
+    const shown = new Set(messages.map((m) => m.id));
+    const reaches = (q: MessagePage) => q.messages.some((m) => shown.has(m.id));
+    const fresh = [...p.messages];
+    for (let n = 1; !reaches(p) && cursorOf(p) && n < CATCH_UP_PAGES; n++) {
+      p = await page(cursorOf(p));
+      fresh.push(...p.messages);
+    }
+    if (!reaches(p) && cursorOf(p)) {
+      messages = [];
+      older = cursorOf(p);
+    }
+    merge(fresh);
     drawMessages();
   };
   olderButton.addEventListener('click', async () => {
@@ -202,7 +226,7 @@ export const sessionPage: Page = (el, ctx) => {
     try {
       const p = await page(older);
       merge(p.messages);
-      older = p.hasMore && p.nextBefore ? { before: p.nextBefore, beforeId: p.nextBeforeId } : null;
+      older = cursorOf(p);
       drawMessages();
     } catch (err) {
       showError(transcriptError, err);

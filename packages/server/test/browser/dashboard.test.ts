@@ -319,6 +319,20 @@ describe('the operator dashboard in Chromium', () => {
       await d.mark();
       viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'said live' }, ref: 'live' });
       await d.shows('.messages li:last-child', 'said live');
+      // more than a page said at once, between two reads of the newest page: none is skipped
+      for (let n = 1; n <= 60; n++)
+        viewer.send({
+          type: 'message',
+          messageType: 'user_text',
+          data: { text: `burst ${n}` },
+          ref: `b${n}`,
+        });
+      await d.shows('.messages li:last-child', 'burst 60');
+      const sinceOpened = await recorded(id, false);
+      const shownNow = await shownIds(d);
+      assert.deepEqual(shownNow, ids(sinceOpened.slice(-shownNow.length)), 'every message, in order, no gap');
+      viewer.send({ type: 'message', messageType: 'debug', data: { text: 'note 3' }, ref: 'd3' });
+      await viewer.untilOther((frames) => frames.some((f) => f.type === 'message_ack' && f.ref === 'd3'));
 
       // the operator ends it; the page follows (close code, reason, the last transitions) without a reload
       await d.page.locator('main button', { hasText: 'End session' }).click();
@@ -355,7 +369,11 @@ describe('the operator dashboard in Chromium', () => {
       assert.ok(newest.length >= 50 && newest.length < all.length, `${newest.length} shown`);
       assert.deepEqual(newest, ids(all.slice(-newest.length)));
       await d.screenshot('dashboard-session');
-      await d.page.locator('button', { hasText: 'Older messages' }).click();
+      // older pages, one click each, until the first message is shown
+      for (let n = (await shownIds(d)).length; n < all.length; n = (await shownIds(d)).length) {
+        await d.page.locator('button', { hasText: 'Older messages' }).click();
+        await d.page.waitForFunction((shown) => document.querySelectorAll('.messages li').length > shown, n);
+      }
       await d.shows(`.messages li[data-id="${all[0]!.id}"]`);
       assert.deepEqual(await shownIds(d), ids(all));
       await d.gone('button.older:not([hidden])');
@@ -364,7 +382,7 @@ describe('the operator dashboard in Chromium', () => {
       // with the toggle, the debug notes too
       const withDebug = await recorded(id, true);
       await d.page.locator('input[name="debug"]').check();
-      await d.shows('.messages li[data-type="debug"]', 'note 2');
+      await d.shows('.messages li[data-type="debug"]', 'note 3');
       assert.deepEqual(await shownIds(d), ids(withDebug.slice(-50)));
       await d.screenshot('dashboard-session-debug');
       await d.page.locator('input[name="debug"]').uncheck();
@@ -534,9 +552,17 @@ describe('the operator dashboard in Chromium', () => {
 
   /** Every recorded message of a session, oldest first (the API's pages, read back to the start). */
   async function recorded(id: string, debug: boolean): Promise<Envelope[]> {
-    const r = await t.api<MessagePage>('GET', `/sessions/${id}/messages?limit=100&include_debug=${debug}`);
-    assert.equal(r.body.hasMore, false);
-    return r.body.messages;
+    const all: Envelope[] = [];
+    let cursor = '';
+    for (;;) {
+      const r = await t.api<MessagePage>(
+        'GET',
+        `/sessions/${id}/messages?limit=100&include_debug=${debug}${cursor}`,
+      );
+      all.unshift(...r.body.messages);
+      if (!r.body.hasMore) return all;
+      cursor = `&before=${encodeURIComponent(r.body.nextBefore!)}&before_id=${r.body.nextBeforeId}`;
+    }
   }
 });
 
