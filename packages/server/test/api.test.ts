@@ -620,6 +620,16 @@ for (const kind of databaseKinds()) {
       assert.equal(viaHeader.status, 401);
       const wrong = assertError(await t.api('GET', '/projects', undefined, 'nope'), 401, 'UNAUTHORIZED');
       assert.match(wrong.message, /admin key/);
+      // a token cut short (copied from a log, say) is not taken for a wrong admin key
+      const cut = s.token.slice(0, s.token.lastIndexOf('.'));
+      const cutShort = assertError(
+        await t.api('GET', `/sessions/${s.id}`, undefined, cut),
+        401,
+        'UNAUTHORIZED',
+      );
+      assert.match(cutShort.message, /neither an admin key nor a whole token/);
+      const bare = assertError(await t.api('GET', `/sessions/${s.id}`, undefined, null), 401, 'UNAUTHORIZED');
+      assert.match(bare.message, /Authorization: Bearer/, 'says where the credential goes');
       assert.equal((await t.session(s.id)).state, 'connecting', 'nothing was ended');
       assertError(await t.api('GET', '/projects/a-none-2'), 404, 'NOT_FOUND');
       assert.equal((await t.api<ProjectBody>('GET', '/projects/a-none')).body.enabled, true);

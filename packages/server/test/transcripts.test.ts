@@ -86,11 +86,18 @@ for (const kind of databaseKinds()) {
         live?.type === 'session.message' && live.message,
         res.body.messages.find((m) => m.type === 'agent_text'),
       );
-      const withDebug = await page(s.id, '?include_debug=true', s.token);
-      assert.deepEqual(
-        withDebug.body.messages.filter((m) => m.type === 'debug').map((m) => m.data),
-        [{ tokens: 42 }],
-      );
+      for (const flag of ['true', '1']) {
+        const withDebug = await page(s.id, `?include_debug=${flag}`, s.token);
+        assert.deepEqual(
+          withDebug.body.messages.filter((m) => m.type === 'debug').map((m) => m.data),
+          [{ tokens: 42 }],
+          flag,
+        );
+      }
+      for (const flag of ['false', '0']) {
+        const without = await page(s.id, `?include_debug=${flag}`, s.token);
+        assert.equal(without.body.messages.filter((m) => m.type === 'debug').length, 0, flag);
+      }
       assert.deepEqual(heard, ['viewer:user_text', 'user:audio_chunk', 'user:user_text', 'user:ping_agent']);
 
       // the session ends; its transcript stays readable, with the departures

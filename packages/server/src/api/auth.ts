@@ -65,7 +65,12 @@ export async function callerOf(req: FastifyRequest, auth: AuthContext): Promise<
   if (JWT_SHAPE.test(credential)) return { kind: 'token', token: await auth.tokens.verify(credential) };
   const admin = await auth.adminKeys.verify(credential);
   if (admin) return { kind: 'admin', keyId: admin.keyId };
-  throw new UsherError('UNAUTHORIZED', 'the admin key is not valid (or was revoked)');
+  throw new UsherError(
+    'UNAUTHORIZED',
+    credential.includes('.')
+      ? 'the credential is neither an admin key nor a whole token (a token is three dot-separated parts, as POST /sessions or /join gave it: was it cut short?)'
+      : 'the admin key is not valid (or was revoked)',
+  );
 }
 
 export function requireAdmin(caller: Caller): void {
@@ -80,7 +85,10 @@ export function requireAdmin(caller: Caller): void {
 export function requireSession(caller: Caller, sessionId: string, roles: readonly TokenRole[]): void {
   if (caller.kind === 'admin') return;
   if (caller.kind === 'anonymous') {
-    throw new UsherError('UNAUTHORIZED', 'this needs a session token or an admin API key');
+    throw new UsherError(
+      'UNAUTHORIZED',
+      'this needs a session token or an admin API key: send "Authorization: Bearer <token or key>" (or ?token=<token> in the URL)',
+    );
   }
   const { token } = caller;
   if (token.sid !== sessionId) throw new UsherError('FORBIDDEN', 'this token belongs to another session');

@@ -26,7 +26,9 @@ const MessagesQuery = Type.Object(
       }),
     ),
     include_debug: Type.Optional(
-      Type.Boolean({ default: false, description: 'include messages of type `debug`' }),
+      Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], {
+        description: 'include messages of type `debug`: true or 1 (default false)',
+      }),
     ),
     token: Type.Optional(
       Type.String({ description: 'a session token, when no Authorization header is sent' }),
@@ -64,7 +66,7 @@ export function messageRoutes(app: FastifyInstance, ctx: ApiContext): void {
       }
       const page = await ctx.engine.messages(req.params.id, {
         limit: q.limit ?? 50,
-        includeDebug: q.include_debug ?? false,
+        includeDebug: q.include_debug === 'true' || q.include_debug === '1',
         ...(beforeUs !== undefined ? { beforeUs } : {}),
         ...(q.before_id !== undefined ? { beforeId: q.before_id } : {}),
       });
