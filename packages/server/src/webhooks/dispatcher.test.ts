@@ -153,6 +153,20 @@ for (const kind of databaseKinds()) {
       );
     });
 
+    test('a 2xx counts as delivered when it comes, even if its body never ends', async () => {
+      const stalled = setup({ timeoutMs: 2_000 });
+      receiver.answer = () => 'stall';
+      const [row] = await stalled.queue(1);
+      try {
+        await stalled.make().start();
+        await running.at(-1)!.idle();
+      } finally {
+        receiver.answer = () => 200;
+      }
+      const got = await stalled.log.get(row!.id);
+      assert.deepEqual([got!.status, got!.attempts, got!.lastStatus], ['delivered', 1, 200]);
+    });
+
     test('no answer in time, and no connection, are recorded without a status', async () => {
       const hang = setup({ timeoutMs: 100 });
       receiver.answer = () => 'hang';

@@ -203,8 +203,13 @@ class Lane {
         redirect: 'manual',
         signal: AbortSignal.any([timeout, this.#stop]),
       });
+      // a 2xx is the receiver's word that it has the event, whatever its body does next (it may stream, or
+      // stall): the body is not read, and the connection is let go
+      if (res.status >= 200 && res.status < 300) {
+        await res.body?.cancel().catch(() => {});
+        return { ok: true, status: res.status };
+      }
       const text = await answer(res);
-      if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
       return {
         ok: false,
         status: res.status,
