@@ -342,8 +342,17 @@ for (const kind of databaseKinds()) {
       assert.equal(warning.type === 'session.afk_warning' && warning.disconnectAt, iso(t0 + 13_000));
       assert.equal(await state(s.id), 'idle');
       assert.deepEqual(await timers(s.id), [{ kind: 'afk_disconnect', dueAt: t0 + 13_000 }]);
+      // a socket opened during the warning (the viewer's page reconnecting) is warned too, with what is left
+      await t.advance(1_000);
+      const late = await connect(s);
+      const again = await late.waitFor((e) => e.type === 'session.afk_warning');
+      assert.deepEqual(again.type === 'session.afk_warning' && [again.remainingMs, again.disconnectAt], [
+        2_000,
+        iso(t0 + 13_000),
+      ]);
+      assert.deepEqual(seen(late), ['idle', 'afk_warning 2000']);
 
-      await passDeadline(s.id, 3_000, 'idle');
+      await passDeadline(s.id, 2_000, 'idle');
       await assertEnded(s.id, v, 4004, 'afk_timeout', 'disconnected');
       assert.deepEqual(seen(v), [
         'connecting',

@@ -13,6 +13,7 @@ import {
   type ProjectInput,
   type ServerToWorkerFrame,
   type SessionEvent,
+  type SessionEventOf,
   type SessionState,
   UsherError,
   WORKER_ENV,
@@ -887,6 +888,22 @@ export class Engine {
     identity: string,
   ): Promise<string> {
     return this.o.tokens.sign({ role, sid: s.id, pid: s.projectId, idn: identity }, this.o.sessionTokenTtlMs);
+  }
+
+  /** The AFK warning of an idle session as it stands now (the time left to its disconnect), or null. */
+  async afkWarningOf(sessionId: string): Promise<SessionEventOf<'session.afk_warning'> | null> {
+    const timer = (await this.store.read.timersForSession(sessionId)).find(
+      (x) => x.kind === TimerKind.AfkDisconnect,
+    );
+    if (!timer) return null;
+    const now = this.clock.now();
+    return {
+      type: 'session.afk_warning',
+      sessionId,
+      at: new Date(now).toISOString(),
+      disconnectAt: new Date(timer.dueAt).toISOString(),
+      remainingMs: Math.max(0, timer.dueAt - now),
+    };
   }
 
   /** Whether a participant's token is past half its life: the session socket then hands over a fresh one. */

@@ -129,6 +129,12 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
           joined = true;
         }
         deliver(snapshot);
+        // an idle session has warned its viewer: a socket that opens during the warning (a page reconnecting)
+        // is warned too, with the time that is left
+        if (status === 'idle') {
+          const warning = await engine.afkWarningOf(sessionId);
+          if (warning) send(warning);
+        }
         const q = status === 'queued' ? await engine.positions.current(s) : null;
         lastPosition = q?.position ?? null;
         if (q)
