@@ -88,6 +88,29 @@ for (const kind of databaseKinds()) {
       assert.equal(again.body.messages.filter((m) => m.type === 'participant_left').length, 3);
     });
 
+    test('an agent that greets from onConnect is recorded as arrived before its greeting', async () => {
+      await t.createProject(agentProject('greets', { min: 0, max: 1 }));
+      t.fake.behaviour = () => ({ greeting: 'Hello!' });
+      try {
+        const s = await t.createSession('greets');
+        await t.waitForState(s.id, 'active');
+        const viewer = await t.connect(s);
+        await viewer.waitFor((e) => e.type === 'session.message' && e.message.type === 'agent_text');
+        const page = await t.api<{ messages: { type: string; from: { identity: string } }[] }>(
+          'GET',
+          `/sessions/${s.id}/messages?limit=100`,
+        );
+        const ofAgent = page.body.messages.filter((m) => m.from.identity === s.workerId);
+        assert.deepEqual(
+          ofAgent.map((m) => m.type),
+          ['participant_joined', 'agent_text'],
+        );
+        await t.api('POST', `/sessions/${s.id}/end`);
+      } finally {
+        t.fake.behaviour = () => ({});
+      }
+    });
+
     test('an agent that cannot set its session up says so: 4003 launch_failed at once, with AGENT_START_FAILED', async () => {
       await t.createProject(agentProject('no-start', { min: 0, max: 1 }));
       t.fake.behaviour = () => ({ startSessions: false });

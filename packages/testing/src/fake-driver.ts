@@ -13,6 +13,8 @@ export interface FakeBehaviour {
    * the worker (the SDK itself still sends `stopped` once the real-time graceMs has passed)
    */
   stopOnShutdown?: boolean;
+  /** an `agent_text` the worker says from onConnect, before it has told the server the session started */
+  greeting?: string;
 }
 
 export interface FakeWorker {
@@ -58,6 +60,7 @@ export class FakeDriver implements WorkerDriver {
       onConnect: async (a: Assignment) => {
         fake.assignments.push(a);
         if (!b.startSessions) throw new Error('this fake worker refuses sessions');
+        if (b.greeting) sdk.send('agent_text', { text: b.greeting });
       },
       onShutdown: async () => {
         if (!b.stopOnShutdown) await killed;

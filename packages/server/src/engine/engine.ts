@@ -1669,6 +1669,9 @@ export class Engine {
       }
       case 'message':
         await this.rooms.checkWorker(workerId, frame.sessionId, true);
+        // an agent that talks is in the room: the SDK says session_started once onConnect is done, and a
+        // greeting sent from onConnect would otherwise be recorded before the agent's arrival
+        this.rooms.participantJoined(frame.sessionId, { identity: workerId, kind: 'agent' });
         await this.rooms.relayMessage(
           frame.sessionId,
           { identity: workerId, kind: 'agent' },
