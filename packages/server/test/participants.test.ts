@@ -91,11 +91,16 @@ for (const kind of databaseKinds()) {
     test('an agent that greets from onConnect is recorded as arrived before its greeting', async () => {
       await t.createProject(agentProject('greets', { min: 0, max: 1 }));
       t.fake.behaviour = () => ({ greeting: 'Hello!' });
+      // the greeting comes as the session starts: waited for before the session is asked for
+      let off = () => {};
+      const greeted = new Promise<void>((resolve) => {
+        off = t.server.hub.subscribeAll((e) => {
+          if (e.type === 'session.message' && e.message.type === 'agent_text') resolve();
+        });
+      });
       try {
         const s = await t.createSession('greets');
-        await t.waitForState(s.id, 'active');
-        const viewer = await t.connect(s);
-        await viewer.waitFor((e) => e.type === 'session.message' && e.message.type === 'agent_text');
+        await greeted;
         const page = await t.api<{ messages: { type: string; from: { identity: string } }[] }>(
           'GET',
           `/sessions/${s.id}/messages?limit=100`,
@@ -107,6 +112,7 @@ for (const kind of databaseKinds()) {
         );
         await t.api('POST', `/sessions/${s.id}/end`);
       } finally {
+        off();
         t.fake.behaviour = () => ({});
       }
     });
