@@ -396,7 +396,7 @@ export class UsherServer {
     this.#bus = bus;
     this.hub.connect(bus, serverId);
     this.hub.onListenerError((err) => log.error({ err }, 'an event listener failed'));
-    const registry = new ServerRegistry(store.db, serverId, { heartbeatMs: o.serverHeartbeatMs });
+    const registry = new ServerRegistry(store.db, serverId, { heartbeatMs: o.serverHeartbeatMs, log });
     this.#registry = registry;
     const webhooks = new Webhooks({
       db: store.db,

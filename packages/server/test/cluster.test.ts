@@ -1,11 +1,16 @@
 // Several Usher servers on one PostgreSQL (SPEC §10): three servers on loopback share a schema; a project made
 // on one is known to all; a session asked for on one is seated on a worker connected to another, and its
 // viewer, on the third, sees every event and talks with the agent; under concurrent admission and release
-// through all three, no worker ever has two sessions and no session two workers.
+// through all three, no worker ever has two sessions and no session two workers. Then the parts underneath: the
+// bus finds out that its listening connection was cut off without a word, and the registry retries a failed
+// adoption of a dead server.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { SessionEvent } from '@usher/protocol';
-import { ManualClock, openStore, TokenIssuer } from '@usher/server';
+import { type Logger, ManualClock, openStore, TokenIssuer } from '@usher/server';
 import {
   agentProject,
   createTestDatabase,
@@ -14,11 +19,16 @@ import {
   lastingExternalProject,
   streamProject,
   TEST_ADMIN_KEY,
+  TEST_POSTGRES_URL,
   TEST_SECRET,
   type TestDatabase,
   TestServer,
   TestStreamer,
 } from '@usher/testing';
+import { type BusMessage, PostgresBus } from '../src/cluster/bus.ts';
+import { ServerRegistry } from '../src/cluster/registry.ts';
+import { PostgresDb } from '../src/storage/postgres.ts';
+import { waitUntil } from './helpers.ts';
 
 const says = (e: SessionEvent) =>
   e.type === 'session.message' ? `${e.message.from.kind}:${(e.message.data as { text: string }).text}` : null;
@@ -288,6 +298,214 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
   });
 });
 
+describe('the server bus, its listening connection cut off without a word', {
+  skip: !databaseKinds().includes('postgres'),
+}, () => {
+  test('a ping not heard back: the bus warns, listens on a new connection, and hears the others again', {
+    timeout: 30_000,
+  }, async (c) => {
+    const target = new URL(TEST_POSTGRES_URL);
+    const proxy = await SilentProxy.start(target.hostname, Number(target.port || 5432));
+    const through = new URL(TEST_POSTGRES_URL);
+    through.host = `127.0.0.1:${proxy.port}`;
+    const schema = `t_${randomBytes(6).toString('hex')}`;
+    // server A listens through the proxy (and sends straight); server B does everything straight
+    const dbA = new PostgresDb({ url: TEST_POSTGRES_URL, schema, listenUrl: through.href, poolSize: 2 });
+    const dbB = new PostgresDb({ url: TEST_POSTGRES_URL, schema, poolSize: 2 });
+    let cut = false;
+    let deaf!: () => void;
+    const warned = new Promise<void>((resolve) => {
+      deaf = resolve;
+    });
+    let back!: () => void;
+    const listening = new Promise<void>((resolve) => {
+      back = resolve;
+    });
+    const log = logTo((level, msg) => {
+      if (level === 'warn' && msg.includes('heard nothing back')) {
+        // only once the connection is cut: a ping lost before would be a false alarm
+        assert.ok(cut, `warned before the connection was cut: ${msg}`);
+        deaf();
+      }
+      if (level === 'info' && msg.includes('listens again')) back();
+    });
+    const a = await PostgresBus.open(dbA, 'a', log, { pingMs: 50, pingTimeoutMs: 1_000, reconnectMs: 50 });
+    const b = await PostgresBus.open(
+      dbB,
+      'b',
+      logTo(() => {}),
+    );
+    c.after(async () => {
+      await a.close();
+      await b.close();
+      proxy.close();
+      await dbA.close();
+      await dbB.close();
+    });
+    a.setPeers(true);
+    b.setPeers(true);
+    const heard = (projectId: string) =>
+      new Promise<void>((resolve) =>
+        a.onMessage((m: BusMessage) => {
+          if (m.kind === 'project' && m.projectId === projectId) resolve();
+        }),
+      );
+    const first = heard('first');
+    b.send({ kind: 'project', projectId: 'first' });
+    await first;
+    assert.equal(proxy.connections, 1, "A's listening connection goes through the proxy");
+
+    // the connection stays open, and nothing crosses it any more: no FIN, no RST, as a dead NAT entry
+    cut = true;
+    proxy.silence();
+    await warned;
+    await listening;
+    assert.equal(proxy.connections, 2, 'A listens on a new connection');
+    const again = heard('again');
+    b.send({ kind: 'project', projectId: 'again' });
+    await again;
+  });
+});
+
+describe('a dead server whose adoption fails', () => {
+  for (const kind of databaseKinds()) {
+    test(`${kind}: the adoption is tried again at a later sweep, its row kept until it succeeds; stop() waits for it`, {
+      timeout: 30_000,
+    }, async (c) => {
+      const db = await createTestDatabase(kind);
+      const store = await openStore(db.storage);
+      const errors: string[] = [];
+      const registry = new ServerRegistry(store.db, 'survivor', {
+        heartbeatMs: 50,
+        log: logTo((level, msg, obj) => {
+          if (level === 'error') errors.push(`${(obj as { server?: string }).server}: ${msg}`);
+        }),
+      });
+      // the second adoption lasts until the test lets it end
+      let finish!: () => void;
+      const finishing = new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+      c.after(async () => {
+        // a failed assertion leaves the adoption waiting: it ends, so that stop() and the store's close do too
+        finish();
+        await registry.stop();
+        await store.close();
+        await db.drop();
+      });
+      // a server whose row was last refreshed long ago
+      await store.db.run(
+        `INSERT INTO servers (id, url, version, started_at, seen_at, draining) VALUES ('gone', 'http://gone', '0', 1, 1, 0)`,
+      );
+      const rowOf = async (id: string) =>
+        store.db.get<{ id: string }>('SELECT id FROM servers WHERE id = ?', [id]);
+      let adoptions = 0;
+      let retried!: () => void;
+      const second = new Promise<void>((resolve) => {
+        retried = resolve;
+      });
+      registry.onDeadServer(async (id) => {
+        assert.equal(id, 'gone');
+        if (++adoptions === 1) throw new Error('the database went away mid-adoption');
+        retried();
+        await finishing;
+      });
+      await registry.start('http://survivor', '0');
+      await second;
+      assert.equal(adoptions, 2);
+      assert.deepEqual(errors, ['gone: adopting a dead server failed; a later sweep tries again']);
+      assert.ok(await rowOf('gone'), 'the row stays while its adoption is under way');
+
+      // stopping while the adoption runs: stop() waits for it, and the row goes with its end (a stop() that did
+      // not wait would ask for its row's removal before it returned)
+      const removals: unknown[] = [];
+      const run = store.db.run.bind(store.db);
+      store.db.run = ((
+        sql: string,
+        ...rest: Parameters<typeof run> extends [string, ...infer R] ? R : never
+      ) => {
+        if (sql.startsWith('DELETE FROM servers')) removals.push(rest[0]?.[0]);
+        return run(sql, ...rest);
+      }) as typeof store.db.run;
+      const stopping = registry.stop();
+      assert.deepEqual(removals, [], 'stop() waits for the adoption under way');
+      assert.ok(await rowOf('survivor'), 'and removes its row after it');
+      finish();
+      await stopping;
+      assert.equal(await rowOf('gone'), undefined, 'adopted, then removed');
+      assert.equal(await rowOf('survivor'), undefined, 'a stopped server removes its row');
+      assert.equal(adoptions, 2);
+    });
+  }
+});
+
+/** A logger that hands each line to `line`. */
+function logTo(line: (level: string, msg: string, obj: object) => void): Logger {
+  const log: Logger = {
+    debug: (obj, msg = '') => line('debug', msg, obj),
+    info: (obj, msg = '') => line('info', msg, obj),
+    warn: (obj, msg = '') => line('warn', msg, obj),
+    error: (obj, msg = '') => line('error', msg, obj),
+    child: () => log,
+  };
+  return log;
+}
+
+/**
+ * A TCP proxy to PostgreSQL that can go silent: the connections open at that moment stay open and forward
+ * nothing more (as a connection a NAT or firewall forgot, or a network cut); later ones are forwarded.
+ */
+class SilentProxy {
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #live = new Set<{ on: boolean }>();
+  connections = 0;
+
+  private constructor(server: Server) {
+    this.#server = server;
+  }
+
+  static async start(host: string, port: number): Promise<SilentProxy> {
+    const server = createServer();
+    const proxy = new SilentProxy(server);
+    server.on('connection', (client) => proxy.#forward(client, host, port));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return proxy;
+  }
+
+  get port(): number {
+    return (this.#server.address() as { port: number }).port;
+  }
+
+  #forward(client: Socket, host: string, port: number): void {
+    this.connections++;
+    const upstream = connect(port, host);
+    const pair = { on: true };
+    this.#live.add(pair);
+    for (const s of [client, upstream]) {
+      this.#sockets.add(s);
+      s.on('error', () => {});
+    }
+    // data is dropped, not left unread, once silent: neither end sees a full window either
+    client.on('data', (d) => pair.on && upstream.write(d));
+    upstream.on('data', (d) => pair.on && client.write(d));
+    client.on('close', () => pair.on && upstream.destroy());
+    upstream.on('close', () => pair.on && client.destroy());
+  }
+
+  /** The connections open now forward nothing more, and are not closed. */
+  silence(): void {
+    for (const pair of this.#live) pair.on = false;
+    this.#live.clear();
+  }
+
+  close(): void {
+    this.#server.close();
+    for (const s of this.#sockets) s.destroy();
+  }
+}
+
 interface Listed {
   id: string;
   state: string;
@@ -324,13 +542,4 @@ async function invariants(db: TestDatabase, projectId: string): Promise<void> {
   } finally {
     await store.close();
   }
-}
-
-/** Polls a condition that another server makes true through the database (no clock involved). */
-async function waitUntil(check: () => Promise<boolean>, what = 'the condition'): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`${what} never held`);
 }

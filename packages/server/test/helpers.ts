@@ -45,3 +45,19 @@ export function nextFrame(
     s.ws.on('message', on);
   });
 }
+
+/**
+ * Polls a condition that another server (or process) makes true through the database or the network, where no
+ * event of this process's can be waited on; fails when `what` has not held after about `withinMs` of checks.
+ */
+export async function waitUntil(
+  check: () => Promise<boolean>,
+  what = 'the condition',
+  withinMs = 5_000,
+): Promise<void> {
+  for (let i = 0; i < withinMs / 10; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`${what} never held`);
+}

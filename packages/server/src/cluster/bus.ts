@@ -5,6 +5,10 @@
 // Limits (docs/scaling.md): a notification reaches the servers listening at that moment, at most once; a server
 // whose listening connection drops misses what is sent until it reconnects. Payloads over PostgreSQL's 8,000
 // bytes go through the bus_payloads table, kept for a minute.
+//
+// A listening connection can also die without a word (a NAT or firewall that forgets it, a network cut: no FIN,
+// no RST): nothing fails, nothing more arrives. Each server pings itself through the channel every few seconds,
+// and a ping not heard back in time means the connection is deaf: it is cut and opened again.
 import type { ServerToWorkerFrame, SessionEvent } from '@usher/protocol';
 
 /** A viewer's signalling socket: the server it is on, and its id there. */
@@ -24,7 +28,7 @@ export type SignalMessage =
   | { op: 'toStreamer'; workerId: string; from: PlayerRef; m: Record<string, unknown> }
   | { op: 'toPlayer'; to: PlayerRef; m: Record<string, unknown> };
 
-import type { PostgresDb } from '../storage/postgres.ts';
+import { type Listening, PG_NOW_MS, type PostgresDb } from '../storage/postgres.ts';
 import type { WorkerRecord } from '../storage/records.ts';
 import type { Logger } from '../util/logger.ts';
 
@@ -74,6 +78,10 @@ const MAX_NOTIFY_BYTES = 7_900;
 const SEND_BATCH = 500;
 const PAYLOAD_TTL_MS = 60_000;
 const RECONNECT_MS = 1_000;
+/** How often a server pings itself through its listening connection, by default */
+const PING_MS = 5_000;
+/** A ping not heard back within this (by default) means the listening connection is deaf */
+const PING_TIMEOUT_MS = 10_000;
 /** a newcomer's row is in the servers table well within this after its hello */
 const HELLO_COUNTS_MS = 15_000;
 
@@ -83,6 +91,17 @@ interface Envelope {
   m?: BusMessage;
   /** a payload kept in bus_payloads */
   ref?: number;
+  /** a server's ping to itself, through its listening connection (the others skip it, as any envelope without m) */
+  ping?: number;
+}
+
+export interface PostgresBusOptions {
+  /** how often the listening connection is checked with a ping (real time); default 5 s */
+  pingMs?: number;
+  /** a ping not heard back within this means the connection is deaf, and it is replaced; default 10 s */
+  pingTimeoutMs?: number;
+  /** the wait before opening a lost listening connection again; default 1 s */
+  reconnectMs?: number;
 }
 
 /** A payload on the wire: the sending server's id, a newline, the envelope's JSON (a server skips its own unread). */
@@ -98,28 +117,49 @@ export class PostgresBus implements Bus {
   #sending: Promise<void> | null = null;
   #seq = 0;
   #inbox: Promise<void> = Promise.resolve();
-  #connection: { close(): Promise<void> } | null = null;
+  #connection: Listening | null = null;
+  /** counts listening connections: what an older one reports after it was replaced is not heard */
+  #generation = 0;
+  /** the listening connection was lost: the next one that listens says so */
+  #lost = false;
   #reconnect: NodeJS.Timeout | null = null;
   #sweep: NodeJS.Timeout | null = null;
+  readonly #pingMs: number;
+  readonly #pingTimeoutMs: number;
+  readonly #reconnectMs: number;
+  #pinger: NodeJS.Timeout | null = null;
+  #pings = 0;
+  /** the ping awaited back, and when it counts as lost */
+  #awaiting: { n: number; deaf: NodeJS.Timeout } | null = null;
   #closed = false;
   /** whether another server runs: until one does, nothing is sent (one server alone pays nothing) */
   #peers = false;
   /** when another server last said hello (a servers table read from before it does not count) */
   #helloAt = 0;
 
-  private constructor(db: PostgresDb, serverId: string, log: Logger) {
+  private constructor(db: PostgresDb, serverId: string, log: Logger, options: PostgresBusOptions) {
     this.#db = db;
     this.#serverId = serverId;
     this.#log = log;
     this.#channel = `usher_${db.schema}`;
+    this.#pingMs = options.pingMs ?? PING_MS;
+    this.#pingTimeoutMs = options.pingTimeoutMs ?? PING_TIMEOUT_MS;
+    this.#reconnectMs = options.reconnectMs ?? RECONNECT_MS;
   }
 
   /** Listens on the schema's channel; resolves once listening. */
-  static async open(db: PostgresDb, serverId: string, log: Logger): Promise<PostgresBus> {
-    const bus = new PostgresBus(db, serverId, log);
+  static async open(
+    db: PostgresDb,
+    serverId: string,
+    log: Logger,
+    options: PostgresBusOptions = {},
+  ): Promise<PostgresBus> {
+    const bus = new PostgresBus(db, serverId, log, options);
     await bus.#listen();
     bus.#sweep = setInterval(() => void bus.#dropOldPayloads(), PAYLOAD_TTL_MS);
     bus.#sweep.unref();
+    bus.#pinger = setInterval(() => bus.#ping(), bus.#pingMs);
+    bus.#pinger.unref();
     return bus;
   }
 
@@ -166,17 +206,30 @@ export class PostgresBus implements Bus {
 
   /** A payload too large for a notification: stored, and its id sent instead. */
   async #keep(payload: string): Promise<string> {
+    // stamped on the database's clock, as it is aged: servers' own clocks may disagree
     const row = await this.#db.get<{ id: number }>(
-      'INSERT INTO bus_payloads (payload, at) VALUES (?, ?) RETURNING id',
-      [payload, Date.now()],
+      `INSERT INTO bus_payloads (payload, at) VALUES (?, ${PG_NOW_MS}) RETURNING id`,
+      [payload],
     );
     return wire(this.#serverId, { n: ++this.#seq, ref: row!.id });
   }
 
   async #listen(): Promise<void> {
-    this.#connection = await this.#db.listen(
+    const generation = ++this.#generation;
+    const ours = `${this.#serverId}\n`;
+    const pong = `${ours}{"n":0,"ping":`;
+    const connection = await this.#db.listen(
       this.#channel,
       (payload) => {
+        if (generation !== this.#generation) return;
+        if (payload.startsWith(ours)) {
+          // this server's own, unread but for its pings: the connection hears, as it should
+          if (payload.startsWith(pong) && Number(payload.slice(pong.length, -1)) === this.#awaiting?.n) {
+            clearTimeout(this.#awaiting.deaf);
+            this.#awaiting = null;
+          }
+          return;
+        }
         // one at a time, so that a payload fetched from the table keeps its place
         this.#inbox = this.#inbox
           .then(() => this.#receive(payload))
@@ -185,11 +238,32 @@ export class PostgresBus implements Bus {
           });
       },
       (err) => {
+        if (generation !== this.#generation) return;
         this.#log.warn({ err }, 'the server bus lost its connection; reconnecting');
-        this.#connection = null;
-        this.#scheduleReconnect();
+        this.#lose();
       },
     );
+    if (this.#closed || generation !== this.#generation) {
+      // closed (or replaced) while it connected
+      connection.destroy();
+      return;
+    }
+    this.#connection = connection;
+    if (this.#lost) {
+      this.#lost = false;
+      this.#log.info({}, 'the server bus listens again; what other servers sent meanwhile is missed');
+    }
+  }
+
+  /** The listening connection is gone or useless: it is dropped, and another one opened in a moment. */
+  #lose(): void {
+    this.#generation++;
+    this.#lost = true;
+    this.#connection?.destroy();
+    this.#connection = null;
+    if (this.#awaiting) clearTimeout(this.#awaiting.deaf);
+    this.#awaiting = null;
+    this.#scheduleReconnect();
   }
 
   #scheduleReconnect(): void {
@@ -201,13 +275,39 @@ export class PostgresBus implements Bus {
         this.#log.warn({ err }, 'the server bus could not reconnect; trying again');
         this.#scheduleReconnect();
       });
-    }, RECONNECT_MS);
+    }, this.#reconnectMs);
     this.#reconnect.unref();
+  }
+
+  /**
+   * Pings this server through the channel (sent through the pool, heard on the listening connection): a ping
+   * not heard back within the bound means the listening connection hears nothing any more, though nothing
+   * failed. One ping at a time; none while the connection is being opened again.
+   */
+  #ping(): void {
+    if (this.#closed || !this.#connection || this.#awaiting) return;
+    const n = ++this.#pings;
+    const generation = this.#generation;
+    const deaf = setTimeout(() => {
+      if (this.#closed || generation !== this.#generation || this.#awaiting?.n !== n) return;
+      this.#log.warn(
+        { afterMs: this.#pingTimeoutMs },
+        'the server bus heard nothing back on its connection (cut off without a word?); reconnecting',
+      );
+      this.#lose();
+    }, this.#pingTimeoutMs);
+    deaf.unref();
+    this.#awaiting = { n, deaf };
+    // a ping that cannot be sent (the database is away) is not heard back either: the connection is replaced,
+    // which is what its own error would bring about anyway
+    this.#db
+      .run('SELECT pg_notify(?, ?)', [this.#channel, wire(this.#serverId, { n: 0, ping: n })])
+      .catch(() => {});
   }
 
   async #receive(payload: string): Promise<void> {
     const cut = payload.indexOf('\n');
-    if (cut < 0 || payload.slice(0, cut) === this.#serverId) return;
+    if (cut < 0) return;
     const e = JSON.parse(payload.slice(cut + 1)) as Envelope;
     let message = e.m;
     if (e.ref !== undefined) {
@@ -235,7 +335,7 @@ export class PostgresBus implements Bus {
 
   async #dropOldPayloads(): Promise<void> {
     await this.#db
-      .run('DELETE FROM bus_payloads WHERE at < ?', [Date.now() - PAYLOAD_TTL_MS])
+      .run(`DELETE FROM bus_payloads WHERE at < ${PG_NOW_MS} - ?`, [PAYLOAD_TTL_MS])
       .catch((err) => this.#log.warn({ err }, 'old bus payloads could not be dropped'));
   }
 
@@ -246,6 +346,8 @@ export class PostgresBus implements Bus {
     this.#closed = true;
     if (this.#reconnect) clearTimeout(this.#reconnect);
     if (this.#sweep) clearInterval(this.#sweep);
+    if (this.#pinger) clearInterval(this.#pinger);
+    if (this.#awaiting) clearTimeout(this.#awaiting.deaf);
     await this.#inbox;
     await this.#connection?.close().catch(() => {});
   }

@@ -1,7 +1,12 @@
 // The servers that share the database: each one writes its row at start, refreshes it while it runs, marks it
 // when it drains and removes it when it stops. A row not refreshed for a while is a server that died: the first
-// running server to notice claims it (by deleting the row) and adopts what the dead one held.
-import type { Db } from '../storage/db.ts';
+// running server to notice claims it, adopts what the dead one held, and only then removes the row.
+//
+// Ages are read on the database's clock (PostgreSQL): each server's row is stamped and compared there, so servers
+// whose own clocks disagree (10 s, a minute) still see each other alive. SQLite has one server, and its clock.
+import type { Db, SqlValue } from '../storage/db.ts';
+import { PG_NOW_MS } from '../storage/postgres.ts';
+import { type Logger, silentLogger } from '../util/logger.ts';
 
 /** How often a server refreshes its row (real time), by default; a row three times as old is a dead server's. */
 export const SERVER_HEARTBEAT_MS = 5_000;
@@ -10,7 +15,9 @@ export interface ServerInfo {
   id: string;
   url: string;
   version: string;
+  /** on the database's clock (PostgreSQL) */
   startedAt: number;
+  /** on the database's clock (PostgreSQL) */
   seenAt: number;
   draining: boolean;
   /** seen within three heartbeats */
@@ -24,6 +31,8 @@ interface Row {
   started_at: number;
   seen_at: number;
   draining: number;
+  /** the clock the ages are read on, at the time of the read */
+  now: number;
 }
 
 export class ServerRegistry {
@@ -31,17 +40,30 @@ export class ServerRegistry {
   readonly #id: string;
   readonly #now: () => number;
   readonly #heartbeatMs: number;
+  readonly #log: Logger;
   #timer: NodeJS.Timeout | null = null;
+  /** the beat running now: the next one waits its turn (skipped), and stop() waits for it */
+  #beating: Promise<void> | null = null;
   #onDead: (serverId: string) => Promise<void> = async () => {};
   #onBeat: (alive: Set<string>) => void = () => {};
   #onReclaimed: () => Promise<void> = async () => {};
   #row: { url: string; version: string } | null = null;
 
-  constructor(db: Db, serverId: string, options: { heartbeatMs?: number; now?: () => number } = {}) {
+  constructor(
+    db: Db,
+    serverId: string,
+    options: {
+      heartbeatMs?: number;
+      /** SQLite's clock (one server); PostgreSQL's rows are stamped and aged on the database's */
+      now?: () => number;
+      log?: Logger;
+    } = {},
+  ) {
     this.#db = db;
     this.#id = serverId;
     this.#heartbeatMs = options.heartbeatMs ?? SERVER_HEARTBEAT_MS;
     this.#now = options.now ?? Date.now;
+    this.#log = options.log ?? silentLogger;
   }
 
   /** A row older than this belongs to a server that is gone (killed, or cut off from the database). */
@@ -62,70 +84,120 @@ export class ServerRegistry {
     this.#onReclaimed = handler;
   }
 
-  /** What to do with a dead server that this one claimed. */
+  /** What to do with a dead server that this one claimed; a failure leaves the row, for a later sweep. */
   onDeadServer(handler: (serverId: string) => Promise<void>): void {
     this.#onDead = handler;
+  }
+
+  /**
+   * "Now" in SQL, and its parameters: on PostgreSQL the database's clock, the one every server's row is stamped
+   * and aged on (a server whose own clock is off would otherwise look dead to the others, or them to it); on
+   * SQLite, with one server, this server's clock.
+   */
+  #clock(): { now: string; params: SqlValue[] } {
+    return this.#db.dialect === 'postgres'
+      ? { now: PG_NOW_MS, params: [] }
+      : { now: '?', params: [this.#now()] };
   }
 
   /** Writes this server's row (a restart under the same id replaces it) and keeps it fresh. */
   async start(url: string, version: string): Promise<void> {
     this.#row = { url, version };
     await this.#upsert();
-    this.#timer = setInterval(() => void this.#beat(), this.#heartbeatMs);
+    this.#timer = setInterval(() => {
+      // a beat slower than the heartbeat (a long adoption) is not run twice at once
+      this.#beating ??= this.#beat().finally(() => {
+        this.#beating = null;
+      });
+    }, this.#heartbeatMs);
     this.#timer.unref();
   }
 
   async #upsert(): Promise<void> {
     const { url, version } = this.#row!;
-    const now = this.#now();
+    const { now, params } = this.#clock();
     await this.#db.run(
-      `INSERT INTO servers (id, url, version, started_at, seen_at, draining) VALUES (?, ?, ?, ?, ?, 0)
+      `INSERT INTO servers (id, url, version, started_at, seen_at, draining) VALUES (?, ?, ?, ${now}, ${now}, 0)
        ON CONFLICT (id) DO UPDATE SET url = excluded.url, version = excluded.version,
          started_at = excluded.started_at, seen_at = excluded.seen_at, draining = 0`,
-      [this.#id, url, version, now, now],
+      [this.#id, url, version, ...params, ...params],
     );
   }
 
   async #beat(): Promise<void> {
     try {
-      const n = await this.#db.run('UPDATE servers SET seen_at = ? WHERE id = ?', [this.#now(), this.#id]);
+      const { now, params } = this.#clock();
+      const n = await this.#db.run(`UPDATE servers SET seen_at = ${now} WHERE id = ?`, [...params, this.#id]);
       if (n === 0) {
         await this.#upsert();
         await this.#onReclaimed();
       }
       await this.sweep();
       this.#onBeat(await this.alive());
-    } catch {
+    } catch (err) {
       // the database is away: the next beat tries again
+      this.#log.warn({ err }, 'the server heartbeat failed; trying again at the next beat');
     }
   }
 
-  /** Claims the rows of dead servers, one at a time, and adopts each; returns the ids it claimed. */
+  /**
+   * Adopts what dead servers held, one at a time, and removes each one's row once that is done; returns the ids
+   * it adopted. A row stays while its adoption fails, so that a later sweep (of this server or another) tries
+   * again.
+   */
   async sweep(): Promise<string[]> {
-    const before = this.#now() - this.goneAfterMs;
-    const stale = await this.#db.all<{ id: string }>('SELECT id FROM servers WHERE seen_at < ? AND id <> ?', [
-      before,
-      this.#id,
-    ]);
-    const claimed: string[] = [];
+    const { now, params } = this.#clock();
+    const stale = await this.#db.all<{ id: string }>(
+      `SELECT id FROM servers WHERE seen_at < ${now} - ? AND id <> ?`,
+      [...params, this.goneAfterMs, this.#id],
+    );
+    const adopted: string[] = [];
     for (const { id } of stale) {
-      // only one server deletes the row: that one adopts
-      const n = await this.#db.run('DELETE FROM servers WHERE id = ? AND seen_at < ?', [id, before]);
-      if (n !== 1) continue;
-      claimed.push(id);
-      await this.#onDead(id);
+      try {
+        if (await this.#adopt(id)) adopted.push(id);
+      } catch (err) {
+        this.#log.error({ err, server: id }, 'adopting a dead server failed; a later sweep tries again');
+      }
     }
-    return claimed;
+    return adopted;
+  }
+
+  /** Adopts one dead server and removes its row; false if another server has it, or it came back. */
+  async #adopt(id: string): Promise<boolean> {
+    if (this.#db.dialect !== 'postgres') {
+      // one server on SQLite: no other claims the row (and a transaction there would hold the whole database)
+      await this.#onDead(id);
+      await this.#db.run('DELETE FROM servers WHERE id = ?', [id]);
+      return true;
+    }
+    // The row stays locked while its server is adopted: another sweeping server skips it (one adopter), and
+    // the dead server, should it come back, waits on its refresh until the row is gone, then finds it gone and
+    // takes back what it held (onReclaimed). A failed adoption rolls back: the row stays, stale, for a retry.
+    return this.#db.tx(async (q) => {
+      const row = await q.get<{ id: string }>(
+        `SELECT id FROM servers WHERE id = ? AND seen_at < ${PG_NOW_MS} - ? FOR UPDATE SKIP LOCKED`,
+        [id, this.goneAfterMs],
+      );
+      if (!row) return false;
+      await this.#onDead(id);
+      await q.run('DELETE FROM servers WHERE id = ?', [id]);
+      return true;
+    });
   }
 
   async markDraining(): Promise<void> {
-    await this.#db.run('UPDATE servers SET draining = 1, seen_at = ? WHERE id = ?', [this.#now(), this.#id]);
+    const { now, params } = this.#clock();
+    await this.#db.run(`UPDATE servers SET draining = 1, seen_at = ${now} WHERE id = ?`, [
+      ...params,
+      this.#id,
+    ]);
   }
 
   async list(): Promise<ServerInfo[]> {
-    const now = this.#now();
+    const { now, params } = this.#clock();
     const rows = await this.#db.all<Row>(
-      'SELECT id, url, version, started_at, seen_at, draining FROM servers ORDER BY id',
+      `SELECT id, url, version, started_at, seen_at, draining, ${now} AS now FROM servers ORDER BY id`,
+      params,
     );
     return rows.map((r) => ({
       id: r.id,
@@ -133,8 +205,8 @@ export class ServerRegistry {
       version: r.version,
       startedAt: Number(r.started_at),
       seenAt: Number(r.seen_at),
-      draining: r.draining === 1,
-      alive: now - Number(r.seen_at) < this.goneAfterMs,
+      draining: Number(r.draining) === 1,
+      alive: Number(r.now) - Number(r.seen_at) < this.goneAfterMs,
     }));
   }
 
@@ -143,10 +215,11 @@ export class ServerRegistry {
     return new Set((await this.list()).filter((s) => s.alive).map((s) => s.id));
   }
 
-  /** The server stopped cleanly: its row goes. */
+  /** The server stopped cleanly: its row goes, once a beat under way (an adoption, say) is done. */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    await this.#beating;
     await this.#db.run('DELETE FROM servers WHERE id = ?', [this.#id]).catch(() => {});
   }
 }

@@ -18,6 +18,30 @@ export interface PostgresOptions {
   schema?: string;
   /** connections in the pool; default 10 */
   poolSize?: number;
+  /**
+   * the connection string of the connection that LISTENs (the server bus), if not `url`: e.g. straight to
+   * PostgreSQL where `url` goes through a pooler in transaction mode, which cannot LISTEN
+   */
+  listenUrl?: string;
+}
+
+/**
+ * The database's clock, in ms since the epoch, as SQL: what servers whose own clocks disagree compare times on
+ * (clock_timestamp(), not now(): within a transaction that waited on a lock, the time it is, not when it began).
+ */
+export const PG_NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+
+/** How long a LISTEN connection may take to connect and to LISTEN before the attempt is given up. */
+const LISTEN_CONNECT_MS = 10_000;
+/** How long a LISTEN connection that is closed may take to say goodbye before its socket is cut. */
+const LISTEN_END_MS = 2_000;
+
+/** The LISTEN connection of PostgresDb.listen. */
+export interface Listening {
+  /** Ends the connection; one that does not answer (cut off without a word) is cut after a bound. */
+  close(): Promise<void>;
+  /** Cuts the connection at once, without a goodbye: for one found deaf. Its errors are not reported. */
+  destroy(): void;
 }
 
 const int8AsNumber = (value: string) => Number(value);
@@ -37,10 +61,12 @@ export class PostgresDb implements Db {
   readonly schema: string;
   readonly #statements = new Map<string, { text: string; name: string }>();
   readonly #url: string;
+  readonly #listenUrl: string;
   #closed = false;
 
   constructor(options: PostgresOptions) {
     this.#url = options.url;
+    this.#listenUrl = options.listenUrl ?? options.url;
     this.schema = options.schema ?? 'public';
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.schema)) {
       throw new Error(`storage.postgres.schema "${this.schema}" must be a lower-case SQL identifier`);
@@ -133,26 +159,53 @@ export class PostgresDb implements Db {
 
   /**
    * A connection of its own that LISTENs on `channel` (outside the pool, which it would otherwise hold). Its
-   * errors go to onError; the caller reconnects.
+   * errors go to onError; the caller reconnects. TCP keepalive is on, so that a peer gone without a word is
+   * found out by the kernel in the end; the caller's pings find it out sooner (PostgresBus).
    */
   async listen(
     channel: string,
     onNotify: (payload: string) => void,
     onError: (err: Error) => void,
-  ): Promise<{ close(): Promise<void> }> {
-    const client = new pg.Client({ connectionString: this.#url, types });
-    client.on('error', onError);
-    client.on('notification', (n) => {
-      if (n.channel === channel && n.payload !== undefined) onNotify(n.payload);
+  ): Promise<Listening> {
+    const client = new pg.Client({
+      connectionString: this.#listenUrl,
+      types,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      // a database that does not answer (a black hole, not a refusal) fails the attempt: the caller tries again
+      connectionTimeoutMillis: LISTEN_CONNECT_MS,
+      query_timeout: LISTEN_CONNECT_MS,
     });
+    let cut = false;
+    client.on('error', (err) => {
+      if (!cut) onError(err);
+    });
+    client.on('notification', (n) => {
+      if (!cut && n.channel === channel && n.payload !== undefined) onNotify(n.payload);
+    });
+    const destroy = () => {
+      cut = true;
+      client.connection.stream.destroy();
+    };
     try {
       await client.connect();
       await client.query(`LISTEN "${channel}"`);
     } catch (err) {
-      await client.end().catch(() => {});
+      destroy();
       throw err;
     }
-    return { close: () => client.end() };
+    return {
+      close: async () => {
+        // end() waits for the server's goodbye, which a connection cut off without a word never brings
+        const late = setTimeout(destroy, LISTEN_END_MS);
+        try {
+          await client.end();
+        } finally {
+          clearTimeout(late);
+        }
+      },
+      destroy,
+    };
   }
 
   /**
