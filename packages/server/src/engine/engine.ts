@@ -1671,7 +1671,7 @@ export class Engine {
         await this.rooms.checkWorker(workerId, frame.sessionId, true);
         // an agent that talks is in the room: the SDK says session_started once onConnect is done, and a
         // greeting sent from onConnect would otherwise be recorded before the agent's arrival
-        this.rooms.participantJoined(frame.sessionId, { identity: workerId, kind: 'agent' });
+        this.rooms.agentPresent(frame.sessionId, workerId);
         await this.rooms.relayMessage(
           frame.sessionId,
           { identity: workerId, kind: 'agent' },
@@ -1772,7 +1772,7 @@ export class Engine {
         await r.updateWorker(w.id, busy);
         await r.updateSession(s.id, { workerStarted: true, updatedAt: now });
         const p = this.#project(s.projectId);
-        fx.after(() => this.rooms.participantJoined(s.id, { identity: w.id, kind: 'agent' }));
+        fx.after(() => this.rooms.agentPresent(s.id, w.id));
         let started: SessionRecord = { ...s, workerStarted: true, updatedAt: now };
         if (!needsViewerToStart(p) || s.viewerAttached) {
           started = await this.#enterActive(r, fx, started, 'worker:started');

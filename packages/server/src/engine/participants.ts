@@ -21,6 +21,11 @@ export class Participants {
     return true;
   }
 
+  /** Whether the participant is in the session's room. */
+  has(sessionId: string, identity: string): boolean {
+    return this.#rooms.get(sessionId)?.has(identity) ?? false;
+  }
+
   /** Returns the participant when its last socket left, else null. */
   leave(sessionId: string, identity: string): Participant | null {
     const room = this.#rooms.get(sessionId);

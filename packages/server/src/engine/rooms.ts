@@ -150,6 +150,15 @@ export class Rooms {
       this.#toSessionWorker(sessionId, { type: 'participant_joined', sessionId, participant });
   }
 
+  /**
+   * The session's agent is in its room: once, however often this is said (it holds no socket of the room, and
+   * its one departure, when its session ends or it crashes, must be announced).
+   */
+  agentPresent(sessionId: string, workerId: string): void {
+    if (this.#participants.has(sessionId, workerId)) return;
+    this.participantJoined(sessionId, { identity: workerId, kind: 'agent' });
+  }
+
   /** A participant's socket left; the last one announces that the participant left. */
   participantLeft(sessionId: string, identity: string): void {
     const participant = this.#participants.leave(sessionId, identity);
