@@ -3,12 +3,9 @@
 // the other alive, neither adopts the other, and frames cross: a session asked for on the server ahead is seated
 // on a worker connected to the other and becomes active.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { systemClock, type UsherServerOptions } from '@usher/server';
+import { systemClock } from '@usher/server';
 import {
   createTestDatabase,
   databaseKinds,
@@ -17,37 +14,15 @@ import {
   TEST_SECRET,
   TestServer,
 } from '@usher/testing';
-import { adminOk } from './fixtures/server-child.ts';
+import { adminOk, type Child, startServer, step } from './fixtures/server-child.ts';
 import { waitUntil } from './helpers.ts';
 
-const SERVE = fileURLToPath(new URL('./fixtures/serve.ts', import.meta.url));
 const SKEW_MS = 40_000;
-
-/** The server fixture in a child process whose Date.now runs `skewMs` ahead of this one's. */
-async function startSkewed(
-  options: UsherServerOptions,
-  skewMs: number,
-): Promise<{ proc: ChildProcess; url: string }> {
-  const shift = `const now = Date.now; Date.now = () => now() + ${skewMs};`;
-  const proc = spawn(
-    process.execPath,
-    ['--import', `data:text/javascript,${encodeURIComponent(shift)}`, SERVE],
-    {
-      env: { ...process.env, USHER_SERVE_OPTIONS: JSON.stringify(options) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const stderr: string[] = [];
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
-  const exited = once(proc, 'exit');
-  const first = await Promise.race([
-    once(createInterface({ input: proc.stdout! }), 'line').then(([line]) => line as string),
-    exited.then((e) => {
-      throw new Error(`the server exited (${JSON.stringify(e)}): ${stderr.join('')}`);
-    }),
-  ]);
-  return { proc, url: (JSON.parse(first) as { url: string }).url };
-}
+/** Node's flag for a process whose Date.now runs SKEW_MS ahead of this one's */
+const AHEAD = [
+  '--import',
+  `data:text/javascript,${encodeURIComponent(`const now = Date.now; Date.now = () => now() + ${SKEW_MS};`)}`,
+];
 
 interface ServerView {
   id: string;
@@ -57,7 +32,7 @@ interface ServerView {
 describe('servers whose clocks disagree', { skip: !databaseKinds().includes('postgres') }, () => {
   test('a server 40 s ahead and one on time see each other alive, and a session crosses between them', async (c) => {
     const db = await createTestDatabase('postgres');
-    let ahead: { proc: ChildProcess; url: string } | undefined;
+    let ahead: Child | undefined;
     // the server on time: its clock is this process's, as the other's is its own
     const onTime = new TestServer({
       storage: db.storage,
@@ -78,7 +53,7 @@ describe('servers whose clocks disagree', { skip: !databaseKinds().includes('pos
     const { w } = await onTime.poolWorker('skew');
     await onTime.readyWorkers('skew', 1);
 
-    ahead = await startSkewed(
+    ahead = await startServer(
       {
         storage: db.storage,
         serverId: 'ahead',
@@ -86,8 +61,9 @@ describe('servers whose clocks disagree', { skip: !databaseKinds().includes('pos
         secret: TEST_SECRET,
         serverHeartbeatMs: 1_000,
       },
-      SKEW_MS,
+      AHEAD,
     );
+    const child = ahead;
     const { servers: seenAhead } = await adminOk<{ servers: ServerView[] }>(ahead.url, 'GET', '/servers');
     const { servers: seenOnTime } = (await onTime.api<{ servers: ServerView[] }>('GET', '/servers')).body;
     for (const seen of [seenAhead, seenOnTime])
@@ -103,10 +79,14 @@ describe('servers whose clocks disagree', { skip: !databaseKinds().includes('pos
     const s = await adminOk<{ id: string; workerId: string }>(ahead.url, 'POST', '/sessions', {
       projectId: 'skew',
     });
-    const assigned = await w.waitFor((f) => f.type === 'assign');
+    const assigned = await step(
+      'the assignment, through the bus',
+      child,
+      w.waitFor((f) => f.type === 'assign'),
+    );
     assert.equal((assigned.assignment as { sessionId: string }).sessionId, s.id);
     w.send({ type: 'session_started', sessionId: s.id });
-    await onTime.waitForState(s.id, 'active');
+    await step('the session active', child, onTime.waitForState(s.id, 'active'));
     const there = await adminOk<{ state: string }>(ahead.url, 'GET', `/sessions/${s.id}`);
     assert.equal(there.state, 'active');
 

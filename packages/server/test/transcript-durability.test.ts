@@ -14,31 +14,9 @@ import {
   TestSocket,
 } from '@usher/testing';
 import { ECHO_COMMAND, eventually } from './fixtures/processes.ts';
-import { adminApi, adminOk, freePort, startServer } from './fixtures/server-child.ts';
+import { adminApi, adminOk, freePort, startServer, step } from './fixtures/server-child.ts';
 
 const post = <T>(base: string, path: string, body: unknown) => adminOk<T>(base, 'POST', path, body);
-
-/**
- * A step that waits on a socket or a child: should it never come, the test fails naming it, with what the
- * server child logged, instead of running into the test's time limit without a word.
- */
-async function step<T>(what: string, child: { stderr: string[] }, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const stuck = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new Error(`${what}: not within 60 s; the server logged: ${child.stderr.join('').slice(-4000)}`),
-        ),
-      60_000,
-    );
-  });
-  try {
-    return await Promise.race([work, stuck]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const texts = (page: MessagePage) =>
   page.messages.filter((m) => m.type === 'user_text').map((m) => (m.data as { n: number }).n);
