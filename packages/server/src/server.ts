@@ -508,8 +508,21 @@ export class UsherServer {
         void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
     );
 
+    /**
+     * Another server stopped cleanly: the first of those running (by id) adopts it, and watches the workers that
+     * were connected to it until they come back to one of the servers (one that does not is handled as lost).
+     */
+    const adoptStopped = async (stopped: string) => {
+      try {
+        const [first] = [...(await registry.alive())].filter((id) => id !== stopped).sort();
+        if (first === serverId) await engine.adoptServer(stopped, 'stopped');
+      } catch (err) {
+        log.error({ err, server: stopped }, 'adopting a server that stopped failed');
+      }
+    };
     bus.onMessage((m) => {
       if (m.kind === 'admin_key_revoked') adminKeys.forget(m.keyId);
+      if (m.kind === 'server_stopped') void adoptStopped(m.serverId);
       if (m.kind === 'drain' && m.serverId === serverId)
         void this.drain().catch((err) => log.error({ err }, 'draining failed'));
     });
@@ -641,6 +654,8 @@ export class UsherServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#keepalive?.close();
+      // the workers whose sockets close now stay marked as this server's, for the server that adopts it
+      this.#engine?.leaving();
       await this.#app?.close();
       // what each socket's end sets off (a viewer's reconnect window, a worker's detach, a participant's
       // departure) is done before the engine and the store close
@@ -651,6 +666,8 @@ export class UsherServer {
         ?.retireOwnWorkers()
         .catch((err) => this.options.log?.error({ err }, 'recording the stopping workers failed'));
       await this.#registry?.stop();
+      // out of the registry: another server watches the workers this one held until they come back to one
+      if (this.#registry) this.#bus?.send({ kind: 'server_stopped', serverId: this.#registry.serverId });
       await this.#engine?.close();
       this.#observability?.close();
       await this.#webhooks?.close();

@@ -298,6 +298,52 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
   });
 });
 
+describe('a server that stops cleanly, with a worker that does not come back', {
+  skip: !databaseKinds().includes('postgres'),
+}, () => {
+  test('another server watches the worker it held, and handles it as lost once its re-attach window is over', async (c) => {
+    const db = await createTestDatabase('postgres');
+    const clock = new ManualClock();
+    // the survivor's liveness runs on a clock the test moves
+    const liveness = new ManualClock(Date.now());
+    const survivor = await new TestServer({
+      storage: db.storage,
+      clock,
+      serverId: 'survivor',
+      engine: { livenessClock: liveness },
+    }).start();
+    const leaving = await new TestServer({ storage: db.storage, clock, serverId: 'leaving' }).start();
+    c.after(async () => {
+      await leaving.close();
+      await survivor.close();
+      await db.drop();
+    });
+    await leaving.createProject(lastingExternalProject('stays-away', { min: 0, max: 1 }));
+    const { w } = await leaving.poolWorker('stays-away');
+    await leaving.readyWorkers('stays-away', 1);
+    const s = await leaving.createSession('stays-away');
+    await w.waitFor((f) => f.type === 'assign');
+    w.send({ type: 'session_started', sessionId: s.id });
+    await leaving.waitForState(s.id, 'active');
+
+    // the worker's socket closes with its server (1012), and the worker never dials another
+    await leaving.close();
+    await w.closed;
+    await waitUntil(
+      async () => {
+        await liveness.advance(5_000);
+        return (await survivor.session(s.id)).state === 'ended';
+      },
+      'the session of the worker that stayed away to end',
+      30_000,
+    );
+    const ended = await survivor.session(s.id);
+    assert.deepEqual([ended.endCode, ended.endReason], [4006, 'worker_crashed']);
+    const worker = await survivor.server.engine.store.read.getWorker(s.workerId!);
+    assert.equal(worker?.state, 'stopped');
+  });
+});
+
 describe('the server bus, its listening connection cut off without a word', {
   skip: !databaseKinds().includes('postgres'),
 }, () => {

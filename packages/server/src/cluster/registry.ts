@@ -66,6 +66,11 @@ export class ServerRegistry {
     this.#log = options.log ?? silentLogger;
   }
 
+  /** This server's id in the registry. */
+  get serverId(): string {
+    return this.#id;
+  }
+
   /** A row older than this belongs to a server that is gone (killed, or cut off from the database). */
   get goneAfterMs(): number {
     return 3 * this.#heartbeatMs;

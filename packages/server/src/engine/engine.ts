@@ -188,6 +188,8 @@ export class Engine {
   #started = false;
   #closed = false;
   #draining = false;
+  /** the server is closing: the sockets it closes leave their workers marked as attached here (leaving()) */
+  #leaving = false;
 
   constructor(options: EngineOptions) {
     this.o = { ...DEFAULTS, ...options } as Resolved;
@@ -1827,9 +1829,19 @@ export class Engine {
     if (this.#links.get(workerId) !== link) return false;
     this.#links.delete(workerId);
     this.#issued.delete(workerId);
-    // unless it has already come back on another server
-    this.#track(() => this.store.read.detachWorker(workerId, this.o.serverId));
+    // unless it has already come back on another server; a closing server leaves the mark, by which another
+    // server adopts what it held (one that does not come back is then handled as lost)
+    if (!this.#leaving) this.#track(() => this.store.read.detachWorker(workerId, this.o.serverId));
     return true;
+  }
+
+  /**
+   * The server is about to close its sockets: the workers connected here stay marked as here, so that the
+   * server that adopts this one (told on the bus once it has left the registry) watches those that do not come
+   * back to another server.
+   */
+  leaving(): void {
+    this.#leaving = true;
   }
 
   /**
@@ -1897,13 +1909,19 @@ export class Engine {
   }
 
   /**
-   * Another server died (its row in the servers table went stale and this server claimed it): the viewers that
-   * were on it get their reconnect windows, and the workers whose sockets were on it get the re-attach window
-   * to come back to any server; those that do not are handled as crashed.
+   * Another server died (its row in the servers table went stale and this server claimed it), or stopped
+   * cleanly (`how`, told on the bus): the viewers that were on it get their reconnect windows, and the workers
+   * whose sockets were on it get the re-attach window to come back to any server; those that do not are handled
+   * as crashed.
    */
-  async adoptServer(dead: string): Promise<void> {
+  async adoptServer(dead: string, how: 'died' | 'stopped' = 'died'): Promise<void> {
     if (this.#closed) return;
-    this.o.log.warn({ server: dead }, 'a server died: adopting its viewers and workers');
+    if (how === 'died') this.o.log.warn({ server: dead }, 'a server died: adopting its viewers and workers');
+    else
+      this.o.log.info(
+        { server: dead },
+        'a server stopped: watching the workers it held until they come back',
+      );
     await this.#releaseViewers((server) => server === dead);
     await this.#resumeRecorders();
     const orphans = (
@@ -2051,11 +2069,6 @@ export class Engine {
   }
 
   /**
-   * Draining this server: it takes no new sessions and starts no workers; the workers it started (process
-   * driver) take no new session either and stop once their session is over. Resolves when they are all gone,
-   * or after `timeoutMs`, with how many are left.
-   */
-  /**
    * The server is closing, and the workers it started whose driver stops them on close (its child processes)
    * go with it: each is recorded as stopped now, while the engine still runs, so that no other server seats a
    * session on a worker that is gone (a closing server leaves the registry, so nobody would adopt them). Idle
@@ -2079,6 +2092,11 @@ export class Engine {
       }).catch((err) => this.o.log.error({ err, workerId: w.id }, 'recording a worker as stopped failed'));
   }
 
+  /**
+   * Draining this server: it takes no new sessions and starts no workers; the workers it started (process
+   * driver) take no new session either and stop once their session is over. Resolves when they are all gone,
+   * or after `timeoutMs`, with how many are left.
+   */
   async drainServer(timeoutMs: number): Promise<{ remaining: number }> {
     this.#draining = true;
     const live = ['starting', 'ready', 'reserved', 'busy', 'stopping'] as const;
