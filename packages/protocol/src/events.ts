@@ -49,6 +49,10 @@ export const StatusChanged = Type.Object({
   endReason: Type.Optional(Type.String()),
   outcome: Type.Optional(Type.Union([Type.Literal('disconnected'), Type.Literal('failed')])),
 });
+/**
+ * A queued session's place in line: sent when its socket opens, then whenever its position or the queue's length
+ * changes (a pool's positions go out at most every 250 ms by default).
+ */
 export const QueuePosition = Type.Object({
   type: Type.Literal('session.queue_position'),
   ...Base,

@@ -99,5 +99,26 @@ for (const kind of databaseKinds()) {
       assert.deepEqual(positions, [3, 2, 1]);
       for (const s of waiting) await t.api('POST', `/sessions/${s.id}/end`);
     });
+
+    test('the line growing behind a session is news too: its queue length (and estimate) is told again', async () => {
+      await t.createProject(streamProject('q2', { min: 0, max: 1 }));
+      const seated = await t.createSession('q2');
+      const front = await t.createSession('q2');
+      const socket = await t.connect(front);
+      await socket.waitFor((e) => e.type === 'session.queue_position' && e.queueLength === 1);
+      const behind = await t.createSession('q2');
+      const told = await socket.waitFor((e) => e.type === 'session.queue_position' && e.queueLength === 2);
+      assert.ok(told.type === 'session.queue_position' && told.position === 1, 'still first in line');
+      assert.deepEqual(
+        socket.events.flatMap((e) =>
+          e.type === 'session.queue_position' ? [[e.position, e.queueLength]] : [],
+        ),
+        [
+          [1, 1],
+          [1, 2],
+        ],
+      );
+      for (const s of [behind, front, seated]) await t.api('POST', `/sessions/${s.id}/end`);
+    });
   });
 }

@@ -27,6 +27,17 @@ describe('newId', () => {
     assert.deepEqual(sorted(ids), ids);
   });
 
+  test('ids of one millisecond keep their order when ids of other times are made in between', () => {
+    // a test's manual clock and the wall clock taking turns
+    const manual = Date.UTC(2026, 0, 4);
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      ids.push(newId('s', manual));
+      newId('w', Date.now() + i);
+    }
+    assert.deepEqual(sorted(ids), ids);
+  });
+
   test('a later millisecond sorts after every id of an earlier one, however many there were', () => {
     const at = Date.UTC(2026, 0, 3);
     const ids = [

@@ -28,14 +28,23 @@ export interface QueuePositionsOptions {
   announce?(key: string): void;
 }
 
+/** What a queued session was last told. */
+interface Told {
+  position: number;
+  queueLength: number;
+}
+
 export class QueuePositions {
   readonly #o: QueuePositionsOptions;
   readonly #broadcasts = new Map<
     string,
     { timer: NodeJS.Timeout | null; last: number; running: boolean; again: boolean; here: boolean }
   >();
-  /** per pool, per queued session, the position it was last told (sessions that left the queue drop out) */
-  readonly #sent = new Map<string, Map<string, number>>();
+  /**
+   * per pool, per queued session, the position and queue length it was last told (sessions that left the queue
+   * drop out): a session is told again when either changes
+   */
+  readonly #sent = new Map<string, Map<string, Told>>();
   readonly #means = new Map<string, { at: number; value: number | null }>();
   #closed = false;
 
@@ -95,16 +104,18 @@ export class QueuePositions {
     const ids = await this.#o.store.read.queuedSessionIds(projectId, region);
     const estimate = await this.waitEstimator(projectId, region);
     const at = new Date(this.#o.clock.now()).toISOString();
-    const told = this.#sent.get(key) ?? new Map<string, number>();
+    const told = this.#sent.get(key) ?? new Map<string, Told>();
     this.#sent.set(key, told);
+    const queueLength = ids.length;
     for (let i = 0; i < ids.length; i++) {
       // let other work run between chunks: a broadcast to 10,000 sockets must not stall the event loop
       if (i > 0 && i % POSITION_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
       const sessionId = ids[i]!;
       const position = i + 1;
-      if (told.get(sessionId) === position) continue;
+      const last = told.get(sessionId);
+      if (last?.position === position && last.queueLength === queueLength) continue;
       // it counts as told even without a socket here: current() tells a socket that connects later
-      told.set(sessionId, position);
+      told.set(sessionId, { position, queueLength });
       if (!this.#o.hub.hasListeners(sessionId)) continue;
       this.#o.hub.publishHere(
         {
@@ -112,7 +123,7 @@ export class QueuePositions {
           sessionId,
           at,
           position,
-          queueLength: ids.length,
+          queueLength,
           estimatedWaitMs: estimate(position),
         },
         here,
@@ -142,10 +153,11 @@ export class QueuePositions {
     const q = await this.positionOf(s);
     if (!q) return null;
     const key = poolKey(s.projectId, s.region);
-    const told = this.#sent.get(key) ?? new Map<string, number>();
-    told.set(s.id, q.position);
+    const queueLength = await this.#o.store.read.countQueued(s.projectId, s.region);
+    const told = this.#sent.get(key) ?? new Map<string, Told>();
+    told.set(s.id, { position: q.position, queueLength });
     this.#sent.set(key, told);
-    return { ...q, queueLength: await this.#o.store.read.countQueued(s.projectId, s.region) };
+    return { ...q, queueLength };
   }
 
   /** The estimated wait of each position in a pool's queue, as queued sessions are told it (GET /queues). */

@@ -38,12 +38,12 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       let buffer: SessionEvent[] | null = [];
       let ended = false;
       const send = (e: SessionEvent | Record<string, unknown>) => sendFrame(socket, e);
-      /** the position this socket was last told: broadcasts that repeat it are not sent again */
-      let lastPosition: number | null = null;
+      /** the place in line this socket was last told: broadcasts that repeat it are not sent again */
+      let lastPosition: { position: number; queueLength: number } | null = null;
       const deliver = (e: SessionEvent) => {
         if (e.type === 'session.queue_position') {
-          if (e.position === lastPosition) return;
-          lastPosition = e.position;
+          if (e.position === lastPosition?.position && e.queueLength === lastPosition.queueLength) return;
+          lastPosition = { position: e.position, queueLength: e.queueLength };
         }
         sendEvent(socket, e);
         if (e.type === 'session.status_changed' && e.status === 'ended' && !ended) {
@@ -136,7 +136,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
           if (warning) send(warning);
         }
         const q = status === 'queued' ? await engine.positions.current(s) : null;
-        lastPosition = q?.position ?? null;
+        lastPosition = q ? { position: q.position, queueLength: q.queueLength } : null;
         if (q)
           send({
             type: 'session.queue_position',
