@@ -4,7 +4,8 @@ import { type Assignment, UsherWorker, type WorkerOptions } from '@usher/worker'
 const crashAfterMs = Number(process.env.ECHO_WORKER_CRASH_AFTER_MS ?? '');
 const neverReady = process.env.ECHO_WORKER_NEVER_READY === '1';
 
-const log = (message: string): void => console.log(`[echo-worker ${new Date().toISOString()}] ${message}`);
+const log = (message: string): void =>
+  console.log(`[echo-worker ${new Date().toISOString()} pid ${process.pid}] ${message}`);
 
 /** The counter saved by an earlier worker of this session, or 0. */
 function savedCount(assignment: Assignment): number {

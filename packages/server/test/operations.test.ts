@@ -93,6 +93,7 @@ for (const kind of databaseKinds()) {
           'region',
           'sessionId',
           'state',
+          'where',
         ]);
       }
       // the socket has exactly what the hub published, in the same order

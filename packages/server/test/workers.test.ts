@@ -108,6 +108,16 @@ for (const kind of databaseKinds()) {
         assert.equal(t.engine.isWorkerConnected(w.id), true, `worker ${w.id} is registered`);
         await driver.line(w.id, `registered as ${w.id}; ready`);
       }
+      // GET /workers says where each runs: the process to look for (or kill)
+      const listed = await t.api<{ workers: { id: string; where: string | null }[] }>(
+        'GET',
+        '/workers?projectId=warm',
+      );
+      for (const w of ready)
+        assert.equal(
+          listed.body.workers.find((x) => x.id === w.id)?.where,
+          `pid ${driver.pid(w.id)} on server test-server`,
+        );
 
       const s = await t.createSession('warm');
       assert.equal(s.state, 'connecting', 'seated at once');

@@ -1,6 +1,7 @@
 // Worker routes: list and drain.
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
+import { handleFields } from '../../drivers/driver.ts';
 import type { Engine } from '../../engine/engine.ts';
 import type { WorkerRecord } from '../../storage/records.ts';
 import { callerOf, requireAdmin } from '../auth.ts';
@@ -19,7 +20,20 @@ export const Worker = Type.Object({
   connected: Type.Boolean({ description: 'its control socket is on this server' }),
   createdAt: Type.String({ format: 'date-time' }),
   readyAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  where: Type.Union([Type.String(), Type.Null()], {
+    description:
+      'where it runs, as far as its driver knows: "pid 12345 on server <id>" (process), "<namespace>/<pod>" (kubernetes); null for an external worker or one not started yet',
+  }),
 });
+
+/** Where a worker runs, from its driver's handle (see Worker.where). */
+function whereOf(w: WorkerRecord): string | null {
+  const h = w.handle ? handleFields(w.handle) : null;
+  if (!h) return null;
+  if (typeof h.pid === 'number') return `pid ${h.pid} on server ${w.serverId}`;
+  if (typeof h.namespace === 'string' && typeof h.pod === 'string') return `${h.namespace}/${h.pod}`;
+  return null;
+}
 
 const tags = ['workers'];
 
@@ -35,6 +49,7 @@ export function workerView(engine: Engine, w: WorkerRecord): Static<typeof Worke
     connected: engine.isWorkerConnected(w.id),
     createdAt: new Date(w.createdAt).toISOString(),
     readyAt: w.readyAt === null ? null : new Date(w.readyAt).toISOString(),
+    where: whereOf(w),
   };
 }
 
