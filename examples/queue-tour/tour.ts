@@ -179,7 +179,7 @@ export async function runTour({ say = console.log, clock }: TourOptions = {}): P
     }
     await Promise.all([...sessions.values()].map((s) => s.closed));
 
-    say('\nSession  end code  reason            outcome       states');
+    say('\nSession  end code  reason            outcome       states its socket saw');
     for (const s of sessions.values()) {
       say(
         `${s.name.padEnd(8)} ${String(s.endCode).padEnd(9)} ${String(s.endReason).padEnd(17)} ${String(s.outcome).padEnd(13)} ${s.states.join(' → ')}`,
