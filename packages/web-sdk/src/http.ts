@@ -57,7 +57,10 @@ export type JoinRole = 'user' | 'viewer' | 'observer';
 /** A participant's ticket into a session: its own token, the socket URL (with that token) and its identity. */
 export interface Invite {
   token: string;
-  /** the session's socket URL with `?token=`: what UsherSession.join() and acceptInvite() take */
+  /**
+   * the session's socket URL with `?token=`: what UsherSession.join() and acceptInvite() take. For a project
+   * whose rooms are on LiveKit: the LiveKit server's URL, which a LiveKit client joins with `token`
+   */
   url: string;
   identity: string;
 }
@@ -83,7 +86,10 @@ export async function joinSession(
   if (typeof r.token !== 'string' || typeof r.url !== 'string' || typeof r.identity !== 'string') {
     throw new UsherError('BAD_RESPONSE', `POST ${url} answered without a token, url and identity`);
   }
-  return { token: r.token, url: withToken(r.url, r.token), identity: r.identity };
+  // an Usher socket URL carries its token; a LiveKit server's URL (a project with LiveKit rooms) is given as it is,
+  // for a LiveKit client, with the token beside it
+  const usherSocket = URL.canParse(r.url) && /\/sessions\/[^/]+\/ws$/.test(new URL(r.url).pathname);
+  return { token: r.token, url: usherSocket ? withToken(r.url, r.token) : r.url, identity: r.identity };
 }
 
 /** The socket URL with `?token=` added, unless it already carries one (or `replace`: with this one instead). */

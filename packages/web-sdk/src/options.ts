@@ -160,7 +160,7 @@ export function parseSocketUrl(url: string): { id: string; token: string | null;
   if (!/^wss?:$/.test(u.protocol) || !match) {
     throw new UsherError(
       'BAD_OPTIONS',
-      `\`url\` must be a session socket URL (ws(s)://host/sessions/{id}/ws?token=…), got ${JSON.stringify(url)}`,
+      `\`url\` must be a session socket URL (ws(s)://host/sessions/{id}/ws?token=…), got ${JSON.stringify(url)}; a session whose project holds its rooms on LiveKit is joined with a LiveKit client, with the url and token its invitation gave`,
     );
   }
   const http = u.protocol === 'wss:' ? 'https:' : 'http:';

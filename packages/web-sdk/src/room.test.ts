@@ -255,6 +255,17 @@ describe('invitations', () => {
     ]);
   });
 
+  test('in a session whose rooms are on LiveKit, an invitation is for a LiveKit client: its URL is given as it is', async () => {
+    const { h, session } = await joined();
+    h.http.next.push(json(200, { token: 'lk-token', url: 'wss://livekit.example.com', identity: 'user-u2' }));
+    const invite = await session.invite();
+    assert.deepEqual(invite, { token: 'lk-token', url: 'wss://livekit.example.com', identity: 'user-u2' });
+    await assert.rejects(UsherSession.acceptInvite({ ...h.options, url: invite.url, token: invite.token }), {
+      code: 'BAD_OPTIONS',
+      message: /LiveKit client/,
+    });
+  });
+
   test('acceptInvite() exchanges the invite token for its own and connects with it, under its identity', async () => {
     const h = harness();
     h.http.next.push(json(200, { token: 'tok-bo', url: 'ws://usher.test/sessions/s1/ws', identity: 'Bo' }));
