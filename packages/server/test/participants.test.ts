@@ -117,6 +117,39 @@ for (const kind of databaseKinds()) {
       }
     });
 
+    test('a message of the agent still on the wire as its session ends does not bring it back to the room', async () => {
+      await t.createProject(agentProject('late-word', { min: 0, max: 1 }));
+      const s = await t.createSession('late-word');
+      await t.waitForState(s.id, 'active');
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+      const agent = s.workerId!;
+      // the worker still names the session while it stops: its last word is taken as its own
+      await t.engine
+        .workerFrame(agent, {
+          type: 'message',
+          sessionId: s.id,
+          messageType: 'agent_text',
+          data: { text: 'bye' },
+        })
+        .catch(() => {});
+      const page = await t.api<{ messages: { type: string; from: { identity: string } }[] }>(
+        'GET',
+        `/sessions/${s.id}/messages?limit=100`,
+      );
+      assert.deepEqual(
+        page.body.messages
+          .filter((m) => m.from.identity === agent && m.type.startsWith('participant_'))
+          .map((m) => m.type),
+        ['participant_joined', 'participant_left'],
+      );
+      assert.deepEqual(
+        t.engine.rooms.participants(s.id).map((p) => p.identity),
+        [],
+        'nobody is left in the room of an ended session',
+      );
+    });
+
     test('an agent that cannot set its session up says so: 4003 launch_failed at once, with AGENT_START_FAILED', async () => {
       await t.createProject(agentProject('no-start', { min: 0, max: 1 }));
       t.fake.behaviour = () => ({ startSessions: false });

@@ -1671,9 +1671,7 @@ export class Engine {
       }
       case 'message':
         await this.rooms.checkWorker(workerId, frame.sessionId, true);
-        // an agent that talks is in the room: the SDK says session_started once onConnect is done, and a
-        // greeting sent from onConnect would otherwise be recorded before the agent's arrival
-        this.rooms.agentPresent(frame.sessionId, workerId);
+        this.rooms.agentSpoke(frame.sessionId, workerId);
         await this.rooms.relayMessage(
           frame.sessionId,
           { identity: workerId, kind: 'agent' },

@@ -48,6 +48,8 @@ export interface RoomsOptions {
 export class Rooms {
   readonly #o: RoomsOptions;
   readonly #participants = new Participants();
+  /** the agents announced in each session's room on this server, the most recent MAX_AGENTS_SEEN (agentSpoke) */
+  readonly #agentsSeen = new Map<string, true>();
   /** per session, participants whose sockets are on other servers (presenceElsewhere) */
   readonly #elsewhere = new Map<string, Map<string, Participant>>();
   /** per session, frames on their way to its worker (#toSessionWorker) */
@@ -151,12 +153,26 @@ export class Rooms {
   }
 
   /**
-   * The session's agent is in its room: once, however often this is said (it holds no socket of the room, and
-   * its one departure, when its session ends or it crashes, must be announced).
+   * The session's agent is in its room (it said session_started): once, however often this is said (it holds
+   * no socket of the room, and its one departure, when its session ends or it crashes, must be announced).
    */
   agentPresent(sessionId: string, workerId: string): void {
     if (this.#participants.has(sessionId, workerId)) return;
+    this.#agentsSeen.delete(agentKey(sessionId, workerId));
+    this.#agentsSeen.set(agentKey(sessionId, workerId), true);
+    if (this.#agentsSeen.size > MAX_AGENTS_SEEN)
+      this.#agentsSeen.delete(this.#agentsSeen.keys().next().value!);
     this.participantJoined(sessionId, { identity: workerId, kind: 'agent' });
+  }
+
+  /**
+   * The session's agent spoke: it is in the room if it was never announced there. The SDK says session_started
+   * once onConnect is done, so a greeting sent from onConnect comes first, and would otherwise be recorded
+   * before the agent's arrival. An agent that has come and gone is not brought back by a late message (one
+   * still on the wire as its session ended).
+   */
+  agentSpoke(sessionId: string, workerId: string): void {
+    if (!this.#agentsSeen.has(agentKey(sessionId, workerId))) this.agentPresent(sessionId, workerId);
   }
 
   /** A participant's socket left; the last one announces that the participant left. */
@@ -254,4 +270,11 @@ export class Rooms {
     const known = this.#sessionWorkers.get(sessionId);
     return known && this.#o.livenessClock.now() - known.readAt < SESSION_WORKER_TTL_MS ? known : undefined;
   }
+}
+
+/** How many announced agents Rooms remembers, to tell a late message of one that left from a first greeting. */
+const MAX_AGENTS_SEEN = 10_000;
+
+function agentKey(sessionId: string, workerId: string): string {
+  return `${sessionId}\u0000${workerId}`;
 }
