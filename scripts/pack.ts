@@ -19,7 +19,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 interface Packed {
   /** folder under packages/ */
   dir: string;
-  /** files built at install time that the package ships as they are (paths in the package) */
+  /** files the package's own build script (scripts/build.ts) makes, shipped as they are (paths in the package) */
   built?: string[];
 }
 
@@ -42,14 +42,13 @@ function pack(p: Packed): string {
   const stage = mkdtempSync(join(tmpdir(), `usher-pack-${p.dir}-`));
   try {
     compile(dir, stage);
-    for (const file of p.built ?? []) {
-      const from = join(dir, file);
-      if (!existsSync(from))
-        throw new Error(
-          `${from} is missing: run \`npm install\` at the repository root first (it builds it)`,
-        );
-      cpSync(from, join(stage, file));
-    }
+    // built again now, from the source as it is (npm install's build may be older than the source)
+    if (p.built)
+      execFileSync(process.execPath, [join(dir, 'scripts/build.ts')], {
+        cwd: dir,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+    for (const file of p.built ?? []) cpSync(join(dir, file), join(stage, file));
     if (existsSync(join(dir, 'README.md'))) cpSync(join(dir, 'README.md'), join(stage, 'README.md'));
     cpSync(join(ROOT, 'LICENSE'), join(stage, 'LICENSE'));
     writeFileSync(join(stage, 'package.json'), `${JSON.stringify(publishable(manifest), null, 2)}\n`);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -86,6 +86,13 @@ await agent.closed;
       child.kill('SIGTERM');
       if (child.exitCode === null) await once(child, 'exit');
     }
+  });
+
+  test("@usher/web ships the browser bundle, built from today's source", async () => {
+    const shipped = await readFile(join(dir, 'node_modules/@usher/web/dist/usher.js'), 'utf8');
+    assert.equal(shipped, await readFile(join(ROOT, 'packages/web-sdk/dist/usher.js'), 'utf8'));
+    // something the source says now: the bundle was made from it, not left from an earlier build
+    assert.match(shipped, /the server takes frames of up to/);
   });
 
   test('a TypeScript project type-checks against the declarations the tarballs ship', async () => {
