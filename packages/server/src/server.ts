@@ -447,9 +447,9 @@ export class UsherServer {
     });
     this.#engine = engine;
     observability.watchRecorder(engine.recorder);
-    registry.onDeadServer((dead) => {
+    registry.onDeadServer((dead, how) => {
       this.hub.forgetServer(dead);
-      return engine.adoptServer(dead);
+      return engine.adoptServer(dead, how);
     });
     registry.onReclaimed(() => engine.reclaim());
     bus.onMessage((m) => {
@@ -508,21 +508,8 @@ export class UsherServer {
         void engine.onWorkerExit(exit).catch((err) => log.error({ err }, 'worker exit handling failed')),
     );
 
-    /**
-     * Another server stopped cleanly: the first of those running (by id) adopts it, and watches the workers that
-     * were connected to it until they come back to one of the servers (one that does not is handled as lost).
-     */
-    const adoptStopped = async (stopped: string) => {
-      try {
-        const [first] = [...(await registry.alive())].filter((id) => id !== stopped).sort();
-        if (first === serverId) await engine.adoptServer(stopped, 'stopped');
-      } catch (err) {
-        log.error({ err, server: stopped }, 'adopting a server that stopped failed');
-      }
-    };
     bus.onMessage((m) => {
       if (m.kind === 'admin_key_revoked') adminKeys.forget(m.keyId);
-      if (m.kind === 'server_stopped') void adoptStopped(m.serverId);
       if (m.kind === 'drain' && m.serverId === serverId)
         void this.drain().catch((err) => log.error({ err }, 'draining failed'));
     });
@@ -654,6 +641,8 @@ export class UsherServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#keepalive?.close();
+      // a closing server adopts no other (it would take the watches with it)
+      await this.#registry?.markDraining().catch(() => {});
       // the workers whose sockets close now stay marked as this server's, for the server that adopts it
       this.#engine?.leaving();
       await this.#app?.close();
@@ -666,8 +655,6 @@ export class UsherServer {
         ?.retireOwnWorkers()
         .catch((err) => this.options.log?.error({ err }, 'recording the stopping workers failed'));
       await this.#registry?.stop();
-      // out of the registry: another server watches the workers this one held until they come back to one
-      if (this.#registry) this.#bus?.send({ kind: 'server_stopped', serverId: this.#registry.serverId });
       await this.#engine?.close();
       this.#observability?.close();
       await this.#webhooks?.close();

@@ -311,6 +311,8 @@ describe('a server that stops cleanly, with a worker that does not come back', {
       clock,
       serverId: 'survivor',
       engine: { livenessClock: liveness },
+      // it sweeps the registry every beat: the stopped server is adopted at the next one
+      server: { serverHeartbeatMs: 500 },
     }).start();
     const leaving = await new TestServer({ storage: db.storage, clock, serverId: 'leaving' }).start();
     c.after(async () => {
@@ -462,24 +464,27 @@ describe('a dead server whose adoption fails', () => {
       assert.deepEqual(errors, ['gone: adopting a dead server failed; a later sweep tries again']);
       assert.ok(await rowOf('gone'), 'the row stays while its adoption is under way');
 
-      // stopping while the adoption runs: stop() waits for it, and the row goes with its end (a stop() that did
-      // not wait would ask for its row's removal before it returned)
-      const removals: unknown[] = [];
+      // stopping while the adoption runs: stop() waits for it, then marks its own row as stopped (a stop() that
+      // did not wait would write its row before it returned)
+      const marks: unknown[] = [];
       const run = store.db.run.bind(store.db);
       store.db.run = ((
         sql: string,
         ...rest: Parameters<typeof run> extends [string, ...infer R] ? R : never
       ) => {
-        if (sql.startsWith('DELETE FROM servers')) removals.push(rest[0]?.[0]);
+        if (sql.startsWith('UPDATE servers SET seen_at = 0')) marks.push(rest[0]?.[0]);
         return run(sql, ...rest);
       }) as typeof store.db.run;
       const stopping = registry.stop();
-      assert.deepEqual(removals, [], 'stop() waits for the adoption under way');
-      assert.ok(await rowOf('survivor'), 'and removes its row after it');
+      assert.deepEqual(marks, [], 'stop() waits for the adoption under way');
       finish();
       await stopping;
+      assert.deepEqual(marks, ['survivor'], 'then marks its row as stopped');
       assert.equal(await rowOf('gone'), undefined, 'adopted, then removed');
-      assert.equal(await rowOf('survivor'), undefined, 'a stopped server removes its row');
+      const own = await store.db.get<{ seen_at: number }>('SELECT seen_at FROM servers WHERE id = ?', [
+        'survivor',
+      ]);
+      assert.equal(Number(own?.seen_at), 0, 'a stopped server leaves its row for another to adopt');
       assert.equal(adoptions, 2);
     });
   }

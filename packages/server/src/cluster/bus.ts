@@ -50,8 +50,6 @@ export type BusMessage =
   | { kind: 'worker_watch'; serverId: string; watching: boolean }
   /** a worker changed on the sending server, for the operator feeds open on the others */
   | { kind: 'worker_changed'; worker: WorkerRecord }
-  /** the sending server stopped cleanly: one of the others watches the workers it held until they come back */
-  | { kind: 'server_stopped'; serverId: string }
   /** the sending server stopped, and its LiveKit recorder left these sessions' rooms: the others put one back */
   | { kind: 'recorders_left'; sessionIds: string[] }
   /** a pool's queue moved on the sending server: each server tells the queued sockets it holds their positions */

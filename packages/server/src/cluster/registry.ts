@@ -8,6 +8,9 @@ import type { Db, SqlValue } from '../storage/db.ts';
 import { PG_NOW_MS } from '../storage/postgres.ts';
 import { type Logger, silentLogger } from '../util/logger.ts';
 
+/** `seen_at` of the row of a server that stopped cleanly (ServerRegistry.stop) */
+const STOPPED = 0;
+
 /** How often a server refreshes its row (real time), by default; a row three times as old is a dead server's. */
 export const SERVER_HEARTBEAT_MS = 5_000;
 
@@ -44,7 +47,9 @@ export class ServerRegistry {
   #timer: NodeJS.Timeout | null = null;
   /** the beat running now: the next one waits its turn (skipped), and stop() waits for it */
   #beating: Promise<void> | null = null;
-  #onDead: (serverId: string) => Promise<void> = async () => {};
+  #onDead: (serverId: string, how: 'died' | 'stopped') => Promise<void> = async () => {};
+  /** draining or closing: it adopts no other server (it would take the watches with it as it goes) */
+  #draining = false;
   #onBeat: (alive: Set<string>) => void = () => {};
   #onReclaimed: () => Promise<void> = async () => {};
   #row: { url: string; version: string } | null = null;
@@ -66,11 +71,6 @@ export class ServerRegistry {
     this.#log = options.log ?? silentLogger;
   }
 
-  /** This server's id in the registry. */
-  get serverId(): string {
-    return this.#id;
-  }
-
   /** A row older than this belongs to a server that is gone (killed, or cut off from the database). */
   get goneAfterMs(): number {
     return 3 * this.#heartbeatMs;
@@ -89,8 +89,11 @@ export class ServerRegistry {
     this.#onReclaimed = handler;
   }
 
-  /** What to do with a dead server that this one claimed; a failure leaves the row, for a later sweep. */
-  onDeadServer(handler: (serverId: string) => Promise<void>): void {
+  /**
+   * What to do with a server that this one claimed: one that died, or stopped cleanly (its row marked so by
+   * stop()). A failure leaves the row, for a later sweep.
+   */
+  onDeadServer(handler: (serverId: string, how: 'died' | 'stopped') => Promise<void>): void {
     this.#onDead = handler;
   }
 
@@ -137,7 +140,7 @@ export class ServerRegistry {
         await this.#upsert();
         await this.#onReclaimed();
       }
-      await this.sweep();
+      if (!this.#draining) await this.sweep();
       this.#onBeat(await this.alive());
     } catch (err) {
       // the database is away: the next beat tries again
@@ -152,14 +155,14 @@ export class ServerRegistry {
    */
   async sweep(): Promise<string[]> {
     const { now, params } = this.#clock();
-    const stale = await this.#db.all<{ id: string }>(
-      `SELECT id FROM servers WHERE seen_at < ${now} - ? AND id <> ?`,
+    const stale = await this.#db.all<{ id: string; seen_at: number }>(
+      `SELECT id, seen_at FROM servers WHERE seen_at < ${now} - ? AND id <> ?`,
       [...params, this.goneAfterMs, this.#id],
     );
     const adopted: string[] = [];
-    for (const { id } of stale) {
+    for (const { id, seen_at } of stale) {
       try {
-        if (await this.#adopt(id)) adopted.push(id);
+        if (await this.#adopt(id, Number(seen_at) === STOPPED ? 'stopped' : 'died')) adopted.push(id);
       } catch (err) {
         this.#log.error({ err, server: id }, 'adopting a dead server failed; a later sweep tries again');
       }
@@ -168,10 +171,10 @@ export class ServerRegistry {
   }
 
   /** Adopts one dead server and removes its row; false if another server has it, or it came back. */
-  async #adopt(id: string): Promise<boolean> {
+  async #adopt(id: string, how: 'died' | 'stopped'): Promise<boolean> {
     if (this.#db.dialect !== 'postgres') {
       // one server on SQLite: no other claims the row (and a transaction there would hold the whole database)
-      await this.#onDead(id);
+      await this.#onDead(id, how);
       await this.#db.run('DELETE FROM servers WHERE id = ?', [id]);
       return true;
     }
@@ -184,13 +187,14 @@ export class ServerRegistry {
         [id, this.goneAfterMs],
       );
       if (!row) return false;
-      await this.#onDead(id);
+      await this.#onDead(id, how);
       await q.run('DELETE FROM servers WHERE id = ?', [id]);
       return true;
     });
   }
 
   async markDraining(): Promise<void> {
+    this.#draining = true;
     const { now, params } = this.#clock();
     await this.#db.run(`UPDATE servers SET draining = 1, seen_at = ${now} WHERE id = ?`, [
       ...params,
@@ -220,11 +224,17 @@ export class ServerRegistry {
     return new Set((await this.list()).filter((s) => s.alive).map((s) => s.id));
   }
 
-  /** The server stopped cleanly: its row goes, once a beat under way (an adoption, say) is done. */
+  /**
+   * The server stopped cleanly, once a beat under way (an adoption, say) is done: its row is marked as stopped
+   * (seen at 0, stale at once), so that the next running server to sweep adopts it as it would a dead one,
+   * under the row's lock: it watches the workers that were connected here until they come back to a server.
+   * A restart under the same id writes the row anew.
+   */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    this.#draining = true;
     await this.#beating;
-    await this.#db.run('DELETE FROM servers WHERE id = ?', [this.#id]).catch(() => {});
+    await this.#db.run(`UPDATE servers SET seen_at = ${STOPPED} WHERE id = ?`, [this.#id]).catch(() => {});
   }
 }

@@ -1835,8 +1835,8 @@ export class Engine {
 
   /**
    * The server is about to close its sockets: the workers connected here stay marked as here, so that the
-   * server that adopts this one (told on the bus once it has left the registry) watches those that do not come
-   * back to another server.
+   * server that adopts this one (its registry row is marked as stopped) watches those that do not come back to
+   * another server.
    */
   leaving(): void {
     this.#leaving = true;
@@ -1908,9 +1908,9 @@ export class Engine {
 
   /**
    * Another server died (its row in the servers table went stale and this server claimed it), or stopped
-   * cleanly (`how`, told on the bus): the viewers that were on it get their reconnect windows, and the workers
-   * whose sockets were on it get the re-attach window to come back to any server; those that do not are handled
-   * as crashed.
+   * cleanly (`how`: its row was marked so): the viewers that were on it get their reconnect windows, and the
+   * workers whose sockets were on it get the re-attach window to come back to any server; those that do not
+   * are handled as crashed.
    */
   async adoptServer(dead: string, how: 'died' | 'stopped' = 'died'): Promise<void> {
     if (this.#closed) return;
