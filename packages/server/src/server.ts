@@ -641,8 +641,9 @@ export class UsherServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#keepalive?.close();
-      // a closing server adopts no other (it would take the watches with it)
-      await this.#registry?.markDraining().catch(() => {});
+      // a closing server adopts no other (it would take the watches with it). Nothing is awaited before the
+      // app closes: a wait here let a socket in during it that app.close() then waited on for ever
+      this.#registry?.stopAdopting();
       // the workers whose sockets close now stay marked as this server's, for the server that adopts it
       this.#engine?.leaving();
       await this.#app?.close();

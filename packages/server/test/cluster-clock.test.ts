@@ -88,7 +88,16 @@ describe('servers whose clocks disagree', { skip: !databaseKinds().includes('pos
       'the assignment, through the bus',
       child,
       w.waitFor((f) => f.type === 'assign'),
-    );
+    ).catch(async (err: Error) => {
+      // what each server saw, for a failure that only a loaded machine shows
+      const seen = async (base: string) => ({
+        servers: await adminOk(base, 'GET', '/servers').catch((e: Error) => e.message),
+        session: await adminOk(base, 'GET', `/sessions/${s.id}`).catch((e: Error) => e.message),
+        workers: await adminOk(base, 'GET', '/workers').catch((e: Error) => e.message),
+      });
+      const views = { onTime: await seen(onTime.url), ahead: await seen(child.url) };
+      throw new Error(`${err.message}\n${JSON.stringify(views)}`);
+    });
     assert.equal((assigned.assignment as { sessionId: string }).sessionId, s.id);
     w.send({ type: 'session_started', sessionId: s.id });
     await step('the session active', child, onTime.waitForState(s.id, 'active'));

@@ -193,6 +193,11 @@ export class ServerRegistry {
     });
   }
 
+  /** This server adopts no other from now on (it drains or closes: it would take the watches with it). */
+  stopAdopting(): void {
+    this.#draining = true;
+  }
+
   async markDraining(): Promise<void> {
     this.#draining = true;
     const { now, params } = this.#clock();
