@@ -44,6 +44,9 @@ describe('servers whose clocks disagree', { skip: !databaseKinds().includes('pos
       clock: systemClock,
       serverId: 'on-time',
       server: { serverHeartbeatMs: HEARTBEAT_MS },
+      // the test's worker sends no heartbeats: on a loaded machine the steps below outlast the default 15 s,
+      // after which it would be taken for lost (and its session with it)
+      engine: { workerLossMs: 600_000 },
     });
     c.after(async () => {
       if (ahead && ahead.proc.exitCode === null && ahead.proc.signalCode === null) {
