@@ -19,15 +19,15 @@ const ROOT = resolve(import.meta.dirname, '..');
 interface Packed {
   /** folder under packages/ */
   dir: string;
-  /** files the package's own build script (scripts/build.ts) makes, shipped as they are (paths in the package) */
-  built?: string[];
+  /** the bundle the package's own build script (scripts/build.ts --out) makes, as a path in the package */
+  bundle?: string;
 }
 
 /** In dependency order: a package's dependencies are packed before it. */
 export const PACKAGES: Packed[] = [
   { dir: 'protocol' },
   { dir: 'worker-sdk' },
-  { dir: 'web-sdk', built: ['dist/usher.js', 'dist/usher.js.map'] },
+  { dir: 'web-sdk', bundle: 'dist/usher.js' },
 ];
 
 const { values } = parseArgs({ options: { out: { type: 'string', default: join(ROOT, 'dist/packages') } } });
@@ -42,13 +42,13 @@ function pack(p: Packed): string {
   const stage = mkdtempSync(join(tmpdir(), `usher-pack-${p.dir}-`));
   try {
     compile(dir, stage);
-    // built again now, from the source as it is (npm install's build may be older than the source)
-    if (p.built)
-      execFileSync(process.execPath, [join(dir, 'scripts/build.ts')], {
+    // built now, from the source as it is, straight into the package (the one npm install built may be older,
+    // and the server serves that one: it is left alone)
+    if (p.bundle)
+      execFileSync(process.execPath, [join(dir, 'scripts/build.ts'), '--out', join(stage, p.bundle)], {
         cwd: dir,
         stdio: ['ignore', 'ignore', 'inherit'],
       });
-    for (const file of p.built ?? []) cpSync(join(dir, file), join(stage, file));
     if (existsSync(join(dir, 'README.md'))) cpSync(join(dir, 'README.md'), join(stage, 'README.md'));
     cpSync(join(ROOT, 'LICENSE'), join(stage, 'LICENSE'));
     writeFileSync(join(stage, 'package.json'), `${JSON.stringify(publishable(manifest), null, 2)}\n`);

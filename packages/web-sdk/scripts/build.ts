@@ -1,13 +1,17 @@
 // Bundles the SDK for browsers: src/index.ts → dist/usher.js (ESM, ES2022, with a source map).
 //
 //   npm run build -w packages/web-sdk
+//   node scripts/build.ts --out <file>    elsewhere (npm run pack builds into its staging folder)
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 
 const root = new URL('..', import.meta.url);
+const { values } = parseArgs({ options: { out: { type: 'string' } } });
 
 const result = await build({
   entryPoints: [new URL('src/index.ts', root).pathname],
-  outfile: new URL('dist/usher.js', root).pathname,
+  outfile: values.out ? resolve(values.out) : new URL('dist/usher.js', root).pathname,
   bundle: true,
   format: 'esm',
   platform: 'browser',
