@@ -231,7 +231,9 @@ test('heartbeats follow the interval from the server, not the option', async (t)
   const worker = makeWorker(t, server, { heartbeatIntervalMs: 3_600_000 });
   const started = worker.start();
   const conn = await server.next();
-  await conn.accept(5);
+  // short, but not so short that a loaded machine answers the SDK's ping later than two periods: it would take
+  // the connection for dead and dial again (the half-open check)
+  await conn.accept(200);
   await started;
   assert.deepEqual(await conn.nextFrame(), { type: 'ready' });
   assert.deepEqual(await conn.nextFrame(), { type: 'heartbeat' });
