@@ -89,6 +89,8 @@ const server = new UsherServer({
   projects: config.projects,
   ...(config.pagesRoot ? { pagesRoot: config.pagesRoot } : {}),
   engine: config.engine ?? {},
+  // the relay benchmark's viewers send candidates as fast as they are answered: no limit of a real viewer's
+  signallingRate: { perSecond: 1_000_000, burst: 1_000_000 },
 });
 
 function memory(gc: boolean) {

@@ -54,6 +54,7 @@ import {
   MESSAGE_RATE_KEYS,
   type RateLimit,
   roomSender,
+  SIGNALLING_RATE,
 } from './realtime/rate-limit.ts';
 import { sessionSocketRoute } from './realtime/session-socket.ts';
 import { SignallingRelay } from './realtime/signalling/relay.ts';
@@ -132,6 +133,8 @@ export interface UsherServerOptions {
   serverHeartbeatMs?: number;
   /** room messages each participant may send, its sockets on this server together (default 50 a second, bursts of 100) */
   messageRate?: RateLimit;
+  /** Pixel Streaming signalling messages a viewer's socket may send (default 20 a second, bursts of 200) */
+  signallingRate?: RateLimit;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
   bodyLimitBytes?: number;
   /**
@@ -531,6 +534,7 @@ export class UsherServer {
       relay,
       keepalive,
       messageRate,
+      signallingRate: o.signallingRate ?? SIGNALLING_RATE,
       sessionRate: new SessionRateLimiter(
         o.sessionRate,
         // an empty list trusts no proxy

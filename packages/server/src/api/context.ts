@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import type { ServerInfo } from '../cluster/registry.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Keepalive } from '../realtime/keepalive.ts';
-import type { BucketMap } from '../realtime/rate-limit.ts';
+import type { BucketMap, RateLimit } from '../realtime/rate-limit.ts';
 import type { SignallingRelay } from '../realtime/signalling/relay.ts';
 import type { AuthContext } from './auth.ts';
 import type { SessionRateLimiter } from './session-rate.ts';
@@ -21,6 +21,8 @@ export interface ApiContext {
    * sockets on this server share one allowance, kept while they reconnect, and so do LiveKit data packets.
    */
   messageRate: BucketMap;
+  /** signalling messages a viewer's socket may send (Pixel Streaming) */
+  signallingRate: RateLimit;
   /** how many sessions a client, and a project, may ask for */
   sessionRate: SessionRateLimiter;
   /**

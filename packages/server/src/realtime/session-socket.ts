@@ -18,7 +18,7 @@ import type { VerifiedToken } from '../auth/tokens.ts';
 import type { TransitionRecord } from '../storage/records.ts';
 import { closeToRetry, failedOnServer } from './frames.ts';
 import { sendEvent, sendFrame } from './outbound.ts';
-import { roomSender, SIGNALLING_RATE, TokenBucket } from './rate-limit.ts';
+import { roomSender, TokenBucket } from './rate-limit.ts';
 import type { PlayerHandle } from './signalling/relay.ts';
 import { releaseUpgrade } from './upgrade.ts';
 
@@ -185,7 +185,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
 
       // one allowance per participant, shared by its sockets and kept while it reconnects
       const sender = roomSender(sessionId, identity);
-      const signalling = new TokenBucket(SIGNALLING_RATE);
+      const signalling = new TokenBucket(ctx.signallingRate);
       /** who this socket's room messages are from */
       const from = { identity, kind: participantKind(role) };
       const refuse = (ref: string | undefined, code: string, message: string) =>
@@ -273,7 +273,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
                 send({
                   type: 'error',
                   code: 'RATE_LIMITED',
-                  message: `signalling messages are limited to ${SIGNALLING_RATE.perSecond} a second (bursts of ${SIGNALLING_RATE.burst}) per socket; this ${frame.type} was dropped`,
+                  message: `signalling messages are limited to ${ctx.signallingRate.perSecond} a second (bursts of ${ctx.signallingRate.burst}) per socket; this ${frame.type} was dropped`,
                 });
             } else
               send({
