@@ -152,6 +152,23 @@ export const TokenRenewal = Type.Object({
 });
 export type TokenRenewal = Static<typeof TokenRenewal>;
 
+/**
+ * Sent on a session socket opened with `?after=`, once what it missed is replayed and before anything live:
+ * the recorded room messages and arrivals and departures after the client's cursor, in order, as
+ * `session.message`, `session.participant_joined` and `session.participant_left` events (`count` of them).
+ * `upto` is where the replay stopped: everything after it comes live. Pass it (or the `at` and `id` of a
+ * later message) as `after` the next time the socket opens. `complete` is false when more than
+ * MAX_REPLAYED_MESSAGES were missed: the newest were replayed, and the older ones are in the transcript
+ * (`GET /sessions/{id}/messages?before=` the first one replayed).
+ */
+export const Replayed = Type.Object({
+  type: Type.Literal('replayed'),
+  upto: Type.String(),
+  count: Type.Integer({ minimum: 0 }),
+  complete: Type.Boolean(),
+});
+export type Replayed = Static<typeof Replayed>;
+
 /** A page of a session's transcript: GET /sessions/{id}/messages. */
 export const MessagePage = Type.Object({
   messages: Type.Array(Envelope, { description: 'oldest first' }),

@@ -136,9 +136,14 @@ export class TestServer {
     return r.body;
   }
 
-  /** Opens the session socket with a token (the viewer's by default). */
-  async connect(session: { id: string; token?: string }, token = session.token): Promise<TestSocket> {
-    const url = `${this.url.replace(/^http/, 'ws')}/sessions/${session.id}/ws${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+  /** Opens the session's socket with a token (the viewer's by default; with `query` added to its URL, e.g. a replay cursor) and waits for its snapshot. */
+  async connect(
+    session: { id: string; token?: string },
+    token = session.token,
+    query: Record<string, string> = {},
+  ): Promise<TestSocket> {
+    const params = new URLSearchParams({ ...(token ? { token } : {}), ...query }).toString();
+    const url = `${this.url.replace(/^http/, 'ws')}/sessions/${session.id}/ws${params ? `?${params}` : ''}`;
     const s = new TestSocket(url);
     await s.opened;
     // the server's first frame is the snapshot, sent once the socket is in the room (or a refusal and a close)

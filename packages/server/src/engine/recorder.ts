@@ -5,6 +5,8 @@ import { type Envelope, RECORDED_TYPES } from '@usher/protocol';
 import {
   type MessageLog,
   type MessagePageResult,
+  type MessageRow,
+  type MissedQuery,
   microsToIso,
   type PageQuery,
   type StoredMessage,
@@ -46,6 +48,21 @@ export class Recorder {
     this.#lastUs = us > this.#lastUs ? us : this.#lastUs + 1;
     const atUs = this.#lastUs;
     return { message: { id: newId('m', nowMs), ...fields, at: microsToIso(atUs) }, atUs };
+  }
+
+  /**
+   * Where the messages of this server stand at `nowMs` (µs): every message stamped so far is at or before it,
+   * every later one after it. A socket that subscribes to a session's events at this moment gets, live, what
+   * comes after this position; what came before is in the transcript (missed()).
+   */
+  position(nowMs: number): number {
+    return Math.max(this.#lastUs, nowMs * 1000 - 1);
+  }
+
+  /** What a reopened socket missed (MessageLog.missed), including every message recorded before the call. */
+  async missed(q: MissedQuery): Promise<{ rows: MessageRow[]; complete: boolean }> {
+    await this.flushed();
+    return this.#log.missed(q);
   }
 
   /** Stores the message with the next batch; resolves once it is durable. */

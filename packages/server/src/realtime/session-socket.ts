@@ -5,6 +5,9 @@ import {
   ClientFrame,
   type Envelope,
   MAX_CLIENT_FRAME_BYTES,
+  MAX_REPLAYED_MESSAGES,
+  type Replayed,
+  SERVER_MESSAGE_TYPES,
   type SessionEvent,
   SocketCloseCode,
   UsherError,
@@ -15,6 +18,8 @@ import type { RawData, WebSocket } from 'ws';
 import { callerOf, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import type { VerifiedToken } from '../auth/tokens.ts';
+import type { Engine } from '../engine/engine.ts';
+import { isoToMicros, microsToIso } from '../storage/messages.ts';
 import type { TransitionRecord } from '../storage/records.ts';
 import { closeToRetry, failedOnServer } from './frames.ts';
 import { sendEvent, sendFrame } from './outbound.ts';
@@ -52,6 +57,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         }
       };
       const unsubscribe = engine.hub.subscribe(sessionId, (e) => (buffer ? buffer.push(e) : deliver(e)));
+      // from here on this socket hears the room live; what a reopened socket missed before it is replayed
+      const position = engine.recorder.position(engine.clock.now());
       // frames and a close that arrive meanwhile are held as well: ws drops events nobody listens to yet
       const early: [RawData, boolean][] = [];
       let earlyClose: number | null = null;
@@ -75,12 +82,15 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       let attached = false;
       /** participants the snapshot listed: their held join events are not sent again */
       const listed = new Set<string>();
+      /** the messages replayed: held ones (relayed through another server) are not sent again */
+      let replayed = new Set<string>();
       let timeline: TransitionRecord[] = [];
       /** the viewer of a stream session: its signalling to the worker */
       let player: PlayerHandle | null = null;
       /** a participant's token, renewed on its pings past half its life (an agent's comes with its worker's) */
       let credential: VerifiedToken | null = null;
       try {
+        const cursor = replayCursor(req.query as Record<string, unknown>);
         const caller = await callerOf(req, ctx.auth);
         requireSession(caller, sessionId, ['viewer', 'user', 'observer', 'agent']);
         role = caller.kind === 'token' ? caller.token.role : 'observer';
@@ -144,6 +154,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             at: new Date(engine.clock.now()).toISOString(),
             ...q,
           });
+        if (cursor && status !== 'ended')
+          replayed = await replayMissed(engine, sessionId, cursor, position, send);
         for (const participant of engine.rooms.participants(sessionId)) {
           listed.add(participant.identity);
           send({
@@ -180,6 +192,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       buffer = null;
       for (const e of unseen(held, timeline)) {
         if (e.type === 'session.participant_joined' && listed.delete(e.participant.identity)) continue;
+        if (e.type === 'session.message' && replayed.has(e.message.id)) continue;
         if (!ended) deliver(e);
       }
 
@@ -322,6 +335,79 @@ function unseen(held: SessionEvent[], timeline: TransitionRecord[]): SessionEven
   while (k > 0 && !changes.slice(0, k).every((e, i) => same(e, timeline[timeline.length - k + i]))) k--;
   const shown = new Set<SessionEvent>(changes.slice(0, k));
   return held.filter((e) => !shown.has(e));
+}
+
+/** Where a reopened socket's replay starts: `?after=` a message's `at` (and `after_id`, its id), or `now`. */
+type ReplayCursor = { afterUs: number; afterId?: string } | 'now';
+
+/** The socket's replay cursor (null: no replay asked for); BAD_PARAMETER when it is not one. */
+function replayCursor(query: Record<string, unknown>): ReplayCursor | null {
+  const { after, after_id: afterId } = query;
+  if (after === undefined) {
+    if (afterId !== undefined)
+      throw new UsherError('BAD_PARAMETER', 'querystring.after_id needs querystring.after as well');
+    return null;
+  }
+  if (after === 'now' && afterId === undefined) return 'now';
+  const afterUs = typeof after === 'string' ? isoToMicros(after) : null;
+  if (afterUs === null)
+    throw new UsherError(
+      'BAD_PARAMETER',
+      `querystring.after must be "now" or the \`at\` of the last message received, such as 2026-12-04T16:44:35.123456Z; got "${String(after).slice(0, 60)}"`,
+    );
+  if (afterId === undefined) return { afterUs };
+  if (typeof afterId !== 'string' || afterId === '' || afterId.length > 64)
+    throw new UsherError('BAD_PARAMETER', 'querystring.after_id must be the id of the last message received');
+  return { afterUs, afterId };
+}
+
+/**
+ * Sends what the socket missed since its cursor, up to the position it hears live from (the newest
+ * MAX_REPLAYED_MESSAGES recorded messages, arrivals and departures among them), then `replayed`. Returns the
+ * replayed messages' ids.
+ */
+async function replayMissed(
+  engine: Engine,
+  sessionId: string,
+  cursor: ReplayCursor,
+  position: number,
+  send: (frame: SessionEvent | Record<string, unknown>) => void,
+): Promise<Set<string>> {
+  const ids = new Set<string>();
+  let complete = true;
+  if (cursor !== 'now') {
+    const missed = await engine.recorder.missed({
+      sessionId,
+      ...cursor,
+      uptoUs: position,
+      limit: MAX_REPLAYED_MESSAGES,
+    });
+    complete = missed.complete;
+    for (const row of missed.rows) {
+      const at = microsToIso(Number(row.at));
+      const data = JSON.parse(row.data) as unknown;
+      ids.add(row.id);
+      if (SERVER_MESSAGE_TYPES.includes(row.type)) {
+        const participant = (
+          data as {
+            participant: Extract<SessionEvent, { type: 'session.participant_joined' }>['participant'];
+          }
+        ).participant;
+        send({ type: `session.${row.type}` as 'session.participant_joined', sessionId, at, participant });
+        continue;
+      }
+      const from = { identity: row.from_identity, kind: row.from_kind as Envelope['from']['kind'] };
+      send({
+        type: 'session.message',
+        sessionId,
+        at,
+        message: { id: row.id, sessionId, type: row.type, from, at, data },
+      });
+    }
+  }
+  const mark: Replayed = { type: 'replayed', upto: microsToIso(position), count: ids.size, complete };
+  send(mark);
+  return ids;
 }
 
 /** A participant's frame, checked; null when it is too large. */

@@ -48,6 +48,12 @@ const pageSql = (includeDebug: boolean) =>
     ORDER BY at DESC, id DESC LIMIT ?`;
 const PAGE = { all: pageSql(true), noDebug: pageSql(false) };
 
+// the newest messages after a cursor and up to a time, debug included: what a reopened socket missed
+const missedSql = (cursor: string) =>
+  `SELECT id, at, type, from_identity, from_kind, data FROM messages
+    WHERE session_id = ? AND ${cursor} AND at <= ? ORDER BY at DESC, id DESC LIMIT ?`;
+const MISSED = { afterTime: missedSql('at > ?'), afterMessage: missedSql('(at, id) > (?, ?)') };
+
 export interface MessageRow {
   id: string;
   at: number;
@@ -101,6 +107,28 @@ export class MessageLog {
     };
   }
 
+  /**
+   * The newest `limit` messages after the cursor and up to uptoUs (debug ones too), oldest first, and whether
+   * older ones after the cursor were left out.
+   */
+  async missed(q: MissedQuery): Promise<{ rows: MessageRow[]; complete: boolean }> {
+    const rows =
+      q.afterId === undefined
+        ? await this.#db.all<MessageRow>(
+            MISSED.afterTime,
+            [q.sessionId, q.afterUs, q.uptoUs, q.limit + 1],
+            HOT,
+          )
+        : await this.#db.all<MessageRow>(
+            MISSED.afterMessage,
+            [q.sessionId, q.afterUs, q.afterId, q.uptoUs, q.limit + 1],
+            HOT,
+          );
+    const complete = rows.length <= q.limit;
+    if (!complete) rows.pop();
+    return { rows: rows.reverse(), complete };
+  }
+
   /** The same page as stored: each message's data still its JSON text (see pageJson). */
   async pageRows(q: PageQuery): Promise<StoredPage> {
     const rows = await this.#db.all<MessageRow>(
@@ -120,6 +148,17 @@ export class MessageLog {
   }
 }
 
+/** What a reopened socket missed: after a cursor, up to a time. */
+export interface MissedQuery {
+  sessionId: string;
+  /** after this time (µs); with afterId, also the messages at exactly that time whose id sorts above it */
+  afterUs: number;
+  afterId?: string;
+  /** up to this time (µs), inclusive */
+  uptoUs: number;
+  /** the newest `limit` are returned */
+  limit: number;
+}
 /** A page as the database gave it, oldest first. */
 export interface StoredPage {
   sessionId: string;

@@ -1,0 +1,141 @@
+// A reopened session socket hears what it missed: the recorded room messages, arrivals and departures after its
+// cursor (`?after=`), in the transcript's order, then `replayed`, then everything live, nothing twice.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  type Envelope,
+  MAX_REPLAYED_MESSAGES,
+  type MessagePage,
+  type SessionEvent,
+  SocketCloseCode,
+} from '@usher/protocol';
+import { agentProject, databaseKinds, useTestServer } from '@usher/testing';
+
+/** What a socket heard of the room, as the transcript would list it. */
+function roomLine(e: SessionEvent): string | null {
+  if (e.type === 'session.message') return `${e.message.type} ${e.message.from.identity}`;
+  if (e.type === 'session.participant_joined' || e.type === 'session.participant_left')
+    return `${e.type.slice('session.'.length)} ${e.participant.identity}`;
+  return null;
+}
+
+for (const kind of databaseKinds()) {
+  describe(`replay on reconnect (${kind})`, () => {
+    const { t } = useTestServer(kind);
+
+    async function liveSession(projectId: string) {
+      await t.createProject(agentProject(projectId, { min: 1, max: 1 }));
+      await t.readyWorkers(projectId, 1);
+      const s = await t.createSession(projectId);
+      await t.waitForState(s.id, 'active');
+      return s;
+    }
+
+    test('a reopened socket gets what it missed after its cursor, in order, then `replayed`, then live messages once', async () => {
+      const s = await liveSession('replay');
+      const agent = t.fake.workers.get(s.workerId!)!.sdk;
+      const viewer = await t.connect(s, s.token, { after: 'now' });
+      const first = await viewer.next('replayed');
+      assert.equal(first.count, 0);
+      assert.equal(first.complete, true);
+      const alice = await t.joinToken(s, { identity: 'alice' });
+      const tab = await t.connect(s, alice.token, { after: 'now' });
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'before the drop' } });
+      const seen = await tab.waitFor((e) => e.type === 'session.message');
+      const cursor = (seen as Extract<SessionEvent, { type: 'session.message' }>).message;
+
+      // alice's connection drops; meanwhile the room goes on: messages, the agent, bob comes and goes
+      await tab.drop();
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'one' } });
+      agent.send('agent_text', { text: 'two' });
+      agent.send('debug', { tokens: 3 });
+      const bob = await t.join(s, { identity: 'bob' });
+      await bob.close(1000);
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'three' }, ref: 'last' });
+      await viewer.next('message_ack');
+
+      const again = await t.connect(s, alice.token, { after: cursor.at, after_id: cursor.id });
+      const mark = await again.next('replayed');
+      // the transcript after the cursor, debug messages included (a live socket hears them too)
+      const page = await t.api<MessagePage>('GET', `/sessions/${s.id}/messages?limit=100&include_debug=true`);
+      const all = page.body.messages;
+      // up to where the replay stopped: alice's own return comes after it, live
+      const missed = all
+        .slice(all.findIndex((m) => m.id === cursor.id) + 1)
+        .filter((m) => m.at <= String(mark.upto));
+      const lines = (ms: Envelope[]) => ms.map((m) => `${m.type} ${m.from.identity}`);
+      const replayed = again.events.map(roomLine).filter((x) => x !== null);
+      // the replay comes before the room's current list (which names the viewer and the agent again)
+      assert.deepEqual(replayed.slice(0, missed.length), lines(missed));
+      assert.ok(
+        missed.some((m) => m.type === 'participant_left' && m.from.identity === 'bob'),
+        'bob came and went during the gap',
+      );
+      assert.equal(mark.count, missed.length);
+      assert.equal(mark.complete, true);
+      assert.equal(
+        again.events.filter((e) => e.type === 'session.message' && e.message.id === cursor.id).length,
+        0,
+        'the message at the cursor is not sent again',
+      );
+
+      // then live, once
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'four' } });
+      const live = await again.waitFor(
+        (e) => e.type === 'session.message' && (e.message.data as { text?: string }).text === 'four',
+      );
+      assert.ok(live);
+      const texts = again.events.flatMap((e) =>
+        e.type === 'session.message' ? [(e.message.data as { text?: string }).text ?? e.message.type] : [],
+      );
+      assert.deepEqual(texts, ['one', 'two', 'debug', 'three', 'four']);
+
+      // a socket that asks from its `replayed` mark hears nothing more than what came since
+      const later = await t.connect(s, alice.token, { after: String(mark.upto) });
+      const laterMark = await later.next('replayed');
+      const laterTexts = later.events.flatMap((e) =>
+        e.type === 'session.message' ? [(e.message.data as { text?: string }).text] : [],
+      );
+      assert.deepEqual(laterTexts, ['four']);
+      assert.ok(String(laterMark.upto) > String(mark.upto));
+    });
+
+    test('more than the replay holds: the newest are replayed and `replayed` says it is not complete', async () => {
+      const s = await liveSession('flood');
+      const from = { identity: 'flooder', kind: 'user' as const };
+      const first = await t.server.engine.rooms.relayMessage(s.id, from, 'user_text', { n: -1 });
+      const total = MAX_REPLAYED_MESSAGES + 5;
+      for (let n = 0; n < total; n++)
+        await t.server.engine.rooms.relayMessage(s.id, from, 'user_text', { n }, { toWorker: false });
+      const socket = await t.connect(s, s.token, { after: first.message.at, after_id: first.message.id });
+      const mark = await socket.next('replayed');
+      assert.equal(mark.complete, false);
+      assert.equal(mark.count, MAX_REPLAYED_MESSAGES);
+      const ns = socket.events.flatMap((e) =>
+        e.type === 'session.message' ? [(e.message.data as { n: number }).n] : [],
+      );
+      assert.equal(ns.length, MAX_REPLAYED_MESSAGES);
+      assert.equal(ns[0], total - MAX_REPLAYED_MESSAGES);
+      assert.equal(ns[ns.length - 1], total - 1);
+    });
+
+    test('a cursor that is not one is refused with BAD_PARAMETER and 1008', async () => {
+      const s = await liveSession('cursor');
+      const queries: Record<string, string>[] = [
+        { after: 'yesterday' },
+        { after_id: 'm_1' },
+        { after: 'now', after_id: 'm_1' },
+      ];
+      for (const query of queries) {
+        const socket = await t.connect(s, s.token, query);
+        const { code } = await socket.closed;
+        assert.equal(code, SocketCloseCode.PolicyViolation, JSON.stringify(query));
+        const error = socket.other.find((m) => m.type === 'error');
+        assert.equal(error?.code, 'BAD_PARAMETER', JSON.stringify(query));
+        assert.match(String(error?.message), /after/);
+      }
+      // the session goes on
+      assert.equal((await t.session(s.id)).state, 'active');
+    });
+  });
+}
