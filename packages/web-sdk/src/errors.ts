@@ -27,6 +27,11 @@ export const WEB_ERRORS = {
     description:
       'The server did not acknowledge a message in time, or the connection closed first: it may or may not have arrived.',
   },
+  REPLAY_INCOMPLETE: {
+    retryable: false,
+    description:
+      'An `error` event after a reconnect: more room messages came while the socket was down than the server replays (1,000); the newest were delivered, the older ones are in history().',
+  },
 } as const satisfies Record<string, { retryable: boolean; description: string }>;
 export type WebErrorCode = keyof typeof WEB_ERRORS;
 

@@ -395,7 +395,7 @@ describe('4007: start a fresh session', () => {
     assert.equal(h.http.calls.length, 2);
     assert.deepEqual(h.http.calls[1]!.body, { projectId: 'demo', region: 'eu' });
     assert.equal(session.id, 's2');
-    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s2/ws?token=token-s2');
+    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s2/ws?token=token-s2&after=now');
     h.net.last.open();
     h.net.last.receive(status('queued', 'requesting', 'admission'));
     h.net.last.receive(status('connecting', 'queued', 'worker:seated'));

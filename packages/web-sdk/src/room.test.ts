@@ -212,6 +212,56 @@ describe('limits and what a reopened socket repeats', () => {
     );
   });
 
+  test('a reopened socket asks for what it missed since the newest message heard; a message that comes twice is dropped', async () => {
+    const { h, events, ws } = await joined();
+    const message = (id: string, at: string) => ({
+      type: 'session.message',
+      sessionId: 's1',
+      at,
+      message: {
+        id,
+        sessionId: 's1',
+        type: 'user_text',
+        from: { identity: 'bo', kind: 'user' },
+        at,
+        data: {},
+      },
+    });
+    // the first socket asks to hear from now on; the server says where that is
+    assert.equal(new URL(ws.url).searchParams.get('after'), 'now');
+    ws.receive({ type: 'replayed', upto: '2026-01-01T00:00:00.000100Z', count: 0, complete: true });
+    ws.serverClose(1006);
+    h.clock.advance(10_000);
+    const second = h.net.last;
+    assert.equal(new URL(second.url).searchParams.get('after'), '2026-01-01T00:00:00.000100Z');
+    assert.equal(new URL(second.url).searchParams.get('after_id'), null);
+    second.open();
+    second.receive(status('active', 'active', 'snapshot'));
+    second.receive(message('m1', '2026-01-01T00:00:01.000000Z'));
+    second.receive(message('m2', '2026-01-01T00:00:02.000000Z'));
+    second.receive({ type: 'replayed', upto: '2026-01-01T00:00:01.500000Z', count: 2, complete: true });
+    // relayed through another server, it came live as well as in the replay
+    second.receive(message('m2', '2026-01-01T00:00:02.000000Z'));
+    assert.deepEqual(
+      events.of('message').map((m) => m.id),
+      ['m1', 'm2'],
+    );
+    second.serverClose(1006);
+    h.clock.advance(10_000);
+    const third = h.net.last;
+    // the newest message heard is later than where the replay stopped: the cursor is that message
+    assert.equal(new URL(third.url).searchParams.get('after'), '2026-01-01T00:00:02.000000Z');
+    assert.equal(new URL(third.url).searchParams.get('after_id'), 'm2');
+    assert.equal(new URL(third.url).searchParams.get('token'), 'token-s1');
+    third.open();
+    third.receive(status('active', 'active', 'snapshot'));
+    third.receive({ type: 'replayed', upto: '2026-01-01T00:00:09.000000Z', count: 1000, complete: false });
+    assert.deepEqual(
+      events.of('error').map((e) => [e.code, e.recoverable]),
+      [['REPLAY_INCOMPLETE', true]],
+    );
+  });
+
   test('an error that refuses the connection (before its snapshot) is not recoverable, unless it failed on the server', async () => {
     const h = harness();
     const session = await UsherSession.join({ ...h.options, url: 'ws://usher.test/sessions/s1/ws?token=tk' });
@@ -282,7 +332,7 @@ describe('invitations', () => {
     });
     assert.equal(session.identity, 'Bo');
     assert.equal(session.id, 's1');
-    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s1/ws?token=tok-bo');
+    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s1/ws?token=tok-bo&after=now');
   });
 
   test('an invite to an ended session rejects with the server error, and no socket is opened', async () => {

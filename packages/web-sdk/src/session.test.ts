@@ -26,7 +26,7 @@ describe('UsherSession.start', () => {
     assert.equal(session.id, 's1');
     assert.equal(session.state, 'queued');
     assert.equal(h.net.sockets.length, 1);
-    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s1/ws?token=token-s1');
+    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s1/ws?token=token-s1&after=now');
   });
 
   test('reads the nested answer shape {session, token, url} too, and keeps a token already in the url', async () => {
@@ -45,7 +45,7 @@ describe('UsherSession.start', () => {
     });
     assert.equal(session.id, 'abc');
     assert.equal(session.state, 'connecting');
-    assert.equal(h.net.last.url, 'wss://usher.test/sessions/abc/ws?token=tok');
+    assert.equal(h.net.last.url, 'wss://usher.test/sessions/abc/ws?token=tok&after=now');
     assert.deepEqual(h.http.calls[0]!.body, { projectId: 'demo' });
     assert.equal(h.http.calls[0]!.headers.authorization, undefined);
   });
@@ -114,7 +114,7 @@ describe('UsherSession.join', () => {
     });
     const events = record(session);
     assert.equal(session.id, 's9');
-    assert.equal(h.net.last.url, 'wss://usher.test/api/sessions/s9/ws?token=tk');
+    assert.equal(h.net.last.url, 'wss://usher.test/api/sessions/s9/ws?token=tk&after=now');
     h.net.last.open();
     h.net.last.receive(status('active', 'connecting', 'worker:answer'));
     await session.end();
@@ -134,7 +134,7 @@ describe('UsherSession.join', () => {
   test('a token given apart is added to the URL; no token at all is refused', async () => {
     const h = harness();
     await UsherSession.join({ ...h.options, url: 'ws://usher.test/sessions/s2/ws', token: 'tk' });
-    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s2/ws?token=tk');
+    assert.equal(h.net.last.url, 'ws://usher.test/sessions/s2/ws?token=tk&after=now');
     await assert.rejects(UsherSession.join({ ...h.options, url: 'ws://usher.test/sessions/s2/ws' }), {
       code: 'BAD_OPTIONS',
       message: /no \?token=/,

@@ -6,6 +6,7 @@ import {
   type Envelope,
   isCloseCode,
   MAX_CLIENT_FRAME_BYTES,
+  MAX_REPLAYED_MESSAGES,
   type MessagePage,
   type SessionEvent,
   type SessionState,
@@ -148,6 +149,13 @@ export class UsherSession {
   #creatingFresh = false;
   /** who is in the room, as this participant was told: a reopened socket lists them again */
   readonly #present = new Set<string>();
+  /**
+   * How far this participant has heard the room: the newest message received, or where the server's replay
+   * stopped. A reopened socket asks for what came after it (`?after=`), which the server replays first.
+   */
+  #heard: { at: string; id?: string } | null = null;
+  /** the ids of the messages received most recently: one that comes twice (replayed and live) is dropped */
+  readonly #recentIds = new Set<string>();
 
   private constructor(
     o: ResolvedOptions,
@@ -326,7 +334,7 @@ export class UsherSession {
   }
 
   #open(): void {
-    const ws = new this.#o.WebSocket(this.#url);
+    const ws = new this.#o.WebSocket(withCursor(this.#url, this.#heard));
     this.#ws = ws;
     this.#snapshotSeen = false;
     this.#isStream = false;
@@ -409,6 +417,7 @@ export class UsherSession {
         this.#events.emit('participantLeft', e.participant);
         return;
       case 'session.message':
+        if (!this.#heardMessage(e.message.id, e.message.at)) return;
         this.#events.emit('message', e.message);
         return;
       case 'session.error':
@@ -421,6 +430,16 @@ export class UsherSession {
       // at once, not after the snapshot: the server answers as soon as the session is seated, which saves
       // a round trip on the way to the first frame
       this.#stream.requestStreamer();
+    } else if (m.type === 'replayed') {
+      // what this socket missed has been replayed up to here; the rest comes live
+      if (typeof m.upto === 'string' && (!this.#heard || m.upto > this.#heard.at))
+        this.#heard = { at: m.upto };
+      if (m.complete === false)
+        this.#events.emit('error', {
+          code: 'REPLAY_INCOMPLETE',
+          message: `more than ${MAX_REPLAYED_MESSAGES} messages came while the connection was down: the newest ${MAX_REPLAYED_MESSAGES} were replayed; read the older ones with history({ before }) from the first of them`,
+          recoverable: true,
+        });
     } else if (m.type === 'message_ack') {
       this.#acks.acked(m);
     } else if (m.type === 'token') {
@@ -460,6 +479,17 @@ export class UsherSession {
       this.#reconnecting = null;
       this.#attempts = 0;
     }
+  }
+
+  /** A message received: false when it came already (replayed, then live), else it is the newest heard. */
+  #heardMessage(id: string, at: string): boolean {
+    if (this.#recentIds.has(id)) return false;
+    this.#recentIds.add(id);
+    if (this.#recentIds.size > RECENT_IDS) this.#recentIds.delete(this.#recentIds.values().next().value!);
+    const heard = this.#heard;
+    if (!heard || at > heard.at || (at === heard.at && heard.id !== undefined && id > heard.id))
+      this.#heard = { at, id };
+    return true;
   }
 
   #setState(state: SessionState, cause: string): void {
@@ -542,6 +572,8 @@ export class UsherSession {
     this.#url = created.url;
     this.#endInfo = null;
     this.#present.clear();
+    this.#heard = null;
+    this.#recentIds.clear();
     this.#setState(created.state, 'reconnect:fresh');
     this.#open();
   }
@@ -594,6 +626,21 @@ export class UsherSession {
     this.#events.emit('ended', info);
     this.#events.clear();
   }
+}
+
+/** How many message ids a session keeps to drop a message that comes twice (more than a replay holds). */
+const RECENT_IDS = 2 * MAX_REPLAYED_MESSAGES;
+
+/**
+ * The socket URL with the room cursor: `after=now` the first time (the server says where its replay would start),
+ * then the newest message heard, so that the server replays what came while the socket was down.
+ */
+function withCursor(url: string, heard: { at: string; id?: string } | null): string {
+  const u = new URL(url);
+  u.searchParams.set('after', heard?.at ?? 'now');
+  if (heard?.id !== undefined) u.searchParams.set('after_id', heard.id);
+  else u.searchParams.delete('after_id');
+  return u.toString();
 }
 
 /** Room for the `ref` the SDK adds to an acknowledged message (`,"ref":"m…"`, its count in up to 16 digits). */
