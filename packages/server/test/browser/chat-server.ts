@@ -2,6 +2,7 @@
 // project (the demo agent as a real worker process), the demo pages served at `/` — on a SQLite test
 // database, with the system clock; and the check that no demo agent outlives the test file.
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
 import { after, before } from 'node:test';
 import type { ProjectInput } from '@usher/protocol';
 import { UsherServer } from '@usher/server';
@@ -12,6 +13,7 @@ import {
   type TestDatabase,
   workersWhere,
 } from '@usher/testing';
+import type { WebSocket } from 'ws';
 import { DEMO_PAGE, demoProjects } from '../../../cli/src/demo.ts';
 import { gone, WatchedProcessDriver } from '../fixtures/processes.ts';
 
@@ -33,6 +35,20 @@ export interface ChatServer {
   readyWorkers(projectId: string, n: number): Promise<void>;
   /** The pid of the worker process that serves a session now. */
   agentPid(sessionId: string): Promise<number>;
+  /**
+   * Cuts a participant off, as a network failure would: its session sockets are dropped now and at once
+   * whenever they open again (the page sees 1006 and keeps reconnecting), until the returned function is called.
+   */
+  cutOff(identity: string): () => void;
+}
+
+/** The identity a session socket's `?token=` names (the token's `idn` claim), or null. */
+function socketIdentity(req: IncomingMessage): string | null {
+  const token = new URL(req.url ?? '/', 'http://x').searchParams.get('token');
+  const payload = token?.split('.')[1];
+  if (!payload) return null;
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { idn?: string };
+  return claims.idn ?? null;
 }
 
 /** Registers hooks on the current suite: before() starts the server and waits for the warm agent. */
@@ -50,6 +66,9 @@ export function useChatServer(projects: ProjectInput[] = [chatProject()]): ChatS
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
   };
+  /** the session sockets open now, with the identity each one's token names */
+  const sockets = new Map<WebSocket, string | null>();
+  const cut = new Set<string>();
   const readyWorkers = async (projectId: string, n: number) => {
     await workersWhere(started(), projectId, (ws) => ws.filter((w) => w.state === 'ready').length >= n);
   };
@@ -67,6 +86,13 @@ export function useChatServer(projects: ProjectInput[] = [chatProject()]): ChatS
       keepaliveMs: 0,
     });
     ({ url } = await server.listen());
+    server.app.websocketServer.on('connection', (ws: WebSocket, req: IncomingMessage) => {
+      if (!new URL(req.url ?? '/', 'http://x').pathname.startsWith('/sessions/')) return;
+      const identity = socketIdentity(req);
+      if (identity !== null && cut.has(identity)) return ws.terminate();
+      sockets.set(ws, identity);
+      ws.once('close', () => sockets.delete(ws));
+    });
     for (const p of projects) await readyWorkers(p.id!, p.regions?.default?.min ?? 0);
   });
   after(async () => {
@@ -92,6 +118,11 @@ export function useChatServer(projects: ProjectInput[] = [chatProject()]): ChatS
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.ok(r.body.workerId, `session ${sessionId} has a worker`);
       return driver.pid(r.body.workerId);
+    },
+    cutOff(identity) {
+      cut.add(identity);
+      for (const [ws, who] of sockets) if (who === identity) ws.terminate();
+      return () => cut.delete(identity);
     },
   };
 }

@@ -150,6 +150,49 @@ describe('the chat demo in Chromium', () => {
     }
   });
 
+  test("a tab whose connection drops shows, once back, what was said meanwhile: once each, the agent's list too", async () => {
+    await chat.readyWorkers('chat', 1);
+    const ana = await ChatPage.open(chromium.browser, `${chat.url}/chat.html`);
+    let bo: ChatPage | null = null;
+    try {
+      await ana.waitForState('active');
+      await ana.waitForMessage('agent_text', 'I keep a to-do list');
+      bo = await ChatPage.open(chromium.browser, await ana.inviteLink());
+      await bo.join('Bo');
+      await bo.waitForState('active');
+      await ana.waitForPerson('Bo (user)');
+
+      // Bo's network fails; the room goes on without him
+      const restore = chat.cutOff('Bo');
+      await bo.waitForMessage('note', 'Connection lost (1006)');
+      await ana.say('add water the plants');
+      await ana.waitForMessage('agent_text', 'Added #1: water the plants');
+      await ana.waitForTodos(['water the plants']);
+      const during = await bo.messages();
+      assert.deepEqual(
+        during.filter((l) => l.text.includes('water the plants')),
+        [],
+        'nothing of it reached Bo while he was cut off',
+      );
+
+      // back: the page reconnects, and the server replays what it missed before anything live
+      restore();
+      await bo.waitForMessage('note', 'Reconnected');
+      await bo.waitForMessage('user_text', 'add water the plants', { from: await ana.identity() });
+      await bo.waitForMessage('agent_text', 'Added #1: water the plants');
+      await bo.waitForTodos(['water the plants']);
+      await bo.say('add buy seeds');
+      await ana.waitForTodos(['water the plants', 'buy seeds']);
+      await bo.waitForTodos(['water the plants', 'buy seeds']);
+      const lines = (await bo.messages()).filter((l) => l.id);
+      assert.equal(new Set(ids(lines)).size, lines.length, 'no message twice');
+      await bo.screenshot('chat-replayed-after-drop');
+    } finally {
+      await bo?.close();
+      await ana.close();
+    }
+  });
+
   test('the agent process killed mid-chat: the page shows the restart, the agent comes back with the list', async () => {
     await chat.readyWorkers('chat', 1);
     const tab = await ChatPage.open(chromium.browser, `${chat.url}/chat.html`);
