@@ -149,7 +149,7 @@ type ServerFrameType = ServerToWorkerFrame['type'];
 
 export const WORKER_FRAME_DOCS: Readonly<Record<WorkerFrameType, string>> = {
   register:
-    'must be the first frame: the worker token (a worker started by the server) or a pool token (an external worker)',
+    'must be the first frame: the worker token (a worker started by the server) or a pool token (an external worker); a worker that comes back with its session adds `after` `{sessionId, at, id?}`, the newest room message it received (or the last `upto` it was given), to have what it missed replayed',
   ready: 'the worker can take a session (or, if started for one, is ready for its assignment)',
   heartbeat: 'the worker is alive; every frame counts, this one says nothing else',
   session_started: 'the assigned session is set up on the worker (acknowledges `assign`)',
@@ -164,7 +164,9 @@ export const WORKER_FRAME_DOCS: Readonly<Record<WorkerFrameType, string>> = {
 
 export const SERVER_FRAME_DOCS: Readonly<Record<ServerFrameType, string>> = {
   registered:
-    "answer to `register`: the worker id, the heartbeat interval to keep, and `token`, the worker's own token, fresh, to register with when it reconnects (so it comes back as the same worker, with its session)",
+    "answer to `register`: the worker id, the heartbeat interval to keep, `token`, the worker's own token, fresh, to register with when it reconnects (so it comes back as the same worker, with its session), and `upto`, where the room stood (a cursor for `register.after`)",
+  replayed:
+    'after a `register` with `after`: the room messages and participant frames the worker missed were sent (`count`, oldest first, at most 1,000: `complete` false when there were more); live frames follow',
   assign: 'a session for this worker, with a worker token scoped to it and any saved state',
   message: 'a room message for the worker',
   participant_joined: 'someone joined the session',

@@ -20,6 +20,21 @@ export const WorkerFrame = Type.Union([
       token: Type.String({ minLength: 1, maxLength: 4096 }),
       protocolVersion: Type.Optional(Type.String()),
       name: Type.Optional(Type.String({ maxLength: 200 })),
+      /**
+       * A worker that comes back with its session: the newest room message it received (`at`, `id`), or the
+       * `upto` of its last `registered` or `replayed` frame. The server replays what the agent missed after it
+       * (room messages and participants' arrivals and departures), then `replayed`, then goes on live.
+       */
+      after: Type.Optional(
+        Type.Object(
+          {
+            sessionId: Type.String({ maxLength: 200 }),
+            at: Type.String({ maxLength: 40 }),
+            id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+          },
+          { additionalProperties: false },
+        ),
+      ),
     },
     { additionalProperties: false },
   ),
@@ -107,6 +122,16 @@ export const ServerToWorkerFrame = Type.Union([
      * as the same worker, with its session (a worker that registered with a pool token has no other)
      */
     token: Type.Optional(Type.String()),
+    /** where the room stood as the worker registered: a cursor (`register.after.at`) for its next reconnect */
+    upto: Type.Optional(Type.String()),
+  }),
+  /** what a re-registered worker missed was replayed (see `register.after`); `complete` as for participants */
+  Type.Object({
+    type: Type.Literal('replayed'),
+    sessionId: Type.String(),
+    upto: Type.String(),
+    count: Type.Integer({ minimum: 0 }),
+    complete: Type.Boolean(),
   }),
   Type.Object({ type: Type.Literal('assign'), assignment: Assignment }),
   Type.Object({ type: Type.Literal('message'), message: Envelope }),

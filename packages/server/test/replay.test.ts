@@ -9,7 +9,10 @@ import {
   type SessionEvent,
   SocketCloseCode,
 } from '@usher/protocol';
-import { agentProject, databaseKinds, useTestServer } from '@usher/testing';
+import { agentProject, databaseKinds, FrameSocket, useTestServer } from '@usher/testing';
+
+/** The `text` of a room message's data. */
+const textOf = (message: unknown) => ((message as Envelope).data as { text?: string }).text;
 
 /** What a socket heard of the room, as the transcript would list it. */
 function roomLine(e: SessionEvent): string | null {
@@ -117,6 +120,61 @@ for (const kind of databaseKinds()) {
       assert.equal(ns.length, MAX_REPLAYED_MESSAGES);
       assert.equal(ns[0], total - MAX_REPLAYED_MESSAGES);
       assert.equal(ns[ns.length - 1], total - 1);
+    });
+
+    test('a worker that comes back with its session hears what its room said meanwhile, then `replayed`, then live frames', async () => {
+      await t.createProject(agentProject('by-hand', { min: 0, max: 1 }, { worker: { driver: 'external' } }));
+      const { w, ownToken, workerUrl } = await t.poolWorker('by-hand');
+      await t.readyWorkers('by-hand', 1);
+      const s = await t.createSession('by-hand');
+      await w.waitFor((f) => f.type === 'assign');
+      w.send({ type: 'session_started', sessionId: s.id });
+      await t.waitForState(s.id, 'active');
+      const viewer = await t.connect(s);
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'one' } });
+      const heard = await w.waitFor((f) => f.type === 'message');
+      const cursor = heard.message as Envelope;
+
+      // the worker's connection drops (its session stays: the liveness clock does not move); the room goes on
+      w.ws.terminate();
+      await w.closed;
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'two' } });
+      const alice = await t.join(s, { identity: 'alice' });
+      await alice.close(1000);
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'three' }, ref: 'r' });
+      await viewer.next('message_ack');
+
+      const back = new FrameSocket(workerUrl);
+      await back.opened;
+      back.send({
+        type: 'register',
+        token: ownToken,
+        after: { sessionId: s.id, at: cursor.at, id: cursor.id },
+      });
+      const mark = await back.waitFor((f) => f.type === 'replayed');
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'four' } });
+      await back.waitFor((f) => f.type === 'message' && textOf(f.message) === 'four');
+      const told = back.frames.flatMap((f) => {
+        if (f.type === 'message') return [`message ${textOf(f.message)}`];
+        if (f.type === 'participant_joined' || f.type === 'participant_left')
+          return [`${f.type} ${(f.participant as { identity: string }).identity}`];
+        return f.type === 'registered' || f.type === 'replayed' ? [f.type] : [];
+      });
+      assert.deepEqual(told, [
+        'registered',
+        'message two',
+        'participant_joined alice',
+        'participant_left alice',
+        'message three',
+        'replayed',
+        'message four',
+      ]);
+      assert.equal(mark.count, 4);
+      assert.equal(mark.complete, true);
+      assert.equal(mark.sessionId, s.id);
+      // a worker that registers without a cursor is told where the room stands, for the next time
+      assert.equal(typeof back.frames.find((f) => f.type === 'registered')?.upto, 'string');
+      await back.close();
     });
 
     test('a cursor that is not one is refused with BAD_PARAMETER and 1008', async () => {

@@ -8,6 +8,7 @@ import {
   ENDING_TIMEOUT_MS,
   type EndReason,
   LIVE_STATES,
+  MAX_REPLAYED_MESSAGES,
   outcomeOf,
   PENDING_STATES,
   type ProjectInput,
@@ -23,7 +24,7 @@ import type { TokenIssuer, VerifiedToken } from '../auth/tokens.ts';
 import { type Bus, localBus } from '../cluster/bus.ts';
 import type { WorkerDriver, WorkerExit } from '../drivers/driver.ts';
 import { type LiveKitMode, RECORDED_ROOM_STATES } from '../livekit/mode.ts';
-import type { StoredPage } from '../storage/messages.ts';
+import { isoToMicros, microsToIso, type StoredPage } from '../storage/messages.ts';
 import type {
   ProjectRecord,
   ProjectSettings,
@@ -152,6 +153,8 @@ export class Engine {
   readonly o: Resolved;
   readonly #scheduler: Scheduler;
   readonly #links = new Map<string, WorkerLink>();
+  /** workers being told what they missed (#replayToWorker): their live frames wait here meanwhile */
+  readonly #replaying = new Map<string, { link: WorkerLink; held: ServerToWorkerFrame[] }>();
   /**
    * Per worker connected here, when its credentials were last issued: its worker token, and its session's agent
    * token. A heartbeat past half a token's life brings fresh ones (a warm worker may wait longer than its
@@ -1462,6 +1465,11 @@ export class Engine {
   #deliver(workerId: string, frame: ServerToWorkerFrame): boolean {
     const link = this.#links.get(workerId);
     if (!link) return false;
+    const replay = this.#replaying.get(workerId);
+    if (replay?.link === link) {
+      replay.held.push(frame);
+      return true;
+    }
     if (frame.type === 'assign') {
       const issued = this.#issued.get(workerId);
       if (issued) issued.session = { id: frame.assignment.sessionId, at: this.clock.now() };
@@ -1510,6 +1518,7 @@ export class Engine {
   async workerRegistered(
     claims: { role: string; wid?: string; pid: string; reg?: string; jti?: string },
     link: WorkerLink,
+    after?: { sessionId: string; at: string; id?: string },
   ): Promise<WorkerRecord> {
     let worker: WorkerRecord | undefined;
     if (claims.role === 'worker' && claims.wid) {
@@ -1557,6 +1566,10 @@ export class Engine {
     const old = this.#links.get(worker.id);
     if (old && old !== link) old.close(4100, 'replaced by a newer connection');
     this.#links.set(worker.id, link);
+    // from here on the worker hears its room live; what it missed before is replayed (after `registered`)
+    const position = this.recorder.position(this.clock.now());
+    const afterUs = after && after.sessionId === worker.sessionId ? isoToMicros(after.at) : null;
+    if (afterUs !== null) this.#replaying.set(worker.id, { link, held: [] });
     this.#heartbeat(worker.id);
     // a token of its own, fresh, to come back as itself after a reconnect (a pool-token worker has no other)
     const own = await this.#workerToken(worker.id, worker.projectId);
@@ -1571,8 +1584,60 @@ export class Engine {
       workerId: worker.id,
       heartbeatIntervalMs: this.o.heartbeatIntervalMs,
       token: own,
+      upto: microsToIso(position),
     });
+    if (afterUs !== null && worker.sessionId)
+      await this.#replayToWorker(worker.id, worker.sessionId, link, afterUs, after?.id, position);
     return worker;
+  }
+
+  /**
+   * Sends a worker that came back with its session what its room said while it was away (after its cursor, up to
+   * `position`; not the agent's own messages and arrivals), then `replayed`, then the frames held meanwhile.
+   */
+  async #replayToWorker(
+    workerId: string,
+    sessionId: string,
+    link: WorkerLink,
+    afterUs: number,
+    afterId: string | undefined,
+    position: number,
+  ): Promise<void> {
+    try {
+      const missed = await this.recorder.missed({
+        sessionId,
+        afterUs,
+        ...(afterId !== undefined ? { afterId } : {}),
+        uptoUs: position,
+        limit: MAX_REPLAYED_MESSAGES,
+      });
+      let count = 0;
+      for (const item of missed.items) {
+        if (item.type === 'message') {
+          if (item.message.from.kind === 'agent') continue;
+          link.send({ type: 'message', message: item.message });
+        } else {
+          if (item.participant.kind === 'agent') continue;
+          link.send({ type: item.type, sessionId, participant: item.participant });
+        }
+        count++;
+      }
+      link.send({
+        type: 'replayed',
+        sessionId,
+        upto: microsToIso(position),
+        count,
+        complete: missed.complete,
+      });
+    } catch (err) {
+      this.o.log.error({ err, workerId, sessionId }, 'what the worker missed could not be replayed');
+    } finally {
+      const replay = this.#replaying.get(workerId);
+      if (replay?.link === link) {
+        this.#replaying.delete(workerId);
+        for (const frame of replay.held) link.send(frame);
+      }
+    }
   }
 
   #workerToken(workerId: string, projectId: string): Promise<string> {
@@ -1827,6 +1892,7 @@ export class Engine {
     if (this.#links.get(workerId) !== link) return false;
     this.#links.delete(workerId);
     this.#issued.delete(workerId);
+    this.#replaying.delete(workerId);
     // unless it has already come back on another server; a closing server leaves the mark, by which another
     // server adopts what it held (one that does not come back is then handled as lost)
     if (!this.#leaving) this.#track(() => this.store.read.detachWorker(workerId, this.o.serverId));

@@ -1,11 +1,10 @@
 // The recorder: keeps the room messages worth keeping (the recorded types of SPEC §7) in the message log.
 // Writes are batched: what arrives in one turn of the event loop, or while a write is in flight, goes out as one
 // statement, so recording never holds up the relay. A message is durable once its record() promise resolves.
-import { type Envelope, RECORDED_TYPES } from '@usher/protocol';
+import { type Envelope, type Participant, RECORDED_TYPES } from '@usher/protocol';
 import {
   type MessageLog,
   type MessagePageResult,
-  type MessageRow,
   type MissedQuery,
   microsToIso,
   type PageQuery,
@@ -19,6 +18,11 @@ import { newId } from './ids.ts';
 const RECORD_BATCH = 1_000;
 
 const RECORDED: ReadonlySet<string> = new Set(RECORDED_TYPES);
+
+/** One thing a reconnecting participant or worker missed: a room message, or an arrival or departure. */
+export type MissedItem =
+  | { type: 'message'; message: Envelope }
+  | { type: 'participant_joined' | 'participant_left'; at: string; participant: Participant };
 
 export class Recorder {
   readonly #log: MessageLog;
@@ -59,10 +63,25 @@ export class Recorder {
     return Math.max(this.#lastUs, nowMs * 1000 - 1);
   }
 
-  /** What a reopened socket missed (MessageLog.missed), including every message recorded before the call. */
-  async missed(q: MissedQuery): Promise<{ rows: MessageRow[]; complete: boolean }> {
+  /**
+   * What a reconnecting participant or worker missed (MessageLog.missed), including every message recorded
+   * before the call: room messages, and arrivals and departures (recorded as messages, told as their own events).
+   */
+  async missed(q: MissedQuery): Promise<{ items: MissedItem[]; complete: boolean }> {
     await this.flushed();
-    return this.#log.missed(q);
+    const { rows, complete } = await this.#log.missed(q);
+    const items = rows.map((row): MissedItem => {
+      const at = microsToIso(Number(row.at));
+      const data = JSON.parse(row.data) as unknown;
+      if (row.type === 'participant_joined' || row.type === 'participant_left')
+        return { type: row.type, at, participant: (data as { participant: Participant }).participant };
+      const from = { identity: row.from_identity, kind: row.from_kind as Envelope['from']['kind'] };
+      return {
+        type: 'message',
+        message: { id: row.id, sessionId: q.sessionId, type: row.type, from, at, data },
+      };
+    });
+    return { items, complete };
   }
 
   /** Stores the message with the next batch; resolves once it is durable. */

@@ -7,7 +7,6 @@ import {
   MAX_CLIENT_FRAME_BYTES,
   MAX_REPLAYED_MESSAGES,
   type Replayed,
-  SERVER_MESSAGE_TYPES,
   type SessionEvent,
   SocketCloseCode,
   UsherError,
@@ -375,6 +374,7 @@ async function replayMissed(
 ): Promise<Set<string>> {
   const ids = new Set<string>();
   let complete = true;
+  let count = 0;
   if (cursor !== 'now') {
     const missed = await engine.recorder.missed({
       sessionId,
@@ -383,29 +383,15 @@ async function replayMissed(
       limit: MAX_REPLAYED_MESSAGES,
     });
     complete = missed.complete;
-    for (const row of missed.rows) {
-      const at = microsToIso(Number(row.at));
-      const data = JSON.parse(row.data) as unknown;
-      ids.add(row.id);
-      if (SERVER_MESSAGE_TYPES.includes(row.type)) {
-        const participant = (
-          data as {
-            participant: Extract<SessionEvent, { type: 'session.participant_joined' }>['participant'];
-          }
-        ).participant;
-        send({ type: `session.${row.type}` as 'session.participant_joined', sessionId, at, participant });
-        continue;
-      }
-      const from = { identity: row.from_identity, kind: row.from_kind as Envelope['from']['kind'] };
-      send({
-        type: 'session.message',
-        sessionId,
-        at,
-        message: { id: row.id, sessionId, type: row.type, from, at, data },
-      });
+    count = missed.items.length;
+    for (const item of missed.items) {
+      if (item.type === 'message') {
+        ids.add(item.message.id);
+        send({ type: 'session.message', sessionId, at: item.message.at, message: item.message });
+      } else send({ type: `session.${item.type}`, sessionId, at: item.at, participant: item.participant });
     }
   }
-  const mark: Replayed = { type: 'replayed', upto: microsToIso(position), count: ids.size, complete };
+  const mark: Replayed = { type: 'replayed', upto: microsToIso(position), count, complete };
   send(mark);
   return ids;
 }

@@ -60,7 +60,7 @@ export function workerSocketRoute(app: FastifyInstance, ctx: ApiContext): void {
         clearTimeout(deadline);
         try {
           const claims = await ctx.auth.tokens.verify(frame.token);
-          const w = await engine.workerRegistered(claims, link);
+          const w = await engine.workerRegistered(claims, link, frame.after);
           workerId = w.id;
           projectId = w.projectId;
           log.info(
