@@ -161,13 +161,14 @@ const assignment: Assignment = {
   participants: [{ identity: 'u1', kind: 'user' }],
 };
 
-function envelope(data: unknown, type = 'user_text'): Envelope {
+let envelopes = 0;
+function envelope(data: unknown, type = 'user_text', at = new Date().toISOString()): Envelope {
   return {
-    id: 'msg_1',
+    id: `msg_${++envelopes}`,
     sessionId: 'ses_1',
     type,
     from: { identity: 'u1', kind: 'user' },
-    at: new Date().toISOString(),
+    at,
     data,
   };
 }
@@ -618,6 +619,51 @@ test('a worker that reconnects while holding a session keeps it, says session_st
     messageType: 'echo',
     data: 'again',
   });
+});
+
+test('a worker that comes back with its session asks for what it missed after the newest message heard; one that comes twice is handled once', async (t) => {
+  const seen: string[] = [];
+  const { server, conn } = await assigned(t, { onMessage: (env) => void seen.push(String(env.data)) });
+  const first = envelope('one', 'user_text', '2026-01-01T00:00:01.000000Z');
+  conn.send({ type: 'message', message: first });
+  conn.send({ type: 'message', message: first }); // relayed live and replayed: once
+  conn.send({ type: 'message', message: envelope('two', 'user_text', '2026-01-01T00:00:02.000000Z') });
+  conn.send({
+    type: 'replayed',
+    sessionId: 'ses_1',
+    upto: '2026-01-01T00:00:01.500000Z',
+    count: 1,
+    complete: true,
+  });
+  conn.socket.terminate();
+  const conn2 = await server.next();
+  const register = await conn2.accept();
+  assert.deepEqual(register.after, {
+    sessionId: 'ses_1',
+    at: '2026-01-01T00:00:02.000000Z',
+    id: `msg_${envelopes}`,
+  });
+  // the server's replay mark is later than anything heard: the next cursor is that mark
+  conn2.send({
+    type: 'replayed',
+    sessionId: 'ses_1',
+    upto: '2026-01-01T00:00:03.000000Z',
+    count: 0,
+    complete: true,
+  });
+  conn2.send({ type: 'message', message: envelope('three', 'user_text', '2026-01-01T00:00:02.500000Z') });
+  await conn2.expect('session_started');
+  conn2.socket.terminate();
+  const conn3 = await server.next();
+  assert.deepEqual((await conn3.accept()).after, { sessionId: 'ses_1', at: '2026-01-01T00:00:03.000000Z' });
+  assert.deepEqual(seen, ['one', 'two', 'three']);
+});
+
+test('a worker without a session registers with no cursor', async (t) => {
+  const { server, conn } = await registered(t);
+  conn.socket.terminate();
+  const conn2 = await server.next();
+  assert.equal((await conn2.accept()).after, undefined);
 });
 
 const HEARTBEAT_MS = 7_777;

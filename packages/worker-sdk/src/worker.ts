@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import {
   type Assignment,
   type Envelope,
+  MAX_REPLAYED_MESSAGES,
   type MessagePage,
   type Participant,
   PROTOCOL_VERSION,
@@ -42,6 +43,9 @@ const HOOK_NAMES = [
   'onShutdown',
 ] as const satisfies readonly (keyof WorkerHooks)[];
 
+/** How many message ids a worker keeps to drop a message that comes twice (more than a replay holds). */
+const RECENT_IDS = 2 * MAX_REPLAYED_MESSAGES;
+
 export class UsherWorker extends EventEmitter<WorkerEventMap> {
   readonly options: ResolvedWorkerOptions;
   readonly #hooks: WorkerHooks = {};
@@ -69,6 +73,14 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #reconnectTimer: unknown = null;
   #failures = 0;
   #lastServerError: WorkerServerError | null = null;
+  /**
+   * How far the worker has heard its room: the newest message received, or where the server said the room stood
+   * (`registered`, `replayed`). A worker that comes back with its session registers with it (`after`), and the
+   * server replays what it missed.
+   */
+  #heard: { at: string; id?: string } | null = null;
+  /** the ids of the messages received most recently: one that comes twice (replayed and live) is dropped */
+  readonly #recentIds = new Set<string>();
   /** the worker token the server gave at registration, or since (fresher than options.token) */
   #ownToken: string | null = null;
   #inbox: Promise<void> = Promise.resolve();
@@ -246,7 +258,15 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     logger.debug('connecting', { url });
     socket.addEventListener('open', () => {
       if (socket !== this.#socket) return;
-      this.#write({ type: 'register', token, protocolVersion: PROTOCOL_VERSION, ...(name ? { name } : {}) });
+      const heard = this.#heard;
+      const session = this.#session?.sessionId;
+      this.#write({
+        type: 'register',
+        token,
+        protocolVersion: PROTOCOL_VERSION,
+        ...(name ? { name } : {}),
+        ...(heard && session ? { after: { sessionId: session, ...heard } } : {}),
+      });
     });
     socket.addEventListener('message', (event) => {
       if (socket !== this.#socket) return;
@@ -354,12 +374,15 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     switch (frame.type) {
       case 'registered':
         if (frame.token) this.#ownToken = frame.token;
+        // a cursor for the next reconnect, if the worker has none: the replay it may be given comes next
+        if (frame.upto && !this.#heard) this.#heard = { at: frame.upto };
         this.#onRegistered(frame.workerId, frame.heartbeatIntervalMs);
         return;
       case 'assign':
         this.#enqueue('onConnect', () => this.#onAssign(frame.assignment));
         return;
       case 'message':
+        if (!this.#heardMessage(frame.message.id, frame.message.at)) return;
         this.#enqueue('onMessage', () => {
           this.emit('message', frame.message);
           return this.onMessage(frame.message);
@@ -397,6 +420,18 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         this.#lastServerError = new WorkerServerError(frame.code, frame.message);
         this.#emitError(this.#lastServerError);
         return;
+      case 'replayed':
+        if (!this.#heard || frame.upto > this.#heard.at) this.#heard = { at: frame.upto };
+        this.options.logger.info('missed room messages replayed', {
+          sessionId: frame.sessionId,
+          count: frame.count,
+        });
+        if (!frame.complete)
+          this.options.logger.warn(
+            `more room messages came while the connection was down than the server replays: the newest ${frame.count} were; read the older ones with history()`,
+            { sessionId: frame.sessionId },
+          );
+        return;
       case 'token':
         // fresh credentials before the old expire: to register with next time, and to read the transcript
         if (frame.worker) this.#ownToken = frame.worker;
@@ -408,6 +443,17 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         this.options.logger.warn(`unhandled frame: ${truncate(JSON.stringify(unknownFrame))}`);
       }
     }
+  }
+
+  /** A room message received: false when it came already (replayed, then live), else it is the newest heard. */
+  #heardMessage(id: string, at: string): boolean {
+    if (this.#recentIds.has(id)) return false;
+    this.#recentIds.add(id);
+    if (this.#recentIds.size > RECENT_IDS) this.#recentIds.delete(this.#recentIds.values().next().value!);
+    const heard = this.#heard;
+    if (!heard || at > heard.at || (at === heard.at && heard.id !== undefined && id > heard.id))
+      this.#heard = { at, id };
+    return true;
   }
 
   #onRegistered(workerId: string, heartbeatIntervalMs: number): void {
