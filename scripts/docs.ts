@@ -167,7 +167,8 @@ export const SERVER_FRAME_DOCS: Readonly<Record<ServerFrameType, string>> = {
     "answer to `register`: the worker id, the heartbeat interval to keep, `token`, the worker's own token, fresh, to register with when it reconnects (so it comes back as the same worker, with its session), and `upto`, where the room stood (a cursor for `register.after`)",
   replayed:
     'after a `register` with `after`: the room messages and participant frames the worker missed were sent (`count`, oldest first, at most 1,000: `complete` false when there were more); live frames follow',
-  assign: 'a session for this worker, with a worker token scoped to it and any saved state',
+  assign:
+    'a session for this worker, with a worker token scoped to it and any saved state; `upto`: where the room stood at the handover (the cursor for `register.after` until a message comes)',
   message: 'a room message for the worker',
   participant_joined: 'someone joined the session',
   participant_left: 'someone left the session',

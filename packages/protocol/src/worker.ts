@@ -133,7 +133,12 @@ export const ServerToWorkerFrame = Type.Union([
     count: Type.Integer({ minimum: 0 }),
     complete: Type.Boolean(),
   }),
-  Type.Object({ type: Type.Literal('assign'), assignment: Assignment }),
+  Type.Object({
+    type: Type.Literal('assign'),
+    assignment: Assignment,
+    /** where the room stood as the session was handed over: the cursor (`register.after.at`) to start from */
+    upto: Type.Optional(Type.String()),
+  }),
   Type.Object({ type: Type.Literal('message'), message: Envelope }),
   Type.Object({
     type: Type.Literal('participant_joined'),

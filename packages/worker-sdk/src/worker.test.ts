@@ -659,6 +659,42 @@ test('a worker that comes back with its session asks for what it missed after th
   assert.deepEqual(seen, ['one', 'two', 'three']);
 });
 
+test("a new session's room is heard from its handover: the cursor is the assignment's, and a repeated arrival or departure is news once", async (t) => {
+  const seen: string[] = [];
+  const { server, conn } = await registered(t, {
+    onParticipantJoined: (p) => void seen.push(`joined ${p.identity}`),
+    onParticipantLeft: (p) => void seen.push(`left ${p.identity}`),
+  });
+  const assignment = {
+    sessionId: 'ses_9',
+    projectId: 'p',
+    region: 'default',
+    agentType: null,
+    config: {},
+    token: 'agent-token',
+    savedState: null,
+    restarts: 0,
+    participants: [{ identity: 'ann', kind: 'viewer' as const }],
+  };
+  conn.send({ type: 'assign', assignment, upto: '2026-01-01T00:00:05.000000Z' });
+  await conn.expect('session_started');
+  const ann = { identity: 'ann', kind: 'viewer' as const };
+  const bob = { identity: 'bob', kind: 'user' as const };
+  for (const frame of [
+    { type: 'participant_joined' as const, sessionId: 'ses_9', participant: ann }, // in the assignment already
+    { type: 'participant_joined' as const, sessionId: 'ses_9', participant: bob },
+    { type: 'participant_joined' as const, sessionId: 'ses_9', participant: bob },
+    { type: 'participant_left' as const, sessionId: 'ses_9', participant: bob },
+    { type: 'participant_left' as const, sessionId: 'ses_9', participant: bob },
+  ])
+    conn.send(frame);
+  conn.socket.terminate();
+  const conn2 = await server.next();
+  const register = await conn2.accept();
+  assert.deepEqual(register.after, { sessionId: 'ses_9', at: '2026-01-01T00:00:05.000000Z' });
+  assert.deepEqual(seen, ['joined bob', 'left bob']);
+});
+
 test('a worker without a session registers with no cursor', async (t) => {
   const { server, conn } = await registered(t);
   conn.socket.terminate();

@@ -81,6 +81,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #heard: { at: string; id?: string } | null = null;
   /** the ids of the messages received most recently: one that comes twice (replayed and live) is dropped */
   readonly #recentIds = new Set<string>();
+  /** who is in the session's room, as the worker was told: an arrival or departure is news once */
+  #present = new Set<string>();
   /** the worker token the server gave at registration, or since (fresher than options.token) */
   #ownToken: string | null = null;
   #inbox: Promise<void> = Promise.resolve();
@@ -379,6 +381,10 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         this.#onRegistered(frame.workerId, frame.heartbeatIntervalMs);
         return;
       case 'assign':
+        // a new session: its room is heard from where it stood at the handover, with who was in it
+        this.#heard = frame.upto ? { at: frame.upto } : null;
+        this.#recentIds.clear();
+        this.#present = new Set(frame.assignment.participants.map((p) => p.identity));
         this.#enqueue('onConnect', () => this.#onAssign(frame.assignment));
         return;
       case 'message':
@@ -389,12 +395,16 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         });
         return;
       case 'participant_joined':
+        // a replay after a reconnect may tell an arrival already heard
+        if (this.#present.has(frame.participant.identity)) return;
+        this.#present.add(frame.participant.identity);
         this.#enqueue('onParticipantJoined', () => {
           this.emit('participantJoined', frame.participant);
           return this.onParticipantJoined(frame.participant);
         });
         return;
       case 'participant_left':
+        if (!this.#present.delete(frame.participant.identity)) return;
         this.#enqueue('onParticipantLeft', () => {
           this.emit('participantLeft', frame.participant);
           return this.onParticipantLeft(frame.participant);

@@ -16,6 +16,7 @@ import {
   type SessionEvent,
   type SessionEventOf,
   type SessionState,
+  SocketCloseCode,
   UsherError,
   WORKER_ENV,
   type WorkerFrame,
@@ -1448,7 +1449,11 @@ export class Engine {
         });
         assignment.transcript = { messages: page.messages, hasMore: page.hasMore };
       }
-      this.#sendWorker(workerId, { type: 'assign', assignment });
+      this.#sendWorker(workerId, {
+        type: 'assign',
+        assignment,
+        upto: microsToIso(this.recorder.position(this.clock.now())),
+      });
     });
   }
 
@@ -1572,7 +1577,13 @@ export class Engine {
     if (afterUs !== null) this.#replaying.set(worker.id, { link, held: [] });
     this.#heartbeat(worker.id);
     // a token of its own, fresh, to come back as itself after a reconnect (a pool-token worker has no other)
-    const own = await this.#workerToken(worker.id, worker.projectId);
+    let own: string;
+    try {
+      own = await this.#workerToken(worker.id, worker.projectId);
+    } catch (err) {
+      if (this.#replaying.get(worker.id)?.link === link) this.#replaying.delete(worker.id);
+      throw err;
+    }
     // a worker that comes back with its session gets a fresh agent token with its first heartbeat (what it
     // holds may be old)
     this.#issued.set(worker.id, {
@@ -1630,7 +1641,9 @@ export class Engine {
         complete: missed.complete,
       });
     } catch (err) {
+      // the worker registers again with the same cursor (a close it reconnects after), rather than lose the gap
       this.o.log.error({ err, workerId, sessionId }, 'what the worker missed could not be replayed');
+      link.close(SocketCloseCode.InternalError, 'what the worker missed could not be read; register again');
     } finally {
       const replay = this.#replaying.get(workerId);
       if (replay?.link === link) {
