@@ -103,6 +103,30 @@ for (const kind of databaseKinds()) {
       assert.ok(String(laterMark.upto) > String(mark.upto));
     });
 
+    test('a socket reopened after its session ended still gets what was said before the end, then `ended` and the close', async () => {
+      const s = await liveSession('farewell');
+      const agent = t.fake.workers.get(s.workerId!)!.sdk;
+      const alice = await t.joinToken(s, { identity: 'alice' });
+      const tab = await t.connect(s, alice.token, { after: 'now' });
+      const mark = await tab.next('replayed');
+      await tab.drop();
+      agent.send('agent_text', { text: 'goodbye' });
+      await t.nextEvent(s.id, (e) => e.type === 'session.message');
+      await t.api('POST', `/sessions/${s.id}/end`);
+      await t.waitForState(s.id, 'ended');
+      const again = await t.connect(s, alice.token, { after: String(mark.upto) });
+      const { code } = await again.closed;
+      assert.equal(code, 1000);
+      const heard = again.events.map((e) =>
+        e.type === 'session.message'
+          ? `message ${textOf(e.message)}`
+          : e.type === 'session.status_changed'
+            ? e.status
+            : null,
+      );
+      assert.deepEqual(heard.filter(Boolean), ['message goodbye', 'ended']);
+    });
+
     test('more than the replay holds: the newest are replayed and `replayed` says it is not complete', async () => {
       const s = await liveSession('flood');
       const from = { identity: 'flooder', kind: 'user' as const };

@@ -210,6 +210,13 @@ describe('limits and what a reopened socket repeats', () => {
       events.of('participantJoined').map((p) => p.identity),
       ['ana', 'bo', 'cy', 'bo'],
     );
+    // a departure told twice (heard live, then replayed after a reconnect) is news once
+    again.receive({ ...joinedEvent(cy), type: 'session.participant_left' });
+    again.receive({ ...joinedEvent(cy), type: 'session.participant_left' });
+    assert.deepEqual(
+      events.of('participantLeft').map((p) => p.identity),
+      ['bo', 'cy'],
+    );
   });
 
   test('a reopened socket asks for what it missed since the newest message heard; a message that comes twice is dropped', async () => {

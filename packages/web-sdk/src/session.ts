@@ -413,7 +413,8 @@ export class UsherSession {
         this.#events.emit('participantJoined', e.participant);
         return;
       case 'session.participant_left':
-        this.#present.delete(e.participant.identity);
+        // a replay after a reconnect may tell a departure already heard
+        if (!this.#present.delete(e.participant.identity)) return;
         this.#events.emit('participantLeft', e.participant);
         return;
       case 'session.message':

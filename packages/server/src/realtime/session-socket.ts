@@ -137,6 +137,9 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
           engine.rooms.participantJoined(sessionId, { identity, kind: participantKind(role) });
           joined = true;
         }
+        // what a reopened socket missed comes first: read before the snapshot, a failure closes with 1011 before
+        // the client counts the connection as made, and a session that ended meanwhile still tells its last words
+        if (cursor) replayed = await replayMissed(engine, sessionId, cursor, position, send);
         deliver(snapshot);
         // an idle session has warned its viewer: a socket that opens during the warning (a page reconnecting)
         // is warned too, with the time that is left
@@ -153,8 +156,6 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             at: new Date(engine.clock.now()).toISOString(),
             ...q,
           });
-        if (cursor && status !== 'ended')
-          replayed = await replayMissed(engine, sessionId, cursor, position, send);
         for (const participant of engine.rooms.participants(sessionId)) {
           listed.add(participant.identity);
           send({
