@@ -9,7 +9,7 @@ import {
   type SessionEvent,
   SocketCloseCode,
 } from '@usher/protocol';
-import { agentProject, databaseKinds, FrameSocket, useTestServer } from '@usher/testing';
+import { agentProject, databaseKinds, FrameSocket, TestSocket, useTestServer } from '@usher/testing';
 
 /** The `text` of a room message's data. */
 const textOf = (message: unknown) => ((message as Envelope).data as { text?: string }).text;
@@ -103,6 +103,40 @@ for (const kind of databaseKinds()) {
       assert.ok(String(laterMark.upto) > String(mark.upto));
     });
 
+    test('a message relayed while the replay is read comes after `replayed`, once', async () => {
+      const s = await liveSession('meanwhile');
+      const viewer = await t.connect(s, s.token, { after: 'now' });
+      const mark = await viewer.next('replayed');
+      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'missed' } });
+      await viewer.waitFor((e) => e.type === 'session.message');
+      const recorder = t.server.engine.recorder;
+      const read = recorder.missed.bind(recorder);
+      const reading = Promise.withResolvers<void>();
+      const gate = Promise.withResolvers<void>();
+      recorder.missed = async (q) => {
+        reading.resolve();
+        await gate.promise;
+        return read(q);
+      };
+      const alice = await t.joinToken(s, { identity: 'alice' });
+      const url = `${t.url.replace(/^http/, 'ws')}/sessions/${s.id}/ws?${new URLSearchParams({ token: alice.token, after: String(mark.upto) })}`;
+      const tab = new TestSocket(url);
+      try {
+        await reading.promise;
+        viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'live' }, ref: 'l' });
+        await viewer.next('message_ack');
+      } finally {
+        gate.resolve();
+        recorder.missed = read;
+      }
+      await tab.waitFor((e) => e.type === 'session.message' && textOf(e.message) === 'live');
+      const texts = tab.events.flatMap((e) => (e.type === 'session.message' ? [textOf(e.message)] : []));
+      assert.deepEqual(texts, ['missed', 'live']);
+      // the replay: the viewer's arrival (after the mark its socket was given) and the message; not `live`
+      assert.equal(tab.other.find((m) => m.type === 'replayed')?.count, 2);
+      await tab.close();
+    });
+
     test('a socket reopened after its session ended still gets what was said before the end, then `ended` and the close', async () => {
       const s = await liveSession('farewell');
       const agent = t.fake.workers.get(s.workerId!)!.sdk;
@@ -168,15 +202,30 @@ for (const kind of databaseKinds()) {
       viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'three' }, ref: 'r' });
       await viewer.next('message_ack');
 
+      // the replay's read waits until a live message has gone through the room: that one must come after it
+      const recorder = t.server.engine.recorder;
+      const read = recorder.missed.bind(recorder);
+      const gate = Promise.withResolvers<void>();
+      recorder.missed = async (q) => {
+        await gate.promise;
+        return read(q);
+      };
       const back = new FrameSocket(workerUrl);
-      await back.opened;
-      back.send({
-        type: 'register',
-        token: ownToken,
-        after: { sessionId: s.id, at: cursor.at, id: cursor.id },
-      });
+      try {
+        await back.opened;
+        back.send({
+          type: 'register',
+          token: ownToken,
+          after: { sessionId: s.id, at: cursor.at, id: cursor.id },
+        });
+        await back.waitFor((f) => f.type === 'registered');
+        viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'four' }, ref: 'live' });
+        await viewer.waitFor((e) => e.type === 'session.message' && textOf(e.message) === 'four');
+      } finally {
+        gate.resolve();
+        recorder.missed = read;
+      }
       const mark = await back.waitFor((f) => f.type === 'replayed');
-      viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'four' } });
       await back.waitFor((f) => f.type === 'message' && textOf(f.message) === 'four');
       const told = back.frames.flatMap((f) => {
         if (f.type === 'message') return [`message ${textOf(f.message)}`];
