@@ -212,6 +212,24 @@ for (const kind of databaseKinds()) {
       await viewer.close(1000);
     });
 
+    test("a streamer's launch token is honoured past its expiry while its worker runs (a UE app cannot renew it), not once the worker is gone", async () => {
+      const { s, workerId } = await streamer();
+      const issuer = new TokenIssuer(TEST_SECRET, () => t.clock.now());
+      const launch = await issuer.sign({ role: 'worker', wid: workerId, pid: 'ps' }, 60_000);
+      const nobody = await issuer.sign({ role: 'worker', wid: 'w_gone', pid: 'ps' }, 60_000);
+      const pool = await poolToken();
+      await t.advance(120_000);
+      // its signalling dropped a day later: it dials in again with the URL it was started with
+      s.ws.terminate();
+      const again = new TestStreamer(pool.signallingUrl.replace(/token=.*/, `token=${launch}`));
+      live.push({ s: again, workerId });
+      assert.equal(await again.registered, workerId, 'the same worker');
+      // an expired token of a worker that is gone is refused (security.test.ts: an expired pool token is too)
+      const gone = new TestStreamer(pool.signallingUrl.replace(/token=.*/, `token=${nobody}`));
+      assert.equal((await gone.closed).code, 1008);
+      assert.match(String((await gone.next('error')).message), /no worker/);
+    });
+
     test('a streamer holds at most MAX_EARLY_CANDIDATES candidates before its offer; later ones pass at once', async () => {
       const { s, workerId } = await streamer();
       const { viewer, playerId } = await subscribed(s, workerId);
