@@ -250,6 +250,26 @@ for (const kind of databaseKinds()) {
       await back.close();
     });
 
+    test("a worker's cursor that is not one gets an error frame after `registered`, and nothing is replayed", async () => {
+      await t.createProject(
+        agentProject('bad-cursor', { min: 0, max: 1 }, { worker: { driver: 'external' } }),
+      );
+      const { w, ownToken, workerUrl } = await t.poolWorker('bad-cursor');
+      w.ws.terminate();
+      await w.closed;
+      const back = new FrameSocket(workerUrl);
+      await back.opened;
+      back.send({ type: 'register', token: ownToken, after: { sessionId: 's_x', at: 'yesterday' } });
+      const error = await back.waitFor((f) => f.type === 'error');
+      assert.equal(error.code, 'BAD_REQUEST');
+      assert.match(String(error.message), /register\.after\.at/);
+      assert.deepEqual(
+        back.frames.map((f) => f.type),
+        ['registered', 'error'],
+      );
+      await back.close();
+    });
+
     test('a cursor that is not one is refused with BAD_PARAMETER and 1008', async () => {
       const s = await liveSession('cursor');
       const queries: Record<string, string>[] = [

@@ -1598,7 +1598,13 @@ export class Engine {
       upto: microsToIso(position),
     });
     if (afterUs !== null && worker.sessionId)
-      await this.#replayToWorker(worker.id, worker.sessionId, link, afterUs, after?.id, position);
+      await this.#replayToWorker(worker, worker.sessionId, link, afterUs, after?.id, position);
+    else if (after && afterUs === null)
+      link.send({
+        type: 'error',
+        code: 'BAD_REQUEST',
+        message: `register.after.at must be the \`at\` of a room message (ISO-8601, such as 2026-12-04T16:44:35.123456Z); got "${after.at.slice(0, 40)}": nothing was replayed`,
+      });
     return worker;
   }
 
@@ -1607,13 +1613,16 @@ export class Engine {
    * `position`; not the agent's own messages and arrivals), then `replayed`, then the frames held meanwhile.
    */
   async #replayToWorker(
-    workerId: string,
+    worker: WorkerRecord,
     sessionId: string,
     link: WorkerLink,
     afterUs: number,
     afterId: string | undefined,
     position: number,
   ): Promise<void> {
+    const workerId = worker.id;
+    // in LiveKit mode the agent hears room messages in the LiveKit room, and only arrivals and departures here
+    const messages = this.liveKitFor(worker.projectId) === null;
     try {
       const missed = await this.recorder.missed({
         sessionId,
@@ -1625,7 +1634,7 @@ export class Engine {
       let count = 0;
       for (const item of missed.items) {
         if (item.type === 'message') {
-          if (item.message.from.kind === 'agent') continue;
+          if (!messages || item.message.from.kind === 'agent') continue;
           link.send({ type: 'message', message: item.message });
         } else {
           if (item.participant.kind === 'agent') continue;
