@@ -105,6 +105,55 @@ describe('three servers on one PostgreSQL', { skip: !databaseKinds().includes('p
     assert.deepEqual(viewer.states.slice(-2), ['ending', 'ended']);
   });
 
+  test('a participant whose connection moves to another server is not seen to leave; the last socket closing is one departure', async () => {
+    const [a, b, c] = servers as [TestServer, TestServer, TestServer];
+    await a.createProject(agentProject('moving', { min: 1, max: 1 }));
+    await a.readyWorkers('moving', 1);
+    for (const other of [b, c])
+      await waitUntil(async () => (await other.api('GET', '/projects/moving')).status === 200);
+    const s = await a.createSession('moving');
+    const viewer = await c.connect(s);
+    await viewer.waitFor((e) => e.type === 'session.status_changed' && e.status === 'active');
+    const alice = await a.joinToken(s, { identity: 'alice' });
+    const about = (what: string) => (e: SessionEvent) =>
+      e.type === `session.participant_${what}` && 'participant' in e && e.participant.identity === 'alice';
+    const onA = await a.connect(s, alice.token);
+    await viewer.waitFor(about('joined'));
+    const holders = (t: TestServer) => t.server.engine.rooms.holders(s.id, 'alice');
+    await waitUntil(async () => holders(b).includes('server-a'));
+
+    // her connection moves to B (a reconnect through the balancer) while A still holds the old one
+    const onB = await b.connect(s, alice.token);
+    await waitUntil(async () => holders(a).includes('server-b'));
+    await onA.close(1000);
+    await waitUntil(async () => !holders(b).includes('server-a'));
+    // a message through A after her socket there closed: anything A said of her reached C before it
+    const bob = await a.join(s, { identity: 'bob' });
+    bob.send({ type: 'message', messageType: 'user_text', data: { text: 'still here?' } });
+    await viewer.waitFor((e) => says(e) === 'user:still here?');
+    assert.equal(viewer.events.filter(about('left')).length, 0, 'nobody was told she left');
+    assert.equal(viewer.events.filter(about('joined')).length, 1, 'nor that she came again');
+
+    // a millisecond on, so that her departure is stamped after her arrival, whichever server stamps it
+    await clock.advance(1);
+    await onB.close(1000);
+    await viewer.waitFor(about('left'));
+    // read where the departure was recorded (a page waits for its server's own recording batch)
+    const page = await b.api<{ messages: { type: string; from: { identity: string } }[] }>(
+      'GET',
+      `/sessions/${s.id}/messages?limit=100`,
+    );
+    const hers = page.body.messages.filter((m) => m.from.identity === 'alice').map((m) => m.type);
+    assert.deepEqual(
+      hers,
+      ['participant_joined', 'participant_left'],
+      'the transcript: one arrival, one departure',
+    );
+    await bob.close(1000);
+    await a.api('POST', `/sessions/${s.id}/end`);
+    await viewer.closed;
+  });
+
   test('an agent token is renewed by the server its worker is connected to, whichever server seated it', async () => {
     const [a, b] = servers as [TestServer, TestServer, TestServer];
     await a.createProject(lastingExternalProject('renew-x', { min: 0, max: 1 }));

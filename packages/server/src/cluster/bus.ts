@@ -9,7 +9,7 @@
 // A listening connection can also die without a word (a NAT or firewall that forgets it, a network cut: no FIN,
 // no RST): nothing fails, nothing more arrives. Each server pings itself through the channel every few seconds,
 // and a ping not heard back in time means the connection is deaf: it is cut and opened again.
-import type { ServerToWorkerFrame, SessionEvent } from '@usher/protocol';
+import type { Participant, ServerToWorkerFrame, SessionEvent } from '@usher/protocol';
 
 /** A viewer's signalling socket: the server it is on, and its id there. */
 export interface PlayerRef {
@@ -53,7 +53,23 @@ export type BusMessage =
   /** the sending server stopped, and its LiveKit recorder left these sessions' rooms: the others put one back */
   | { kind: 'recorders_left'; sessionIds: string[] }
   /** a pool's queue moved on the sending server: each server tells the queued sockets it holds their positions */
-  | { kind: 'queue_moved'; projectId: string; region: string };
+  | { kind: 'queue_moved'; projectId: string; region: string }
+  /**
+   * A participant's first socket in a room opened on the sending server, or its last there closed
+   * (Rooms.presenceNote): whether the room was told (`announced`) or the participant is still in it elsewhere
+   */
+  | PresenceNote
+  /** the sending server adopted that one, which is gone: the others forget whom it held in rooms */
+  | { kind: 'server_gone'; serverId: string };
+
+export interface PresenceNote {
+  kind: 'presence';
+  serverId: string;
+  sessionId: string;
+  participant: Participant;
+  present: boolean;
+  announced: boolean;
+}
 
 export interface Bus {
   /** whether other servers may hear what is sent (false: this server is alone, nothing leaves it) */

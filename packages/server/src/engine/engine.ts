@@ -216,6 +216,10 @@ export class Engine {
     this.#starts = new Batcher((_key, items) => this.#sessionsStarted(items), ADMISSION_BATCH, track);
     this.recorder = new Recorder(options.store.messages, track);
     this.rooms = new Rooms({
+      serverId: this.o.serverId,
+      notify: (note) => {
+        if (this.o.bus.shared) this.o.bus.send(note);
+      },
       store: options.store,
       hub: this.o.hub,
       clock: this.o.clock,
@@ -236,6 +240,8 @@ export class Engine {
       else if (m.kind === 'dispatch' && !this.#draining)
         this.#track(() => this.#redispatch(m.projectId, m.region));
       else if (m.kind === 'event') this.rooms.presenceElsewhere(m.event);
+      else if (m.kind === 'presence') this.rooms.presenceNote(m);
+      else if (m.kind === 'server_gone') this.rooms.serverGone(m.serverId, false);
       else if (m.kind === 'queue_moved') this.positions.schedule(poolKey(m.projectId, m.region), false);
     });
     this.#unsubscribeHub = this.o.hub.subscribeAll((e) => {
@@ -2009,6 +2015,9 @@ export class Engine {
         'a server stopped: watching the workers it held until they come back',
       );
     await this.#releaseViewers((server) => server === dead);
+    // the participants only it held have left the rooms: this server says so, the others forget them
+    this.rooms.serverGone(dead, true);
+    if (this.o.bus.shared) this.o.bus.send({ kind: 'server_gone', serverId: dead });
     await this.#resumeRecorders();
     const orphans = (
       await this.store.read.listWorkers({ states: ['starting', 'ready', 'reserved', 'busy', 'stopping'] })

@@ -9,6 +9,7 @@ import {
   type SessionEvent,
   UsherError,
 } from '@usher/protocol';
+import type { PresenceNote } from '../cluster/bus.ts';
 import type { StoredMessage } from '../storage/messages.ts';
 import type { Store } from '../storage/store.ts';
 import type { Logger } from '../util/logger.ts';
@@ -29,6 +30,10 @@ const SESSION_WORKER_TTL_MS = 1_000;
 const MAX_SESSION_WORKERS = 50_000;
 
 export interface RoomsOptions {
+  /** this server, as its presence notes name it */
+  serverId: string;
+  /** sends a presence note to the other servers (nothing when this server is alone) */
+  notify(note: PresenceNote): void;
   store: Store;
   hub: EventHub;
   /** stamps messages and presence */
@@ -50,8 +55,8 @@ export class Rooms {
   readonly #participants = new Participants();
   /** the agents announced in each session's room on this server, the most recent MAX_AGENTS_SEEN (agentSpoke) */
   readonly #agentsSeen = new Map<string, true>();
-  /** per session, participants whose sockets are on other servers (presenceElsewhere) */
-  readonly #elsewhere = new Map<string, Map<string, Participant>>();
+  /** per session, participants with sockets on other servers, and which servers (their presence notes) */
+  readonly #elsewhere = new Map<string, Map<string, { participant: Participant; servers: Set<string> }>>();
   /** per session, frames on their way to its worker (#toSessionWorker) */
   readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
   /**
@@ -118,33 +123,113 @@ export class Rooms {
     return stored;
   }
 
-  /** Who is in the session's room now, on this server and (as their events tell) on the others. */
+  /** Who is in the session's room now, on this server and (as their presence notes tell) on the others. */
   participants(sessionId: string): Participant[] {
     const here = this.#participants.list(sessionId);
     const elsewhere = this.#elsewhere.get(sessionId);
     if (!elsewhere) return here;
     const known = new Set(here.map((p) => p.identity));
-    return [...here, ...[...elsewhere.values()].filter((p) => !known.has(p.identity))];
+    return [
+      ...here,
+      ...[...elsewhere.values()].map((e) => e.participant).filter((p) => !known.has(p.identity)),
+    ];
   }
 
-  /** Who is in a room through another server, as that server's join and leave events tell. */
+  /** The servers that hold a socket of the participant in the session's room, as this server knows (this one too). */
+  holders(sessionId: string, identity: string): string[] {
+    const others = [...(this.#elsewhere.get(sessionId)?.get(identity)?.servers ?? [])];
+    return this.#participants.has(sessionId, identity) ? [this.#o.serverId, ...others] : others;
+  }
+
+  #heldElsewhere(sessionId: string, identity: string): boolean {
+    return (this.#elsewhere.get(sessionId)?.get(identity)?.servers.size ?? 0) > 0;
+  }
+
+  /**
+   * Another server's presence note: a participant's first socket in a room opened there, or its last closed.
+   * A participant is in the room while any server holds a socket of theirs: a server announces an arrival or a
+   * departure only when no other holds one, so a participant whose connection moves to another server (a
+   * reconnect through a load balancer) is not seen to leave. Should two servers' last sockets close at once, each
+   * believing the other holds one, neither announced the departure: whoever hears the other's note then does.
+   */
+  presenceNote(n: PresenceNote): void {
+    if (n.serverId === this.#o.serverId) return;
+    const { sessionId, participant } = n;
+    let room = this.#elsewhere.get(sessionId);
+    if (n.present) {
+      if (!room) {
+        room = new Map();
+        this.#elsewhere.set(sessionId, room);
+      }
+      const entry = room.get(participant.identity) ?? { participant, servers: new Set<string>() };
+      entry.servers.add(n.serverId);
+      room.set(participant.identity, entry);
+      return;
+    }
+    this.#dropElsewhere(sessionId, participant.identity, n.serverId);
+    if (!n.announced && this.holders(sessionId, participant.identity).length === 0)
+      this.#announceLeft(sessionId, participant);
+  }
+
+  #dropElsewhere(sessionId: string, identity: string, serverId: string | null): void {
+    const room = this.#elsewhere.get(sessionId);
+    const entry = room?.get(identity);
+    if (!room || !entry) return;
+    if (serverId === null) entry.servers.clear();
+    else entry.servers.delete(serverId);
+    if (entry.servers.size === 0) room.delete(identity);
+    if (room.size === 0) this.#elsewhere.delete(sessionId);
+  }
+
+  /**
+   * A session event another server published. The room was told that a participant left: nobody holds them as far
+   * as that server knew, and if this one does (their sockets moved here as that one's last closed), it tells the
+   * room they are here after all.
+   */
   presenceElsewhere(e: SessionEvent): void {
-    if (e.type === 'session.participant_joined') {
-      const room = this.#elsewhere.get(e.sessionId) ?? new Map<string, Participant>();
-      this.#elsewhere.set(e.sessionId, room);
-      room.set(e.participant.identity, e.participant);
-    } else if (e.type === 'session.participant_left') {
-      const room = this.#elsewhere.get(e.sessionId);
-      room?.delete(e.participant.identity);
-      if (room?.size === 0) this.#elsewhere.delete(e.sessionId);
+    if (e.type === 'session.participant_left') {
+      this.#dropElsewhere(e.sessionId, e.participant.identity, null);
+      const here = this.#participants.list(e.sessionId).find((p) => p.identity === e.participant.identity);
+      if (here) this.#announceJoined(e.sessionId, here);
     } else if (e.type === 'session.status_changed' && e.status === 'ended') {
       this.#elsewhere.delete(e.sessionId);
     }
   }
 
-  /** A participant's socket joined the room; the first one announces the participant to the room and worker. */
+  /**
+   * A server is gone (it died, or stopped and was adopted): it holds nobody any more. The participants only it
+   * held have left; the server that adopted it (`announce`) says so, the others only forget.
+   */
+  serverGone(serverId: string, announce: boolean): void {
+    for (const [sessionId, room] of [...this.#elsewhere]) {
+      for (const [identity, entry] of [...room]) {
+        if (!entry.servers.has(serverId)) continue;
+        this.#dropElsewhere(sessionId, identity, serverId);
+        if (announce && this.holders(sessionId, identity).length === 0)
+          this.#announceLeft(sessionId, entry.participant);
+      }
+    }
+  }
+
+  /**
+   * A participant's socket joined the room; the first one on this server announces the participant to the room
+   * and worker, unless another server holds them already.
+   */
   participantJoined(sessionId: string, participant: Participant): void {
     if (!this.#participants.join(sessionId, participant)) return;
+    const elsewhere = this.#heldElsewhere(sessionId, participant.identity);
+    this.#o.notify({
+      kind: 'presence',
+      serverId: this.#o.serverId,
+      sessionId,
+      participant,
+      present: true,
+      announced: !elsewhere,
+    });
+    if (!elsewhere) this.#announceJoined(sessionId, participant);
+  }
+
+  #announceJoined(sessionId: string, participant: Participant): void {
     this.#recordPresence(sessionId, 'participant_joined', participant);
     const at = new Date(this.#o.clock.now()).toISOString();
     this.#o.hub.publish({ type: 'session.participant_joined', sessionId, at, participant });
@@ -175,19 +260,35 @@ export class Rooms {
     if (!this.#agentsSeen.has(agentKey(sessionId, workerId))) this.agentPresent(sessionId, workerId);
   }
 
-  /** A participant's socket left; the last one announces that the participant left. */
+  /**
+   * A participant's socket left; the last one on this server announces that the participant left, unless
+   * another server holds a socket of theirs.
+   */
   participantLeft(sessionId: string, identity: string): void {
     const participant = this.#participants.leave(sessionId, identity);
     if (!participant) return;
-    this.#announceLeft(sessionId, participant);
-    if (participant.kind !== 'agent')
-      this.#toSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
+    const elsewhere = this.#heldElsewhere(sessionId, identity);
+    this.#o.notify({
+      kind: 'presence',
+      serverId: this.#o.serverId,
+      sessionId,
+      participant,
+      present: false,
+      announced: !elsewhere,
+    });
+    if (!elsewhere) this.#announceLeft(sessionId, participant);
   }
 
-  #announceLeft(sessionId: string, participant: Participant): void {
+  /**
+   * Tells the room (its sockets, its transcript) and, unless the session ended (`toWorker` false), its worker that
+   * the participant left.
+   */
+  #announceLeft(sessionId: string, participant: Participant, toWorker = true): void {
     this.#recordPresence(sessionId, 'participant_left', participant);
     const at = new Date(this.#o.clock.now()).toISOString();
     this.#o.hub.publish({ type: 'session.participant_left', sessionId, at, participant });
+    if (toWorker && participant.kind !== 'agent')
+      this.#toSessionWorker(sessionId, { type: 'participant_left', sessionId, participant });
   }
 
   /**
@@ -195,7 +296,8 @@ export class Rooms {
    * closing, so the transcript holds every departure by the time anyone can read the ended session.
    */
   ended(sessionId: string): void {
-    for (const participant of this.#participants.clear(sessionId)) this.#announceLeft(sessionId, participant);
+    for (const participant of this.#participants.clear(sessionId))
+      this.#announceLeft(sessionId, participant, false);
   }
 
   /**

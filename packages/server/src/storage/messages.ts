@@ -159,6 +159,7 @@ export interface MissedQuery {
   /** the newest `limit` are returned */
   limit: number;
 }
+
 /** A page as the database gave it, oldest first. */
 export interface StoredPage {
   sessionId: string;

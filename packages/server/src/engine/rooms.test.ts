@@ -1,0 +1,128 @@
+// Presence across servers (Rooms): a participant is in a room while any server holds a socket of theirs. Two
+// Rooms stand for two servers; their presence notes and published events are passed between them by hand, in
+// the order a test chooses, as the bus would deliver them.
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import type { Participant, SessionEvent } from '@usher/protocol';
+import type { PresenceNote } from '../cluster/bus.ts';
+import { openStore, type Store } from '../storage/store.ts';
+import { silentLogger } from '../util/logger.ts';
+import { ManualClock } from './clock.ts';
+import { EventHub } from './event-hub.ts';
+import { Recorder } from './recorder.ts';
+import { Rooms } from './rooms.ts';
+
+const SESSION = 's_room';
+const alice: Participant = { identity: 'alice', kind: 'user' };
+
+/** One server's room keeping: what it announced, and the notes it would send to the others. */
+function server(store: Store, serverId: string) {
+  const hub = new EventHub();
+  const told: string[] = [];
+  const published: SessionEvent[] = [];
+  hub.subscribe(SESSION, (e) => {
+    if (e.type === 'session.participant_joined' || e.type === 'session.participant_left') {
+      told.push(`${e.type === 'session.participant_joined' ? 'joined' : 'left'} ${e.participant.identity}`);
+      published.push(e);
+    }
+  });
+  const notes: PresenceNote[] = [];
+  const clock = new ManualClock();
+  const rooms = new Rooms({
+    serverId,
+    notify: (note) => notes.push(note),
+    store,
+    hub,
+    clock,
+    livenessClock: clock,
+    recorder: new Recorder(store.messages, (work) => void work()),
+    log: silentLogger,
+    track: (task) => void task(),
+    sendWorker: () => {},
+    activity: () => {},
+  });
+  return { rooms, told, published, notes };
+}
+
+type Server = ReturnType<typeof server>;
+
+/** Hands `from`'s notes and published events so far to `to`, as the bus would. */
+function deliver(from: Server, to: Server): void {
+  for (const note of from.notes.splice(0)) to.rooms.presenceNote(note);
+  for (const e of from.published.splice(0)) to.rooms.presenceElsewhere(e);
+}
+
+describe('presence across servers', () => {
+  let store: Store;
+  beforeEach(async () => {
+    store = await openStore({ type: 'sqlite', path: ':memory:' });
+  });
+  afterEach(async () => {
+    await store.close();
+  });
+
+  test('a participant whose sockets move from A to B is announced once, and leaves once, with the last socket', () => {
+    const a = server(store, 'a');
+    const b = server(store, 'b');
+    a.rooms.participantJoined(SESSION, alice);
+    deliver(a, b);
+    b.rooms.participantJoined(SESSION, alice);
+    deliver(b, a);
+    a.rooms.participantLeft(SESSION, 'alice');
+    deliver(a, b);
+    assert.deepEqual(b.rooms.holders(SESSION, 'alice'), ['b']);
+    b.rooms.participantLeft(SESSION, 'alice');
+    deliver(b, a);
+    assert.deepEqual([...a.told, ...b.told], ['joined alice', 'left alice']);
+    assert.deepEqual(a.rooms.participants(SESSION), []);
+  });
+
+  test('A announces her departure while her new socket on B was not announced: B tells the room she is here', () => {
+    const a = server(store, 'a');
+    const b = server(store, 'b');
+    a.rooms.participantJoined(SESSION, alice);
+    deliver(a, b);
+    // at once, before either hears of the other: her socket on A closes, one on B opens
+    a.rooms.participantLeft(SESSION, 'alice');
+    b.rooms.participantJoined(SESSION, alice);
+    deliver(a, b);
+    deliver(b, a);
+    assert.deepEqual(a.told, ['joined alice', 'left alice']);
+    assert.deepEqual(b.told, ['joined alice']);
+    assert.deepEqual(a.rooms.holders(SESSION, 'alice'), ['b']);
+  });
+
+  test('her last sockets on A and B close at once, each server believing the other holds one: her departure is told', () => {
+    const a = server(store, 'a');
+    const b = server(store, 'b');
+    a.rooms.participantJoined(SESSION, alice);
+    deliver(a, b);
+    b.rooms.participantJoined(SESSION, alice);
+    deliver(b, a);
+    a.rooms.participantLeft(SESSION, 'alice');
+    b.rooms.participantLeft(SESSION, 'alice');
+    deliver(a, b);
+    deliver(b, a);
+    assert.ok([...a.told, ...b.told].includes('left alice'), 'someone told the room');
+    assert.deepEqual(a.rooms.participants(SESSION), []);
+    assert.deepEqual(b.rooms.participants(SESSION), []);
+  });
+
+  test('a server that is gone: the one that adopted it announces who only it held; the others forget them', () => {
+    const a = server(store, 'a');
+    const b = server(store, 'b');
+    const dead = server(store, 'dead');
+    const bob: Participant = { identity: 'bob', kind: 'user' };
+    dead.rooms.participantJoined(SESSION, alice);
+    dead.rooms.participantJoined(SESSION, bob);
+    a.rooms.participantJoined(SESSION, bob);
+    for (const to of [a, b]) for (const note of dead.notes) to.rooms.presenceNote(note);
+    deliver(a, b);
+    a.rooms.serverGone('dead', true);
+    b.rooms.serverGone('dead', false);
+    assert.deepEqual(a.told, ['joined bob', 'left alice'], 'alice was held by the dead server only');
+    assert.deepEqual(b.told, []);
+    assert.deepEqual(b.rooms.holders(SESSION, 'alice'), []);
+    assert.deepEqual(b.rooms.holders(SESSION, 'bob'), ['a']);
+  });
+});
