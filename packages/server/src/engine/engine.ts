@@ -220,6 +220,7 @@ export class Engine {
       notify: (note) => {
         if (this.o.bus.shared) this.o.bus.send(note);
       },
+      handingOver: () => this.#leaving && this.o.bus.shared,
       store: options.store,
       hub: this.o.hub,
       clock: this.o.clock,
@@ -1992,6 +1993,7 @@ export class Engine {
    */
   async reclaim(): Promise<void> {
     this.o.log.warn({}, 'this server was taken for dead; taking its viewers and workers back');
+    this.rooms.reclaimed();
     for (const id of this.#viewers.keys()) await this.#tx((r) => this.#viewerHere(r, id));
     for (const workerId of this.#links.keys())
       await this.store.read.updateWorker(workerId, {

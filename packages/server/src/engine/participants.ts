@@ -44,6 +44,12 @@ export class Participants {
     return left;
   }
 
+  /** Every participant in every room, with its session. */
+  *all(): Iterable<[string, Participant]> {
+    for (const [sessionId, room] of this.#rooms)
+      for (const { participant } of room.values()) yield [sessionId, participant];
+  }
+
   list(sessionId: string): Participant[] {
     return [...(this.#rooms.get(sessionId)?.values() ?? [])].map((e) => e.participant);
   }

@@ -16,7 +16,7 @@ const SESSION = 's_room';
 const alice: Participant = { identity: 'alice', kind: 'user' };
 
 /** One server's room keeping: what it announced, and the notes it would send to the others. */
-function server(store: Store, serverId: string) {
+function server(store: Store, serverId: string, handingOver = () => false) {
   const hub = new EventHub();
   const told: string[] = [];
   const published: SessionEvent[] = [];
@@ -31,6 +31,7 @@ function server(store: Store, serverId: string) {
   const rooms = new Rooms({
     serverId,
     notify: (note) => notes.push(note),
+    handingOver,
     store,
     hub,
     clock,
@@ -46,10 +47,14 @@ function server(store: Store, serverId: string) {
 
 type Server = ReturnType<typeof server>;
 
-/** Hands `from`'s notes and published events so far to `to`, as the bus would. */
-function deliver(from: Server, to: Server): void {
-  for (const note of from.notes.splice(0)) to.rooms.presenceNote(note);
-  for (const e of from.published.splice(0)) to.rooms.presenceElsewhere(e);
+/** Hands `from`'s notes and published events so far to each of `to`, as the bus would. */
+function deliver(from: Server, ...to: Server[]): void {
+  const notes = from.notes.splice(0);
+  const published = from.published.splice(0);
+  for (const other of to) {
+    for (const note of notes) other.rooms.presenceNote(note);
+    for (const e of published) other.rooms.presenceElsewhere(e);
+  }
 }
 
 describe('presence across servers', () => {
@@ -103,9 +108,50 @@ describe('presence across servers', () => {
     b.rooms.participantLeft(SESSION, 'alice');
     deliver(a, b);
     deliver(b, a);
-    assert.ok([...a.told, ...b.told].includes('left alice'), 'someone told the room');
+    assert.deepEqual(
+      [...a.told, ...b.told],
+      ['joined alice', 'left alice'],
+      'one of them told the room, once',
+    );
     assert.deepEqual(a.rooms.participants(SESSION), []);
     assert.deepEqual(b.rooms.participants(SESSION), []);
+  });
+
+  test('a bystander keeps who holds her through a departure announced and answered with an arrival', () => {
+    const [a, b, c] = [server(store, 'a'), server(store, 'b'), server(store, 'c')];
+    a.rooms.participantJoined(SESSION, alice);
+    deliver(a, b, c);
+    // her socket on B opens as her last on A closes: A announces the departure, B answers with her arrival
+    b.rooms.participantJoined(SESSION, alice);
+    a.rooms.participantLeft(SESSION, 'alice');
+    deliver(b, c);
+    deliver(a, b, c);
+    deliver(b, a, c);
+    assert.deepEqual(b.told, ['joined alice']);
+    assert.deepEqual(c.rooms.holders(SESSION, 'alice'), ['b']);
+    assert.deepEqual(
+      c.rooms.participants(SESSION).map((p) => p.identity),
+      ['alice'],
+    );
+  });
+
+  test('a server handing over as it stops announces no departure; the one that adopts it announces who did not come back', () => {
+    let stopping = false;
+    const a = server(store, 'a', () => stopping);
+    const b = server(store, 'b');
+    const bob: Participant = { identity: 'bob', kind: 'user' };
+    a.rooms.participantJoined(SESSION, alice);
+    a.rooms.participantJoined(SESSION, bob);
+    deliver(a, b);
+    stopping = true;
+    a.rooms.participantLeft(SESSION, 'alice');
+    a.rooms.participantLeft(SESSION, 'bob');
+    assert.deepEqual(a.notes, [], 'no note either: the adopting server decides');
+    // alice reconnects to B; bob does not come back
+    b.rooms.participantJoined(SESSION, alice);
+    b.rooms.serverGone('a', true);
+    assert.deepEqual(a.told, ['joined alice', 'joined bob']);
+    assert.deepEqual(b.told, ['left bob']);
   });
 
   test('a server that is gone: the one that adopted it announces who only it held; the others forget them', () => {

@@ -34,6 +34,11 @@ export interface RoomsOptions {
   serverId: string;
   /** sends a presence note to the other servers (nothing when this server is alone) */
   notify(note: PresenceNote): void;
+  /**
+   * This server is stopping and another will adopt it: the sockets it closes now are not departures (their
+   * participants reconnect elsewhere); the adopting server announces those who do not come back.
+   */
+  handingOver(): boolean;
   store: Store;
   hub: EventHub;
   /** stamps messages and presence */
@@ -57,6 +62,11 @@ export class Rooms {
   readonly #agentsSeen = new Map<string, true>();
   /** per session, participants with sockets on other servers, and which servers (their presence notes) */
   readonly #elsewhere = new Map<string, Map<string, { participant: Participant; servers: Set<string> }>>();
+  /**
+   * Departures this server did not announce because another server held the participant (presenceNote): the
+   * most recent MAX_UNANNOUNCED, by session and identity
+   */
+  readonly #unannounced = new Map<string, true>();
   /** per session, frames on their way to its worker (#toSessionWorker) */
   readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
   /**
@@ -167,7 +177,11 @@ export class Rooms {
       return;
     }
     this.#dropElsewhere(sessionId, participant.identity, n.serverId);
-    if (!n.announced && this.holders(sessionId, participant.identity).length === 0)
+    // two last sockets closed at once here and there, each server taking the other for a holder: of the two, the
+    // one whose id sorts first announces the departure (a server that took no part only forgets)
+    const key = presenceKey(sessionId, participant.identity);
+    if (n.announced || !this.#unannounced.delete(key)) return;
+    if (this.#o.serverId < n.serverId && this.holders(sessionId, participant.identity).length === 0)
       this.#announceLeft(sessionId, participant);
   }
 
@@ -184,15 +198,32 @@ export class Rooms {
   /**
    * A session event another server published. The room was told that a participant left: nobody holds them as far
    * as that server knew, and if this one does (their sockets moved here as that one's last closed), it tells the
-   * room they are here after all.
+   * room they are here after all. (Who holds whom is the notes' business: the sender's came first.)
    */
   presenceElsewhere(e: SessionEvent): void {
     if (e.type === 'session.participant_left') {
-      this.#dropElsewhere(e.sessionId, e.participant.identity, null);
       const here = this.#participants.list(e.sessionId).find((p) => p.identity === e.participant.identity);
       if (here) this.#announceJoined(e.sessionId, here);
     } else if (e.type === 'session.status_changed' && e.status === 'ended') {
       this.#elsewhere.delete(e.sessionId);
+    }
+  }
+
+  /**
+   * This server was taken for dead and adopted, and the adopting server announced the departure of everyone it
+   * held: those still connected here are announced again, and the other servers told that this one holds them.
+   */
+  reclaimed(): void {
+    for (const [sessionId, participant] of this.#participants.all()) {
+      this.#o.notify({
+        kind: 'presence',
+        serverId: this.#o.serverId,
+        sessionId,
+        participant,
+        present: true,
+        announced: true,
+      });
+      this.#announceJoined(sessionId, participant);
     }
   }
 
@@ -266,8 +297,14 @@ export class Rooms {
    */
   participantLeft(sessionId: string, identity: string): void {
     const participant = this.#participants.leave(sessionId, identity);
-    if (!participant) return;
+    if (!participant || this.#o.handingOver()) return;
     const elsewhere = this.#heldElsewhere(sessionId, identity);
+    if (elsewhere) {
+      const key = presenceKey(sessionId, identity);
+      this.#unannounced.set(key, true);
+      if (this.#unannounced.size > MAX_UNANNOUNCED)
+        this.#unannounced.delete(this.#unannounced.keys().next().value!);
+    }
     this.#o.notify({
       kind: 'presence',
       serverId: this.#o.serverId,
@@ -296,8 +333,11 @@ export class Rooms {
    * closing, so the transcript holds every departure by the time anyone can read the ended session.
    */
   ended(sessionId: string): void {
-    for (const participant of this.#participants.clear(sessionId))
+    for (const participant of this.#participants.clear(sessionId)) {
+      this.#unannounced.delete(presenceKey(sessionId, participant.identity));
       this.#announceLeft(sessionId, participant, false);
+    }
+    this.#elsewhere.delete(sessionId);
   }
 
   /**
@@ -376,6 +416,13 @@ export class Rooms {
 
 /** How many announced agents Rooms remembers, to tell a late message of one that left from a first greeting. */
 const MAX_AGENTS_SEEN = 10_000;
+
+/** How many unannounced departures Rooms remembers (presenceNote): crossings are rare and settle at once. */
+const MAX_UNANNOUNCED = 10_000;
+
+function presenceKey(sessionId: string, identity: string): string {
+  return `${sessionId}\u0000${identity}`;
+}
 
 function agentKey(sessionId: string, workerId: string): string {
   return `${sessionId}\u0000${workerId}`;
