@@ -151,6 +151,17 @@ describe('a rolling restart of three servers', { skip: !databaseKinds().includes
       const v = viewers.get(s.id)!;
       v.send({ type: 'message', messageType: 'user_text', data: { text: `hi ${s.id}` } });
       await v.waitFor((e) => e.type === 'session.message' && e.message.type === 'echo');
+      // nobody was seen to leave: the viewers whose server stopped came back through another
+      const page = await call<{ messages: { type: string; from: { identity: string } }[] }>(
+        balancer.url,
+        'GET',
+        `/sessions/${s.id}/messages?limit=100`,
+      );
+      assert.deepEqual(
+        page.body.messages.filter((m) => m.type === 'participant_left').map((m) => m.from.identity),
+        [],
+        `no departure in the transcript of ${s.id}`,
+      );
     }
   });
 });

@@ -243,6 +243,7 @@ export class Engine {
       else if (m.kind === 'event') this.rooms.presenceElsewhere(m.event);
       else if (m.kind === 'presence') this.rooms.presenceNote(m);
       else if (m.kind === 'server_gone') this.rooms.serverGone(m.serverId, false);
+      else if (m.kind === 'hello') this.rooms.serverStarted(m.serverId);
       else if (m.kind === 'queue_moved') this.positions.schedule(poolKey(m.projectId, m.region), false);
     });
     this.#unsubscribeHub = this.o.hub.subscribeAll((e) => {

@@ -154,6 +154,22 @@ describe('presence across servers', () => {
     assert.deepEqual(b.told, ['left bob']);
   });
 
+  test('a server that starts again under its id holds nobody yet, and learns whom the others hold', () => {
+    const a = server(store, 'a');
+    const b = server(store, 'b');
+    const bob: Participant = { identity: 'bob', kind: 'user' };
+    a.rooms.participantJoined(SESSION, alice);
+    b.rooms.participantJoined(SESSION, bob);
+    deliver(a, b);
+    deliver(b, a);
+    // A stops and starts again, without anyone having adopted it: its hello reaches B
+    const again = server(store, 'a');
+    b.rooms.serverStarted('a');
+    assert.deepEqual(b.rooms.holders(SESSION, 'alice'), []);
+    deliver(b, again);
+    assert.deepEqual(again.rooms.holders(SESSION, 'bob'), ['b']);
+  });
+
   test('a server that is gone: the one that adopted it announces who only it held; the others forget them', () => {
     const a = server(store, 'a');
     const b = server(store, 'b');

@@ -214,7 +214,23 @@ export class Rooms {
    * held: those still connected here are announced again, and the other servers told that this one holds them.
    */
   reclaimed(): void {
-    for (const [sessionId, participant] of this.#participants.all()) {
+    this.#tellHeld();
+    for (const [sessionId, participant] of this.#participants.all())
+      this.#announceJoined(sessionId, participant);
+  }
+
+  /**
+   * A server started (its `hello`): it holds nobody yet, whatever an earlier run under its id held, and it learns
+   * from this one whom this one holds.
+   */
+  serverStarted(serverId: string): void {
+    this.serverGone(serverId, false);
+    this.#tellHeld();
+  }
+
+  /** Presence notes for everyone this server holds, to the others. */
+  #tellHeld(): void {
+    for (const [sessionId, participant] of this.#participants.all())
       this.#o.notify({
         kind: 'presence',
         serverId: this.#o.serverId,
@@ -223,8 +239,6 @@ export class Rooms {
         present: true,
         announced: true,
       });
-      this.#announceJoined(sessionId, participant);
-    }
   }
 
   /**
