@@ -69,6 +69,8 @@ export interface PresenceNote {
   participant: Participant;
   present: boolean;
   announced: boolean;
+  /** the participant is gone from every server (an agent whose session ended or that crashed) */
+  everywhere?: boolean;
 }
 
 export interface Bus {

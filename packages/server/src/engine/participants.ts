@@ -37,6 +37,16 @@ export class Participants {
     return entry.participant;
   }
 
+  /** Takes the participant out of the session's room, whatever sockets it holds; returns it, or null. */
+  drop(sessionId: string, identity: string): Participant | null {
+    const room = this.#rooms.get(sessionId);
+    const entry = room?.get(identity);
+    if (!room || !entry) return null;
+    room.delete(identity);
+    if (room.size === 0) this.#rooms.delete(sessionId);
+    return entry.participant;
+  }
+
   /** Empties the session's room (it ended): everyone who was in it, whatever sockets they still hold. */
   clear(sessionId: string): Participant[] {
     const left = this.list(sessionId);

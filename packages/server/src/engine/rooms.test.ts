@@ -170,6 +170,37 @@ describe('presence across servers', () => {
     assert.deepEqual(again.rooms.holders(SESSION, 'bob'), ['b']);
   });
 
+  test("an agent's departure is told once, by the server that handles it, and forgotten where it was announced", () => {
+    const a = server(store, 'a');
+    const b = server(store, 'b');
+    a.rooms.agentPresent(SESSION, 'w_1');
+    deliver(a, b);
+    // its session ends on B (the worker's exit was handled there)
+    b.rooms.agentLeft(SESSION, 'w_1');
+    b.rooms.agentLeft(SESSION, 'w_1'); // ending, then ended: said once
+    deliver(b, a);
+    assert.deepEqual(a.told, ['joined w_1']);
+    assert.deepEqual(b.told, ['left w_1']);
+    assert.deepEqual(a.rooms.holders(SESSION, 'w_1'), []);
+    // an adopted server takes no agent with it: its worker comes back elsewhere, or its loss is a crash
+    a.rooms.agentPresent(SESSION, 'w_2');
+    deliver(a, b);
+    b.rooms.serverGone('a', true);
+    assert.deepEqual(b.told, ['left w_1']);
+  });
+
+  test('a session that ends while a participant is held on two servers: one departure', () => {
+    const a = server(store, 'a');
+    const b = server(store, 'b');
+    a.rooms.participantJoined(SESSION, alice);
+    deliver(a, b);
+    b.rooms.participantJoined(SESSION, alice);
+    deliver(b, a);
+    a.rooms.ended(SESSION);
+    b.rooms.ended(SESSION);
+    assert.deepEqual([...a.told, ...b.told], ['joined alice', 'left alice']);
+  });
+
   test('a server that is gone: the one that adopted it announces who only it held; the others forget them', () => {
     const a = server(store, 'a');
     const b = server(store, 'b');

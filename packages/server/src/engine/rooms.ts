@@ -165,6 +165,11 @@ export class Rooms {
   presenceNote(n: PresenceNote): void {
     if (n.serverId === this.#o.serverId) return;
     const { sessionId, participant } = n;
+    if (n.everywhere) {
+      this.#participants.drop(sessionId, participant.identity);
+      this.#dropElsewhere(sessionId, participant.identity, null);
+      return;
+    }
     let room = this.#elsewhere.get(sessionId);
     if (n.present) {
       if (!room) {
@@ -201,12 +206,11 @@ export class Rooms {
    * room they are here after all. (Who holds whom is the notes' business: the sender's came first.)
    */
   presenceElsewhere(e: SessionEvent): void {
-    if (e.type === 'session.participant_left') {
+    if (e.type === 'session.participant_left' && e.participant.kind !== 'agent') {
       const here = this.#participants.list(e.sessionId).find((p) => p.identity === e.participant.identity);
       if (here) this.#announceJoined(e.sessionId, here);
-    } else if (e.type === 'session.status_changed' && e.status === 'ended') {
-      this.#elsewhere.delete(e.sessionId);
     }
+    // an ended session's room is forgotten by ended(), which still needs to know who holds whom
   }
 
   /**
@@ -216,7 +220,7 @@ export class Rooms {
   reclaimed(): void {
     this.#tellHeld();
     for (const [sessionId, participant] of this.#participants.all())
-      this.#announceJoined(sessionId, participant);
+      if (!this.#heldElsewhere(sessionId, participant.identity)) this.#announceJoined(sessionId, participant);
   }
 
   /**
@@ -250,7 +254,8 @@ export class Rooms {
       for (const [identity, entry] of [...room]) {
         if (!entry.servers.has(serverId)) continue;
         this.#dropElsewhere(sessionId, identity, serverId);
-        if (announce && this.holders(sessionId, identity).length === 0)
+        // an agent is not gone with a server: its worker reconnects elsewhere, or its loss is a crash (agentLeft)
+        if (announce && entry.participant.kind !== 'agent' && this.holders(sessionId, identity).length === 0)
           this.#announceLeft(sessionId, entry.participant);
       }
     }
@@ -306,6 +311,29 @@ export class Rooms {
   }
 
   /**
+   * The session's agent left (its session is ending, or it crashed): announced by the server that handles it,
+   * wherever the agent was announced, and forgotten by every server (it holds no socket that would close there).
+   */
+  agentLeft(sessionId: string, workerId: string): void {
+    const participant =
+      this.#participants.drop(sessionId, workerId) ??
+      this.#elsewhere.get(sessionId)?.get(workerId)?.participant ??
+      null;
+    if (!participant) return;
+    this.#dropElsewhere(sessionId, workerId, null);
+    this.#o.notify({
+      kind: 'presence',
+      serverId: this.#o.serverId,
+      sessionId,
+      participant,
+      present: false,
+      announced: true,
+      everywhere: true,
+    });
+    this.#announceLeft(sessionId, participant);
+  }
+
+  /**
    * A participant's socket left; the last one on this server announces that the participant left, unless
    * another server holds a socket of theirs.
    */
@@ -349,7 +377,9 @@ export class Rooms {
   ended(sessionId: string): void {
     for (const participant of this.#participants.clear(sessionId)) {
       this.#unannounced.delete(presenceKey(sessionId, participant.identity));
-      this.#announceLeft(sessionId, participant, false);
+      // one held on several servers: the one whose id sorts first says it
+      const others = this.#elsewhere.get(sessionId)?.get(participant.identity)?.servers ?? new Set<string>();
+      if ([...others].every((id) => this.#o.serverId < id)) this.#announceLeft(sessionId, participant, false);
     }
     this.#elsewhere.delete(sessionId);
   }
