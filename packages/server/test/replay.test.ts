@@ -197,6 +197,10 @@ for (const kind of databaseKinds()) {
       w.ws.terminate();
       await w.closed;
       viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'two' } });
+      // the agent's own words (as a LiveKit data packet of its would be recorded) are not told back to it
+      await t.server.engine.rooms.relayMessage(s.id, { identity: s.workerId!, kind: 'agent' }, 'agent_text', {
+        text: 'mine',
+      });
       const alice = await t.join(s, { identity: 'alice' });
       await alice.close(1000);
       viewer.send({ type: 'message', messageType: 'user_text', data: { text: 'three' }, ref: 'r' });

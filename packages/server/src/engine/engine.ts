@@ -1629,8 +1629,6 @@ export class Engine {
     position: number,
   ): Promise<void> {
     const workerId = worker.id;
-    // in LiveKit mode the agent hears room messages in the LiveKit room, and only arrivals and departures here
-    const messages = this.liveKitFor(worker.projectId) === null;
     try {
       const missed = await this.recorder.missed({
         sessionId,
@@ -1638,18 +1636,15 @@ export class Engine {
         ...(afterId !== undefined ? { afterId } : {}),
         uptoUs: position,
         limit: MAX_REPLAYED_MESSAGES,
+        // not the agent's own; in LiveKit mode the agent hears room messages in the LiveKit room: only arrivals
+        // and departures
+        filter: this.liveKitFor(worker.projectId) === null ? 'notFromAgents' : 'presenceNotFromAgents',
       });
-      let count = 0;
       for (const item of missed.items) {
-        if (item.type === 'message') {
-          if (!messages || item.message.from.kind === 'agent') continue;
-          link.send({ type: 'message', message: item.message });
-        } else {
-          if (item.participant.kind === 'agent') continue;
-          link.send({ type: item.type, sessionId, participant: item.participant });
-        }
-        count++;
+        if (item.type === 'message') link.send({ type: 'message', message: item.message });
+        else link.send({ type: item.type, sessionId, participant: item.participant });
       }
+      const count = missed.items.length;
       link.send({
         type: 'replayed',
         sessionId,

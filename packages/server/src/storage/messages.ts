@@ -48,11 +48,23 @@ const pageSql = (includeDebug: boolean) =>
     ORDER BY at DESC, id DESC LIMIT ?`;
 const PAGE = { all: pageSql(true), noDebug: pageSql(false) };
 
-// the newest messages after a cursor and up to a time, debug included: what a reopened socket missed
-const missedSql = (cursor: string) =>
+// the newest messages after a cursor and up to a time, debug included: what a reopened socket missed (a worker's
+// leaves out the agent's own, and in LiveKit mode all but arrivals and departures)
+const missedSql = (cursor: string, filter: string) =>
   `SELECT id, at, type, from_identity, from_kind, data FROM messages
-    WHERE session_id = ? AND ${cursor} AND at <= ? ORDER BY at DESC, id DESC LIMIT ?`;
-const MISSED = { afterTime: missedSql('at > ?'), afterMessage: missedSql('(at, id) > (?, ?)') };
+    WHERE session_id = ? AND ${cursor} AND at <= ?${filter} ORDER BY at DESC, id DESC LIMIT ?`;
+const MISSED_FILTERS = {
+  all: '',
+  notFromAgents: " AND from_kind <> 'agent'",
+  presenceNotFromAgents: " AND from_kind <> 'agent' AND type IN ('participant_joined', 'participant_left')",
+};
+type MissedFilter = keyof typeof MISSED_FILTERS;
+const MISSED = Object.fromEntries(
+  Object.entries(MISSED_FILTERS).map(([name, filter]) => [
+    name,
+    { afterTime: missedSql('at > ?', filter), afterMessage: missedSql('(at, id) > (?, ?)', filter) },
+  ]),
+) as Record<MissedFilter, { afterTime: string; afterMessage: string }>;
 
 export interface MessageRow {
   id: string;
@@ -112,15 +124,12 @@ export class MessageLog {
    * older ones after the cursor were left out.
    */
   async missed(q: MissedQuery): Promise<{ rows: MessageRow[]; complete: boolean }> {
+    const sql = MISSED[q.filter ?? 'all'];
     const rows =
       q.afterId === undefined
-        ? await this.#db.all<MessageRow>(
-            MISSED.afterTime,
-            [q.sessionId, q.afterUs, q.uptoUs, q.limit + 1],
-            HOT,
-          )
+        ? await this.#db.all<MessageRow>(sql.afterTime, [q.sessionId, q.afterUs, q.uptoUs, q.limit + 1], HOT)
         : await this.#db.all<MessageRow>(
-            MISSED.afterMessage,
+            sql.afterMessage,
             [q.sessionId, q.afterUs, q.afterId, q.uptoUs, q.limit + 1],
             HOT,
           );
@@ -158,6 +167,8 @@ export interface MissedQuery {
   uptoUs: number;
   /** the newest `limit` are returned */
   limit: number;
+  /** which rows: all (default), not the agents', or only the arrivals and departures of others than agents */
+  filter?: 'all' | 'notFromAgents' | 'presenceNotFromAgents';
 }
 
 /** A page as the database gave it, oldest first. */
