@@ -117,6 +117,22 @@ describe('presence across servers', () => {
     assert.deepEqual(b.rooms.participants(SESSION), []);
   });
 
+  test('her last sockets on three servers close at once: her departure is told once', () => {
+    const [a, b, c] = [server(store, 'a'), server(store, 'b'), server(store, 'c')];
+    a.rooms.participantJoined(SESSION, alice);
+    deliver(a, b, c);
+    b.rooms.participantJoined(SESSION, alice);
+    deliver(b, a, c);
+    c.rooms.participantJoined(SESSION, alice);
+    deliver(c, a, b);
+    for (const x of [a, b, c]) x.rooms.participantLeft(SESSION, 'alice');
+    deliver(c, a, b);
+    deliver(b, a, c);
+    deliver(a, b, c);
+    assert.deepEqual([...a.told, ...b.told, ...c.told], ['joined alice', 'left alice']);
+    for (const x of [a, b, c]) assert.deepEqual(x.rooms.participants(SESSION), []);
+  });
+
   test('a bystander keeps who holds her through a departure announced and answered with an arrival', () => {
     const [a, b, c] = [server(store, 'a'), server(store, 'b'), server(store, 'c')];
     a.rooms.participantJoined(SESSION, alice);

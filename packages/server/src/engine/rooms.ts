@@ -63,10 +63,10 @@ export class Rooms {
   /** per session, participants with sockets on other servers, and which servers (their presence notes) */
   readonly #elsewhere = new Map<string, Map<string, { participant: Participant; servers: Set<string> }>>();
   /**
-   * Departures this server did not announce because another server held the participant (presenceNote): the
-   * most recent MAX_UNANNOUNCED, by session and identity
+   * Departures this server did not announce because another server held the participant, by session and
+   * identity, with the servers heard to have done the same since (presenceNote): the most recent MAX_UNANNOUNCED
    */
-  readonly #unannounced = new Map<string, true>();
+  readonly #unannounced = new Map<string, Set<string>>();
   /** per session, frames on their way to its worker (#toSessionWorker) */
   readonly #outboxes = new Map<string, { frame: ServerToWorkerFrame; needsStarted: boolean }[]>();
   /**
@@ -172,7 +172,10 @@ export class Rooms {
       return;
     }
     let room = this.#elsewhere.get(sessionId);
+    const key = presenceKey(sessionId, participant.identity);
     if (n.present) {
+      // back, or held there all along: no departure of theirs is pending
+      this.#unannounced.delete(key);
       if (!room) {
         room = new Map();
         this.#elsewhere.set(sessionId, room);
@@ -183,12 +186,19 @@ export class Rooms {
       return;
     }
     this.#dropElsewhere(sessionId, participant.identity, n.serverId);
-    // two last sockets closed at once here and there, each server taking the other for a holder: of the two, the
-    // one whose id sorts first announces the departure (a server that took no part only forgets)
-    const key = presenceKey(sessionId, participant.identity);
-    if (n.announced || !this.#unannounced.delete(key)) return;
-    if (this.#o.serverId < n.serverId && this.holders(sessionId, participant.identity).length === 0)
-      this.#announceLeft(sessionId, participant);
+    // last sockets closed at once on several servers, each taking another for a holder: once nobody holds the
+    // participant, of those that held back the one whose id sorts first announces the departure (a server that
+    // took no part only forgets)
+    const crossed = this.#unannounced.get(key);
+    if (!crossed) return;
+    if (n.announced) {
+      this.#unannounced.delete(key);
+      return;
+    }
+    crossed.add(n.serverId);
+    if (this.holders(sessionId, participant.identity).length > 0) return;
+    this.#unannounced.delete(key);
+    if ([...crossed].every((id) => this.#o.serverId < id)) this.#announceLeft(sessionId, participant);
   }
 
   #dropElsewhere(sessionId: string, identity: string, serverId: string | null): void {
@@ -344,7 +354,7 @@ export class Rooms {
     const elsewhere = this.#heldElsewhere(sessionId, identity);
     if (elsewhere) {
       const key = presenceKey(sessionId, identity);
-      this.#unannounced.set(key, true);
+      this.#unannounced.set(key, new Set());
       if (this.#unannounced.size > MAX_UNANNOUNCED)
         this.#unannounced.delete(this.#unannounced.keys().next().value!);
     }
