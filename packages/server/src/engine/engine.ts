@@ -1581,8 +1581,10 @@ export class Engine {
     this.#links.set(worker.id, link);
     // from here on the worker hears its room live; what it missed before is replayed (after `registered`)
     const position = this.recorder.position(this.clock.now());
-    const afterUs = after && after.sessionId === worker.sessionId ? isoToMicros(after.at) : null;
-    if (afterUs !== null) this.#replaying.set(worker.id, { link, held: [] });
+    const afterUs = after ? isoToMicros(after.at) : null;
+    // a cursor for another session (the worker's ended while it was away) has nothing to replay
+    const replay = afterUs !== null && after?.sessionId === worker.sessionId ? worker.sessionId : null;
+    if (replay) this.#replaying.set(worker.id, { link, held: [] });
     this.#heartbeat(worker.id);
     // a token of its own, fresh, to come back as itself after a reconnect (a pool-token worker has no other)
     let own: string;
@@ -1605,8 +1607,8 @@ export class Engine {
       token: own,
       upto: microsToIso(position),
     });
-    if (afterUs !== null && worker.sessionId)
-      await this.#replayToWorker(worker, worker.sessionId, link, afterUs, after?.id, position);
+    if (replay && afterUs !== null)
+      await this.#replayToWorker(worker, replay, link, afterUs, after?.id, position);
     else if (after && afterUs === null)
       link.send({
         type: 'error',
@@ -1660,7 +1662,7 @@ export class Engine {
       const replay = this.#replaying.get(workerId);
       if (replay?.link === link) {
         this.#replaying.delete(workerId);
-        for (const frame of replay.held) link.send(frame);
+        for (const frame of replay.held) this.#deliver(workerId, frame);
       }
     }
   }

@@ -26,15 +26,16 @@ export class Participants {
     return this.#rooms.get(sessionId)?.has(identity) ?? false;
   }
 
+  /** The participant, if in the session's room. */
+  get(sessionId: string, identity: string): Participant | undefined {
+    return this.#rooms.get(sessionId)?.get(identity)?.participant;
+  }
+
   /** Returns the participant when its last socket left, else null. */
   leave(sessionId: string, identity: string): Participant | null {
-    const room = this.#rooms.get(sessionId);
-    const entry = room?.get(identity);
-    if (!room || !entry) return null;
-    if (--entry.sockets > 0) return null;
-    room.delete(identity);
-    if (room.size === 0) this.#rooms.delete(sessionId);
-    return entry.participant;
+    const entry = this.#rooms.get(sessionId)?.get(identity);
+    if (!entry || --entry.sockets > 0) return null;
+    return this.drop(sessionId, identity);
   }
 
   /** Takes the participant out of the session's room, whatever sockets it holds; returns it, or null. */

@@ -8,6 +8,7 @@ import {
   type MissedQuery,
   microsToIso,
   type PageQuery,
+  rowEnvelope,
   type StoredMessage,
   type StoredPage,
 } from '../storage/messages.ts';
@@ -71,15 +72,12 @@ export class Recorder {
     await this.flushed();
     const { rows, complete } = await this.#log.missed(q);
     const items = rows.map((row): MissedItem => {
-      const at = microsToIso(Number(row.at));
-      const data = JSON.parse(row.data) as unknown;
-      if (row.type === 'participant_joined' || row.type === 'participant_left')
-        return { type: row.type, at, participant: (data as { participant: Participant }).participant };
-      const from = { identity: row.from_identity, kind: row.from_kind as Envelope['from']['kind'] };
-      return {
-        type: 'message',
-        message: { id: row.id, sessionId: q.sessionId, type: row.type, from, at, data },
-      };
+      const message = rowEnvelope(q.sessionId, row);
+      if (message.type === 'participant_joined' || message.type === 'participant_left') {
+        const { participant } = message.data as { participant: Participant };
+        return { type: message.type, at: message.at, participant };
+      }
+      return { type: 'message', message };
     });
     return { items, complete };
   }

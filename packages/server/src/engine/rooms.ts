@@ -172,7 +172,7 @@ export class Rooms {
       return;
     }
     let room = this.#elsewhere.get(sessionId);
-    const key = presenceKey(sessionId, participant.identity);
+    const key = roomKey(sessionId, participant.identity);
     if (n.present) {
       // back, or held there all along: no departure of theirs is pending
       this.#unannounced.delete(key);
@@ -218,7 +218,7 @@ export class Rooms {
    */
   presenceElsewhere(e: SessionEvent): void {
     if (e.type === 'session.participant_left' && e.participant.kind !== 'agent') {
-      const here = this.#participants.list(e.sessionId).find((p) => p.identity === e.participant.identity);
+      const here = this.#participants.get(e.sessionId, e.participant.identity);
       if (here) this.#announceJoined(e.sessionId, here);
     }
     // an ended session's room is forgotten by ended(), which still needs to know who holds whom
@@ -243,17 +243,29 @@ export class Rooms {
     this.#tellHeld();
   }
 
+  /** A presence note to the other servers: see presenceNote. */
+  #note(
+    sessionId: string,
+    participant: Participant,
+    present: boolean,
+    announced: boolean,
+    everywhere = false,
+  ): void {
+    this.#o.notify({
+      kind: 'presence',
+      serverId: this.#o.serverId,
+      sessionId,
+      participant,
+      present,
+      announced,
+      ...(everywhere ? { everywhere } : {}),
+    });
+  }
+
   /** Presence notes for everyone this server holds, to the others. */
   #tellHeld(): void {
     for (const [sessionId, participant] of this.#participants.all())
-      this.#o.notify({
-        kind: 'presence',
-        serverId: this.#o.serverId,
-        sessionId,
-        participant,
-        present: true,
-        announced: true,
-      });
+      this.#note(sessionId, participant, true, true);
   }
 
   /**
@@ -279,14 +291,7 @@ export class Rooms {
   participantJoined(sessionId: string, participant: Participant): void {
     if (!this.#participants.join(sessionId, participant)) return;
     const elsewhere = this.#heldElsewhere(sessionId, participant.identity);
-    this.#o.notify({
-      kind: 'presence',
-      serverId: this.#o.serverId,
-      sessionId,
-      participant,
-      present: true,
-      announced: !elsewhere,
-    });
+    this.#note(sessionId, participant, true, !elsewhere);
     if (!elsewhere) this.#announceJoined(sessionId, participant);
   }
 
@@ -304,8 +309,8 @@ export class Rooms {
    */
   agentPresent(sessionId: string, workerId: string): void {
     if (this.#participants.has(sessionId, workerId)) return;
-    this.#agentsSeen.delete(agentKey(sessionId, workerId));
-    this.#agentsSeen.set(agentKey(sessionId, workerId), true);
+    this.#agentsSeen.delete(roomKey(sessionId, workerId));
+    this.#agentsSeen.set(roomKey(sessionId, workerId), true);
     if (this.#agentsSeen.size > MAX_AGENTS_SEEN)
       this.#agentsSeen.delete(this.#agentsSeen.keys().next().value!);
     this.participantJoined(sessionId, { identity: workerId, kind: 'agent' });
@@ -318,7 +323,7 @@ export class Rooms {
    * still on the wire as its session ended).
    */
   agentSpoke(sessionId: string, workerId: string): void {
-    if (!this.#agentsSeen.has(agentKey(sessionId, workerId))) this.agentPresent(sessionId, workerId);
+    if (!this.#agentsSeen.has(roomKey(sessionId, workerId))) this.agentPresent(sessionId, workerId);
   }
 
   /**
@@ -332,15 +337,7 @@ export class Rooms {
       null;
     if (!participant) return;
     this.#dropElsewhere(sessionId, workerId, null);
-    this.#o.notify({
-      kind: 'presence',
-      serverId: this.#o.serverId,
-      sessionId,
-      participant,
-      present: false,
-      announced: true,
-      everywhere: true,
-    });
+    this.#note(sessionId, participant, false, true, true);
     this.#announceLeft(sessionId, participant);
   }
 
@@ -353,19 +350,12 @@ export class Rooms {
     if (!participant || this.#o.handingOver()) return;
     const elsewhere = this.#heldElsewhere(sessionId, identity);
     if (elsewhere) {
-      const key = presenceKey(sessionId, identity);
+      const key = roomKey(sessionId, identity);
       this.#unannounced.set(key, new Set());
       if (this.#unannounced.size > MAX_UNANNOUNCED)
         this.#unannounced.delete(this.#unannounced.keys().next().value!);
     }
-    this.#o.notify({
-      kind: 'presence',
-      serverId: this.#o.serverId,
-      sessionId,
-      participant,
-      present: false,
-      announced: !elsewhere,
-    });
+    this.#note(sessionId, participant, false, !elsewhere);
     if (!elsewhere) this.#announceLeft(sessionId, participant);
   }
 
@@ -387,7 +377,7 @@ export class Rooms {
    */
   ended(sessionId: string): void {
     for (const participant of this.#participants.clear(sessionId)) {
-      this.#unannounced.delete(presenceKey(sessionId, participant.identity));
+      this.#unannounced.delete(roomKey(sessionId, participant.identity));
       // one held on several servers: the one whose id sorts first says it
       const others = this.#elsewhere.get(sessionId)?.get(participant.identity)?.servers ?? new Set<string>();
       if ([...others].every((id) => this.#o.serverId < id)) this.#announceLeft(sessionId, participant, false);
@@ -475,10 +465,7 @@ const MAX_AGENTS_SEEN = 10_000;
 /** How many unannounced departures Rooms remembers (presenceNote): crossings are rare and settle at once. */
 const MAX_UNANNOUNCED = 10_000;
 
-function presenceKey(sessionId: string, identity: string): string {
+/** A participant's key in maps across sessions: the session and the identity. */
+function roomKey(sessionId: string, identity: string): string {
   return `${sessionId}\u0000${identity}`;
-}
-
-function agentKey(sessionId: string, workerId: string): string {
-  return `${sessionId}\u0000${workerId}`;
 }

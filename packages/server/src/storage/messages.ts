@@ -48,23 +48,18 @@ const pageSql = (includeDebug: boolean) =>
     ORDER BY at DESC, id DESC LIMIT ?`;
 const PAGE = { all: pageSql(true), noDebug: pageSql(false) };
 
-// the newest messages after a cursor and up to a time, debug included: what a reopened socket missed (a worker's
-// leaves out the agent's own, and in LiveKit mode all but arrivals and departures)
-const missedSql = (cursor: string, filter: string) =>
+// the newest messages after a (time, id) cursor and up to a time, debug included: what a reopened socket missed (a
+// worker's leaves out the agent's own, and in LiveKit mode all but arrivals and departures)
+const missedSql = (filter: string) =>
   `SELECT id, at, type, from_identity, from_kind, data FROM messages
-    WHERE session_id = ? AND ${cursor} AND at <= ?${filter} ORDER BY at DESC, id DESC LIMIT ?`;
-const MISSED_FILTERS = {
-  all: '',
-  notFromAgents: " AND from_kind <> 'agent'",
-  presenceNotFromAgents: " AND from_kind <> 'agent' AND type IN ('participant_joined', 'participant_left')",
+    WHERE session_id = ? AND (at, id) > (?, ?) AND at <= ?${filter} ORDER BY at DESC, id DESC LIMIT ?`;
+const MISSED = {
+  all: missedSql(''),
+  notFromAgents: missedSql(" AND from_kind <> 'agent'"),
+  presenceNotFromAgents: missedSql(
+    " AND from_kind <> 'agent' AND type IN ('participant_joined', 'participant_left')",
+  ),
 };
-type MissedFilter = keyof typeof MISSED_FILTERS;
-const MISSED = Object.fromEntries(
-  Object.entries(MISSED_FILTERS).map(([name, filter]) => [
-    name,
-    { afterTime: missedSql('at > ?', filter), afterMessage: missedSql('(at, id) > (?, ?)', filter) },
-  ]),
-) as Record<MissedFilter, { afterTime: string; afterMessage: string }>;
 
 export interface MessageRow {
   id: string;
@@ -106,14 +101,7 @@ export class MessageLog {
   async page(q: PageQuery): Promise<MessagePageResult> {
     const raw = await this.pageRows(q);
     return {
-      messages: raw.rows.map((r) => ({
-        id: r.id,
-        sessionId: raw.sessionId,
-        type: r.type,
-        from: { identity: r.from_identity, kind: r.from_kind as Envelope['from']['kind'] },
-        at: microsToIso(Number(r.at)),
-        data: JSON.parse(r.data),
-      })),
+      messages: raw.rows.map((r) => rowEnvelope(raw.sessionId, r)),
       hasMore: raw.hasMore,
       next: raw.next,
     };
@@ -124,15 +112,13 @@ export class MessageLog {
    * older ones after the cursor were left out.
    */
   async missed(q: MissedQuery): Promise<{ rows: MessageRow[]; complete: boolean }> {
-    const sql = MISSED[q.filter ?? 'all'];
-    const rows =
-      q.afterId === undefined
-        ? await this.#db.all<MessageRow>(sql.afterTime, [q.sessionId, q.afterUs, q.uptoUs, q.limit + 1], HOT)
-        : await this.#db.all<MessageRow>(
-            sql.afterMessage,
-            [q.sessionId, q.afterUs, q.afterId, q.uptoUs, q.limit + 1],
-            HOT,
-          );
+    // after a time alone: after every id at that time, i.e. from the next microsecond
+    const cursor = q.afterId === undefined ? [q.afterUs + 1, ''] : [q.afterUs, q.afterId];
+    const rows = await this.#db.all<MessageRow>(
+      MISSED[q.filter ?? 'all'],
+      [q.sessionId, ...cursor, q.uptoUs, q.limit + 1],
+      HOT,
+    );
     const complete = rows.length <= q.limit;
     if (!complete) rows.pop();
     return { rows: rows.reverse(), complete };
@@ -168,7 +154,19 @@ export interface MissedQuery {
   /** the newest `limit` are returned */
   limit: number;
   /** which rows: all (default), not the agents', or only the arrivals and departures of others than agents */
-  filter?: 'all' | 'notFromAgents' | 'presenceNotFromAgents';
+  filter?: keyof typeof MISSED;
+}
+
+/** A stored row as the envelope it was. */
+export function rowEnvelope(sessionId: string, r: MessageRow): Envelope {
+  return {
+    id: r.id,
+    sessionId,
+    type: r.type,
+    from: { identity: r.from_identity, kind: r.from_kind as Envelope['from']['kind'] },
+    at: microsToIso(Number(r.at)),
+    data: JSON.parse(r.data),
+  };
 }
 
 /** A page as the database gave it, oldest first. */
