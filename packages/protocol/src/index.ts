@@ -5,6 +5,7 @@ export * from './errors.ts';
 export * from './events.ts';
 export * from './limits.ts';
 export * from './project.ts';
+export * from './room-cursor.ts';
 export * from './session.ts';
 export * from './signalling.ts';
 export * from './states.ts';

@@ -4,10 +4,12 @@
 import {
   CloseCode,
   type Envelope,
+  type HeardUpTo,
   isCloseCode,
   MAX_CLIENT_FRAME_BYTES,
   MAX_REPLAYED_MESSAGES,
   type MessagePage,
+  RoomCursor,
   type SessionEvent,
   type SessionState,
 } from '@usher/protocol';
@@ -150,12 +152,10 @@ export class UsherSession {
   /** who is in the room, as this participant was told: a reopened socket lists them again */
   readonly #present = new Set<string>();
   /**
-   * How far this participant has heard the room: the newest message received, or where the server's replay
-   * stopped. A reopened socket asks for what came after it (`?after=`), which the server replays first.
+   * How far this participant has heard the room: a reopened socket asks for what came after it (`?after=`), which
+   * the server replays first; a message that comes twice is delivered once.
    */
-  #heard: { at: string; id?: string } | null = null;
-  /** the ids of the messages received most recently: one that comes twice (replayed and live) is dropped */
-  readonly #recentIds = new Set<string>();
+  readonly #heard = new RoomCursor();
 
   private constructor(
     o: ResolvedOptions,
@@ -334,7 +334,7 @@ export class UsherSession {
   }
 
   #open(): void {
-    const ws = new this.#o.WebSocket(withCursor(this.#url, this.#heard));
+    const ws = new this.#o.WebSocket(withCursor(this.#url, this.#heard.heard));
     this.#ws = ws;
     this.#snapshotSeen = false;
     this.#isStream = false;
@@ -418,7 +418,7 @@ export class UsherSession {
         this.#events.emit('participantLeft', e.participant);
         return;
       case 'session.message':
-        if (!this.#heardMessage(e.message.id, e.message.at)) return;
+        if (!this.#heard.message(e.message.id, e.message.at)) return;
         this.#events.emit('message', e.message);
         return;
       case 'session.error':
@@ -433,8 +433,7 @@ export class UsherSession {
       this.#stream.requestStreamer();
     } else if (m.type === 'replayed') {
       // what this socket missed has been replayed up to here; the rest comes live
-      if (typeof m.upto === 'string' && (!this.#heard || m.upto > this.#heard.at))
-        this.#heard = { at: m.upto };
+      if (typeof m.upto === 'string') this.#heard.mark(m.upto);
       if (m.complete === false)
         this.#events.emit('error', {
           code: 'REPLAY_INCOMPLETE',
@@ -480,17 +479,6 @@ export class UsherSession {
       this.#reconnecting = null;
       this.#attempts = 0;
     }
-  }
-
-  /** A message received: false when it came already (replayed, then live), else it is the newest heard. */
-  #heardMessage(id: string, at: string): boolean {
-    if (this.#recentIds.has(id)) return false;
-    this.#recentIds.add(id);
-    if (this.#recentIds.size > RECENT_IDS) this.#recentIds.delete(this.#recentIds.values().next().value!);
-    const heard = this.#heard;
-    if (!heard || at > heard.at || (at === heard.at && heard.id !== undefined && id > heard.id))
-      this.#heard = { at, id };
-    return true;
   }
 
   #setState(state: SessionState, cause: string): void {
@@ -573,8 +561,7 @@ export class UsherSession {
     this.#url = created.url;
     this.#endInfo = null;
     this.#present.clear();
-    this.#heard = null;
-    this.#recentIds.clear();
+    this.#heard.reset();
     this.#setState(created.state, 'reconnect:fresh');
     this.#open();
   }
@@ -629,14 +616,11 @@ export class UsherSession {
   }
 }
 
-/** How many message ids a session keeps to drop a message that comes twice (more than a replay holds). */
-const RECENT_IDS = 2 * MAX_REPLAYED_MESSAGES;
-
 /**
  * The socket URL with the room cursor: `after=now` the first time (the server says where its replay would start),
  * then the newest message heard, so that the server replays what came while the socket was down.
  */
-function withCursor(url: string, heard: { at: string; id?: string } | null): string {
+function withCursor(url: string, heard: HeardUpTo | null): string {
   const u = new URL(url);
   u.searchParams.set('after', heard?.at ?? 'now');
   if (heard?.id !== undefined) u.searchParams.set('after_id', heard.id);

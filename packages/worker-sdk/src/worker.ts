@@ -3,10 +3,10 @@ import { EventEmitter } from 'node:events';
 import {
   type Assignment,
   type Envelope,
-  MAX_REPLAYED_MESSAGES,
   type MessagePage,
   type Participant,
   PROTOCOL_VERSION,
+  RoomCursor,
   ServerToWorkerFrame,
   SocketCloseCode,
   validator,
@@ -43,9 +43,6 @@ const HOOK_NAMES = [
   'onShutdown',
 ] as const satisfies readonly (keyof WorkerHooks)[];
 
-/** How many message ids a worker keeps to drop a message that comes twice (more than a replay holds). */
-const RECENT_IDS = 2 * MAX_REPLAYED_MESSAGES;
-
 export class UsherWorker extends EventEmitter<WorkerEventMap> {
   readonly options: ResolvedWorkerOptions;
   readonly #hooks: WorkerHooks = {};
@@ -74,13 +71,10 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #failures = 0;
   #lastServerError: WorkerServerError | null = null;
   /**
-   * How far the worker has heard its room: the newest message received, or where the server said the room stood
-   * (`registered`, `replayed`). A worker that comes back with its session registers with it (`after`), and the
-   * server replays what it missed.
+   * How far the worker has heard its room: a worker that comes back with its session registers with it (`after`),
+   * and the server replays what it missed; a message that comes twice is handled once.
    */
-  #heard: { at: string; id?: string } | null = null;
-  /** the ids of the messages received most recently: one that comes twice (replayed and live) is dropped */
-  readonly #recentIds = new Set<string>();
+  readonly #heard = new RoomCursor();
   /** who is in the session's room, as the worker was told: an arrival or departure is news once */
   #present = new Set<string>();
   /** the worker token the server gave at registration, or since (fresher than options.token) */
@@ -260,7 +254,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     logger.debug('connecting', { url });
     socket.addEventListener('open', () => {
       if (socket !== this.#socket) return;
-      const heard = this.#heard;
+      const heard = this.#heard.heard;
       const session = this.#session?.sessionId;
       this.#write({
         type: 'register',
@@ -377,18 +371,17 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
       case 'registered':
         if (frame.token) this.#ownToken = frame.token;
         // a cursor for the next reconnect, if the worker has none: the replay it may be given comes next
-        if (frame.upto && !this.#heard) this.#heard = { at: frame.upto };
+        if (frame.upto && !this.#heard.heard) this.#heard.mark(frame.upto);
         this.#onRegistered(frame.workerId, frame.heartbeatIntervalMs);
         return;
       case 'assign':
         // a new session: its room is heard from where it stood at the handover, with who was in it
-        this.#heard = frame.upto ? { at: frame.upto } : null;
-        this.#recentIds.clear();
+        this.#heard.reset(frame.upto ?? null);
         this.#present = new Set(frame.assignment.participants.map((p) => p.identity));
         this.#enqueue('onConnect', () => this.#onAssign(frame.assignment));
         return;
       case 'message':
-        if (!this.#heardMessage(frame.message.id, frame.message.at)) return;
+        if (!this.#heard.message(frame.message.id, frame.message.at)) return;
         this.#enqueue('onMessage', () => {
           this.emit('message', frame.message);
           return this.onMessage(frame.message);
@@ -431,7 +424,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         this.#emitError(this.#lastServerError);
         return;
       case 'replayed':
-        if (!this.#heard || frame.upto > this.#heard.at) this.#heard = { at: frame.upto };
+        this.#heard.mark(frame.upto);
         this.options.logger.info('missed room messages replayed', {
           sessionId: frame.sessionId,
           count: frame.count,
@@ -453,17 +446,6 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         this.options.logger.warn(`unhandled frame: ${truncate(JSON.stringify(unknownFrame))}`);
       }
     }
-  }
-
-  /** A room message received: false when it came already (replayed, then live), else it is the newest heard. */
-  #heardMessage(id: string, at: string): boolean {
-    if (this.#recentIds.has(id)) return false;
-    this.#recentIds.add(id);
-    if (this.#recentIds.size > RECENT_IDS) this.#recentIds.delete(this.#recentIds.values().next().value!);
-    const heard = this.#heard;
-    if (!heard || at > heard.at || (at === heard.at && heard.id !== undefined && id > heard.id))
-      this.#heard = { at, id };
-    return true;
   }
 
   #onRegistered(workerId: string, heartbeatIntervalMs: number): void {
