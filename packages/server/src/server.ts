@@ -484,7 +484,8 @@ export class UsherServer {
           );
       },
       participantJoined: (sessionId, p) => engine.rooms.participantJoined(sessionId, p),
-      participantLeft: (sessionId, p) => engine.rooms.participantLeft(sessionId, p.identity),
+      // whichever server LiveKit's webhook reaches: the participant joined through another one, maybe
+      participantLeft: (sessionId, p) => engine.rooms.leftEverywhere(sessionId, p.identity),
       roomFinished: async (sessionId) => {
         const s = await engine.store.read.getSession(sessionId);
         // a room LiveKit made for someone who joined early (the session queued) is not the session's yet

@@ -990,7 +990,7 @@ export class Engine {
     if (to === 'ended' || to === 'ending') {
       this.#activityDue.delete(s.id);
       const agent = s.workerId;
-      if (agent && s.workerStarted) fx.after(() => this.rooms.agentLeft(s.id, agent));
+      if (agent && s.workerStarted) fx.after(() => this.rooms.leftEverywhere(s.id, agent));
     }
     return next;
   }
@@ -2121,7 +2121,7 @@ export class Engine {
     const now = this.clock.now();
     // the crashed agent is gone from the room; the fresh one joins once it has started the session
     const crashed = s.workerId;
-    if (crashed && s.workerStarted) fx.after(() => this.rooms.agentLeft(s.id, crashed));
+    if (crashed && s.workerStarted) fx.after(() => this.rooms.leftEverywhere(s.id, crashed));
     const livekit = this.liveKitFor(s.projectId);
     if (crashed && livekit) fx.after(() => livekit.removeAgent(s.id, crashed));
     const w = ready ?? (await this.#startWorker(r, fx, p, s.region, s.id));

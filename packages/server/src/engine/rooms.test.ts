@@ -186,14 +186,14 @@ describe('presence across servers', () => {
     assert.deepEqual(again.rooms.holders(SESSION, 'bob'), ['b']);
   });
 
-  test("an agent's departure is told once, by the server that handles it, and forgotten where it was announced", () => {
+  test("an agent's (or a LiveKit participant's) departure is told once, by the server that hears of it, and forgotten where it was announced", () => {
     const a = server(store, 'a');
     const b = server(store, 'b');
     a.rooms.agentPresent(SESSION, 'w_1');
     deliver(a, b);
     // its session ends on B (the worker's exit was handled there)
-    b.rooms.agentLeft(SESSION, 'w_1');
-    b.rooms.agentLeft(SESSION, 'w_1'); // ending, then ended: said once
+    b.rooms.leftEverywhere(SESSION, 'w_1');
+    b.rooms.leftEverywhere(SESSION, 'w_1'); // ending, then ended: said once
     deliver(b, a);
     assert.deepEqual(a.told, ['joined w_1']);
     assert.deepEqual(b.told, ['left w_1']);
@@ -203,6 +203,17 @@ describe('presence across servers', () => {
     deliver(a, b);
     b.rooms.serverGone('a', true);
     assert.deepEqual(b.told, ['left w_1']);
+  });
+
+  test('a LiveKit participant whose webhooks reach two servers: joined through A, left through B, told once each', () => {
+    const a = server(store, 'a');
+    const b = server(store, 'b');
+    a.rooms.participantJoined(SESSION, alice);
+    deliver(a, b);
+    b.rooms.leftEverywhere(SESSION, 'alice');
+    deliver(b, a);
+    assert.deepEqual([...a.told, ...b.told], ['joined alice', 'left alice']);
+    assert.deepEqual(a.rooms.participants(SESSION), [], 'A forgets her too');
   });
 
   test('a session that ends while a participant is held on two servers: one departure', () => {

@@ -277,7 +277,7 @@ export class Rooms {
       for (const [identity, entry] of [...room]) {
         if (!entry.servers.has(serverId)) continue;
         this.#dropElsewhere(sessionId, identity, serverId);
-        // an agent is not gone with a server: its worker reconnects elsewhere, or its loss is a crash (agentLeft)
+        // an agent is not gone with a server: its worker reconnects elsewhere, or its loss is a crash (leftEverywhere)
         if (announce && entry.participant.kind !== 'agent' && this.holders(sessionId, identity).length === 0)
           this.#announceLeft(sessionId, entry.participant);
       }
@@ -327,16 +327,17 @@ export class Rooms {
   }
 
   /**
-   * The session's agent left (its session is ending, or it crashed): announced by the server that handles it,
-   * wherever the agent was announced, and forgotten by every server (it holds no socket that would close there).
+   * A participant whose presence is not a socket of Usher's left: the session's agent (its session is ending, or
+   * it crashed), or a LiveKit participant (LiveKit's webhook said so). Announced by the server that hears of it,
+   * wherever the participant was announced, and forgotten by every server.
    */
-  agentLeft(sessionId: string, workerId: string): void {
+  leftEverywhere(sessionId: string, identity: string): void {
     const participant =
-      this.#participants.drop(sessionId, workerId) ??
-      this.#elsewhere.get(sessionId)?.get(workerId)?.participant ??
+      this.#participants.drop(sessionId, identity) ??
+      this.#elsewhere.get(sessionId)?.get(identity)?.participant ??
       null;
     if (!participant) return;
-    this.#dropElsewhere(sessionId, workerId, null);
+    this.#dropElsewhere(sessionId, identity, null);
     this.#note(sessionId, participant, false, true, true);
     this.#announceLeft(sessionId, participant);
   }
