@@ -47,6 +47,14 @@ function server(store: Store, serverId: string, handingOver = () => false) {
 
 type Server = ReturnType<typeof server>;
 
+/** Her sockets open on each server in turn, each heard by the others before the next opens. */
+function joinInTurn(p: Participant, all: Server[]): void {
+  for (const x of all) {
+    x.rooms.participantJoined(SESSION, p);
+    deliver(x, ...all.filter((y) => y !== x));
+  }
+}
+
 /** Hands `from`'s notes and published events so far to each of `to`, as the bus would. */
 function deliver(from: Server, ...to: Server[]): void {
   const notes = from.notes.splice(0);
@@ -67,12 +75,8 @@ describe('presence across servers', () => {
   });
 
   test('a participant whose sockets move from A to B is announced once, and leaves once, with the last socket', () => {
-    const a = server(store, 'a');
-    const b = server(store, 'b');
-    a.rooms.participantJoined(SESSION, alice);
-    deliver(a, b);
-    b.rooms.participantJoined(SESSION, alice);
-    deliver(b, a);
+    const [a, b] = [server(store, 'a'), server(store, 'b')];
+    joinInTurn(alice, [a, b]);
     a.rooms.participantLeft(SESSION, 'alice');
     deliver(a, b);
     assert.deepEqual(b.rooms.holders(SESSION, 'alice'), ['b']);
@@ -98,12 +102,8 @@ describe('presence across servers', () => {
   });
 
   test('her last sockets on A and B close at once, each server believing the other holds one: her departure is told', () => {
-    const a = server(store, 'a');
-    const b = server(store, 'b');
-    a.rooms.participantJoined(SESSION, alice);
-    deliver(a, b);
-    b.rooms.participantJoined(SESSION, alice);
-    deliver(b, a);
+    const [a, b] = [server(store, 'a'), server(store, 'b')];
+    joinInTurn(alice, [a, b]);
     a.rooms.participantLeft(SESSION, 'alice');
     b.rooms.participantLeft(SESSION, 'alice');
     deliver(a, b);
@@ -119,12 +119,7 @@ describe('presence across servers', () => {
 
   test('her last sockets on three servers close at once: her departure is told once', () => {
     const [a, b, c] = [server(store, 'a'), server(store, 'b'), server(store, 'c')];
-    a.rooms.participantJoined(SESSION, alice);
-    deliver(a, b, c);
-    b.rooms.participantJoined(SESSION, alice);
-    deliver(b, a, c);
-    c.rooms.participantJoined(SESSION, alice);
-    deliver(c, a, b);
+    joinInTurn(alice, [a, b, c]);
     for (const x of [a, b, c]) x.rooms.participantLeft(SESSION, 'alice');
     deliver(c, a, b);
     deliver(b, a, c);
@@ -217,12 +212,8 @@ describe('presence across servers', () => {
   });
 
   test('a session that ends while a participant is held on two servers: one departure', () => {
-    const a = server(store, 'a');
-    const b = server(store, 'b');
-    a.rooms.participantJoined(SESSION, alice);
-    deliver(a, b);
-    b.rooms.participantJoined(SESSION, alice);
-    deliver(b, a);
+    const [a, b] = [server(store, 'a'), server(store, 'b')];
+    joinInTurn(alice, [a, b]);
     a.rooms.ended(SESSION);
     b.rooms.ended(SESSION);
     assert.deepEqual([...a.told, ...b.told], ['joined alice', 'left alice']);
