@@ -69,7 +69,7 @@ export interface PresenceNote {
   participant: Participant;
   present: boolean;
   announced: boolean;
-  /** the participant is gone from every server (an agent whose session ended or that crashed) */
+  /** the participant is gone from every server: an agent whose session ended or that crashed, or a LiveKit participant (Rooms.leftEverywhere) */
   everywhere?: boolean;
 }
 

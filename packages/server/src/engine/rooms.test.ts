@@ -73,9 +73,12 @@ describe('presence across servers', () => {
   afterEach(async () => {
     await store.close();
   });
+  /** Servers of these ids on the test's database. */
+  const servers = <T extends string[]>(...ids: T) =>
+    ids.map((id) => server(store, id)) as { [K in keyof T]: Server };
 
   test('a participant whose sockets move from A to B is announced once, and leaves once, with the last socket', () => {
-    const [a, b] = [server(store, 'a'), server(store, 'b')];
+    const [a, b] = servers('a', 'b');
     joinInTurn(alice, [a, b]);
     a.rooms.participantLeft(SESSION, 'alice');
     deliver(a, b);
@@ -87,8 +90,7 @@ describe('presence across servers', () => {
   });
 
   test('A announces her departure while her new socket on B was not announced: B tells the room she is here', () => {
-    const a = server(store, 'a');
-    const b = server(store, 'b');
+    const [a, b] = servers('a', 'b');
     a.rooms.participantJoined(SESSION, alice);
     deliver(a, b);
     // at once, before either hears of the other: her socket on A closes, one on B opens
@@ -102,7 +104,7 @@ describe('presence across servers', () => {
   });
 
   test('her last sockets on A and B close at once, each server believing the other holds one: her departure is told', () => {
-    const [a, b] = [server(store, 'a'), server(store, 'b')];
+    const [a, b] = servers('a', 'b');
     joinInTurn(alice, [a, b]);
     a.rooms.participantLeft(SESSION, 'alice');
     b.rooms.participantLeft(SESSION, 'alice');
@@ -118,7 +120,7 @@ describe('presence across servers', () => {
   });
 
   test('her last sockets on three servers close at once: her departure is told once', () => {
-    const [a, b, c] = [server(store, 'a'), server(store, 'b'), server(store, 'c')];
+    const [a, b, c] = servers('a', 'b', 'c');
     joinInTurn(alice, [a, b, c]);
     for (const x of [a, b, c]) x.rooms.participantLeft(SESSION, 'alice');
     deliver(c, a, b);
@@ -129,7 +131,7 @@ describe('presence across servers', () => {
   });
 
   test('a bystander keeps who holds her through a departure announced and answered with an arrival', () => {
-    const [a, b, c] = [server(store, 'a'), server(store, 'b'), server(store, 'c')];
+    const [a, b, c] = servers('a', 'b', 'c');
     a.rooms.participantJoined(SESSION, alice);
     deliver(a, b, c);
     // her socket on B opens as her last on A closes: A announces the departure, B answers with her arrival
@@ -166,8 +168,7 @@ describe('presence across servers', () => {
   });
 
   test('a server that starts again under its id holds nobody yet, and learns whom the others hold', () => {
-    const a = server(store, 'a');
-    const b = server(store, 'b');
+    const [a, b] = servers('a', 'b');
     const bob: Participant = { identity: 'bob', kind: 'user' };
     a.rooms.participantJoined(SESSION, alice);
     b.rooms.participantJoined(SESSION, bob);
@@ -182,8 +183,7 @@ describe('presence across servers', () => {
   });
 
   test("an agent's (or a LiveKit participant's) departure is told once, by the server that hears of it, and forgotten where it was announced", () => {
-    const a = server(store, 'a');
-    const b = server(store, 'b');
+    const [a, b] = servers('a', 'b');
     a.rooms.agentPresent(SESSION, 'w_1');
     deliver(a, b);
     // its session ends on B (the worker's exit was handled there)
@@ -201,8 +201,7 @@ describe('presence across servers', () => {
   });
 
   test('a LiveKit participant whose webhooks reach two servers: joined through A, left through B, told once each', () => {
-    const a = server(store, 'a');
-    const b = server(store, 'b');
+    const [a, b] = servers('a', 'b');
     a.rooms.participantJoined(SESSION, alice);
     deliver(a, b);
     b.rooms.leftEverywhere(SESSION, 'alice');
@@ -212,7 +211,7 @@ describe('presence across servers', () => {
   });
 
   test('a session that ends while a participant is held on two servers: one departure', () => {
-    const [a, b] = [server(store, 'a'), server(store, 'b')];
+    const [a, b] = servers('a', 'b');
     joinInTurn(alice, [a, b]);
     a.rooms.ended(SESSION);
     b.rooms.ended(SESSION);
@@ -220,9 +219,7 @@ describe('presence across servers', () => {
   });
 
   test('a server that is gone: the one that adopted it announces who only it held; the others forget them', () => {
-    const a = server(store, 'a');
-    const b = server(store, 'b');
-    const dead = server(store, 'dead');
+    const [a, b, dead] = servers('a', 'b', 'dead');
     const bob: Participant = { identity: 'bob', kind: 'user' };
     dead.rooms.participantJoined(SESSION, alice);
     dead.rooms.participantJoined(SESSION, bob);

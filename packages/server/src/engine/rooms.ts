@@ -161,7 +161,7 @@ export class Rooms {
    * departure only when no other holds one, so a participant whose connection moves to another server (a
    * reconnect through a load balancer) is not seen to leave. Should two servers' last sockets close at once, each
    * believing the other holds one, neither announced the departure: of the two, the one whose id sorts first does
-   * once it hears the other's note. A note `everywhere` (an agent's departure) drops the participant here too.
+   * once it hears the other's note. A note `everywhere` (see leftEverywhere) drops the participant here too.
    */
   presenceNote(n: PresenceNote): void {
     if (n.serverId === this.#o.serverId) return;
