@@ -65,7 +65,10 @@ export type EndReason = (typeof EndReason)[keyof typeof EndReason];
 
 export const END_REASONS: Readonly<Record<EndReason, { code: CloseCode; description: string }>> = {
   completed: { code: 1000, description: 'ended on request (API, viewer or worker)' },
-  canceled: { code: 1000, description: 'canceled while waiting for a worker' },
+  canceled: {
+    code: 1000,
+    description: 'canceled while waiting for a worker (the API, or the viewer’s 1000)',
+  },
   viewer_left: { code: 1001, description: 'the viewer closed the tab or went away' },
   project_disabled: { code: 4000, description: 'the project is disabled' },
   queue_full: { code: 4001, description: 'the queue was full' },
@@ -83,7 +86,11 @@ export const END_REASONS: Readonly<Record<EndReason, { code: CloseCode; descript
   seat_expired: { code: 4005, description: 'the viewer did not take the seat held for them in time' },
   worker_lost: { code: 4005, description: 'the worker vanished before the viewer was seated' },
   worker_crashed: { code: 4006, description: 'the worker died while the session was live' },
-  reconnect_failed: { code: 4007, description: 'the viewer did not come back within the reconnect window' },
+  reconnect_failed: {
+    code: 4007,
+    description:
+      'the viewer did not come back within the reconnect window, or its worker was lost while it was away',
+  },
 };
 
 export function outcomeOf(code: CloseCode): Outcome {

@@ -25,6 +25,8 @@ const LEGAL: ReadonlySet<string> = new Set([
   'queued>ended',
   // CONNECTING: agent connects → ACTIVE; fails or times out → ends, through cleanup of the worker
   'connecting>active',
+  // a session paused when its worker crashed is paused again once the fresh worker has it (auto-restart)
+  'connecting>paused',
   'connecting>ending',
   // ACTIVE: AFK warning → idle; pause; crash with auto-restart → connecting; leave/crash/timeout/end → ENDING
   'active>idle',

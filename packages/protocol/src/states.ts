@@ -18,12 +18,13 @@ export const SESSION_STATES: readonly SessionState[] = Object.values(SessionStat
  * Every legal transition. Anything not listed here is refused.
  * - pending states (requesting, queued) hold no worker, so they may end directly;
  * - states holding a worker go through `ending`, where the worker is told to stop and cleaned up;
- * - active/idle/paused may go back to `connecting` when auto-restart moves a crashed session to a fresh worker.
+ * - active/idle/paused may go back to `connecting` when auto-restart moves a crashed session to a fresh worker;
+ *   one that was paused goes from there back to `paused`.
  */
 export const TRANSITIONS: Readonly<Record<SessionState, readonly SessionState[]>> = {
   requesting: ['queued', 'connecting', 'ended'],
   queued: ['connecting', 'ended'],
-  connecting: ['active', 'ending'],
+  connecting: ['active', 'paused', 'ending'],
   active: ['idle', 'paused', 'connecting', 'ending'],
   idle: ['active', 'paused', 'connecting', 'ending'],
   paused: ['active', 'connecting', 'ending'],

@@ -582,6 +582,21 @@ for (const kind of databaseKinds()) {
       await t.api('POST', `/sessions/${first.id}/end`);
     });
 
+    test('a waiting viewer that closes its tab (1001) ends its session 1001 viewer_left, as a seated one does', async () => {
+      await t.createProject(streamProject('ws-tab', { min: 0, max: 1 }));
+      const first = await t.createSession('ws-tab');
+      const waiting = await t.createSession('ws-tab');
+      assert.equal(waiting.state, 'queued');
+      const viewer = await t.connect(waiting);
+      await viewer.close(1001);
+      const ended = await t.waitForState(waiting.id, 'ended');
+      assert.deepEqual(
+        [ended.endCode, ended.endReason, ended.outcome],
+        [1001, 'viewer_left', 'disconnected'],
+      );
+      await t.api('POST', `/sessions/${first.id}/end`);
+    });
+
     test('ping gets pong with the same id, even sent the moment the socket opens', async () => {
       await t.createProject(streamProject('ws-ping', { min: 0, max: 1 }));
       const s = await t.createSession('ws-ping');

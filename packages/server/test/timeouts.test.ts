@@ -532,6 +532,92 @@ for (const kind of databaseKinds()) {
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
+    test('paused: a session paused when its worker crashes is paused again on the fresh worker, its deadline kept (auto-restart)', async () => {
+      const restart = { autoRestart: { enabled: true, maxRestarts: 1 } };
+      const pid = await timedProject(agentProject, 'paused-crash', pausing, restart, { min: 1, max: 2 });
+      const t0 = now();
+      const { s, v, workerId } = await watchedAgent(pid);
+      await t.readyWorkers(pid, 1); // the warm worker that takes over
+      await t.advance(5_000);
+      await t.api('POST', `/sessions/${s.id}/pause`);
+      await v.state('paused');
+      const pausedAgain = t.nextEvent(
+        s.id,
+        (e) => e.type === 'session.status_changed' && e.status === 'paused',
+      );
+      t.fake.crash(workerId);
+      await pausedAgain;
+      const again = await t.session(s.id);
+      assert.equal(again.restarts, 1);
+      const fresh = t.fake.workers.get(again.workerId as string)!;
+      assert.notEqual(fresh.id, workerId);
+      assert.deepEqual(
+        await timers(s.id),
+        [{ kind: 'paused', dueAt: t0 + 45_000 }],
+        'the deadline of the pause',
+      );
+      // the fresh agent is told the session is paused, as the crashed one was
+      if (fresh.sessionStates.length === 0)
+        await new Promise((resolve) => fresh.sdk.once('sessionState', resolve));
+      assert.deepEqual(fresh.sessionStates, [{ sessionId: s.id, state: 'paused' }]);
+      await passDeadline(s.id, 40_000, 'paused');
+      await assertEnded(s.id, v, 4004, 'paused_timeout', 'disconnected');
+      assert.deepEqual(seen(v), [
+        'active',
+        'paused',
+        'session.error',
+        'connecting',
+        'paused',
+        'ending',
+        'ended 4004 paused_timeout disconnected',
+      ]);
+      assert.deepEqual(await timeline(s.id), [
+        ...seatedTimeline(t0, 'worker:started'),
+        { from: 'active', to: 'paused', at: iso(t0 + 5_000), cause: 'api:pause' },
+        { from: 'paused', to: 'connecting', at: iso(t0 + 5_000), cause: 'worker:crashed:auto-restart' },
+        { from: 'connecting', to: 'paused', at: iso(t0 + 5_000), cause: 'worker:started' },
+        ...endedBy('paused', t0 + 45_000, 'timer:paused'),
+      ]);
+    });
+
+    test('paused: the deadline of a pause runs on while auto-restart waits for a fresh worker: 4004 paused_timeout', async () => {
+      const restart = { autoRestart: { enabled: true, maxRestarts: 1 } };
+      // one worker at most: no warm one waits to take over
+      const pid = await timedProject(agentProject, 'paused-wait', pausing, restart);
+      const t0 = now();
+      const { s, v, workerId } = await watchedAgent(pid);
+      await t.api('POST', `/sessions/${s.id}/pause`);
+      // the fresh worker never becomes ready
+      t.fake.behaviour = () => ({ ready: false });
+      try {
+        const restarting = t.nextEvent(
+          s.id,
+          (e) => e.type === 'session.status_changed' && e.status === 'connecting',
+        );
+        t.fake.crash(workerId);
+        await restarting;
+        assert.deepEqual(
+          (await timers(s.id)).sort((a, b) => a.kind.localeCompare(b.kind)),
+          [
+            { kind: 'connecting', dueAt: t0 + 120_000 },
+            { kind: 'paused', dueAt: t0 + 40_000 },
+          ],
+        );
+        await passDeadline(s.id, 40_000, 'connecting');
+        await assertEnded(s.id, v, 4004, 'paused_timeout', 'disconnected');
+        assert.deepEqual(
+          (await timeline(s.id)).slice(-3).map((e) => `${e.from} → ${e.to} ${e.cause}`),
+          [
+            'paused → connecting worker:crashed:auto-restart',
+            'connecting → ending timer:paused',
+            'ending → ended worker:stopped',
+          ],
+        );
+      } finally {
+        t.fake.behaviour = () => ({});
+      }
+    });
+
     // ---------------------------------------------------------------- 7. max runtime
 
     test('max runtime: 4004 max_runtime counted from first active, through a pause and resume', async () => {
@@ -634,6 +720,19 @@ for (const kind of databaseKinds()) {
         ...seatedTimeline(t0, 'viewer:attached'),
         ...endedBy('active', t0 + 20_000, 'viewer:closed:1000'),
       ]);
+      await assertCleanedUp(pid, s.id, workerId, 1);
+    });
+
+    test('reconnect window: a worker lost while its viewer is away ends 4007, so that the viewer starts a fresh session', async () => {
+      const pid = await timedProject(streamProject, 'lost-away', reconnect);
+      const { s, v, workerId } = await liveStream(pid);
+      const o = await observe(s.id);
+      const detached = handled('viewerDetached');
+      await v.drop();
+      await detached;
+      t.fake.crash(workerId);
+      await assertEnded(s.id, o, 4007, 'reconnect_failed', 'failed');
+      assert.deepEqual(seen(o), ['active', 'session.error', 'ending', 'ended 4007 reconnect_failed failed']);
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 

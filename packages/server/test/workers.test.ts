@@ -360,6 +360,45 @@ for (const kind of databaseKinds()) {
       await t.waitForState(held.id, 'connecting');
     });
 
+    test('auto-restart: a fresh worker that dies before it takes the session is a crash too: another one while restarts are left, then 4006', async (c) => {
+      const { t } = await fakeSetup(kind, c);
+      await t.createProject(
+        agentProject('relapse', { min: 0, max: 3 }, { autoRestart: { enabled: true, maxRestarts: 2 } }),
+      );
+      const s = await t.createSession('relapse');
+      await t.waitForState(s.id, 'active');
+      const events = record(t, s.id);
+      const first = (await t.session(s.id)).workerId as string;
+      // the next worker never says ready: it dies while the session waits for it
+      t.fake.behaviour = () => ({ ready: false });
+      const second = t.fake.nextStart();
+      t.fake.crash(first);
+      const w2 = await second;
+      await t.settled();
+      const waiting = await t.session(s.id);
+      assert.deepEqual([waiting.state, waiting.restarts, waiting.workerId], ['connecting', 1, w2.id]);
+      t.fake.behaviour = () => ({});
+      const third = t.fake.nextStart();
+      const active = t.nextEvent(s.id, (e) => e.type === 'session.status_changed' && e.status === 'active');
+      t.fake.crash(w2.id);
+      const w3 = await third;
+      await active;
+      const back = await t.session(s.id);
+      assert.deepEqual([back.restarts, back.workerId], [2, w3.id]);
+      assert.equal(w3.assignments[0]?.sessionId, s.id);
+      t.fake.crash(w3.id);
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.deepEqual([ended.endCode, ended.endReason, ended.restarts], [4006, 'worker_crashed', 2]);
+      const errors = events.flatMap((e) => (e.type === 'session.error' ? [[e.code, e.recoverable]] : []));
+      assert.deepEqual(errors, [
+        ['AGENT_CRASHED', true],
+        ['AGENT_CRASHED', true],
+        ['AGENT_CRASHED', false],
+      ]);
+      // the second crash found the session connecting already: it stayed so, on another worker
+      assert.deepEqual(statuses(events), ['connecting', 'active', 'ending', 'ended']);
+    });
+
     test('auto-restart with no worker to take the session (an external pool): it ends 4006 at once, not recoverable', async (c) => {
       const { t, liveness } = await fakeSetup(kind, c, { workerLossMs: 1_000 });
       await t.createProject(

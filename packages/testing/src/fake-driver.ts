@@ -22,6 +22,8 @@ export interface FakeWorker {
   launch: WorkerLaunch;
   sdk: UsherWorker;
   assignments: Assignment[];
+  /** the session states the server told it (`session_state`), in order */
+  sessionStates: { sessionId: string; state: string }[];
 }
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -50,6 +52,7 @@ export class FakeDriver implements WorkerDriver {
       launch,
       sdk: null as unknown as UsherWorker,
       assignments: [],
+      sessionStates: [],
     };
     const killed = new Promise<void>((resolve) => this.#kill.set(launch.workerId, resolve));
     const sdk = new UsherWorker({
@@ -67,6 +70,7 @@ export class FakeDriver implements WorkerDriver {
       },
     });
     fake.sdk = sdk;
+    sdk.on('sessionState', (info) => fake.sessionStates.push(info));
     this.workers.set(launch.workerId, fake);
     this.started.push(launch.workerId);
     sdk.on('close', () => {

@@ -820,7 +820,7 @@ export class Engine {
         if (!s) return true;
         const p = this.#project(s.projectId);
         if (s.state === 'connecting' && s.workerStarted && needsViewerToStart(p)) {
-          await this.#enterActive(r, fx, { ...s, viewerAttached: true }, 'viewer:attached');
+          await this.#begin(r, fx, { ...s, viewerAttached: true }, 'viewer:attached');
         }
         return false;
       });
@@ -847,8 +847,8 @@ export class Engine {
   }
 
   /**
-   * The viewer's connection closed. 1000/1001 end the session (a queued one is canceled); anything else
-   * opens the reconnect window.
+   * The viewer's connection closed. 1000 ends the session (a pending one is canceled), 1001 too (the viewer
+   * left, seated or waiting); anything else opens the reconnect window.
    */
   viewerDetached(id: string, code: number): Promise<void> {
     // settled() waits for it: the socket's close handler does not
@@ -869,11 +869,9 @@ export class Engine {
       const now = this.clock.now();
       await r.updateSession(id, { viewerAttached: false, viewerServer: null, updatedAt: now });
       if (code === 1000 || code === 1001) {
-        const reason: EndReason = PENDING_STATES.includes(s.state)
-          ? 'canceled'
-          : code === 1000
-            ? 'completed'
-            : 'viewer_left';
+        // 1001 is a tab closed (or a browser quit), whether the viewer was seated or waiting
+        const reason: EndReason =
+          code === 1001 ? 'viewer_left' : PENDING_STATES.includes(s.state) ? 'canceled' : 'completed';
         await this.#end(r, fx, s, reason, `viewer:closed:${code}`);
         return;
       }
@@ -996,6 +994,19 @@ export class Engine {
   }
 
   /** connecting/idle/paused → active, with the timers of an active session. */
+  /**
+   * The worker has the session and it may begin: `active`, or `paused` again for one that was paused when its
+   * worker died (auto-restart kept its paused deadline).
+   */
+  async #begin(r: Repo, fx: Effects, s: SessionRecord, cause: string): Promise<SessionRecord> {
+    if (s.restarts > 0 && (await r.getTimer(s.id, TimerKind.Paused))) {
+      const paused = await this.#transition(r, fx, s, 'paused', cause);
+      this.#notifyWorker(fx, paused, { type: 'session_state', sessionId: s.id, state: 'paused' });
+      return paused;
+    }
+    return this.#enterActive(r, fx, s, cause);
+  }
+
   async #enterActive(r: Repo, fx: Effects, s: SessionRecord, cause: string): Promise<SessionRecord> {
     const p = this.#project(s.projectId);
     const now = this.clock.now();
@@ -1128,7 +1139,9 @@ export class Engine {
           if (s.state === 'active' || s.state === 'idle') await this.#end(r, fx, s, 'idle_timeout', cause);
           return;
         case TimerKind.Paused:
-          if (s.state === 'paused') await this.#end(r, fx, s, 'paused_timeout', cause);
+          // connecting: paused as its worker died, and not yet back (#restartOnFreshWorker)
+          if (s.state === 'paused' || s.state === 'connecting')
+            await this.#end(r, fx, s, 'paused_timeout', cause);
           return;
         case TimerKind.MaxRuntime:
           if (s.state !== 'ending') await this.#end(r, fx, s, 'max_runtime', cause);
@@ -1867,7 +1880,7 @@ export class Engine {
         fx.after(() => this.rooms.agentPresent(s.id, w.id));
         let started: SessionRecord = { ...s, workerStarted: true, updatedAt: now };
         if (!needsViewerToStart(p) || s.viewerAttached) {
-          started = await this.#enterActive(r, fx, started, 'worker:started');
+          started = await this.#begin(r, fx, started, 'worker:started');
         } else {
           await r.clearTimer(s.id, TimerKind.Connecting);
           await this.#setTimer(r, fx, s.id, TimerKind.SeatHold, now + p.timeouts.seatHoldMs);
@@ -2051,7 +2064,8 @@ export class Engine {
 
   /**
    * A worker is gone (process exit, pod failure, lost socket). Its session ends: 4003 if the worker never
-   * became ready, 4005 if it vanished before the viewer was seated, 4006 if the session was live.
+   * became ready, 4005 if it vanished before the viewer was seated, 4006 if the session was live (4007 if its
+   * viewer was away), unless auto-restart moves it to a fresh worker (#workerCrashed).
    */
   async onWorkerExit(
     exit: WorkerExit & {
@@ -2085,22 +2099,12 @@ export class Engine {
         if (s && s.workerId === w.id) {
           if (s.state === 'ending') {
             await this.#finishEnding(r, fx, s, exit.expected ? 'worker:stopped' : 'worker:exit');
-          } else if (s.state === 'connecting') {
+          } else if (s.state === 'connecting' && s.restarts === 0) {
             await this.#end(r, fx, s, w.readyAt ? 'worker_lost' : 'launch_failed', 'worker:exit');
-          } else if (LIVE_STATES.includes(s.state)) {
-            // a fresh worker: a ready one, or one this server may start (external workers are not started,
-            // and a draining server starts none)
-            const allowed = !!p && p.autoRestart.enabled && s.restarts < p.autoRestart.maxRestarts;
-            const ready = allowed ? (await r.readyWorkers(w.projectId, s.region, 1))[0] : undefined;
-            const recoverable = allowed && (!!ready || (p?.worker?.driver !== 'external' && !this.#draining));
-            this.#event(fx, s.id, {
-              type: 'session.error',
-              code: 'AGENT_CRASHED',
-              message: `the worker of session "${s.id}" died (${exit.error ?? (exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`)})`,
-              recoverable,
-            });
-            if (recoverable && p) await this.#restartOnFreshWorker(r, fx, p, s, ready);
-            else await this.#end(r, fx, s, 'worker_crashed', 'worker:crashed');
+          } else if (s.state === 'connecting' || LIVE_STATES.includes(s.state)) {
+            // live, or on its way back from an earlier crash (auto-restart): a crash either way
+            const what = exit.error ?? (exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`);
+            await this.#workerCrashed(r, fx, p, s, what);
           }
         }
       }
@@ -2110,7 +2114,39 @@ export class Engine {
     if (freed && this.#draining && this.o.bus.shared) this.o.bus.send({ kind: 'dispatch', ...freed });
   }
 
-  /** Auto-restart: a crashed live session goes back to `connecting` on a fresh worker with its saved state. */
+  /**
+   * The worker of a live session died, or the fresh worker auto-restart gave it: `session.error` AGENT_CRASHED,
+   * then another fresh worker while restarts are left (auto-restart), or the end: 4006, or 4007 when the viewer
+   * was away (its reconnection cannot succeed: it is to start a fresh session).
+   */
+  async #workerCrashed(
+    r: Repo,
+    fx: Effects,
+    p: ProjectSettings | undefined,
+    s: SessionRecord,
+    what: string,
+  ): Promise<void> {
+    // a fresh worker: a ready one, or one this server may start (external workers are not started, and a
+    // draining server starts none)
+    const allowed = !!p && p.autoRestart.enabled && s.restarts < p.autoRestart.maxRestarts;
+    const ready = allowed ? (await r.readyWorkers(s.projectId, s.region, 1))[0] : undefined;
+    const recoverable = allowed && (!!ready || (p?.worker?.driver !== 'external' && !this.#draining));
+    this.#event(fx, s.id, {
+      type: 'session.error',
+      code: 'AGENT_CRASHED',
+      message: `the worker of session "${s.id}" died (${what})`,
+      recoverable,
+    });
+    if (recoverable && p) return this.#restartOnFreshWorker(r, fx, p, s, ready);
+    const away = !s.viewerAttached && (await r.getTimer(s.id, TimerKind.Reconnect)) !== undefined;
+    await this.#end(r, fx, s, away ? 'reconnect_failed' : 'worker_crashed', 'worker:crashed');
+  }
+
+  /**
+   * Auto-restart: a crashed live session goes back to `connecting` on a fresh worker with its saved state (one
+   * that was on its way there already stays `connecting`, on another). A paused one keeps its paused deadline,
+   * and is paused again once the fresh worker has it (#begin).
+   */
   async #restartOnFreshWorker(
     r: Repo,
     fx: Effects,
@@ -2124,12 +2160,15 @@ export class Engine {
     if (crashed && s.workerStarted) fx.after(() => this.rooms.leftEverywhere(s.id, crashed));
     const livekit = this.liveKitFor(s.projectId);
     if (crashed && livekit) fx.after(() => livekit.removeAgent(s.id, crashed));
+    const pausedUntil = s.state === 'paused' ? (await r.getTimer(s.id, TimerKind.Paused))?.dueAt : undefined;
     const w = ready ?? (await this.#startWorker(r, fx, p, s.region, s.id));
-    const next = await this.#transition(r, fx, s, 'connecting', 'worker:crashed:auto-restart', {
-      workerId: w.id,
-      workerStarted: false,
-      restarts: s.restarts + 1,
-    });
+    const fields = { workerId: w.id, workerStarted: false, restarts: s.restarts + 1 };
+    let next: SessionRecord;
+    if (s.state === 'connecting') {
+      next = { ...s, ...fields, updatedAt: now };
+      await r.updateSession(s.id, { ...fields, updatedAt: now });
+    } else next = await this.#transition(r, fx, s, 'connecting', 'worker:crashed:auto-restart', fields);
+    if (pausedUntil !== undefined) await this.#setTimer(r, fx, s.id, TimerKind.Paused, pausedUntil);
     await this.#setTimer(r, fx, s.id, TimerKind.Connecting, now + p.timeouts.connectingMs);
     if (w.state === 'ready') {
       await r.updateWorker(w.id, { state: 'reserved', sessionId: s.id, updatedAt: now });
