@@ -10,10 +10,13 @@ import {
   databaseKinds,
   FrameSocket,
   lastingExternalProject,
+  streamProject,
   TEST_SECRET,
   type TestDatabase,
   TestServer,
   type TestServerOptions,
+  TestStreamer,
+  workersWhere,
 } from '@usher/testing';
 import { ECHO_COMMAND, environOf, isGone, WatchedProcessDriver } from './fixtures/processes.ts';
 import { assertError } from './helpers.ts';
@@ -439,6 +442,37 @@ for (const kind of databaseKinds()) {
         [],
         'no worker was made up for it',
       );
+    });
+
+    test('a streamer that closes while it registers is gone at once, not left ready until it is found lost', async (c) => {
+      // liveness never moves here: only the streamer's own leaving can stop its worker
+      const { t } = await fakeSetup(kind, c);
+      await t.createProject(streamProject('brief', { min: 0, max: 1 }, { worker: { driver: 'external' } }));
+      const pool = await t.api<{ signallingUrl: string }>('POST', '/projects/brief/pool-tokens', {});
+      // the server registers the streamer only once its socket has closed
+      const engine = t.server.engine as unknown as {
+        workerRegistered: (...args: unknown[]) => Promise<unknown>;
+      };
+      const register = engine.workerRegistered;
+      engine.workerRegistered = async function (this: unknown, ...args: unknown[]) {
+        const sockets = [...t.server.app.websocketServer.clients];
+        await Promise.all(
+          sockets.map((w) => w.readyState === w.CLOSED || new Promise((resolve) => w.once('close', resolve))),
+        );
+        return register.apply(this, args);
+      };
+      const s = new TestStreamer(pool.body.signallingUrl, { identify: false });
+      await s.next('identify');
+      // endpointId, then a goodbye before the server has confirmed it
+      s.send({ type: 'endpointId', id: 'ue' });
+      s.ws.close(1000);
+      await s.closed;
+      // every worker of the project, the stopped ones too: the one it registered as, once stopped
+      const everyWorker = {
+        engine: { listWorkers: (f: { projectId: string }) => t.server.engine.store.read.listWorkers(f) },
+        hub: t.server.hub,
+      };
+      await workersWhere(everyWorker, 'brief', (ws) => ws.length === 1 && ws[0]!.state === 'stopped');
     });
 
     test('a worker that says stopped and closes cleanly has left: it is stopped at once, and its live session goes as after a crash', async (c) => {

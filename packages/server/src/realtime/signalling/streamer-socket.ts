@@ -31,6 +31,8 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
     /** the worker's project, for log lines (known once it registered) */
     let projectId: string | undefined;
     let external = false;
+    /** the close code, once the socket has closed (it may close while the server registers it) */
+    let closedWith: number | null = null;
     let chain: Promise<void> = Promise.resolve();
     const send = (m: Record<string, unknown>) => {
       if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(m));
@@ -91,10 +93,12 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
         // a UE app reconnects with the URL it was started with: its worker's token, honoured while the worker runs
         const claims = await ctx.auth.tokens.verify(credential, { expiredWorker: true });
         const w = await engine.workerRegistered(claims, link);
-        workerId = w.id;
         projectId = w.projectId;
         external = w.driver === 'external';
         clearTimeout(deadline);
+        // the socket closed while the server registered it: the link it just kept is gone already
+        if (closedWith !== null) return streamerGone(w.id, closedWith, false);
+        workerId = w.id;
         relay.streamerConnected(w.id, peer);
         log.info(
           { workerId: w.id, projectId, region: w.region, sessionId: w.sessionId ?? undefined, endpointId },
@@ -133,19 +137,23 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
       if (workerId) engine.workerAlive(workerId);
       chain = chain.then(() => handle(raw, isBinary)).catch((err) => fail(err, 'streamer message'));
     });
-    socket.on('close', (code) => {
-      clearTimeout(deadline);
-      clearInterval(pinger);
-      if (!workerId) return;
-      relay.streamerClosed(workerId, peer);
-      const current = engine.workerSocketClosed(workerId, link);
+    /** The streamer's socket is gone (closed with `code`): its link too, and an app started by hand that said goodbye. */
+    const streamerGone = (id: string, code: number, connected: boolean) => {
+      if (connected) relay.streamerClosed(id, peer);
+      const current = engine.workerSocketClosed(id, link);
       // an app started by hand that says goodbye is gone now (unless it already came back on a new socket);
       // others may come back until liveness decides
       if (current && external && (code === 1000 || code === 1001)) {
         void engine
-          .onWorkerExit({ workerId, code: null, signal: null, expected: true })
+          .onWorkerExit({ workerId: id, code: null, signal: null, expected: true })
           .catch((err) => fail(err, 'streamer exit'));
       }
+    };
+    socket.on('close', (code) => {
+      closedWith = code;
+      clearTimeout(deadline);
+      clearInterval(pinger);
+      if (workerId) streamerGone(workerId, code, true);
     });
 
     send(relay.config());
