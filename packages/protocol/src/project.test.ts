@@ -3,7 +3,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import Type from 'typebox';
-import { applyProjectInput, DEFAULT_TIMEOUTS, Project, ProjectInput } from './project.ts';
+import {
+  applyProjectInput,
+  DEFAULT_TIMEOUTS,
+  ENDING_TIMEOUT_MS,
+  MAX_TIMEOUT_MS,
+  Project,
+  ProjectInput,
+} from './project.ts';
 import { validator } from './validate.ts';
 
 const settingsValidator = validator(Type.Omit(Project, ['createdAt', 'updatedAt']));
@@ -169,6 +176,36 @@ describe('applyProjectInput', () => {
       { session: { timeout: {} } },
     ]) {
       assert.equal(inputValidator.parse(bad).ok, false, JSON.stringify(bad));
+    }
+  });
+
+  test('every timeout is at most 30 days, and shutdownGraceMs at most the ending limit, in both shapes', () => {
+    assert.equal(MAX_TIMEOUT_MS, 2_592_000_000);
+    const keys = Object.keys(DEFAULT_TIMEOUTS) as (keyof typeof DEFAULT_TIMEOUTS)[];
+    for (const key of keys) {
+      const max: number = key === 'shutdownGraceMs' ? ENDING_TIMEOUT_MS : MAX_TIMEOUT_MS;
+      const at = inputValidator.parse({ timeouts: { [key]: max } });
+      assert.ok(at.ok, `${key}: ${max} is allowed`);
+      assert.ok(settingsValidator.parse(applyProjectInput(null, { id: 'x', timeouts: { [key]: max } })).ok);
+      for (const over of [max + 1, Number.MAX_SAFE_INTEGER, 1e300]) {
+        const r = inputValidator.parse({ timeouts: { [key]: over } });
+        assert.equal(r.ok, false, `${key}: ${over}`);
+        assert.match(r.ok ? '' : r.message, new RegExp(`${key}.*${max}`));
+      }
+      // stored settings are held to the same bounds
+      const stored = {
+        ...applyProjectInput(null, { id: 'x' }),
+        timeouts: { ...DEFAULT_TIMEOUTS, [key]: max + 1 },
+      };
+      assert.equal(settingsValidator.parse(stored).ok, false, `settings with ${key} ${max + 1}`);
+    }
+    for (const key of ['pending', 'connecting', 'idle', 'paused']) {
+      assert.ok(inputValidator.parse({ session: { timeouts: { [key]: 2_592_000 } } }).ok, `${key}: 30 days`);
+      for (const over of [2_592_000.001, 1e303]) {
+        const r = inputValidator.parse({ session: { timeouts: { [key]: over } } });
+        assert.equal(r.ok, false, `${key}: ${over}`);
+        assert.match(r.ok ? '' : r.message, new RegExp(`${key}.*2592000`));
+      }
     }
   });
 

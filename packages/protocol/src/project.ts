@@ -1,7 +1,17 @@
 // Project settings: the schema the API validates against, their defaults, and the seed's YAML timeouts shape.
 import Type, { type Static } from 'typebox';
 
-const Ms = (description: string, minimum = 0) => Type.Integer({ minimum, description });
+/**
+ * The longest any timeout may be: 30 days. Deadlines are instants stored with the session, and a longer one
+ * would run past what dates and the database's integers hold.
+ */
+export const MAX_TIMEOUT_MS = 30 * 86_400_000;
+
+/** The `ending` state's cleanup limit. Not configurable (SPEC §3); `shutdownGraceMs` fits within it. */
+export const ENDING_TIMEOUT_MS = 60_000;
+
+const Ms = (description: string, minimum = 0, maximum = MAX_TIMEOUT_MS) =>
+  Type.Integer({ minimum, maximum, description });
 
 export const ProjectId = Type.String({
   pattern: '^[a-z0-9][a-z0-9-]{0,62}$',
@@ -20,14 +30,15 @@ export const Timeouts = Type.Object(
     pausedMs: Ms('paused; on expiry 4004 paused_timeout', 1),
     maxRuntimeMs: Ms('from first active; 0 = no limit; on expiry 4004 max_runtime'),
     reconnectWindowMs: Ms('viewer link lost; on expiry 4007 reconnect_failed', 1),
-    shutdownGraceMs: Ms('how long a worker may take to stop after shutdown, within the 60 s ending limit', 0),
+    shutdownGraceMs: Ms(
+      'how long a worker may take to stop after shutdown; at most the 60 s ending limit',
+      0,
+      ENDING_TIMEOUT_MS,
+    ),
   },
   { additionalProperties: false },
 );
 export type Timeouts = Static<typeof Timeouts>;
-
-/** The `ending` state's cleanup limit. Not configurable (SPEC §3). */
-export const ENDING_TIMEOUT_MS = 60_000;
 
 export const DEFAULT_TIMEOUTS: Timeouts = Object.freeze({
   pendingMs: 300_000,
@@ -126,17 +137,15 @@ export const Project = Type.Object(
 );
 export type Project = Static<typeof Project>;
 
+/** A timeout of the seed's YAML shape: seconds, fractional allowed, up to the same 30 days. */
+const Seconds = () => Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: MAX_TIMEOUT_MS / 1000 }));
+
 /** The agent seed's YAML shape, in seconds: `session: { timeouts: { pending, connecting, idle, paused } }`. */
 export const SeedSessionBlock = Type.Object(
   {
     timeouts: Type.Optional(
       Type.Object(
-        {
-          pending: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
-          connecting: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
-          idle: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
-          paused: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
-        },
+        { pending: Seconds(), connecting: Seconds(), idle: Seconds(), paused: Seconds() },
         { additionalProperties: false },
       ),
     ),

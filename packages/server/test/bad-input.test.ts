@@ -4,11 +4,13 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { isErrorCode } from '@usher/protocol';
-import { TokenIssuer } from '@usher/server';
+import { ManualClock, TokenIssuer } from '@usher/server';
 import {
   type ApiResult,
+  agentProject,
   type CreatedSession,
   databaseKinds,
+  FrameSocket,
   streamProject,
   TEST_ADMIN_KEY,
   TEST_SECRET,
@@ -20,6 +22,9 @@ import WebSocket from 'ws';
 import { assertError, nextFrame } from './helpers.ts';
 
 const json = { 'content-type': 'application/json' };
+const DAY_MS = 86_400_000;
+/** JSON text of arrays nested `levels` deep: 10,000 levels are only 20 KB. */
+const nested = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`;
 
 for (const kind of databaseKinds()) {
   describe(`bad input (${kind})`, () => {
@@ -342,6 +347,70 @@ for (const kind of databaseKinds()) {
       await intact();
     });
 
+    test('timeouts over their maximum are a 400 naming the field (past it a deadline overflowed dates and bigint: a 500)', async () => {
+      const cases: [unknown, RegExp][] = [
+        [
+          { timeouts: { afkDisconnectMs: Number.MAX_SAFE_INTEGER } },
+          /timeouts\.afkDisconnectMs must be <= 2592000000/,
+        ],
+        [{ timeouts: { pendingMs: 30 * DAY_MS + 1 } }, /timeouts\.pendingMs/],
+        [{ timeouts: { maxRuntimeMs: 1e20 } }, /timeouts\.maxRuntimeMs/],
+        [{ name: 'renamed', timeouts: { reconnectWindowMs: 1e15 } }, /timeouts\.reconnectWindowMs/],
+        [{ timeouts: { shutdownGraceMs: 60_001 } }, /timeouts\.shutdownGraceMs must be <= 60000/],
+        [{ session: { timeouts: { pending: 1e303 } } }, /session\.timeouts\.pending must be <= 2592000/],
+        [{ session: { timeouts: { paused: 30 * 86_400 + 0.5 } } }, /session\.timeouts\.paused/],
+      ];
+      for (const [body, field] of cases) {
+        for (const [method, path, sent] of [
+          ['PATCH', '/projects/base', body],
+          ['POST', '/projects', { id: 'far-off', ...(body as object) }],
+        ] as const) {
+          const err = assertError(await t.api(method, path, sent), 400, 'BAD_REQUEST');
+          assert.match(err.message, field, `${method} ${path} ${JSON.stringify(sent)}: ${err.message}`);
+        }
+      }
+      await intact();
+    });
+
+    test('JSON nested deeper than 64 levels is a 400 naming the limit, not a 500', async () => {
+      const deepObject = `${'{"a":'.repeat(100)}1${'}'.repeat(100)}`;
+      for (const [method, path, body] of [
+        ['POST', '/sessions', `{"projectId":"base","config":{"x":${nested(10_000)}}}`],
+        ['POST', '/sessions', `{"projectId":"base","config":${deepObject}}`],
+        ['PATCH', '/projects/base', `{"name":"x","regions":${nested(65)}}`],
+        ['POST', `/sessions/${live.id}/join`, nested(65)],
+        ['POST', '/projects', `{"id":"deep","x":${nested(10_000)}`], // not even complete
+      ] as const) {
+        const err = assertError(await raw(method, path, body, json), 400, 'BAD_REQUEST');
+        assert.match(err.message, /nested deeper than 64 levels/, `${method} ${path}: ${err.message}`);
+      }
+      // 64 levels are fine, and brackets inside strings (escaped quotes too) are no nesting: these bodies go on
+      // to their route, a 404
+      for (const body of [
+        nested(64),
+        `{"a":${nested(63)}}`,
+        JSON.stringify({ a: '['.repeat(10_000), b: '\\"{{{{'.repeat(1_000), c: { d: '}]' } }),
+      ])
+        assertError(await raw('POST', '/sessions/s_nope/end', body, json), 404, 'NOT_FOUND');
+      await intact();
+    });
+
+    test("a bad URL's 400 never repeats its query string (a token in it stays out of the answer)", async () => {
+      const secret = 'secret-token-0123456789';
+      for (const path of [
+        `/sessions/%E0%A4%A?token=${secret}`,
+        `/sessions/%E0%A4%A/ws?token=${secret}&x=1`,
+        `/sessions/s_${'x'.repeat(300)}?token=${secret}`,
+        `/sessions/%zz/messages?before=%E0%A4%A&key=${secret}`,
+      ]) {
+        const err = assertError(await t.api('GET', path), 400, 'BAD_REQUEST');
+        assert.match(err.message, /URL path is not valid/);
+        assert.ok(!err.message.includes(secret), `${path.slice(0, 40)}: ${err.message}`);
+        assert.ok(!err.message.includes('?'), `no query string in: ${err.message}`);
+      }
+      await intact();
+    });
+
     test('illegal transitions are 409 ILLEGAL_TRANSITION and change nothing', async () => {
       const cases: [string, RegExp][] = [
         [`/sessions/${live.id}/resume`, /active/],
@@ -438,6 +507,37 @@ for (const kind of databaseKinds()) {
       await intact();
     });
 
+    test('session socket: a frame nested deeper than 64 levels, or holding a NUL character, gets a BAD_REQUEST frame; nothing is relayed', async () => {
+      const transcript = async () => (await t.api('GET', `/sessions/${live.id}/messages`)).body;
+      const before = await transcript();
+      const frames = [
+        `{"type":"message","messageType":"user_text","ref":"r1","data":${nested(10_000)}}`,
+        `{"type":"message","messageType":"user_text","ref":"r2","data":{"x":${nested(64)}}}`,
+        JSON.stringify({ type: 'message', messageType: 'user_text', ref: 'r3', data: 'boom\u0000x' }),
+        JSON.stringify({ type: 'message', messageType: 'user_text', ref: 'r4', data: { 'k\u0000': 1 } }),
+        JSON.stringify({ type: 'ping', id: '\u0000' }),
+      ];
+      for (const frame of frames) {
+        const from = viewer.other.length;
+        viewer.ws.send(frame);
+        // an ack would mean the message was relayed
+        const answer = await nextFrame(
+          viewer,
+          (f) => f.type === 'error' || f.type === 'message_ack' || f.type === 'pong',
+          from,
+        );
+        assert.equal(answer.type, 'error', `${frame.slice(0, 60)}: ${JSON.stringify(answer)}`);
+        assert.equal(answer.code, 'BAD_REQUEST', String(answer.message));
+        assert.match(String(answer.message), /nested deeper than 64 levels|NUL/);
+        assert.equal(viewer.ws.readyState, WebSocket.OPEN);
+      }
+      const from = viewer.other.length;
+      viewer.send({ type: 'ping', id: 'still-here' });
+      assert.equal((await nextFrame(viewer, (f) => f.type === 'pong', from)).id, 'still-here');
+      assert.deepEqual(await transcript(), before, 'nothing was recorded');
+      await intact();
+    });
+
     test('session socket: a frame over 64 KiB closes it with 1009', async () => {
       const sock = await t.connect(live, TEST_ADMIN_KEY);
       await sock.waitFor((e) => e.type === 'session.status_changed');
@@ -526,6 +626,71 @@ for (const kind of databaseKinds()) {
         assert.equal(closed.code, 1008, `first frame ${String(first)}`);
       }
       await intact();
+    });
+  });
+
+  describe(`bad worker frames (${kind})`, () => {
+    // liveness stands still: the hand-dialled worker below sends no heartbeats and is never lost
+    const { t } = useTestServer(kind, { engine: { livenessClock: new ManualClock(Date.now()) } });
+    let worker: FrameSocket;
+    let session: CreatedSession;
+
+    before(async () => {
+      await t.createProject(agentProject('by-hand', { min: 0, max: 1 }, { worker: { driver: 'external' } }));
+      const pool = await t.api<{ token: string; workerUrl: string }>(
+        'POST',
+        '/projects/by-hand/pool-tokens',
+        {},
+      );
+      worker = new FrameSocket(pool.body.workerUrl);
+      await worker.opened;
+      worker.send({ type: 'register', token: pool.body.token });
+      await worker.waitFor((f) => f.type === 'registered');
+      worker.send({ type: 'ready' });
+      await t.readyWorkers('by-hand', 1);
+      // the session stays connecting (the manual clock keeps its timer from firing): session_failed applies
+      session = await t.createSession('by-hand');
+      await worker.waitFor((f) => f.type === 'assign');
+      await t.waitForState(session.id, 'connecting');
+    });
+
+    test('a frame nested deeper than 64 levels, or holding a NUL character, gets a BAD_REQUEST frame and changes nothing', async () => {
+      const sessionId = session.id;
+      const state = async () => ({
+        session: (await t.api('GET', `/sessions/${sessionId}`)).body,
+        messages: (await t.api('GET', `/sessions/${sessionId}/messages`)).body,
+        workers: (await t.api('GET', '/workers')).body,
+      });
+      await t.settled();
+      const before = await state();
+      const frames = [
+        JSON.stringify({ type: 'session_failed', sessionId, message: 'boom\u0000x' }),
+        JSON.stringify({ type: 'message', sessionId, messageType: 'agent_text', data: { text: '\u0000' } }),
+        JSON.stringify({ type: 'save_state', sessionId, state: { ['k\u0000']: 1 } }),
+        `{"type":"save_state","sessionId":"${sessionId}","state":${nested(10_000)}}`,
+        `{"type":"message","sessionId":"${sessionId}","messageType":"agent_text","data":${nested(65)}}`,
+      ];
+      for (const frame of frames) {
+        const from = worker.frames.length;
+        worker.send(frame);
+        // its error frame, or none once the server has settled (the frame was applied)
+        const answer = await Promise.race([
+          worker.waitFor((f) => worker.frames.indexOf(f) >= from && f.type === 'error'),
+          t
+            .settled()
+            .then(() => new Promise((r) => setTimeout(r, 200)))
+            .then(() => null),
+        ]);
+        assert.ok(answer, `${frame.slice(0, 60)}: no error frame`);
+        assert.equal(answer.code, 'BAD_REQUEST', String(answer.message));
+        assert.match(String(answer.message), /nested deeper than 64 levels|NUL/);
+        assert.equal(worker.ws.readyState, WebSocket.OPEN);
+      }
+      await t.settled();
+      assert.deepEqual(await state(), before, 'the session, its transcript and the worker are unchanged');
+      // and the worker goes on
+      worker.send({ type: 'session_started', sessionId });
+      await t.waitForState(sessionId, 'active');
     });
   });
 }

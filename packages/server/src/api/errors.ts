@@ -45,7 +45,11 @@ export function toUsherError(err: unknown): UsherError {
     ) {
       message = `the body is not valid JSON: ${e.message}`;
     } else if (e.code === 'FST_ERR_BAD_URL' || e.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-      message = `the URL path is not valid: ${e.message}`;
+      // the router's own message repeats the whole URL, its query string (and a token in it) included
+      message =
+        e.code === 'FST_ERR_BAD_URL'
+          ? 'the URL path is not valid: a "%" must begin an escape of UTF-8 bytes (%XX)'
+          : 'the URL path is not valid: a part of it is too long (ids are at most 200 characters)';
     } else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       message = 'bodies are JSON: send this one with the header content-type: application/json';
     } else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {

@@ -1,5 +1,6 @@
 // JSON-schema validation for routes: bodies strictly (no coercion, unknown fields refused), query strings
-// with type coercion (they arrive as strings).
+// with type coercion (they arrive as strings); and the checks of JSON text that bodies and WebSocket frames
+// share (nesting depth, the NUL character).
 
 import { UsherError } from '@usher/protocol';
 import { Ajv } from 'ajv';
@@ -19,7 +20,10 @@ export function installValidation(app: FastifyInstance): void {
   });
 }
 
-/** JSON bodies as Fastify parses them (prototype-poisoning safe), except that an empty body means none. */
+/**
+ * JSON bodies as Fastify parses them (prototype-poisoning safe), except that an empty body means none, and that
+ * nesting deeper than MAX_JSON_DEPTH or a NUL character is refused (see scanJson).
+ */
 export function installJsonParser(app: FastifyInstance): void {
   const json = app.getDefaultJsonParser('error', 'error');
   // JSON only: Fastify's built-in text/plain parser would let a non-JSON body through to validation (400)
@@ -28,14 +32,13 @@ export function installJsonParser(app: FastifyInstance): void {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.trim() === '') return done(null, undefined);
-    // a NUL can reach a string only through its escape; PostgreSQL stores no NUL in text
-    if (!text.includes('\\u0000')) return json(req, text, done);
+    const scan = scanJson(text);
+    if (scan.tooDeep) return done(new UsherError('BAD_REQUEST', tooDeepMessage('the body')), undefined);
+    if (!scan.nul) return json(req, text, done);
+    // a body that is not JSON is told so first
     json(req, text, (err, value) => {
-      if (err || !holdsNul(value)) return done(err, value);
-      done(
-        new UsherError('BAD_REQUEST', 'strings in the body may not contain the NUL character (\\u0000)'),
-        undefined,
-      );
+      if (err) return done(err, value);
+      done(new UsherError('BAD_REQUEST', nulMessage('the body')), undefined);
     });
   });
 }
@@ -52,11 +55,52 @@ export function installUrlGuard(app: FastifyInstance): void {
   });
 }
 
-/** Whether a parsed JSON value holds a string (or a key) with a NUL character. */
-function holdsNul(value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('\0');
-  if (Array.isArray(value)) return value.some(holdsNul);
-  if (value && typeof value === 'object')
-    return Object.entries(value).some(([k, v]) => k.includes('\0') || holdsNul(v));
-  return false;
+/**
+ * How deeply objects and arrays may nest in a JSON body or frame. A value nested deeper would overflow the
+ * stack of the recursive walks it meets later (JSON.stringify, the database drivers); no message of the API
+ * needs more than a few levels.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** The messages that refuse a body or a frame (`what`) for what scanJson found in it. */
+export const tooDeepMessage = (what: string) =>
+  `${what} is nested deeper than ${MAX_JSON_DEPTH} levels of objects and arrays`;
+/** PostgreSQL stores no NUL character in text. */
+export const nulMessage = (what: string) => `strings in ${what} may not contain the NUL character (\\u0000)`;
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+/**
+ * What a JSON text holds that JSON.parse lets through: objects and arrays nested deeper than MAX_JSON_DEPTH,
+ * and a NUL character in a string or key (JSON has no raw control characters in strings: a NUL comes only as
+ * the escape \u0000). One pass over the text, skipping strings, with no recursion, so that it is safe on any
+ * input; it stops at the first level too deep. Syntax is left to JSON.parse: on text that is not JSON the
+ * answer means nothing.
+ */
+export function scanJson(text: string): { tooDeep: boolean; nul: boolean } {
+  let depth = 0;
+  let nul = false;
+  const end = text.length;
+  for (let i = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      // to the closing quote, stepping over each escape
+      for (i++; i < end; i++) {
+        const d = text.charCodeAt(i);
+        if (d === QUOTE) break;
+        if (d === BACKSLASH) {
+          if (!nul && text.startsWith('u0000', i + 1)) nul = true;
+          i++;
+        }
+      }
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > MAX_JSON_DEPTH) return { tooDeep: true, nul };
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--;
+  }
+  return { tooDeep: false, nul };
 }

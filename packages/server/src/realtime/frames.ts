@@ -1,8 +1,9 @@
-// Parsing of incoming WebSocket frames: size, JSON and schema checks, with a message for each failure; and how a
-// socket whose set-up failed is closed.
+// Parsing of incoming WebSocket frames: size, JSON (its nesting depth and NUL characters too) and schema checks,
+// with a message for each failure; and how a socket whose set-up failed is closed.
 import { SocketCloseCode, UsherError, type Validator } from '@usher/protocol';
 import type { Static, TSchema } from 'typebox';
 import type { RawData, WebSocket } from 'ws';
+import { nulMessage, scanJson, tooDeepMessage } from '../api/validation.ts';
 import { scrubSecrets } from '../util/redact.ts';
 
 export type Parsed<T> =
@@ -20,24 +21,30 @@ export function parseFrame<T extends TSchema>(
   const buf = Array.isArray(raw) ? Buffer.concat(raw) : Buffer.from(raw as ArrayBuffer);
   if (buf.byteLength > maxBytes)
     return { ok: false, code: 'PAYLOAD_TOO_LARGE', message: `frames are limited to ${maxBytes} bytes` };
-  let json: unknown;
-  try {
-    json = JSON.parse(buf.toString('utf8'));
-  } catch {
-    return {
-      ok: false,
-      code: 'BAD_REQUEST',
-      message: `the frame is not valid JSON: ${truncate(buf.toString('utf8'))}`,
-    };
-  }
-  const result = v.parse(json);
+  const text = buf.toString('utf8');
+  const json = parseJsonText(text);
+  if (!json.ok) return { ok: false, code: 'BAD_REQUEST', message: `${json.message}: ${truncate(text)}` };
+  const result = v.parse(json.value);
   if (!result.ok)
-    return {
-      ok: false,
-      code: 'BAD_REQUEST',
-      message: `bad frame (${result.message}): ${truncate(buf.toString('utf8'))}`,
-    };
+    return { ok: false, code: 'BAD_REQUEST', message: `bad frame (${result.message}): ${truncate(text)}` };
   return { ok: true, value: result.value };
+}
+
+/**
+ * A frame's text parsed as JSON, or why it cannot be taken: it is not JSON, it nests deeper than MAX_JSON_DEPTH
+ * (refused before it is parsed), or a string in it holds a NUL character (as HTTP bodies are refused).
+ */
+export function parseJsonText(text: string): { ok: true; value: unknown } | { ok: false; message: string } {
+  const scan = scanJson(text);
+  if (scan.tooDeep) return { ok: false, message: tooDeepMessage('the frame') };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, message: 'the frame is not valid JSON' };
+  }
+  if (scan.nul) return { ok: false, message: nulMessage('the frame') };
+  return { ok: true, value };
 }
 
 /** The start of a frame's text, for messages and logs: what looks like a token in it is hidden. */

@@ -20,7 +20,7 @@ import type { VerifiedToken } from '../auth/tokens.ts';
 import type { Engine } from '../engine/engine.ts';
 import { isoToMicros, microsToIso } from '../storage/messages.ts';
 import type { TransitionRecord } from '../storage/records.ts';
-import { closeToRetry, failedOnServer } from './frames.ts';
+import { closeToRetry, failedOnServer, parseJsonText } from './frames.ts';
 import { sendEvent, sendFrame } from './outbound.ts';
 import { roomSender, TokenBucket } from './rate-limit.ts';
 import type { PlayerHandle } from './signalling/relay.ts';
@@ -397,14 +397,11 @@ async function replayMissed(
   return ids;
 }
 
-/** A participant's frame, checked; null when it is too large. */
+/** A participant's frame, checked (JSON, nesting, NUL characters, then its shape); null when it is too large. */
 function parseClientFrame(buf: Buffer, isBinary: boolean): ReturnType<typeof clientFrame.parse> | null {
   if (buf.byteLength > MAX_CLIENT_FRAME_BYTES) return null;
-  try {
-    return clientFrame.parse(JSON.parse(isBinary ? '' : buf.toString('utf8')));
-  } catch {
-    return { ok: false as const, message: 'the frame is not valid JSON' };
-  }
+  const json = parseJsonText(isBinary ? '' : buf.toString('utf8'));
+  return json.ok ? clientFrame.parse(json.value) : json;
 }
 
 function participantKind(role: string): 'viewer' | 'user' | 'agent' {
