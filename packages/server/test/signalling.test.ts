@@ -212,22 +212,35 @@ for (const kind of databaseKinds()) {
       await viewer.close(1000);
     });
 
-    test("a streamer's launch token is honoured past its expiry while its worker runs (a UE app cannot renew it), not once the worker is gone", async () => {
+    test("a streamer's launch token is honoured past its expiry while its worker runs and is not connected (a UE app cannot renew it); no other expired token is", async () => {
       const { s, workerId } = await streamer();
       const issuer = new TokenIssuer(TEST_SECRET, () => t.clock.now());
-      const launch = await issuer.sign({ role: 'worker', wid: workerId, pid: 'ps' }, 60_000);
-      const nobody = await issuer.sign({ role: 'worker', wid: 'w_gone', pid: 'ps' }, 60_000);
+      const launch = await issuer.sign({ role: 'worker', wid: workerId, pid: 'ps', launch: true }, 60_000);
+      const renewed = await issuer.sign({ role: 'worker', wid: workerId, pid: 'ps' }, 60_000);
+      const nobody = await issuer.sign({ role: 'worker', wid: 'w_gone', pid: 'ps', launch: true }, 60_000);
       const pool = await poolToken();
+      const dial = (token: string) =>
+        new TestStreamer(pool.signallingUrl.replace(/token=.*/, `token=${token}`));
+      const refused = async (streamer: TestStreamer, message: RegExp) => {
+        assert.equal((await streamer.closed).code, 1008);
+        assert.match(String((await streamer.next('error')).message), message);
+      };
       await t.advance(120_000);
+      // while its connection is up, the expired launch token takes nothing over
+      await refused(dial(launch), /is connected/);
+      s.send({ type: 'ping', time: 2 });
+      assert.equal((await s.next('pong')).time, 2, 'the connected streamer is still served');
       // its signalling dropped a day later: it dials in again with the URL it was started with
       s.ws.terminate();
-      const again = new TestStreamer(pool.signallingUrl.replace(/token=.*/, `token=${launch}`));
+      await s.closed;
+      await t.settled();
+      // a worker token that is not a launch token (one handed out at a registration or a renewal) is refused
+      await refused(dial(renewed), /expired/);
+      const again = dial(launch);
       live.push({ s: again, workerId });
       assert.equal(await again.registered, workerId, 'the same worker');
       // an expired token of a worker that is gone is refused (security.test.ts: an expired pool token is too)
-      const gone = new TestStreamer(pool.signallingUrl.replace(/token=.*/, `token=${nobody}`));
-      assert.equal((await gone.closed).code, 1008);
-      assert.match(String((await gone.next('error')).message), /no worker/);
+      await refused(dial(nobody), /no worker/);
     });
 
     test('a streamer holds at most MAX_EARLY_CANDIDATES candidates before its offer; later ones pass at once', async () => {

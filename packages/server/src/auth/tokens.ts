@@ -19,10 +19,17 @@ export interface TokenClaims {
   idn?: string;
   /** the token's own id: pool (kept in the database, so that it can be revoked) */
   jti?: string;
+  /**
+   * worker: the token its driver started it with (in its environment and signalling URL), the only worker
+   * token the signalling endpoint honours past its expiry
+   */
+  launch?: true;
 }
 
 export interface VerifiedToken extends TokenClaims {
   exp: number;
+  /** a launch token honoured past its expiry (verify's `expiredLaunch`) */
+  expired?: true;
 }
 
 const ISSUER = 'usher';
@@ -53,6 +60,7 @@ export class TokenIssuer {
     if (claims.reg) payload.reg = claims.reg;
     if (claims.idn) payload.idn = claims.idn;
     if (claims.jti) payload.jti = claims.jti;
+    if (claims.launch) payload.launch = 1;
     payload.iss = ISSUER;
     payload.iat = nowS;
     payload.exp = nowS + Math.max(1, Math.ceil(ttlMs / 1000));
@@ -61,11 +69,12 @@ export class TokenIssuer {
   }
 
   /**
-   * Verifies a token against the injected clock; throws UNAUTHORIZED with the reason. With `expiredWorker`, a
-   * worker token past its expiry still verifies (signature and issuer checked as ever): the signalling
-   * endpoint honours the launch token of a worker that is not stopped, which a Pixel Streaming app cannot renew.
+   * Verifies a token against the injected clock; throws UNAUTHORIZED with the reason. With `expiredLaunch`, a
+   * worker's launch token past its expiry still verifies (signature and issuer checked as ever), marked
+   * `expired`: the signalling endpoint honours it for a worker that is not stopped and not connected, as a
+   * Pixel Streaming app cannot renew the token in its URL. No other token is honoured past its expiry.
    */
-  async verify(token: string, options: { expiredWorker?: boolean } = {}): Promise<VerifiedToken> {
+  async verify(token: string, options: { expiredLaunch?: boolean } = {}): Promise<VerifiedToken> {
     try {
       const { payload } = await jwtVerify(token, this.#key, {
         issuer: ISSUER,
@@ -74,21 +83,28 @@ export class TokenIssuer {
       });
       if (typeof payload.role !== 'string' || typeof payload.pid !== 'string')
         throw new Error('missing claims');
-      return payload as unknown as VerifiedToken;
+      return claimsOf(payload);
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) {
         // jose checks the signature and the issuer before the expiry: the payload it hands back is genuine
         const p = err.payload;
         if (
-          options.expiredWorker &&
+          options.expiredLaunch &&
           p.role === 'worker' &&
+          p.launch === 1 &&
           typeof p.wid === 'string' &&
           typeof p.pid === 'string'
         )
-          return p as unknown as VerifiedToken;
+          return { ...claimsOf(p), expired: true };
         throw new UsherError('UNAUTHORIZED', 'the token has expired; ask for a new one');
       }
       throw new UsherError('UNAUTHORIZED', 'the token is not valid');
     }
   }
+}
+
+/** A verified payload as claims (`launch` is signed as 1). */
+function claimsOf(payload: Record<string, unknown>): VerifiedToken {
+  const { launch, ...rest } = payload;
+  return { ...(rest as unknown as VerifiedToken), ...(launch === 1 ? { launch: true } : {}) };
 }

@@ -1291,7 +1291,7 @@ export class Engine {
       const driver = this.o.drivers[driverName];
       try {
         if (!driver) throw new Error(`no "${driverName}" driver is configured on this server`);
-        const token = await this.#workerToken(w.id, p.id);
+        const token = await this.#workerToken(w.id, p.id, true);
         const env: Record<string, string> = {
           [WORKER_ENV.url]: this.o.workerUrl(),
           [WORKER_ENV.token]: token,
@@ -1542,7 +1542,7 @@ export class Engine {
 
   /** A worker socket registered with a valid token. Returns the worker id, or throws. */
   async workerRegistered(
-    claims: { role: string; wid?: string; pid: string; reg?: string; jti?: string },
+    claims: { role: string; wid?: string; pid: string; reg?: string; jti?: string; expired?: true },
     link: WorkerLink,
     after?: { sessionId: string; at: string; id?: string },
   ): Promise<WorkerRecord> {
@@ -1554,6 +1554,12 @@ export class Engine {
         throw new UsherError(
           'FORBIDDEN',
           `worker "${claims.wid}" has been stopped; it cannot register again`,
+        );
+      // a launch token past its expiry brings back a worker whose connection is gone, and takes over none
+      if (claims.expired && (await this.#connectedElsewhere(worker, link)))
+        throw new UsherError(
+          'FORBIDDEN',
+          `worker "${worker.id}" is connected: a launch token past its expiry does not replace its connection`,
         );
     } else if (claims.role === 'pool') {
       // a token made before pool tokens were kept has no id: it runs until it expires
@@ -1680,8 +1686,20 @@ export class Engine {
     }
   }
 
-  #workerToken(workerId: string, projectId: string): Promise<string> {
-    return this.o.tokens.sign({ role: 'worker', wid: workerId, pid: projectId }, this.o.workerTokenTtlMs);
+  /** Whether the worker has a live connection other than `link`: on this server, or on another that is alive. */
+  async #connectedElsewhere(w: WorkerRecord, link: WorkerLink): Promise<boolean> {
+    const here = this.#links.get(w.id);
+    if (here && here !== link) return true;
+    if (!w.attachedTo || w.attachedTo === this.o.serverId) return false;
+    return (await this.o.aliveServers()).has(w.attachedTo);
+  }
+
+  /** A worker's token; `launch` for the one its driver starts it with (TokenClaims.launch). */
+  #workerToken(workerId: string, projectId: string, launch = false): Promise<string> {
+    return this.o.tokens.sign(
+      { role: 'worker', wid: workerId, pid: projectId, ...(launch ? { launch: true as const } : {}) },
+      this.o.workerTokenTtlMs,
+    );
   }
 
   #agentToken(sessionId: string, projectId: string, workerId: string): Promise<string> {

@@ -90,8 +90,8 @@ export function streamerSocketRoute(app: FastifyInstance, ctx: ApiContext): void
     const register = async (endpointId: string) => {
       try {
         if (!credential) return refuse('the signalling URL needs ?token=<worker or pool token>');
-        // a UE app reconnects with the URL it was started with: its worker's token, honoured while the worker runs
-        const claims = await ctx.auth.tokens.verify(credential, { expiredWorker: true });
+        // a UE app reconnects with the URL it was started with: its launch token, honoured while the worker runs
+        const claims = await ctx.auth.tokens.verify(credential, { expiredLaunch: true });
         const w = await engine.workerRegistered(claims, link);
         projectId = w.projectId;
         external = w.driver === 'external';
