@@ -15,7 +15,18 @@ export const WEB_ERRORS = {
   },
   NOT_CONNECTED: {
     retryable: true,
-    description: 'The session socket is not open (still opening, reconnecting, or ended): nothing was sent.',
+    description:
+      'The session socket is not open (still opening, being replaced by a fresh session, or ended): nothing was sent. While the SDK reconnects to the same session, messages are held instead (OUTBOX_FULL, NOT_SENT).',
+  },
+  OUTBOX_FULL: {
+    retryable: true,
+    description:
+      'The SDK is reconnecting and already holds 100 room messages (OUTBOX_LIMIT) to send when the socket is back: this one was not held, nothing was sent.',
+  },
+  NOT_SENT: {
+    retryable: false,
+    description:
+      'A room message held while the SDK reconnected was never sent: the session ended, or a fresh session replaced the lost one (the new room never sees it).',
   },
   TOO_LARGE: {
     retryable: false,

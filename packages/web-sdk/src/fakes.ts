@@ -23,6 +23,11 @@ export class FakeClock implements Timers {
     this.#timers.delete(handle as number);
   }
 
+  /** How many timers are armed: none is left once a session has ended. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
   /** Moves time forward by `ms`, firing due timers in order (each at its own time). */
   advance(ms: number): void {
     const target = this.time + ms;

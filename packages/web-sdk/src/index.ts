@@ -23,6 +23,7 @@ export type {
   JoinOptions,
   StartOptions,
 } from './options.ts';
+export { OUTBOX_LIMIT } from './outbox.ts';
 export type {
   FetchLike,
   PeerConnectionConstructor,
@@ -33,4 +34,4 @@ export type {
   VideoLike,
 } from './platform.ts';
 export { DEFAULT_RECONNECT, type ReconnectPolicy, reconnectDelayMs } from './reconnect.ts';
-export { PING_INTERVAL_MS, UsherSession } from './session.ts';
+export { CONNECT_TIMEOUT_MS, PING_INTERVAL_MS, UsherSession } from './session.ts';

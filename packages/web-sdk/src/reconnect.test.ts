@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { harness, json, record, settle, status } from './fakes.ts';
 import { DEFAULT_RECONNECT, reconnectDelayMs } from './reconnect.ts';
-import { PING_INTERVAL_MS, UsherSession } from './session.ts';
+import { CONNECT_TIMEOUT_MS, PING_INTERVAL_MS, UsherSession } from './session.ts';
 
 const policy = { maxAttempts: 4, baseDelayMs: 500, maxDelayMs: 3000 };
 
@@ -24,6 +24,11 @@ async function live(options: { join?: boolean; maxAttempts?: number } = {}) {
   h.net.last.receive(status('active', 'connecting', 'worker:answer'));
   const events = record(session);
   return { h, session, events };
+}
+
+/** The session was lost while the viewer was away: the server closes with 4007. */
+function lost(h: ReturnType<typeof harness>): void {
+  h.net.last.serverClose(4007, 'reconnect_failed');
 }
 
 describe('reconnectDelayMs', () => {
@@ -127,6 +132,33 @@ describe('1006: resume the same session', () => {
     assert.deepEqual(events.of('reconnected'), [{ attempts: 1, sessionId: 's1', fresh: false }]);
     dead.serverClose(1006); // the dead socket's close, when it comes at last, changes nothing
     assert.equal(events.of('reconnecting').length, 1);
+  });
+
+  test('a socket that does not open within CONNECT_TIMEOUT_MS is given up and counts as a failed attempt', async () => {
+    const { h, events } = await live();
+    h.randoms.push(0, 0);
+    h.net.last.serverClose(1006);
+    h.clock.advance(250);
+    const stuck = h.net.last;
+    assert.equal(h.net.sockets.length, 2);
+    // a black-holed host: the socket neither opens nor closes
+    h.clock.advance(CONNECT_TIMEOUT_MS - 1);
+    assert.equal(events.of('reconnecting').length, 1, 'it may take up to CONNECT_TIMEOUT_MS');
+    h.clock.advance(1);
+    assert.deepEqual(stuck.closedWith, { code: undefined, reason: undefined }, 'the stuck socket is closed');
+    assert.deepEqual(events.of('reconnecting').at(-1), { attempt: 2, delayMs: 500, code: 1006 });
+    h.clock.advance(500);
+    assert.equal(h.net.sockets.length, 3);
+    const next = h.net.last;
+    next.open();
+    next.receive(status('active', 'active', 'snapshot'));
+    assert.deepEqual(events.of('reconnected'), [{ attempts: 2, sessionId: 's1', fresh: false }]);
+    stuck.open(); // opening late changes nothing
+    stuck.serverClose(1006);
+    assert.equal(events.of('reconnecting').length, 2);
+    // an open socket is kept however long the session lasts
+    h.clock.advance(CONNECT_TIMEOUT_MS * 10);
+    assert.equal(h.net.sockets.length, 3);
   });
 
   test('leave() between attempts to resume tells the server over HTTP, which would not hear the socket', async () => {
@@ -320,6 +352,57 @@ describe('1006: resume the same session', () => {
   });
 });
 
+describe('a listener that stops the session while the SDK reconnects', () => {
+  test('cancelReconnect() in a `reconnecting` listener after 1006: no socket opens after `ended`', async () => {
+    const { h, session, events } = await live();
+    session.on('reconnecting', () => session.cancelReconnect());
+    h.net.last.serverClose(1006);
+    assert.deepEqual(events.of('ended'), [{ code: 4007, reason: 'reconnect_canceled', outcome: 'failed' }]);
+    assert.equal(h.clock.pending, 0, 'no timer is left armed');
+    h.clock.advance(60_000);
+    assert.equal(h.net.sockets.length, 1, 'no socket after ended');
+  });
+
+  test('cancelReconnect() in a `reconnecting` listener after 4007: no new session is asked for', async () => {
+    const { h, session, events } = await live();
+    session.on('reconnecting', () => session.cancelReconnect());
+    lost(h);
+    assert.equal(h.clock.pending, 0, 'no timer is left armed');
+    h.clock.advance(60_000);
+    await settle();
+    assert.deepEqual(
+      h.http.calls.filter((c) => c.url.endsWith('/sessions')).length,
+      1,
+      'only the first session was ever asked for',
+    );
+    assert.equal(h.net.sockets.length, 1);
+    assert.deepEqual(events.of('ended'), [{ code: 4007, reason: 'reconnect_canceled', outcome: 'failed' }]);
+  });
+
+  test('leave() in a `state` listener while a fresh session starts: no socket, and the new session is ended', async () => {
+    const { h, session, events } = await live();
+    session.on('state', ({ cause }) => {
+      if (cause === 'reconnect:fresh') session.leave();
+    });
+    lost(h);
+    h.clock.advance(policy.maxDelayMs);
+    await settle();
+    assert.equal(h.net.sockets.length, 1, 'no socket for the new session');
+    assert.deepEqual(
+      h.http.calls.map((c) => `${c.method} ${c.url} ${c.headers.authorization ?? ''}`),
+      [
+        'POST http://usher.test/sessions ',
+        'POST http://usher.test/sessions ',
+        'POST http://usher.test/sessions/s2/end Bearer token-s2',
+      ],
+    );
+    assert.equal(events.of('ended').length, 1);
+    assert.equal(session.state, 'ended');
+    h.clock.advance(60_000);
+    assert.equal(h.net.sockets.length, 1);
+  });
+});
+
 describe('codes that end the session', () => {
   const cases: [number, string, string][] = [
     [1000, 'completed', 'disconnected'],
@@ -447,6 +530,65 @@ describe('4007: start a fresh session', () => {
     assert.equal(h.http.calls.length, 0);
     assert.deepEqual(events.of('reconnecting'), []);
     assert.deepEqual(events.of('ended'), [{ code: 4007, reason: 'reconnect_failed', outcome: 'failed' }]);
+  });
+
+  test("everyone in the lost session's room is reported as having left before the new room is listed", async () => {
+    const { h, session, events } = await live();
+    const joined = (participant: Record<string, unknown>, sessionId = 's1') => ({
+      type: 'session.participant_joined',
+      sessionId,
+      at: '2026-01-01T00:00:00.000Z',
+      participant,
+    });
+    const me = { identity: 'viewer-1', kind: 'viewer' };
+    const agent = { identity: 'agent', kind: 'agent', name: 'Stella' };
+    h.net.last.receive(joined(me));
+    h.net.last.receive(joined(agent));
+    lost(h);
+    const before = events.all.length;
+    assert.deepEqual(events.of('participantLeft'), [], 'not while the new session is being asked for');
+    h.clock.advance(policy.maxDelayMs);
+    await settle();
+    assert.equal(session.id, 's2');
+    assert.deepEqual(events.of('participantLeft'), [me, agent]);
+    const fresh = h.net.last;
+    fresh.open();
+    fresh.receive(status('queued', 'requesting', 'admission'));
+    // the new room: the same agent identity is an arrival again
+    fresh.receive(joined({ identity: 'viewer-2', kind: 'viewer' }, 's2'));
+    fresh.receive(joined(agent, 's2'));
+    assert.deepEqual(
+      events.all
+        .slice(before)
+        .filter(([name]) => name === 'participantJoined' || name === 'participantLeft')
+        .map(([name, p]) => `${name} ${(p as { identity: string }).identity}`),
+      [
+        'participantLeft viewer-1',
+        'participantLeft agent',
+        'participantJoined viewer-2',
+        'participantJoined agent',
+      ],
+    );
+  });
+
+  test('leave() in a `participantLeft` listener of a fresh start: no socket, and the new session is ended', async () => {
+    const { h, session } = await live();
+    h.net.last.receive({
+      type: 'session.participant_joined',
+      sessionId: 's1',
+      at: '2026-01-01T00:00:00.000Z',
+      participant: { identity: 'agent', kind: 'agent' },
+    });
+    session.on('participantLeft', () => session.leave());
+    lost(h);
+    h.clock.advance(policy.maxDelayMs);
+    await settle();
+    assert.equal(h.net.sockets.length, 1);
+    assert.equal(session.state, 'ended');
+    assert.deepEqual(
+      h.http.calls.filter((c) => c.url.endsWith('/end')).map((c) => c.url),
+      ['http://usher.test/sessions/s2/end'],
+    );
   });
 
   test('a new session created after the viewer left is ended at once', async () => {

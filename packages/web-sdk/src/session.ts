@@ -9,6 +9,7 @@ import {
   MAX_CLIENT_FRAME_BYTES,
   MAX_REPLAYED_MESSAGES,
   type MessagePage,
+  type Participant,
   RoomCursor,
   type SessionEvent,
   type SessionState,
@@ -45,12 +46,20 @@ import {
   resolveServer,
   type StartOptions,
 } from './options.ts';
+import { Outbox } from './outbox.ts';
 import { SOCKET_OPEN, type SocketLike } from './platform.ts';
 import { closeOutcome, closePolicy, reconnectDelayMs } from './reconnect.ts';
 import { StreamConnection } from './stream.ts';
 
 /** How often the SDK pings the server to keep the socket (and proxies on the way) alive. */
 export const PING_INTERVAL_MS = 20_000;
+
+/**
+ * How long a socket may take to open. One that has not opened by then (a host that drops the packets, a network
+ * that vanished) is given up and counts as a failed attempt (1006), rather than waiting for the browser's own
+ * connection timeout, which can take minutes.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
 
 /** What a fresh session (after 4007) is created from: only known to sessions made by start(). */
 interface FreshRequest {
@@ -136,7 +145,8 @@ export class UsherSession {
   /** per socket: the first status_changed is the snapshot; `config` first means a stream session */
   #snapshotSeen = false;
   #isStream = false;
-  #pingTimer: unknown = null;
+  /** until the socket opens, its connect timeout (CONNECT_TIMEOUT_MS); then the next ping */
+  #socketTimer: unknown = null;
   /** pings sent since the socket last brought anything (the server answers every ping) */
   #unanswered = 0;
   #reconnectTimer: unknown = null;
@@ -149,8 +159,10 @@ export class UsherSession {
   #ended = false;
   /** a fresh session is being asked for: one that nobody will use is ended once it exists (#startFresh) */
   #creatingFresh = false;
-  /** who is in the room, as this participant was told: a reopened socket lists them again */
-  readonly #present = new Set<string>();
+  /** who is in the room, by identity, as this participant was told: a reopened socket lists them again */
+  readonly #present = new Map<string, Participant>();
+  /** room messages sent while reconnecting to the same session, sent once its socket is back */
+  readonly #outbox = new Outbox();
   /**
    * How far this participant has heard the room: a reopened socket asks for what came after it (`?after=`), which
    * the server replays first; a message that comes twice is delivered once.
@@ -238,19 +250,25 @@ export class UsherSession {
   }
 
   /**
-   * Sends a room message to every participant; false while the socket is not open. Throws UsherError TOO_LARGE,
-   * sending nothing, when the message would make a frame over the server's limit (64 KiB, which would close the
-   * socket).
+   * Sends a room message to every participant. While the SDK reconnects to the same session the message is held
+   * and sent once the socket is back (up to OUTBOX_LIMIT messages; dropped if the session ends or is replaced).
+   * True when sent or held; false when the socket is not open and the message is not held (still opening, a
+   * fresh session being started, ended, or the outbox full). Throws UsherError TOO_LARGE, sending nothing, when
+   * the message would make a frame over the server's limit (64 KiB, which would close the socket).
    */
   sendMessage(type: string, data?: unknown): boolean {
-    return this.#send(sizedFrame({ type: 'message', messageType: type, data }));
+    const frame = sizedFrame({ type: 'message', messageType: type, data });
+    if (this.#resuming()) return this.#outbox.hold(frame);
+    return this.#send(frame);
   }
 
   /**
    * Sends a room message and resolves once the server has relayed it (and stored it, for recorded types) with
-   * its envelope's `id` and `at`. Rejects with UsherError: NOT_CONNECTED (nothing sent), TOO_LARGE (nothing
-   * sent: over the server's frame limit), the server's refusal (RATE_LIMITED, …), or NO_ACK (no answer within
-   * `timeoutMs`, or the connection closed first).
+   * its envelope's `id` and `at`. While the SDK reconnects to the same session the message is held and sent once
+   * the socket is back; `timeoutMs` counts from when it is sent. Rejects with UsherError: NOT_CONNECTED (nothing
+   * sent), TOO_LARGE (nothing sent: over the server's frame limit), OUTBOX_FULL (nothing sent: too many held
+   * already), NOT_SENT (held, then the session ended or a fresh one replaced it), the server's refusal
+   * (RATE_LIMITED, …), or NO_ACK (no answer within `timeoutMs`, or the connection closed first).
    */
   sendMessageAcked(
     type: string,
@@ -258,7 +276,8 @@ export class UsherSession {
     options: { timeoutMs?: number } = {},
   ): Promise<MessageAckInfo> {
     const ws = this.#ws;
-    if (!ws || ws.readyState !== SOCKET_OPEN)
+    const resuming = this.#resuming();
+    if (!resuming && (!ws || ws.readyState !== SOCKET_OPEN))
       return Promise.reject(
         new UsherError('NOT_CONNECTED', `the session socket is not open (state ${this.#state}): not sent`),
       );
@@ -268,9 +287,31 @@ export class UsherSession {
     } catch (err) {
       return Promise.reject(err);
     }
-    const { ref, acked } = this.#acks.track(options.timeoutMs ?? ACK_TIMEOUT_MS);
+    const timeoutMs = options.timeoutMs ?? ACK_TIMEOUT_MS;
+    if (resuming) return this.#outbox.holdAcked(frame, timeoutMs);
+    return this.#sendAcked(ws!, frame, timeoutMs);
+  }
+
+  #sendAcked(ws: SocketLike, frame: string, timeoutMs: number): Promise<MessageAckInfo> {
+    const { ref, acked } = this.#acks.track(timeoutMs);
     ws.send(`${frame.slice(0, -1)},"ref":${JSON.stringify(ref)}}`);
     return acked;
+  }
+
+  /**
+   * Reconnecting to the same session (1006, 1011, 1012): room messages are held until its socket is back, which is
+   * when the server's snapshot arrives on it (a frame sent before would pass the ones held).
+   */
+  #resuming(): boolean {
+    return this.#reconnecting !== null && !this.#reconnecting.fresh && !this.#ended;
+  }
+
+  /** The socket is back: what was held goes first, in order. */
+  #flushOutbox(ws: SocketLike): void {
+    for (const { frame, acked } of this.#outbox.take()) {
+      if (!acked) ws.send(frame);
+      else this.#sendAcked(ws, frame, acked.timeoutMs).then(acked.resolve, acked.reject);
+    }
   }
 
   /**
@@ -334,12 +375,19 @@ export class UsherSession {
   }
 
   #open(): void {
+    // a listener may have ended the session while an attempt was on its way here
+    if (this.#ended) return;
     const ws = new this.#o.WebSocket(withCursor(this.#url, this.#heard.heard));
     this.#ws = ws;
     this.#snapshotSeen = false;
     this.#isStream = false;
+    this.#socketTimer = this.#o.timers.setTimeout(() => {
+      if (this.#ws !== ws) return;
+      this.#abandon(ws, `the connection did not open within ${CONNECT_TIMEOUT_MS} ms`);
+    }, CONNECT_TIMEOUT_MS);
     ws.onopen = () => {
       if (this.#ws !== ws) return;
+      this.#o.timers.clearTimeout(this.#socketTimer);
       this.#unanswered = 0;
       this.#schedulePing();
     };
@@ -362,22 +410,27 @@ export class UsherSession {
   }
 
   #schedulePing(): void {
-    this.#pingTimer = this.#o.timers.setTimeout(() => {
+    this.#socketTimer = this.#o.timers.setTimeout(() => {
       const ws = this.#ws;
       // counted in pings, not in time: a hidden tab's timers may run a minute late
       if (ws && this.#unanswered >= 2) {
         // two pings went unanswered: the connection is gone without having closed (a server or a network
         // that vanished), and is treated as a drop
-        ws.onopen = null;
-        ws.onmessage = null;
-        ws.onclose = null;
-        ws.close();
-        this.#onClose(1006, 'the server stopped answering');
+        this.#abandon(ws, 'the server stopped answering');
         return;
       }
       if (this.#send({ type: 'ping', time: this.#o.now() })) this.#unanswered++;
       this.#schedulePing();
     }, PING_INTERVAL_MS);
+  }
+
+  /** Gives up a socket that never opened or stopped answering: a drop (1006), whatever it does later. */
+  #abandon(ws: SocketLike, reason: string): void {
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.close();
+    this.#onClose(1006, reason);
   }
 
   #onFrame(data: unknown): void {
@@ -409,7 +462,7 @@ export class UsherSession {
       case 'session.participant_joined':
         // a reopened socket lists everyone in the room again: only arrivals are news
         if (this.#present.has(e.participant.identity)) return;
-        this.#present.add(e.participant.identity);
+        this.#present.set(e.participant.identity, e.participant);
         this.#events.emit('participantJoined', e.participant);
         return;
       case 'session.participant_left':
@@ -472,13 +525,14 @@ export class UsherSession {
       if (closePolicy(code) === 'fresh' && this.#canStartFresh()) return;
     }
     this.#setState(e.status, e.cause);
-    if (!snapshot || e.status === 'ended') return;
-    if (this.#reconnecting) {
-      const { fresh } = this.#reconnecting;
-      this.#events.emit('reconnected', { attempts: this.#attempts, sessionId: this.#id, fresh });
-      this.#reconnecting = null;
-      this.#attempts = 0;
-    }
+    // a `state` listener may have left
+    if (!snapshot || e.status === 'ended' || this.#ended || !this.#reconnecting) return;
+    const { fresh } = this.#reconnecting;
+    const attempts = this.#attempts;
+    this.#reconnecting = null;
+    this.#attempts = 0;
+    if (this.#ws) this.#flushOutbox(this.#ws);
+    this.#events.emit('reconnected', { attempts, sessionId: this.#id, fresh });
   }
 
   #setState(state: SessionState, cause: string): void {
@@ -492,7 +546,7 @@ export class UsherSession {
 
   #onClose(code: number, reason: string): void {
     this.#ws = null;
-    this.#o.timers.clearTimeout(this.#pingTimer);
+    this.#o.timers.clearTimeout(this.#socketTimer);
     this.#acks.failAll(`the connection closed (${code}) first`);
     this.#stream.close();
     if (this.#ended) return;
@@ -522,16 +576,20 @@ export class UsherSession {
     const delayMs = reconnectDelayMs(this.#attempts, policy, this.#o.random);
     this.#attempts++;
     this.#reconnecting = { fresh: fresh || (this.#reconnecting?.fresh ?? false) };
-    this.#events.emit('reconnecting', { attempt: this.#attempts, delayMs, code });
+    if (this.#reconnecting.fresh)
+      this.#outbox.drop(`the session was lost (${code}); a fresh one replaces it, whose room never sees it`);
+    // armed before the event: a listener that cancels (cancelReconnect(), leave()) clears it
     this.#reconnectTimer = this.#o.timers.setTimeout(() => {
       this.#reconnectTimer = null;
       if (fresh) void this.#startFresh();
       else this.#open();
     }, delayMs);
+    this.#events.emit('reconnecting', { attempt: this.#attempts, delayMs, code });
   }
 
   /** Replaces a lost session (4007) with a new one of the same project. */
   async #startFresh(): Promise<void> {
+    if (this.#ended) return;
     const request = this.#fresh!;
     let created: CreatedSession;
     this.#creatingFresh = true;
@@ -560,8 +618,15 @@ export class UsherSession {
     this.#identity = tokenIdentity(created.token);
     this.#url = created.url;
     this.#endInfo = null;
-    this.#present.clear();
     this.#heard.reset();
+    // the lost session's room is gone, with everyone in it: an app's list of participants starts over
+    const gone = [...this.#present.values()];
+    this.#present.clear();
+    for (const participant of gone) {
+      this.#events.emit('participantLeft', participant);
+      // a listener that leaves ends the new session over HTTP (#finalize): no socket is opened for it
+      if (this.#ended) return;
+    }
     this.#setState(created.state, 'reconnect:fresh');
     this.#open();
   }
@@ -597,9 +662,10 @@ export class UsherSession {
       endSession(this.#o.fetch, this.#server, this.#id, this.#token).catch(() => {});
     this.#ended = true;
     this.#o.timers.clearTimeout(this.#reconnectTimer);
-    this.#o.timers.clearTimeout(this.#pingTimer);
+    this.#o.timers.clearTimeout(this.#socketTimer);
     this.#afk.stop();
     this.#acks.failAll('the session ended first');
+    this.#outbox.drop(`the session ended (${info.code}, ${info.reason}) first`);
     this.#stopWatchingInput?.();
     this.#stream.detach();
     const ws = this.#ws;
