@@ -32,7 +32,15 @@ export const WORKER_ERRORS = {
     retryable: true,
     description: 'The chat history could not be read: the server did not answer, or answered with no JSON.',
   },
-  WORKER_HOOK_FAILED: { retryable: false, description: 'A lifecycle hook threw; the cause is attached.' },
+  WORKER_HOOK_FAILED: {
+    retryable: false,
+    description: 'A lifecycle hook or an event listener threw; the cause is attached.',
+  },
+  WORKER_OUTBOX_DROPPED: {
+    retryable: false,
+    description:
+      'Frames buffered while reconnecting were dropped: the outbox was full, or the session was gone when the worker came back.',
+  },
 } as const satisfies Record<string, { retryable: boolean; description: string }>;
 
 export type WorkerErrorCode = keyof typeof WORKER_ERRORS;

@@ -38,9 +38,10 @@ export interface WorkerHooks {
   onMessage?: Hook<[envelope: Envelope]>;
   onSessionState?: Hook<[info: SessionStateInfo]>;
   /**
-   * the worker leaves its session, once per session: after onShutdown (even one that outlived graceMs), on
-   * close(), or when reconnecting gave up. `assignment` is the session left: a reused worker whose onShutdown
-   * outlived graceMs may hold its next session already
+   * the worker leaves its session, once per session that was set up (onConnect began): after onShutdown (even
+   * one that outlived graceMs), on close(), or when reconnecting gave up (waited for at most closeGraceMs).
+   * `assignment` is the session left: a reused worker whose onShutdown outlived graceMs may hold its next session
+   * already
    */
   onDisconnect?: Hook<[assignment: Assignment]>;
   /**

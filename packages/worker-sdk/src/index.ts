@@ -15,5 +15,6 @@ export {
   type Timers,
   type WorkerOptions,
 } from './options.ts';
+export { OUTBOX_MAX_BYTES, OUTBOX_MAX_MESSAGES } from './outbox.ts';
 export { DefaultWebSocket, type SocketConstructor, type SocketLike } from './socket.ts';
 export { SILENT_HEARTBEATS_LIMIT, UsherWorker, type WorkerConnectionState } from './worker.ts';

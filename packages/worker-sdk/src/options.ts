@@ -29,9 +29,12 @@ export interface WorkerOptions extends WorkerHooks {
   heartbeatIntervalMs?: number;
   /** send `ready` as soon as the worker is registered (default true) */
   autoReady?: boolean;
-  /** drop and retry a connection that is not registered within this time (default 10 000) */
+  /**
+   * drop and retry a connection that is not registered within this time; also how long what was kept while
+   * reconnecting waits for the server's replay of the session after registering again (default 10 000)
+   */
   registerTimeoutMs?: number;
-  /** how long close() waits for onDisconnect before it stops anyway (default 10 000) */
+  /** how long close(), or a worker that gives up, waits for onDisconnect before it stops anyway (default 10 000) */
   closeGraceMs?: number;
   /** reconnect policy after an unexpected close, or false to never reconnect */
   reconnect?: ReconnectOptions | false;

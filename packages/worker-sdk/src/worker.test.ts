@@ -16,6 +16,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { WorkerError, WorkerServerError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import type { Timers, WorkerOptions } from './options.ts';
+import { OUTBOX_MAX_MESSAGES } from './outbox.ts';
+import type { SocketConstructor, SocketLike } from './socket.ts';
 import { SILENT_HEARTBEATS_LIMIT, UsherWorker } from './worker.ts';
 
 const workerFrame = validator(WorkerFrame);
@@ -109,6 +111,19 @@ function quietLogger(): Logger & { lines: AsyncQueue<Logged> } {
   const lines = new AsyncQueue<Logged>();
   const at = (level: string) => (message: string) => lines.push({ level, message });
   return { lines, debug: () => {}, info: () => {}, warn: at('warn'), error: at('error') };
+}
+
+/** `promise`, or a failure naming `what` after `ms`: a test of something that must settle fails, not hangs. */
+async function within<T>(promise: Promise<T>, what: string, ms = 5_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Timers that hold the callbacks scheduled for `ms` (and only those) until the test fires them, oldest first. */
@@ -887,4 +902,366 @@ test('the WHATWG global WebSocket can be injected instead of ws', async (t) => {
   await conn.expect('ready');
   conn.send({ type: 'assign', assignment });
   await conn.expect('session_started');
+});
+
+// ---- listeners that throw ----
+
+test('a "reconnecting" listener that throws is reported, and the worker still reconnects', async (t) => {
+  const { server, worker, conn } = await registered(t);
+  const errors: Error[] = [];
+  worker.on('error', (err) => void errors.push(err));
+  worker.on('reconnecting', () => {
+    throw new Error('listener bug');
+  });
+  conn.socket.terminate();
+  const conn2 = await within(server.next(), 'the next connection');
+  await conn2.accept();
+  await within(conn2.expect('ready'), 'ready after the reconnect');
+  assert.equal(worker.state, 'registered');
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof WorkerError);
+  assert.equal(errors[0].code, 'WORKER_HOOK_FAILED');
+  assert.match(errors[0].message, /^a "reconnecting" listener threw: listener bug/);
+});
+
+test('a "close" listener that throws is reported, and closed and close() still settle', async (t) => {
+  const { worker, conn } = await assigned(t);
+  const errors: Error[] = [];
+  worker.on('error', (err) => void errors.push(err));
+  worker.on('close', () => {
+    throw new Error('listener bug');
+  });
+  const closing = worker.close();
+  await conn.expect('stopped');
+  await within(worker.closed, 'worker.closed');
+  await within(closing, 'close()');
+  assert.equal(worker.state, 'closed');
+  assert.match(errors[0]?.message ?? '', /^a "close" listener threw: listener bug/);
+});
+
+test('listeners of connect, message, shutdown and disconnect that throw (or reject) are reported and their hooks still run; a throwing error listener is only logged', async (t) => {
+  const logger = quietLogger();
+  const calls: string[] = [];
+  const { worker, conn } = await registered(t, {
+    logger,
+    onConnect: (a) => void calls.push(`connect ${a.sessionId}`),
+    onMessage: (env, w) => w.send('echo', env.data),
+    onShutdown: () => void calls.push('shutdown'),
+    onDisconnect: () => void calls.push('disconnect'),
+  });
+  const errors: string[] = [];
+  worker.on('error', (err) => {
+    errors.push(err.message);
+    throw new Error('error listener bug');
+  });
+  const bug = (): never => {
+    throw new Error('listener bug');
+  };
+  worker.on('connect', bug);
+  worker.on('message', async () => bug());
+  worker.on('shutdown', bug);
+  worker.on('disconnect', bug);
+  // a later listener of the same event still hears it
+  worker.on('connect', (a) => void calls.push(`connect event ${a.sessionId}`));
+  conn.send({ type: 'assign', assignment });
+  assert.deepEqual(await conn.nextFrame(), { type: 'session_started', sessionId: 'ses_1' });
+  conn.send({ type: 'message', message: envelope('hi') });
+  assert.equal((await conn.expect('message')).data, 'hi');
+  conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: 5_000, reason: 'done', reuse: false });
+  await conn.expect('stopped');
+  await within(worker.closed, 'worker.closed');
+  assert.deepEqual(calls, ['connect event ses_1', 'connect ses_1', 'shutdown', 'disconnect']);
+  assert.deepEqual(errors, [
+    'a "connect" listener threw: listener bug',
+    'a "message" listener threw: listener bug',
+    'a "shutdown" listener threw: listener bug',
+    'a "disconnect" listener threw: listener bug',
+  ]);
+  // each failure of the error listener is logged, once, and not emitted again
+  for (const message of errors) {
+    const line = await logger.lines.shift();
+    assert.equal(line.level, 'error');
+    assert.equal(line.message, `an "error" listener threw: error listener bug (reporting: ${message})`);
+  }
+});
+
+// ---- giving up ----
+
+test('refused, or out of reconnect attempts, with an onDisconnect that never settles: closed settles after closeGraceMs', async (t) => {
+  for (const how of ['1008', 'reconnect: false'] as const) {
+    const { worker, conn } = await assigned(t, {
+      onDisconnect: () => new Promise<void>(() => {}),
+      closeGraceMs: 10,
+      ...(how === 'reconnect: false' ? { reconnect: false } : {}),
+    });
+    worker.on('error', () => {});
+    if (how === '1008') conn.socket.close(1008, 'bad token');
+    else conn.socket.terminate();
+    await within(worker.closed, `worker.closed after ${how}`);
+    assert.equal(worker.state, 'closed');
+    await within(worker.close(), `close() after ${how}`);
+  }
+});
+
+// ---- a worker serving session after session ----
+
+test("reuse: a hook of the last session still running does not hold up the next session's set-up", async (t) => {
+  const { worker, conn } = await assigned(t, { onMessage: () => new Promise<void>(() => {}) });
+  conn.send({ type: 'message', message: envelope('never answered') });
+  await once(worker, 'message');
+  conn.send({ type: 'message', message: envelope('queued behind it') });
+  conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: 10, reason: 'completed', reuse: true });
+  await conn.expect('stopped');
+  conn.send({ type: 'assign', assignment: { ...assignment, sessionId: 'ses_2' } });
+  assert.deepEqual(await within(conn.expect('session_started'), 'session_started of ses_2'), {
+    type: 'session_started',
+    sessionId: 'ses_2',
+  });
+  assert.equal(worker.session?.sessionId, 'ses_2');
+});
+
+/** A socket the test drives by hand: frames it "receives" are dispatched at once, several in the same tick. */
+class HandSocket implements SocketLike {
+  readyState = 0;
+  readonly sent: WorkerFrame[] = [];
+  readonly #listeners = new Map<string, ((event: unknown) => void)[]>();
+  addEventListener(type: string, listener: (event: never) => void): void {
+    const list = this.#listeners.get(type) ?? [];
+    list.push(listener as (event: unknown) => void);
+    this.#listeners.set(type, list);
+  }
+  #emit(type: string, event?: unknown): void {
+    for (const listener of this.#listeners.get(type) ?? []) listener(event);
+  }
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as WorkerFrame);
+  }
+  close(code = 1000, reason = ''): void {
+    this.drop(code, reason);
+  }
+  open(): void {
+    this.readyState = 1;
+    this.#emit('open');
+  }
+  receive(frame: ServerToWorkerFrame): void {
+    this.#emit('message', { data: JSON.stringify(frame) });
+  }
+  drop(code = 1006, reason = ''): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.#emit('close', { code, reason });
+  }
+}
+
+function handSockets(): { WebSocket: SocketConstructor; sockets: AsyncQueue<HandSocket> } {
+  const sockets = new AsyncQueue<HandSocket>();
+  class Made extends HandSocket {
+    constructor(_url: string) {
+      super();
+      sockets.push(this);
+    }
+  }
+  return { WebSocket: Made, sockets };
+}
+
+/** Resolves once `check` holds, polling. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  await within(
+    (async () => {
+      while (!check()) await new Promise((resolve) => setTimeout(resolve, 2));
+    })(),
+    what,
+  );
+}
+
+test('reuse: a session shut down before its set-up began is never set up, and the worker says ready again', async (t) => {
+  const { WebSocket, sockets } = handSockets();
+  const calls: string[] = [];
+  const worker = new UsherWorker({
+    url: 'ws://usher.test/workers/ws',
+    token: 'tok-1',
+    logger: quietLogger(),
+    reconnect: { initialDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 },
+    env: {},
+    WebSocket,
+    onConnect: (a) => void calls.push(`connect ${a.sessionId}`),
+    onShutdown: (info) => void calls.push(`shutdown ${info.sessionId}`),
+    onDisconnect: (a) => void calls.push(`disconnect ${a.sessionId}`),
+  });
+  t.after(() => worker.close());
+  const started = worker.start();
+  const socket = await sockets.shift();
+  socket.open();
+  socket.receive({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs: 60_000 });
+  await started;
+  // the assignment and its shutdown are handled in the same tick: onConnect has not begun when the shutdown comes
+  socket.receive({ type: 'assign', assignment: { ...assignment, sessionId: 'ses_2' } });
+  socket.receive({ type: 'shutdown', sessionId: 'ses_2', graceMs: 1_000, reason: 'cancelled', reuse: true });
+  await until(() => socket.sent.some((f) => f.type === 'stopped'), 'stopped');
+  // a hook queued for it would have run by now
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(
+    socket.sent.map((f) => f.type),
+    ['register', 'ready', 'stopped'],
+    'no session_started for a session that ended before it was set up',
+  );
+  assert.deepEqual(calls, ['shutdown ses_2']);
+  assert.equal(worker.session, null);
+  // after a drop it comes back free: no cursor, no session_started, and `ready`
+  socket.drop();
+  const socket2 = await within(sockets.shift(), 'the next connection');
+  socket2.open();
+  socket2.receive({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs: 60_000 });
+  assert.deepEqual(socket2.sent, [
+    { type: 'register', token: 'tok-1', protocolVersion: PROTOCOL_VERSION },
+    { type: 'ready' },
+  ]);
+});
+
+// ---- the outbox: send() and saveState() while reconnecting ----
+
+const UPTO = '2026-01-01T00:00:00.000000Z';
+
+/** Registered and assigned `assignment` with a room cursor (`upto`), so that it comes back asking for a replay. */
+async function serving(t: TestContext, options: WorkerOptions = {}) {
+  const setup = await registered(t, options);
+  setup.conn.send({ type: 'assign', assignment, upto: UPTO });
+  await setup.conn.expect('session_started');
+  return setup;
+}
+
+/** Drops the connection and waits until the worker is reconnecting. */
+async function dropped(worker: UsherWorker, conn: Conn): Promise<void> {
+  const reconnecting = once(worker, 'reconnecting');
+  conn.socket.terminate();
+  await reconnecting;
+  assert.equal(worker.state, 'connecting');
+}
+
+const replayed = (sessionId = 'ses_1'): ServerToWorkerFrame => ({
+  type: 'replayed',
+  sessionId,
+  upto: UPTO,
+  count: 0,
+  complete: true,
+});
+
+test('send() and saveState() while reconnecting are kept and sent in order once the server has replayed the session; only the newest state is', async (t) => {
+  const { server, worker, conn } = await serving(t);
+  await dropped(worker, conn);
+  worker.send('agent_text', 'a');
+  worker.saveState({ n: 1 });
+  worker.send('agent_text', 'b');
+  worker.saveState({ n: 2 });
+  const conn2 = await server.next();
+  const register = await conn2.accept();
+  assert.equal(register.after?.sessionId, 'ses_1');
+  await conn2.expect('session_started');
+  // registered again, but not yet told it still serves the session: kept too, behind the others
+  worker.send('agent_text', 'c');
+  conn2.send(replayed());
+  const frames = [];
+  for (let i = 0; i < 4; i++) frames.push(await conn2.nextFrame());
+  assert.deepEqual(frames, [
+    { type: 'message', sessionId: 'ses_1', messageType: 'agent_text', data: 'a' },
+    { type: 'message', sessionId: 'ses_1', messageType: 'agent_text', data: 'b' },
+    { type: 'save_state', sessionId: 'ses_1', state: { n: 2 } },
+    { type: 'message', sessionId: 'ses_1', messageType: 'agent_text', data: 'c' },
+  ]);
+  worker.send('agent_text', 'd');
+  assert.equal((await conn2.expect('message')).data, 'd');
+});
+
+test('a worker that registers again without a cursor sends what it kept at once', async (t) => {
+  const { server, worker, conn } = await assigned(t);
+  await dropped(worker, conn);
+  worker.send('agent_text', 'a');
+  const conn2 = await server.next();
+  assert.equal((await conn2.accept()).after, undefined);
+  assert.deepEqual(await conn2.nextFrame(), { type: 'session_started', sessionId: 'ses_1' });
+  assert.equal((await conn2.expect('message')).data, 'a');
+});
+
+test(`the outbox keeps at most ${OUTBOX_MAX_MESSAGES} messages: the oldest go, and one error says so`, async (t) => {
+  const { server, worker, conn } = await serving(t);
+  const errors: Error[] = [];
+  worker.on('error', (err) => void errors.push(err));
+  await dropped(worker, conn);
+  for (let i = 0; i <= OUTBOX_MAX_MESSAGES + 1; i++) worker.send('n', i);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof WorkerError);
+  assert.equal(errors[0].code, 'WORKER_OUTBOX_DROPPED');
+  assert.match(errors[0].message, /outbox of session "ses_1" is full .*the oldest kept message was dropped/);
+  const conn2 = await server.next();
+  await conn2.accept();
+  await conn2.expect('session_started');
+  conn2.send(replayed());
+  for (let i = 2; i <= OUTBOX_MAX_MESSAGES + 1; i++) assert.equal((await conn2.expect('message')).data, i);
+});
+
+test('what was kept for a session the worker no longer serves when it comes back is dropped, and an error says so', async (t) => {
+  const { server, worker, conn } = await serving(t);
+  const errors: Error[] = [];
+  worker.on('error', (err) => void errors.push(err));
+  await dropped(worker, conn);
+  worker.send('agent_text', 'a');
+  worker.saveState({ n: 1 });
+  const conn2 = await server.next();
+  await conn2.accept();
+  await conn2.expect('session_started');
+  // no replay for ses_1: the server seats another session instead
+  conn2.send({ type: 'assign', assignment: { ...assignment, sessionId: 'ses_2' }, upto: UPTO });
+  assert.deepEqual(await conn2.nextFrame(), { type: 'session_started', sessionId: 'ses_2' });
+  worker.send('agent_text', 'probe');
+  assert.deepEqual(await conn2.nextFrame(), {
+    type: 'message',
+    sessionId: 'ses_2',
+    messageType: 'agent_text',
+    data: 'probe',
+  });
+  assert.equal(errors.length, 1);
+  assert.equal((errors[0] as WorkerError).code, 'WORKER_OUTBOX_DROPPED');
+  assert.equal(
+    errors[0]?.message,
+    '2 frames (send(), saveState()) kept for session "ses_1" while reconnecting were dropped: the worker was given session "ses_2" instead',
+  );
+});
+
+test('what was kept is dropped, and an error says so, when the server does not replay the session within registerTimeoutMs', async (t) => {
+  const REGISTER_TIMEOUT_MS = 12_345;
+  const clock = holdTimers(REGISTER_TIMEOUT_MS);
+  const { server, worker, conn } = await serving(t, {
+    timers: clock.timers,
+    registerTimeoutMs: REGISTER_TIMEOUT_MS,
+  });
+  await dropped(worker, conn);
+  worker.send('agent_text', 'a');
+  const conn2 = await server.next();
+  await conn2.accept();
+  await conn2.expect('session_started');
+  const failed = once(worker, 'error');
+  clock.fire(); // the wait for `replayed` is over
+  const [error] = await failed;
+  assert.equal(error.code, 'WORKER_OUTBOX_DROPPED');
+  assert.match(error.message, /did not replay the session's room within 12345 ms/);
+  worker.send('agent_text', 'probe');
+  assert.equal((await conn2.expect('message')).data, 'probe');
+});
+
+test('while the worker is closing or has no session, send() still throws', async (t) => {
+  const { server, worker, conn } = await registered(t);
+  await dropped(worker, conn);
+  assert.throws(() => worker.send('agent_text', 'a'), /WORKER_NO_SESSION|no session/);
+  const conn2 = await server.next();
+  await conn2.accept();
+  await conn2.expect('ready');
+  conn2.send({ type: 'assign', assignment, upto: UPTO });
+  await conn2.expect('session_started');
+  await dropped(worker, conn2);
+  const closing = worker.close();
+  assert.throws(
+    () => worker.send('agent_text', 'a'),
+    (err: unknown) => err instanceof WorkerError && err.code === 'WORKER_NOT_CONNECTED',
+  );
+  await closing;
 });

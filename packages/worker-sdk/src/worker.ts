@@ -19,6 +19,7 @@ import type { SessionStateInfo, ShutdownInfo, WorkerEventMap, WorkerHooks } from
 import { frameBytes, MAX_MESSAGE_FRAME_BYTES, MAX_WORKER_FRAME_BYTES } from './limits.ts';
 import { truncate } from './logger.ts';
 import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.ts';
+import { OUTBOX_MAX_BYTES, OUTBOX_MAX_MESSAGES, Outbox } from './outbox.ts';
 import { frameText, SOCKET_OPEN, type SocketLike } from './socket.ts';
 import { surviveBrokenStdio } from './stdio.ts';
 
@@ -61,6 +62,15 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #endingSession: Assignment | null = null;
   /** the sessions onDisconnect has run (or is running) for: once each, whatever order the hooks end in */
   readonly #left = new WeakSet<Assignment>();
+  /** the sessions whose set-up began (the `connect` event, onConnect): only those have anything to leave */
+  readonly #connected = new WeakSet<Assignment>();
+  /**
+   * send() and saveState() frames made for #session while the worker is away (reconnecting, or registered again
+   * but not yet told it still serves the session): sent in order once it is, dropped if the session is gone
+   */
+  #outbox: Outbox | null = null;
+  /** the session the last `register` asked a replay for (`after`): its `replayed` says the worker still serves it */
+  #askedReplay: string | null = null;
   /** heartbeat periods since the server was last heard from (a frame, a ping or a pong) */
   #silentBeats = 0;
   #wantReady: boolean;
@@ -68,6 +78,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #heartbeatTimer: unknown = null;
   #registerTimer: unknown = null;
   #reconnectTimer: unknown = null;
+  /** runs out when the server has not said the worker still serves its session (`replayed`) after registering */
+  #confirmTimer: unknown = null;
   #failures = 0;
   #lastServerError: WorkerServerError | null = null;
   /**
@@ -79,6 +91,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   #present = new Set<string>();
   /** the worker token the server gave at registration, or since (fresher than options.token) */
   #ownToken: string | null = null;
+  /** the hooks of the current session, one at a time in order; a new session starts a queue of its own */
   #inbox: Promise<void> = Promise.resolve();
   #started: PromiseWithResolvers<void> | null = null;
   #startSettled = false;
@@ -165,7 +178,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     }
     const frame: WorkerFrame = { type: 'message', sessionId, messageType: type, data };
     const text = encodeFrame(frame, 'send(type, data)', 'the message', MAX_MESSAGE_FRAME_BYTES, SEND_ADVICE);
-    this.#sendFrame(frame, text);
+    this.#sendOrKeep(frame, text);
   }
 
   /**
@@ -191,7 +204,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     const sessionId = this.#requireSession('saveState');
     const frame: WorkerFrame = { type: 'save_state', sessionId, state: state ?? null };
     const text = encodeFrame(frame, 'saveState(state)', 'the state', MAX_WORKER_FRAME_BYTES, SAVE_ADVICE);
-    this.#sendFrame(frame, text);
+    this.#sendOrKeep(frame, text);
   }
 
   pause(): void {
@@ -256,6 +269,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
       if (socket !== this.#socket) return;
       const heard = this.#heard.heard;
       const session = this.#session?.sessionId;
+      this.#askedReplay = heard && session ? session : null;
       this.#write({
         type: 'register',
         token,
@@ -296,6 +310,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.#registered = false;
     this.#clearTimer('heartbeat');
     this.#clearTimer('register');
+    // the outbox waits for the next registration
+    this.#clearTimer('confirm');
     if (this.#state === 'closing' || this.#state === 'closed') {
       this.#finish();
       return;
@@ -332,11 +348,11 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
       attempt: this.#failures,
       delayMs,
     });
-    this.emit('reconnecting', { attempt: this.#failures, delayMs, code, reason });
     this.#reconnectTimer = this.options.timers.setTimeout(() => {
       this.#reconnectTimer = null;
       if (this.#state === 'connecting') this.#open();
     }, delayMs);
+    this.#notify('reconnecting', { attempt: this.#failures, delayMs, code, reason });
   }
 
   #onData(data: unknown): void {
@@ -378,12 +394,12 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         // a new session: its room is heard from where it stood at the handover, with who was in it
         this.#heard.reset(frame.upto ?? null);
         this.#present = new Set(frame.assignment.participants.map((p) => p.identity));
-        this.#enqueue('onConnect', () => this.#onAssign(frame.assignment));
+        this.#beginSession(frame.assignment);
         return;
       case 'message':
         if (!this.#heard.message(frame.message.id, frame.message.at)) return;
         this.#enqueue('onMessage', () => {
-          this.emit('message', frame.message);
+          this.#notify('message', frame.message);
           return this.onMessage(frame.message);
         });
         return;
@@ -392,21 +408,21 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         if (this.#present.has(frame.participant.identity)) return;
         this.#present.add(frame.participant.identity);
         this.#enqueue('onParticipantJoined', () => {
-          this.emit('participantJoined', frame.participant);
+          this.#notify('participantJoined', frame.participant);
           return this.onParticipantJoined(frame.participant);
         });
         return;
       case 'participant_left':
         if (!this.#present.delete(frame.participant.identity)) return;
         this.#enqueue('onParticipantLeft', () => {
-          this.emit('participantLeft', frame.participant);
+          this.#notify('participantLeft', frame.participant);
           return this.onParticipantLeft(frame.participant);
         });
         return;
       case 'session_state': {
         const info = { sessionId: frame.sessionId, state: frame.state };
         this.#enqueue('onSessionState', () => {
-          this.emit('sessionState', info);
+          this.#notify('sessionState', info);
           return this.onSessionState(info);
         });
         return;
@@ -434,6 +450,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
             `more room messages came while the connection was down than the server replays: the newest ${frame.count} were; read the older ones with history()`,
             { sessionId: frame.sessionId },
           );
+        // the server still has the worker serving the session it came back with: what it said meanwhile goes now
+        if (this.#outbox?.sessionId === frame.sessionId && this.#canSend()) this.#flushOutbox();
         return;
       case 'token':
         // fresh credentials before the old expire: to register with next time, and to read the transcript
@@ -464,21 +482,142 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     // what the old connection said about the session may have been lost with it (the server takes a repeated
     // session_started as a no-op); a set-up that finished while the socket was down is reported now
     this.#reportSetup();
+    this.#confirmOutbox();
     this.#scheduleHeartbeat();
     this.#settleStart();
-    this.emit('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
+    this.#notify('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
   }
 
-  async #onAssign(assignment: Assignment): Promise<void> {
-    this.#session = assignment;
+  /**
+   * After a registration, what the worker kept while away: sent once the server has replayed the session's room
+   * (`replayed`: it still serves the session), or now when the worker asked for no replay. No `replayed` within
+   * registerTimeoutMs: the session is taken as gone, and the frames are dropped.
+   */
+  #confirmOutbox(): void {
+    const outbox = this.#outbox;
+    if (!outbox) return;
+    if (this.#askedReplay !== outbox.sessionId) {
+      this.#flushOutbox();
+      return;
+    }
+    const waitMs = this.options.registerTimeoutMs;
+    this.#clearTimer('confirm');
+    this.#confirmTimer = this.options.timers.setTimeout(() => {
+      this.#confirmTimer = null;
+      this.#dropOutbox(
+        `the server did not replay the session's room within ${waitMs} ms of registering again, so the worker is taken not to serve it any more`,
+      );
+    }, waitMs);
+  }
+
+  /** Sends what the outbox holds, in order, on the registered connection. */
+  #flushOutbox(): void {
+    const outbox = this.#outbox;
+    this.#outbox = null;
+    this.#clearTimer('confirm');
+    if (!outbox) return;
+    const texts = outbox.take();
+    this.options.logger.info('sending what was kept while reconnecting', {
+      sessionId: outbox.sessionId,
+      frames: texts.length,
+      dropped: outbox.dropped,
+    });
+    for (const text of texts) this.#socket?.send(text);
+  }
+
+  /** Lets what the outbox holds go, and says so (the `error` event, or the log). */
+  #dropOutbox(why: string): void {
+    const outbox = this.#outbox;
+    this.#outbox = null;
+    this.#clearTimer('confirm');
+    if (!outbox || outbox.size === 0) return;
+    const count = outbox.take().length;
+    this.#emitError(
+      new WorkerError(
+        'WORKER_OUTBOX_DROPPED',
+        `${count} frame${count === 1 ? '' : 's'} (send(), saveState()) kept for session "${outbox.sessionId}" while reconnecting ${count === 1 ? 'was' : 'were'} dropped: ${why}`,
+      ),
+    );
+  }
+
+  /** The current session: a change lets the outbox of the last one go. */
+  #setSession(session: Assignment | null): void {
+    this.#session = session;
+    if (this.#outbox && this.#outbox.sessionId !== session?.sessionId) {
+      const why = session
+        ? `the worker was given session "${session.sessionId}" instead`
+        : this.#state === 'closed'
+          ? 'the worker closed'
+          : 'the session ended';
+      this.#dropOutbox(why);
+    }
+  }
+
+  /**
+   * send() and saveState(): the frame goes now, or, while the worker is reconnecting with its session (or waits to
+   * hear it still serves it), into the outbox. A closed or closing worker, or one that never registered, throws.
+   */
+  #sendOrKeep(frame: Extract<WorkerFrame, { type: 'message' | 'save_state' }>, text: string): void {
+    const away =
+      this.#state !== 'closing' &&
+      this.#state !== 'closed' &&
+      this.#workerId !== null &&
+      (this.#outbox !== null || !this.#canSend());
+    if (!away) {
+      this.#sendFrame(frame, text);
+      return;
+    }
+    this.#outbox ??= new Outbox(frame.sessionId);
+    if (frame.type === 'save_state') {
+      this.#outbox.state(text);
+      return;
+    }
+    const first = this.#outbox.dropped === 0;
+    if (this.#outbox.message(text, frameBytes(text)) > 0 && first) {
+      this.#emitError(
+        new WorkerError(
+          'WORKER_OUTBOX_DROPPED',
+          `the outbox of session "${frame.sessionId}" is full (at most ${OUTBOX_MAX_MESSAGES} messages and ${OUTBOX_MAX_BYTES} bytes are kept while reconnecting): the oldest kept message was dropped, and older ones will be as more come until the worker is back`,
+        ),
+      );
+    }
+  }
+
+  /**
+   * A new session: the worker serves it from now on, and its hooks have a queue of their own, so that a hook of
+   * the last session still running does not hold up its set-up.
+   */
+  #beginSession(assignment: Assignment): void {
+    this.#setSession(assignment);
     this.#setup = 'running';
     this.#failureSent = false;
     this.options.logger.info('session assigned', {
       sessionId: assignment.sessionId,
       restarts: assignment.restarts,
     });
+    this.#inbox = Promise.resolve();
+    this.#enqueue('onConnect', () => this.#onAssign(assignment));
+  }
+
+  async #onAssign(assignment: Assignment): Promise<void> {
+    // a session shut down (or replaced, or left on close) before its set-up began is not set up at all: nothing
+    // is said about it, and there is nothing to leave
+    const state = this.#state;
+    if (
+      this.#session !== assignment ||
+      this.#endingSession === assignment ||
+      this.#left.has(assignment) ||
+      state === 'closing' ||
+      state === 'closed'
+    ) {
+      this.options.logger.info('the session ended before its set-up began; not set up', {
+        sessionId: assignment.sessionId,
+      });
+      return;
+    }
+    this.#connected.add(assignment);
+    this.#notify('connect', assignment);
     try {
-      this.emit('connect', assignment);
       await this.onConnect(assignment);
     } catch (err) {
       if (this.#session !== assignment) return this.#hookFailed('onConnect', err);
@@ -492,7 +631,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         code: error.code,
         sessionId: assignment.sessionId,
       });
-      if (this.listenerCount('error') > 0) this.emit('error', error);
+      this.#notify('error', error);
       this.#reportSetup();
       return;
     }
@@ -529,7 +668,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     const ending = this.#session;
     this.#endingSession = ending;
     const work = (async () => {
-      this.emit('shutdown', info);
+      this.#notify('shutdown', info);
       await this.onShutdown(info);
     })()
       .catch((err) => this.#hookFailed('onShutdown', err))
@@ -542,17 +681,18 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     // close() may have come meanwhile (the compiler cannot see the hooks change the state)
     const state = this.#state as WorkerConnectionState;
     if (state === 'closing' || state === 'closed') return;
-    if (this.#session === ending) this.#session = null;
+    if (this.#session === ending) this.#setSession(null);
     // the server seats the next session on it once it hears this (a worker reconnecting says ready instead)
     if (this.#canSend()) this.#sendFrame({ type: 'stopped' });
   }
 
-  /** Calls onDisconnect for `session`, once per session. */
+  /** Calls onDisconnect for `session`, once per session, if its set-up began. */
   async #leaveSession(session: Assignment | null): Promise<void> {
     if (!session || this.#left.has(session)) return;
     this.#left.add(session);
+    if (!this.#connected.has(session)) return;
     try {
-      this.emit('disconnect', session);
+      this.#notify('disconnect', session);
       await this.onDisconnect(session);
     } catch (err) {
       this.#hookFailed('onDisconnect', err);
@@ -573,7 +713,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
   async #fail(error: WorkerError): Promise<void> {
     this.#state = 'closing';
     if (!this.#settleStart(error)) this.#emitError(error);
-    await this.#leaveSession(this.#session);
+    // bounded as in close(): a hung onDisconnect must not keep `closed` from settling
+    await this.#withinGrace(this.#leaveSession(this.#session), this.options.closeGraceMs, 'onDisconnect');
     this.#finish();
   }
 
@@ -583,17 +724,27 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.#clearTimer('heartbeat');
     this.#clearTimer('register');
     this.#clearTimer('reconnect');
-    this.#session = null;
     this.#socket = null;
+    this.#setSession(null);
     this.options.logger.info('closed');
-    this.emit('close');
     this.#closed.resolve();
+    this.#notify('close');
   }
 
   // ---- helpers ----
+  /** Queues a hook of the current session; it is not run if the worker has left that session by then. */
   #enqueue(hook: string, run: () => void | Promise<void>): void {
+    const session = this.#session;
     this.#inbox = this.#inbox
-      .then(() => (this.#state === 'closed' ? undefined : run()))
+      .then(() => {
+        if (this.#state === 'closed') return;
+        if (this.#session !== session) {
+          if (session)
+            this.options.logger.warn(`${hook} not run: session "${session.sessionId}" was left first`);
+          return;
+        }
+        return run();
+      })
       .catch((err) => this.#hookFailed(hook, err));
   }
 
@@ -605,8 +756,40 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
 
   /** Emits `error` when someone listens (EventEmitter would throw otherwise), else logs it. */
   #emitError(error: Error): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
+    if (this.listenerCount('error') > 0) this.#notify('error', error);
     else this.options.logger.error(error.message, { code: (error as { code?: unknown }).code });
+  }
+
+  /**
+   * Emits `event` to each listener in turn. A listener that throws (or rejects) is reported as WORKER_HOOK_FAILED
+   * and the others still run, as does the SDK: a failing `error` listener is only logged, never re-emitted.
+   */
+  #notify<K extends keyof WorkerEventMap>(event: K, ...args: WorkerEventMap[K]): void {
+    const failed = (err: unknown): void => {
+      if (event === 'error') {
+        const reported = args[0] instanceof Error ? args[0].message : String(args[0]);
+        this.options.logger.error(
+          `an "error" listener threw: ${errorMessage(err)} (reporting: ${reported})`,
+          {
+            code: 'WORKER_HOOK_FAILED',
+          },
+        );
+        return;
+      }
+      this.#emitError(
+        new WorkerError('WORKER_HOOK_FAILED', `a "${event}" listener threw: ${errorMessage(err)}`, {
+          cause: err,
+        }),
+      );
+    };
+    for (const listener of this.rawListeners(event) as ((...a: unknown[]) => unknown)[]) {
+      try {
+        const result = listener.apply(this, args);
+        if (result instanceof Promise) result.catch(failed);
+      } catch (err) {
+        failed(err);
+      }
+    }
   }
 
   /** Settles a pending start(); returns true when there was one to settle. */
@@ -703,14 +886,16 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     }
   }
 
-  #clearTimer(which: 'heartbeat' | 'register' | 'reconnect'): void {
+  #clearTimer(which: 'heartbeat' | 'register' | 'reconnect' | 'confirm'): void {
     const { timers } = this.options;
     if (which === 'heartbeat' && this.#heartbeatTimer !== null) timers.clearTimeout(this.#heartbeatTimer);
     if (which === 'register' && this.#registerTimer !== null) timers.clearTimeout(this.#registerTimer);
     if (which === 'reconnect' && this.#reconnectTimer !== null) timers.clearTimeout(this.#reconnectTimer);
+    if (which === 'confirm' && this.#confirmTimer !== null) timers.clearTimeout(this.#confirmTimer);
     if (which === 'heartbeat') this.#heartbeatTimer = null;
     if (which === 'register') this.#registerTimer = null;
     if (which === 'reconnect') this.#reconnectTimer = null;
+    if (which === 'confirm') this.#confirmTimer = null;
   }
 }
 
