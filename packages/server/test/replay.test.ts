@@ -248,8 +248,11 @@ for (const kind of databaseKinds()) {
       assert.equal(mark.count, 4);
       assert.equal(mark.complete, true);
       assert.equal(mark.sessionId, s.id);
-      // a worker that registers without a cursor is told where the room stands, for the next time
-      assert.equal(typeof back.frames.find((f) => f.type === 'registered')?.upto, 'string');
+      // a worker that registers without a cursor is told where the room stands, for the next time, and the
+      // session it is on
+      const registered = back.frames.find((f) => f.type === 'registered');
+      assert.equal(typeof registered?.upto, 'string');
+      assert.equal(registered?.sessionId, s.id);
       await back.close();
     });
 
@@ -279,7 +282,8 @@ for (const kind of databaseKinds()) {
         token: ownToken,
         after: { sessionId: 's_x', at: '2026-01-01T00:00:00Z' },
       });
-      await later.waitFor((f) => f.type === 'registered');
+      // it is told it is on no session, so that it lets the one it holds go
+      assert.equal((await later.waitFor((f) => f.type === 'registered')).sessionId, null);
       later.send({ type: 'register', token: ownToken });
       const next = await later.waitFor((f) => f.type === 'error');
       assert.match(String(next.message), /already registered/, 'the first error is the repeated register');

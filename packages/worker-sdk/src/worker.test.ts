@@ -1248,6 +1248,46 @@ test('what was kept is dropped, and an error says so, when the server does not r
   assert.equal((await conn2.expect('message')).data, 'probe');
 });
 
+test('a worker told as it registers again that it still has its session sends what it kept at once', async (t) => {
+  const { server, worker, conn } = await serving(t);
+  await dropped(worker, conn);
+  worker.send('agent_text', 'a');
+  const conn2 = await server.next();
+  await conn2.expect('register');
+  conn2.send({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs: 60_000, sessionId: 'ses_1' });
+  // no `replayed` needed: the server said so
+  assert.deepEqual(await conn2.nextFrame(), { type: 'session_started', sessionId: 'ses_1' });
+  assert.equal((await conn2.expect('message')).data, 'a');
+});
+
+test('a worker told as it registers again that its session ended while it was away leaves it, drops what it kept, and says ready', async (t) => {
+  const left: string[] = [];
+  const { server, worker, conn } = await serving(t, { onDisconnect: (a) => void left.push(a.sessionId) });
+  const errors: Error[] = [];
+  worker.on('error', (err) => void errors.push(err));
+  await dropped(worker, conn);
+  worker.send('agent_text', 'a');
+  const conn2 = await server.next();
+  await conn2.expect('register');
+  // (events.once would reject on the error event this also brings)
+  const disconnected = new Promise((resolve) => worker.once('disconnect', resolve));
+  conn2.send({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs: 60_000, sessionId: null });
+  // free again: `ready`, not the session_started of a session it no longer has
+  assert.deepEqual(await conn2.nextFrame(), { type: 'ready' });
+  await disconnected;
+  assert.deepEqual(left, ['ses_1']);
+  assert.equal(worker.session, null);
+  assert.equal(errors.length, 1);
+  assert.equal((errors[0] as WorkerError).code, 'WORKER_OUTBOX_DROPPED');
+  assert.match(
+    errors[0]!.message,
+    /kept for session "ses_1" while reconnecting was dropped: the session ended/,
+  );
+  // it takes the next session
+  conn2.send({ type: 'assign', assignment: { ...assignment, sessionId: 'ses_2' }, upto: UPTO });
+  assert.deepEqual(await conn2.expect('session_started'), { type: 'session_started', sessionId: 'ses_2' });
+});
+
 test('while the worker is closing or has no session, send() still throws', async (t) => {
   const { server, worker, conn } = await registered(t);
   await dropped(worker, conn);

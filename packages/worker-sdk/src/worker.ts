@@ -388,7 +388,7 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
         if (frame.token) this.#ownToken = frame.token;
         // a cursor for the next reconnect, if the worker has none: the replay it may be given comes next
         if (frame.upto && !this.#heard.heard) this.#heard.mark(frame.upto);
-        this.#onRegistered(frame.workerId, frame.heartbeatIntervalMs);
+        this.#onRegistered(frame.workerId, frame.heartbeatIntervalMs, frame.sessionId);
         return;
       case 'assign':
         // a new session: its room is heard from where it stood at the handover, with who was in it
@@ -466,7 +466,8 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     }
   }
 
-  #onRegistered(workerId: string, heartbeatIntervalMs: number): void {
+  /** @param serverSession  the session the server has the worker on (undefined: a server that does not say) */
+  #onRegistered(workerId: string, heartbeatIntervalMs: number, serverSession?: string | null): void {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     this.#clearTimer('register');
     this.#state = 'registered';
@@ -477,25 +478,38 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.#silentBeats = 0;
     this.#heartbeatMs = heartbeatIntervalMs > 0 ? heartbeatIntervalMs : this.options.heartbeatIntervalMs;
     this.options.logger.info('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
+    // the session it came back with ended while it was away: it leaves it, and is free for the next
+    const lost = this.#session;
+    if (lost && serverSession !== undefined && serverSession !== lost.sessionId) {
+      this.options.logger.info('the session ended while the worker was away', { sessionId: lost.sessionId });
+      this.#setSession(null);
+      void this.#leaveSession(lost);
+    }
     // after a reconnect a worker that holds a session does not announce itself free
     if (this.#wantReady && !this.#session) this.#sendFrame({ type: 'ready' });
     // what the old connection said about the session may have been lost with it (the server takes a repeated
     // session_started as a no-op); a set-up that finished while the socket was down is reported now
     this.#reportSetup();
-    this.#confirmOutbox();
+    this.#confirmOutbox(serverSession);
     this.#scheduleHeartbeat();
     this.#settleStart();
     this.#notify('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
   }
 
   /**
-   * After a registration, what the worker kept while away: sent once the server has replayed the session's room
-   * (`replayed`: it still serves the session), or now when the worker asked for no replay. No `replayed` within
-   * registerTimeoutMs: the session is taken as gone, and the frames are dropped.
+   * After a registration, what the worker kept while away: sent now when the server says it still has the worker
+   * on the session (`registered.sessionId`; dropped when it says otherwise) or when the worker asked for no
+   * replay; from a server that does not say, once it has replayed the session's room (`replayed`), and dropped
+   * when no `replayed` comes within registerTimeoutMs.
    */
-  #confirmOutbox(): void {
+  #confirmOutbox(serverSession?: string | null): void {
     const outbox = this.#outbox;
     if (!outbox) return;
+    if (serverSession !== undefined) {
+      // #onRegistered has left a lost session already, which dropped its outbox
+      this.#flushOutbox();
+      return;
+    }
     if (this.#askedReplay !== outbox.sessionId) {
       this.#flushOutbox();
       return;

@@ -1625,6 +1625,7 @@ export class Engine {
       heartbeatIntervalMs: this.o.heartbeatIntervalMs,
       token: own,
       upto: microsToIso(position),
+      sessionId: worker.sessionId,
     });
     if (replay && afterUs !== null)
       await this.#replayToWorker(worker, replay, link, afterUs, after?.id, position);
