@@ -168,6 +168,47 @@ for (const kind of databaseKinds()) {
       for (const s of [a, b]) await t.api('POST', `/sessions/${s.id}/end`);
     });
 
+    test("a crashed agent's token stops acting for the session once auto-restart has moved it to a fresh worker", async () => {
+      await t.createProject(
+        agentProject('tk-moved', { min: 0, max: 2 }, { autoRestart: { enabled: true, maxRestarts: 1 } }),
+      );
+      const s = await t.createSession('tk-moved');
+      await t.waitForState(s.id, 'active');
+      const crashed = s.workerId!;
+      const oldToken = t.fake.workers.get(crashed)!.assignments[0]!.token;
+      // a socket the old agent holds, open before the crash
+      const held = await t.connect(s, oldToken);
+      const back = t.nextEvent(s.id, (e) => e.type === 'session.status_changed' && e.status === 'active');
+      t.fake.crash(crashed);
+      await back;
+      const fresh = (await t.session(s.id)).workerId as string;
+      assert.notEqual(fresh, crashed);
+      const newToken = t.fake.workers.get(fresh)!.assignments[0]!.token;
+      // what it says through the socket it held is refused, not relayed as the agent
+      held.send({ type: 'message', messageType: 'agent_text', data: { text: 'still me' }, ref: 'r1' });
+      const refused = await nextFrame(held, (f) => f.type === 'error' && f.ref === 'r1');
+      assert.equal(refused.code, 'FORBIDDEN');
+      // a new socket, and the session's routes, refuse the old token; the fresh worker's token works
+      const again = await t.connect(s, oldToken);
+      assert.equal((await again.closed).code, 1008);
+      for (const path of [
+        `/sessions/${s.id}`,
+        `/sessions/${s.id}/messages`,
+        `/sessions/${s.id}/participants`,
+      ])
+        assertError(await t.api('GET', path, undefined, oldToken), 403, 'FORBIDDEN');
+      for (const path of [
+        `/sessions/${s.id}`,
+        `/sessions/${s.id}/messages`,
+        `/sessions/${s.id}/participants`,
+      ])
+        assert.equal((await t.api('GET', path, undefined, newToken)).status, 200, path);
+      const page = await t.api<{ messages: { data: unknown }[] }>('GET', `/sessions/${s.id}/messages`);
+      assert.ok(!JSON.stringify(page.body).includes('still me'), 'nothing of it was recorded');
+      await held.close();
+      await t.api('POST', `/sessions/${s.id}/end`);
+    });
+
     test('a revoked pool token registers no worker; workers registered with it keep running; only admins list and revoke', async () => {
       await t.createProject(
         agentProject('tk-revoke', { min: 0, max: 2 }, { worker: { driver: 'external' } }),

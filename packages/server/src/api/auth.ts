@@ -98,3 +98,15 @@ export function requireSession(caller: Caller, sessionId: string, roles: readonl
       `${/^[aeiou]/.test(token.role) ? 'an' : 'a'} ${token.role} token cannot do this: it takes the session's ${roles.join(' or ')} token, or an admin API key`,
     );
 }
+
+/**
+ * An agent token is its worker's (`idn`): it acts for the session only while that worker serves it. A crashed
+ * worker's token, once auto-restart has moved the session to another, is refused (FORBIDDEN).
+ */
+export function requireCurrentAgent(token: VerifiedToken, s: { id: string; workerId: string | null }): void {
+  if (token.role === 'agent' && token.idn !== s.workerId)
+    throw new UsherError(
+      'FORBIDDEN',
+      `this agent token is worker "${token.idn}"'s, which no longer serves session "${s.id}"`,
+    );
+}

@@ -434,7 +434,8 @@ export class Rooms {
     const epoch = this.#sessionWorkersEpoch;
     const readAt = this.#o.livenessClock.now();
     const w = await this.#o.store.read.getWorker(workerId);
-    if (!w || w.sessionId !== sessionId)
+    // a stopped worker keeps naming its last session: it serves it no more
+    if (!w || w.sessionId !== sessionId || w.state === 'stopped')
       throw new UsherError('FORBIDDEN', `worker "${workerId}" does not serve session "${sessionId}"`);
     this.#rememberSessionWorker(sessionId, workerId, epoch, readAt);
   }

@@ -14,7 +14,7 @@ import {
 } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
-import { callerOf, requireSession } from '../api/auth.ts';
+import { callerOf, requireCurrentAgent, requireSession } from '../api/auth.ts';
 import type { ApiContext } from '../api/context.ts';
 import type { VerifiedToken } from '../auth/tokens.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -107,6 +107,7 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
         };
         if (caller.kind === 'token') sendConfig(caller.token.pid);
         let s = await engine.getSession(sessionId);
+        if (caller.kind === 'token') requireCurrentAgent(caller.token, s);
         projectId = s.projectId;
         timeline = await engine.store.read.timeline(sessionId);
         // the snapshot shows the timeline's state, so that the held events it already covers can be told apart
@@ -268,15 +269,19 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
                 'RATE_LIMITED',
                 `room messages are limited to ${ctx.messageRate.limit.perSecond} a second (bursts of ${ctx.messageRate.limit.burst}) per participant; this one was dropped`,
               );
-            engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data).then(
-              ({ message, stored }) => acked(ref, message, stored),
-              (err) => {
-                if (err instanceof UsherError && err.code !== 'INTERNAL')
-                  return refuse(ref, err.code, err.message);
-                log.error({ err, sessionId, projectId }, 'relay failed');
-                refuse(ref, 'INTERNAL', 'the message could not be relayed');
-              },
-            );
+            // an agent token speaks for its worker only while that worker serves the session (a crashed one's
+            // does not, once auto-restart has moved the session on)
+            (role === 'agent' ? engine.rooms.checkWorker(identity, sessionId, true) : Promise.resolve())
+              .then(() => engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data))
+              .then(
+                ({ message, stored }) => acked(ref, message, stored),
+                (err) => {
+                  if (err instanceof UsherError && err.code !== 'INTERNAL')
+                    return refuse(ref, err.code, err.message);
+                  log.error({ err, sessionId, projectId }, 'relay failed');
+                  refuse(ref, 'INTERNAL', 'the message could not be relayed');
+                },
+              );
             return;
           }
           default:

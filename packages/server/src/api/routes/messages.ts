@@ -3,7 +3,7 @@ import { MessagePage, UsherError } from '@usher/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { isoToMicros, pageJson } from '../../storage/messages.ts';
-import { callerOf, requireSession } from '../auth.ts';
+import { callerOf, requireCurrentAgent, requireSession } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
 
@@ -52,6 +52,8 @@ export function messageRoutes(app: FastifyInstance, ctx: ApiContext): void {
     async (req, reply) => {
       const caller = await callerOf(req, ctx.auth);
       requireSession(caller, req.params.id, ['viewer', 'user', 'observer', 'agent']);
+      if (caller.kind === 'token' && caller.token.role === 'agent')
+        requireCurrentAgent(caller.token, await ctx.engine.getSession(req.params.id));
       const q = req.query;
       let beforeUs: number | undefined;
       if (q.before !== undefined) {

@@ -7,7 +7,7 @@ import { iso } from '../../engine/views.ts';
 import { microsToIso } from '../../storage/messages.ts';
 import { presence } from '../../storage/presence.ts';
 import { queuedSessions, StatsReader } from '../../storage/stats.ts';
-import { callerOf, requireAdmin, requireSession } from '../auth.ts';
+import { callerOf, requireAdmin, requireCurrentAgent, requireSession } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
 
@@ -234,6 +234,7 @@ export function operationRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const caller = await callerOf(req, ctx.auth);
       requireSession(caller, req.params.id, ['viewer', 'user', 'observer', 'agent']);
       const s = await engine.getSession(req.params.id);
+      if (caller.kind === 'token') requireCurrentAgent(caller.token, s);
       // joins and departures this server relayed are written in the background: wait for them
       await engine.recorder.flushed();
       const stays = await presence(engine.store.db, s.id);

@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { newId } from '../../engine/ids.ts';
 import { sessionView } from '../../engine/views.ts';
-import { type Caller, callerOf, requireAdmin, requireSession } from '../auth.ts';
+import { type Caller, callerOf, requireAdmin, requireCurrentAgent, requireSession } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
 
@@ -149,6 +149,7 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const caller = await callerOf(req, ctx.auth);
       requireSession(caller, req.params.id, ['viewer', 'user', 'observer', 'agent']);
       const s = await engine.getSession(req.params.id);
+      if (caller.kind === 'token') requireCurrentAgent(caller.token, s);
       const q = await engine.withQueue(s);
       return sessionView(s, { ...q, timeline: await engine.store.read.timeline(s.id) });
     },
