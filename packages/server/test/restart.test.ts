@@ -324,7 +324,7 @@ for (const kind of databaseKinds()) {
       assert.deepEqual(left, [], 'no worker process outlives the server');
     });
 
-    test('workers that died or hang while the server was down are reaped: 4006 for a live session, 4005 for a seated one', async (c) => {
+    test('workers that died or hang while the server was down are reaped: 4007 for a live session whose viewer is away, 4005 for a seated one', async (c) => {
       const s = await scene(kind, c);
       const byId = new Map(s.workersBefore.map((w) => [w.sessionId, w.id]));
       const activeWorker = byId.get(s.ids.active)!;
@@ -343,11 +343,13 @@ for (const kind of databaseKinds()) {
       });
       const base = run2.url;
 
-      // the dead worker was found at start-up: its live session ended 4006, the queue head got a new worker
+      // the dead worker was found at start-up: its live session ended, the queue head got a new worker. Its
+      // viewer's socket went with the first run (a reconnect window is open), so it cannot resume the session:
+      // 4007, and its SDK starts a fresh one
       const crashed = await sessionOf(base, s.ids.active);
       assert.equal(crashed.state, 'ended');
-      assert.equal(crashed.endCode, 4006);
-      assert.equal(crashed.endReason, 'worker_crashed');
+      assert.equal(crashed.endCode, 4007);
+      assert.equal(crashed.endReason, 'reconnect_failed');
       assert.equal(crashed.outcome, 'failed');
       const first = await sessionOf(base, s.ids.first);
       assert.equal(first.state, 'connecting');
