@@ -401,6 +401,78 @@ for (const kind of databaseKinds()) {
       await t.api('POST', `/sessions/${again.id}/end`);
     });
 
+    test('changes to one project at the same moment are all kept: a disable and two PATCHes', async () => {
+      await t.createProject(streamProject('p-race', { min: 0, max: 1 }));
+      for (let round = 0; round < 5; round++) {
+        await t.api('POST', '/projects/p-race/enable');
+        const answers = await Promise.all([
+          t.api('POST', '/projects/p-race/disable'),
+          t.api('PATCH', '/projects/p-race', { name: `round ${round}` }),
+          t.api('PATCH', '/projects/p-race', { maxQueueLength: 10 + round }),
+        ]);
+        for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
+        const p = await t.api<ProjectBody & { name: string; maxQueueLength: number }>(
+          'GET',
+          '/projects/p-race',
+        );
+        assert.deepEqual(
+          [p.body.enabled, p.body.name, p.body.maxQueueLength],
+          [false, `round ${round}`, 10 + round],
+          `round ${round}`,
+        );
+      }
+    });
+
+    test('sessions asked for while the project is disabled are refused or end 4000: none stays open', async () => {
+      await t.createProject(streamProject('p-rush', { min: 0, max: 1 }));
+      const asked = Array.from({ length: 20 }, () =>
+        t.api<SessionBody>('POST', '/sessions', { projectId: 'p-rush' }),
+      );
+      const disabled = await t.api('POST', '/projects/p-rush/disable');
+      assert.equal(disabled.status, 200);
+      const answers = await Promise.all(asked);
+      // what an admission on the settings it read before the change let in is ended once the change is known
+      await t.settled();
+      for (const a of answers) {
+        if (a.status === 403) continue;
+        assert.equal(a.status, 201, JSON.stringify(a.body));
+        const s = await t.waitForState(a.body.id, 'ended');
+        assert.deepEqual([s.endCode, s.endReason], [4000, 'project_disabled']);
+      }
+    });
+
+    test('a PATCH that takes away the region (or the worker) sessions wait for ends them 4002 app_not_found', async () => {
+      await t.createProject(
+        streamProject(
+          'p-shrink',
+          { min: 0, max: 1 },
+          { regions: { eu: { min: 0, max: 1 }, us: { min: 0, max: 1 } } },
+        ),
+      );
+      const seated = {
+        eu: await t.createSession('p-shrink', { region: 'eu' }),
+        us: await t.createSession('p-shrink', { region: 'us' }),
+      };
+      const waiting = {
+        eu: await t.createSession('p-shrink', { region: 'eu' }),
+        us: await t.createSession('p-shrink', { region: 'us' }),
+      };
+      for (const s of Object.values(waiting)) assert.equal(s.state, 'queued');
+      const watch = await t.connect(waiting.us, TEST_ADMIN_KEY);
+      const r = await t.api('PATCH', '/projects/p-shrink', { regions: { eu: { min: 0, max: 1 } } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual(await watch.closed, { code: 4002, reason: 'app_not_found' });
+      const gone = await t.session(waiting.us.id);
+      assert.deepEqual([gone.state, gone.endReason], ['ended', 'app_not_found']);
+      // the region kept is untouched, and the seated session in the other goes on (its worker runs)
+      assert.equal((await t.session(waiting.eu.id)).state, 'queued');
+      assert.notEqual((await t.session(seated.us.id)).state, 'ended');
+      // no worker at all: whatever waits ends too
+      await t.api('PATCH', '/projects/p-shrink', { worker: null });
+      assert.equal((await t.waitForState(waiting.eu.id, 'ended')).endReason, 'app_not_found');
+      for (const s of Object.values(seated)) await t.api('POST', `/sessions/${s.id}/end`);
+    });
+
     test('a project without a runnable app refuses sessions: 422 APP_NOT_FOUND, close code 4002', async () => {
       await t.createProject(streamProject('p-noapp', { min: 0, max: 1 }, { worker: null }));
       const err = assertError(

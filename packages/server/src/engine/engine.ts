@@ -130,6 +130,22 @@ const DEFAULTS = {
   sessionCreated: () => {},
 };
 
+/**
+ * Whether new settings of a project may disallow sessions the old ones allowed: it was disabled, or it runs
+ * less (a region, its worker, an agent type, a pool's max went).
+ */
+function narrows(before: ProjectSettings, after: ProjectSettings): boolean {
+  if (!after.enabled) return before.enabled;
+  if (!after.worker) return !!before.worker;
+  if (after.agentTypes.length > 0 && before.agentTypes.some((t) => !after.agentTypes.includes(t)))
+    return true;
+  if (after.agentTypes.length > 0 && before.agentTypes.length === 0) return true;
+  return Object.entries(before.regions).some(([region, pool]) => {
+    const now = after.regions[region];
+    return !now || (now.max === 0 && pool.max > 0);
+  });
+}
+
 /** Timers that belong to a state and are cleared when the session leaves it. */
 const STATE_TIMERS: Record<SessionState, TimerKind[]> = {
   requesting: [TimerKind.Pending],
@@ -461,8 +477,11 @@ export class Engine {
 
   /** Another server created or changed the project: its settings are read again. */
   async #reloadProject(id: string): Promise<void> {
+    const before = this.#projects.get(id)?.settings;
     const record = await this.store.read.getProject(id);
-    if (record) this.#projects.set(id, record);
+    if (!record) return;
+    this.#projects.set(id, record);
+    if (before && narrows(before, record.settings)) this.#sweepDisallowed(before, record.settings);
   }
 
   /** The project is committed: this server's cache has it, and the other servers are told to read it. */
@@ -526,26 +545,62 @@ export class Engine {
   async updateProject(id: string, input: ProjectInput): Promise<ProjectRecord> {
     if (input.id !== undefined && input.id !== id)
       throw new UsherError('BAD_REQUEST', "body.id cannot change a project's id");
+    let before: ProjectSettings | undefined;
     const record = await this.#tx(async (r, fx) => {
-      const current = await r.getProject(id);
+      // changes to one project queue here (two at once would each write over what the other changed)
+      const current = await r.getProject(id, { lock: true });
       if (!current) throw new UsherError('NOT_FOUND', `no project "${id}"`);
+      before = current.settings;
       const settings = this.#checkRooms(validateProject(current.settings, input));
       const record: ProjectRecord = { ...current, settings, updatedAt: this.clock.now() };
       await r.updateProject(settings, record.updatedAt);
-      if (current.settings.enabled && !settings.enabled) {
-        const open = await r.listSessions({
-          projectId: id,
-          states: ['requesting', 'queued', 'connecting', 'active', 'idle', 'paused'],
-          limit: 1_000_000,
-        });
-        for (const s of open) await this.#end(r, fx, s, 'project_disabled', 'project:disabled');
-      }
+      if (narrows(current.settings, settings)) await this.#endDisallowed(r, fx, current.settings, settings);
       if (settings.enabled)
         for (const region of Object.keys(settings.regions)) await this.#dispatch(r, fx, settings, region);
       return record;
     });
     this.#projectChanged(record);
+    // an admission that read this server's project before it changed may have committed since: looked for again
+    if (before && narrows(before, record.settings)) this.#sweepDisallowed(before, record.settings);
     return record;
+  }
+
+  /**
+   * Ends the open sessions that a project's new settings no longer allow: all of them when it is disabled
+   * (4000), and those still waiting for a region, or an agent type, that it no longer runs (4002). It holds the
+   * pool locks of the project's regions, old and new, so that an admission in flight has committed (and is
+   * found) first.
+   */
+  async #endDisallowed(r: Repo, fx: Effects, before: ProjectSettings, after: ProjectSettings): Promise<void> {
+    const regions = [...new Set([...Object.keys(before.regions), ...Object.keys(after.regions)])].sort();
+    for (const region of regions) await r.lockPool(after.id, region);
+    const open = await r.listSessions({
+      projectId: after.id,
+      states: after.enabled
+        ? [...PENDING_STATES]
+        : ['requesting', 'queued', 'connecting', 'active', 'idle', 'paused'],
+      limit: 1_000_000,
+    });
+    for (const s of open) {
+      if (!after.enabled) await this.#end(r, fx, s, 'project_disabled', 'project:disabled');
+      else if (unrunnableReason(after, s.region, s.agentType) !== null)
+        await this.#end(r, fx, s, 'app_not_found', 'project:changed');
+    }
+  }
+
+  /**
+   * After a project changed (on this server, or on another: the bus), ends what its settings no longer allow
+   * (#endDisallowed) in the background: sessions that an admission admitted on the settings it knew before.
+   */
+  #sweepDisallowed(before: ProjectSettings, after: ProjectSettings): void {
+    this.#track(async () => {
+      await this.#tx((r, fx) => this.#endDisallowed(r, fx, before, after)).catch((err) =>
+        this.o.log.error(
+          { err, projectId: after.id },
+          'ending the sessions a changed project no longer allows failed',
+        ),
+      );
+    });
   }
 
   // ------------------------------------------------------------------ sessions

@@ -247,9 +247,10 @@ export class Repo {
 
   // ---- projects
 
-  async getProject(id: string): Promise<ProjectRecord | undefined> {
-    const r = await this.q.get<{ settings: string; created_at: number; updated_at: number }>(
-      'SELECT settings, created_at, updated_at FROM projects WHERE id = ?',
+  /** A project; with `lock`, its row is locked for the transaction (PostgreSQL), so changes to it queue. */
+  async getProject(id: string, o: { lock?: boolean } = {}): Promise<ProjectRecord | undefined> {
+    const r = await this.#get<{ settings: string; created_at: number; updated_at: number }>(
+      `SELECT settings, created_at, updated_at FROM projects WHERE id = ?${o.lock ? this.#forUpdate : ''}`,
       [id],
     );
     return r && { settings: projectSettings(r.settings), createdAt: r.created_at, updatedAt: r.updated_at };
