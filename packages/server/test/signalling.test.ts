@@ -243,6 +243,27 @@ for (const kind of databaseKinds()) {
       await refused(dial(nobody), /no worker/);
     });
 
+    test("one stream per session: the viewer's newest connection that subscribes takes the streamer over from the last", async () => {
+      const { s, workerId } = await streamer();
+      const { session, viewer, playerId } = await subscribed(s, workerId);
+      // the same viewer token, in another tab (or the page reloaded before the old socket went)
+      const tab = await t.connect(session);
+      tab.send({ type: 'listStreamers' });
+      assert.deepEqual((await tab.next('streamerList')).ids, [workerId]);
+      tab.send({ type: 'subscribe', streamerId: workerId });
+      assert.equal((await s.next('playerDisconnected')).playerId, playerId, 'the first player is let go');
+      const second = String((await s.next('playerConnected')).playerId);
+      assert.notEqual(second, playerId);
+      assert.equal((await viewer.next('error')).code, 'CONFLICT');
+      // what the old connection still says reaches nobody; the new one negotiates
+      viewer.send({ type: 'answer', sdp: 'v=0 old' });
+      tab.send({ type: 'answer', sdp: 'v=0 new' });
+      const answer = await s.next('answer');
+      assert.deepEqual([answer.playerId, answer.sdp], [second, 'v=0 new']);
+      await tab.close(1000);
+      await viewer.close(1000);
+    });
+
     test('a streamer holds at most MAX_EARLY_CANDIDATES candidates before its offer; later ones pass at once', async () => {
       const { s, workerId } = await streamer();
       const { viewer, playerId } = await subscribed(s, workerId);

@@ -288,6 +288,16 @@ export class SignallingRelay {
       return;
     }
     this.#unsubscribe(handle);
+    // one stream per session: the newest socket of its viewer (a reloaded page, another tab) takes it over
+    for (const other of [...s.players.values()]) {
+      if (other.handle.sessionId !== handle.sessionId) continue;
+      this.#unsubscribe(other.handle);
+      other.handle.peer.send({
+        type: 'error',
+        code: 'CONFLICT',
+        message: 'another connection of this session subscribed to its streamer: this one no longer plays',
+      });
+    }
     const playerId = newId('pl');
     handle.playerId = playerId;
     handle.workerId = streamerId;
