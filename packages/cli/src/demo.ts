@@ -78,7 +78,7 @@ export function demoAdminKey(storage: StorageOptions): string {
     if (key.length >= 16) return key;
   } catch {}
   const { key } = generateAdminKey();
-  mkdirSync(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   writeFileSync(file, `${key}\n`, { mode: 0o600 });
   return key;
 }

@@ -145,7 +145,8 @@ async function main(argv: string[]): Promise<number> {
       ? resolve(config.storage.path)
       : null;
   if (command === 'migrate') {
-    if (config.storage.type === 'sqlite') mkdirSync(dirname(config.storage.path), { recursive: true });
+    if (config.storage.type === 'sqlite')
+      mkdirSync(dirname(config.storage.path), { recursive: true, mode: 0o700 });
     const store = await openStore(config.storage);
     await store.close();
     console.log(
@@ -165,7 +166,7 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
   if (config.storage.type === 'sqlite') {
-    mkdirSync(dirname(config.storage.path), { recursive: true });
+    mkdirSync(dirname(config.storage.path), { recursive: true, mode: 0o700 });
   }
   // tokens, keys and secrets never reach the log, in fields or in text
   const log = pino({ level: config.logLevel, ...safeLoggerOptions });
@@ -270,7 +271,7 @@ function showBootstrapKey(key: string, config: ResolvedConfig, log: pino.Logger)
     'bootstrap-admin-key',
   );
   try {
-    mkdirSync(dirname(file), { recursive: true });
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     writeFileSync(file, `${key}\n`, { mode: 0o600, flag: 'w' });
     log.warn(
       { file: resolve(file) },

@@ -1,7 +1,9 @@
 // SQLite specifics: a busy database file gets a checkpointer thread, and closing still leaves one complete
-// file behind (the log copied back and removed).
+// file behind (the log copied back and removed); a new file, and its log, are readable by their owner only.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { createTestDatabase } from '@usher/testing';
 import { SqliteDb } from './sqlite.ts';
@@ -25,5 +27,20 @@ test('a database busy enough for a checkpointer thread closes cleanly, its log c
     await again.close();
   } finally {
     await db.drop();
+  }
+});
+
+test('a new database file and its log are readable and writable by their owner only: it holds the token secret', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'usher-mode-'));
+  try {
+    const path = join(dir, 'usher.db');
+    const sqlite = new SqliteDb({ path });
+    await sqlite.exec('CREATE TABLE t (v TEXT)');
+    await sqlite.run('INSERT INTO t (v) VALUES (?)', ['x']);
+    for (const file of [path, `${path}-wal`, `${path}-shm`])
+      assert.equal((statSync(file).mode & 0o777).toString(8), '600', file);
+    await sqlite.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,4 +1,5 @@
 // SQLite through Node's built-in node:sqlite: the embedded default, one file, nothing to install.
+import { closeSync, openSync } from 'node:fs';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import type { Db, Queryable, SqlParam, SqlValue, TxOptions } from './db.ts';
@@ -36,6 +37,10 @@ export class SqliteDb implements Db {
 
   constructor(options: SqliteOptions) {
     this.#path = options.path;
+    // the file holds the token secret and admin keys' hashes: readable by its owner only (made so here if it is
+    // new; SQLite gives its -wal and -shm files the database file's permissions)
+    if (options.path !== ':memory:' && !options.path.startsWith('file:'))
+      closeSync(openSync(options.path, 'a', 0o600));
     this.#db = new DatabaseSync(options.path);
     this.#db.exec(
       'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;',
