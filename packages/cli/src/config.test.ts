@@ -412,6 +412,8 @@ sessionRate:
   perClient: { perSecond: 5, burst: 10 }
   perProject: false
 messageRate: { perSecond: 20, burst: 40 }
+roomMessageRate: { perSecond: 100, burst: 200 }
+joinRate: { perSecond: 2, burst: 10 }
 metrics: { public: true }
 webhooks:
   - url: https://hooks.example.com/usher
@@ -425,6 +427,8 @@ webhooks:
     assert.equal(c.bodyLimitBytes, 65536);
     assert.deepEqual(c.sessionRate, { perClient: { perSecond: 5, burst: 10 }, perProject: false });
     assert.deepEqual(c.messageRate, { perSecond: 20, burst: 40 });
+    assert.deepEqual(c.roomMessageRate, { perSecond: 100, burst: 200 });
+    assert.deepEqual(c.joinRate, { perSecond: 2, burst: 10 });
     assert.equal(c.metricsPublic, true);
     // the environment's secret fills only the endpoint without one
     assert.deepEqual(

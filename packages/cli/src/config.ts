@@ -60,6 +60,9 @@ const ConfigFile = Type.Object(
     ),
     // room messages each participant connection may send
     messageRate: Type.Optional(Rate),
+    // room messages a session's participants may send together, and join tokens they may ask for
+    roomMessageRate: Type.Optional(Rate),
+    joinRate: Type.Optional(Rate),
     metrics: Type.Optional(
       Type.Object({ public: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
     ),
@@ -143,6 +146,8 @@ export interface ResolvedConfig {
   /** limits on POST /sessions; the server's defaults where unset */
   sessionRate: SessionRateOptions | undefined;
   messageRate: RateLimit | undefined;
+  roomMessageRate: RateLimit | undefined;
+  joinRate: RateLimit | undefined;
   /** whether GET /metrics is served without an admin key */
   metricsPublic: boolean;
   webhooks: readonly WebhookEndpoint[];
@@ -203,6 +208,8 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
   let bodyLimitBytes: number | undefined;
   let sessionRate: SessionRateOptions | undefined;
   let messageRate: RateLimit | undefined;
+  let roomMessageRate: RateLimit | undefined;
+  let joinRate: RateLimit | undefined;
   let metricsPublic = false;
   let webhooks: WebhookEndpoint[] = [];
   for (const k of ['host', 'port', 'storage', 'adminKeys', 'logLevel', 'projects']) sources[k] = 'default';
@@ -233,6 +240,8 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     if (f.server?.bodyLimitBytes) [bodyLimitBytes, sources.bodyLimitBytes] = [f.server.bodyLimitBytes, src];
     if (f.sessionRate) [sessionRate, sources.sessionRate] = [f.sessionRate, src];
     if (f.messageRate) [messageRate, sources.messageRate] = [f.messageRate, src];
+    if (f.roomMessageRate) [roomMessageRate, sources.roomMessageRate] = [f.roomMessageRate, src];
+    if (f.joinRate) [joinRate, sources.joinRate] = [f.joinRate, src];
     if (f.metrics?.public !== undefined) [metricsPublic, sources.metricsPublic] = [f.metrics.public, src];
     if (f.webhooks) [webhooks, sources.webhooks] = [f.webhooks as WebhookEndpoint[], src];
     if (f.adminKeys) [adminKeys, sources.adminKeys] = [f.adminKeys, src];
@@ -387,6 +396,8 @@ export function resolveConfig(inputs: ConfigInputs): ResolvedConfig {
     bodyLimitBytes,
     sessionRate,
     messageRate,
+    roomMessageRate,
+    joinRate,
     metricsPublic,
     webhooks,
     sources: Object.freeze(sources),

@@ -184,6 +184,8 @@ async function serve(config: ResolvedConfig, demo: boolean): Promise<number> {
     bodyLimitBytes: config.bodyLimitBytes,
     sessionRate: config.sessionRate,
     messageRate: config.messageRate,
+    roomMessageRate: config.roomMessageRate,
+    joinRate: config.joinRate,
     metrics: { public: config.metricsPublic },
     webhooks: config.webhooks,
     projects: config.projects,

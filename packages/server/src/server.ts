@@ -50,7 +50,9 @@ import { failedOnServer } from './realtime/frames.ts';
 import { Keepalive } from './realtime/keepalive.ts';
 import {
   BucketMap,
+  DEFAULT_JOIN_RATE,
   DEFAULT_MESSAGE_RATE,
+  DEFAULT_ROOM_MESSAGE_RATE,
   MESSAGE_RATE_KEYS,
   type RateLimit,
   roomSender,
@@ -133,6 +135,16 @@ export interface UsherServerOptions {
   serverHeartbeatMs?: number;
   /** room messages each participant may send, its sockets on this server together (default 50 a second, bursts of 100) */
   messageRate?: RateLimit;
+  /**
+   * room messages all of a session's participants may send together (the agent's aside), on top of each one's
+   * (default 500 a second, bursts of 1,000)
+   */
+  roomMessageRate?: RateLimit;
+  /**
+   * tokens for new participants (POST /sessions/{id}/join) a session's participants may ask for; admin keys are
+   * not limited (default 1 a second, bursts of 20)
+   */
+  joinRate?: RateLimit;
   /** Pixel Streaming signalling messages a viewer's socket may send (default 20 a second, bursts of 200) */
   signallingRate?: RateLimit;
   /** the largest HTTP body accepted, in bytes (default 1 MiB) */
@@ -463,12 +475,21 @@ export class UsherServer {
       performance.now.bind(performance),
       MESSAGE_RATE_KEYS,
     );
+    const roomMessageRate = new BucketMap(
+      o.roomMessageRate ?? DEFAULT_ROOM_MESSAGE_RATE,
+      performance.now.bind(performance),
+      MESSAGE_RATE_KEYS,
+    );
     livekit?.attach({
       log,
       // the agent is in the LiveKit room and has the packet already
       message: (sessionId, m) => {
         // a participant may publish data as fast as LiveKit lets it: the room message limit holds here too
-        if (m.from.kind !== 'agent' && messageRate.take(roomSender(sessionId, m.from.identity)) > 0) {
+        if (
+          m.from.kind !== 'agent' &&
+          (messageRate.take(roomSender(sessionId, m.from.identity)) > 0 ||
+            roomMessageRate.take(sessionId) > 0)
+        ) {
           log.debug({ sessionId, from: m.from.identity }, 'a LiveKit room message over the rate was dropped');
           return;
         }
@@ -535,6 +556,8 @@ export class UsherServer {
       relay,
       keepalive,
       messageRate,
+      roomMessageRate,
+      joinRate: new BucketMap(o.joinRate ?? DEFAULT_JOIN_RATE, performance.now.bind(performance)),
       signallingRate: o.signallingRate ?? SIGNALLING_RATE,
       sessionRate: new SessionRateLimiter(
         o.sessionRate,

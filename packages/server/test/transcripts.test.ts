@@ -275,6 +275,54 @@ for (const kind of databaseKinds()) {
       );
     });
 
+    test("identities let in with join do not multiply what a room may send, and a session's participants get join tokens at a bounded rate (admin keys aside)", async (c) => {
+      // allowances that do not refill while the test runs: the bursts are all there is
+      const db = await createTestDatabase(kind);
+      const own = await new TestServer({
+        storage: db.storage,
+        server: {
+          roomMessageRate: { perSecond: 0.001, burst: 30 },
+          joinRate: { perSecond: 0.001, burst: 5 },
+        },
+        projects: [agentProject('rate-room', { min: 1, max: 1 })],
+      }).start();
+      c.after(async () => {
+        await own.close();
+        await db.drop();
+      });
+      await own.readyWorkers('rate-room', 1);
+      const s = await own.createSession('rate-room');
+      await own.waitForState(s.id, 'active');
+      // the viewer lets five in; the sixth join is refused
+      const tokens: string[] = [];
+      for (let i = 0; i < 5; i++) tokens.push((await own.joinToken(s)).token);
+      const sixth = await own.api<{ error: { code: string; message: string } }>(
+        'POST',
+        `/sessions/${s.id}/join`,
+        {},
+        s.token,
+      );
+      assert.equal(sixth.status, 429);
+      assert.equal(sixth.body.error.code, 'RATE_LIMITED');
+      assert.match(sixth.body.error.message, /at most .* join tokens/);
+      // an admin key is not limited
+      assert.equal((await own.api('POST', `/sessions/${s.id}/join`, {})).status, 200);
+      // five participants, ten messages each, each within its own allowance: the room takes 30 of the 50
+      const sockets = await Promise.all(tokens.map((token) => own.connect(s, token)));
+      for (const [n, socket] of sockets.entries())
+        for (let i = 0; i < 10; i++)
+          socket.send({ type: 'message', messageType: 'user_text', data: { n, i }, ref: `r${n}-${i}` });
+      const answer = (f: Record<string, unknown>) =>
+        f.type === 'message_ack' || (f.type === 'error' && typeof f.ref === 'string');
+      for (const socket of sockets) await socket.untilOther((frames) => frames.filter(answer).length >= 10);
+      const answers = sockets.flatMap((socket) => socket.other.filter(answer));
+      assert.equal(answers.filter((f) => f.type === 'message_ack').length, 30);
+      const limited = answers.filter((f) => f.code === 'RATE_LIMITED');
+      assert.equal(limited.length, 20);
+      assert.match(String(limited[0]?.message), /participants together/);
+      for (const socket of sockets) await socket.close(1000);
+    });
+
     test('an agent reads the history with its own token; after a crash the fresh worker gets the transcript and saved state', async () => {
       const { s, agent, viewer } = await conversation('recover', {
         autoRestart: { enabled: true, maxRestarts: 1 },

@@ -21,6 +21,10 @@ export interface ApiContext {
    * sockets on this server share one allowance, kept while they reconnect, and so do LiveKit data packets.
    */
   messageRate: BucketMap;
+  /** room messages of each session's participants together (key: session id), on top of messageRate */
+  roomMessageRate: BucketMap;
+  /** tokens for new participants each session's participants may ask for (key: session id) */
+  joinRate: BucketMap;
   /** signalling messages a viewer's socket may send (Pixel Streaming) */
   signallingRate: RateLimit;
   /** how many sessions a client, and a project, may ask for */

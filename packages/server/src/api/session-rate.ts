@@ -90,7 +90,13 @@ export class SessionRateLimiter {
   }
 }
 
-function refuse(reply: FastifyReply, waitMs: number, limit: 'client' | 'project', message: string): never {
+/** Answers 429 RATE_LIMITED with Retry-After (whole seconds), naming the limit that was reached. */
+export function refuse(
+  reply: FastifyReply,
+  waitMs: number,
+  limit: 'client' | 'project' | 'join',
+  message: string,
+): never {
   const retryAfter = seconds(waitMs);
   reply.header('retry-after', String(retryAfter));
   throw new UsherError('RATE_LIMITED', message, { limit, retryAfterSeconds: retryAfter });

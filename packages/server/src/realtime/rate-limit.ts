@@ -10,6 +10,13 @@ export interface RateLimit {
 }
 
 export const DEFAULT_MESSAGE_RATE: RateLimit = { perSecond: 50, burst: 100 };
+/**
+ * Room messages of all of a session's participants together (the agent's aside), on top of each one's own:
+ * identities made with POST /sessions/{id}/join do not multiply what one room may take.
+ */
+export const DEFAULT_ROOM_MESSAGE_RATE: RateLimit = { perSecond: 500, burst: 1000 };
+/** Tokens for new participants of one session (POST /sessions/{id}/join by its participants; admin keys aside). */
+export const DEFAULT_JOIN_RATE: RateLimit = { perSecond: 1, burst: 20 };
 /** Participants whose room-message allowance a server keeps (the least recently heard from goes first). */
 export const MESSAGE_RATE_KEYS = 100_000;
 

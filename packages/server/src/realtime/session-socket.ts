@@ -269,6 +269,12 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
                 'RATE_LIMITED',
                 `room messages are limited to ${ctx.messageRate.limit.perSecond} a second (bursts of ${ctx.messageRate.limit.burst}) per participant; this one was dropped`,
               );
+            if (role !== 'agent' && ctx.roomMessageRate.take(sessionId) > 0)
+              return refuse(
+                ref,
+                'RATE_LIMITED',
+                `room messages are limited to ${ctx.roomMessageRate.limit.perSecond} a second (bursts of ${ctx.roomMessageRate.limit.burst}) for a session's participants together; this one was dropped`,
+              );
             // an agent token speaks for its worker only while that worker serves the session (a crashed one's
             // does not, once auto-restart has moved the session on)
             (role === 'agent' ? engine.rooms.checkWorker(identity, sessionId, true) : Promise.resolve())

@@ -15,6 +15,7 @@ import { sessionView } from '../../engine/views.ts';
 import { type Caller, callerOf, requireAdmin, requireCurrentAgent, requireSession } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { ErrorResponse, IdParams } from '../schemas.ts';
+import { refuse } from '../session-rate.ts';
 
 const CreatedSession = Type.Intersect([
   Session,
@@ -167,12 +168,25 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext): void {
         response: { 200: JoinResponse, '4xx': ErrorResponse },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const caller = await callerOf(req, ctx.auth);
       requireSession(caller, req.params.id, ['viewer', 'user']);
       const s = await engine.getSession(req.params.id);
       if (s.state === 'ended' || s.state === 'ending')
         throw new UsherError('ILLEGAL_TRANSITION', `session "${s.id}" is ${s.state}; nobody can join it`);
+      // participants may let others in, but not without end: each identity brings its own message allowance
+      if (caller.kind !== 'admin') {
+        const waitMs = ctx.joinRate.take(s.id);
+        if (waitMs > 0) {
+          const { perSecond, burst } = ctx.joinRate.limit;
+          refuse(
+            reply,
+            waitMs,
+            'join',
+            `session "${s.id}" gives its participants at most ${perSecond} join tokens a second (bursts of ${burst}); try again later, or use an admin API key`,
+          );
+        }
+      }
       const role = req.body?.role ?? 'user';
       const identity = req.body?.identity ?? newId(role, engine.clock.now());
       // a participant may name whoever it lets in, but not after someone in the room: others would take one for
