@@ -80,7 +80,7 @@ export function threadTime(a: ServerStats, b: ServerStats, wallMs: number): stri
  * (left out, the server's defaults apply).
  */
 export interface BenchServerConfig extends ServerFixtureConfig {
-  /** room messages each participant connection may send (UsherServerOptions.messageRate) */
+  /** room messages each participant, and each room, may send (UsherServerOptions.messageRate, roomMessageRate) */
   messageRate?: { perSecond: number; burst: number };
 }
 

@@ -70,7 +70,8 @@ const server = new UsherServer({
   drivers: { process: new RelayDriver() },
   projects: config.projects,
   engine: config.engine ?? {},
-  ...(config.messageRate ? { messageRate: config.messageRate } : {}),
+  // the whole room's allowance too, so that no message is dropped by either
+  ...(config.messageRate ? { messageRate: config.messageRate, roomMessageRate: config.messageRate } : {}),
 });
 
 function lagStats(): LagStats {
