@@ -175,8 +175,17 @@ for (const kind of databaseKinds()) {
       // a ping is answered; anything else is refused without closing
       byHeader.ws.send(JSON.stringify({ type: 'ping', id: 7 }));
       assert.equal((await byHeader.waitFor((f) => f.type === 'pong')).id, 7);
-      byHeader.ws.send(JSON.stringify({ type: 'subscribe' }));
+      // an id that is not a string or a number is not echoed (a deep one would not even be read)
+      byHeader.ws.send(`{"type":"ping","id":${'['.repeat(5_000)}${']'.repeat(5_000)}}`);
       assert.equal((await byHeader.waitFor((f) => f.type === 'error')).code, 'BAD_REQUEST');
+      byHeader.ws.send(JSON.stringify({ type: 'ping', id: { deep: [1] } }));
+      const pongs = () => byHeader.frames.filter((f) => f.type === 'pong');
+      await byHeader.waitFor(() => pongs().length === 2);
+      assert.equal(pongs()[1]!.id, null);
+      byHeader.ws.send(JSON.stringify({ type: 'subscribe' }));
+      const errors = () => byHeader.frames.filter((f) => f.type === 'error');
+      await byHeader.waitFor(() => errors().length === 2);
+      assert.equal(errors()[1]!.code, 'BAD_REQUEST');
       await byHeader.close();
       await t.api('POST', `/sessions/${s.id}/end`);
     });

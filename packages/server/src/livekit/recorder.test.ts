@@ -53,8 +53,14 @@ describe('decoding data packets', () => {
       return d.ok ? '' : d.reason;
     };
     assert.match(reason(bytes({ type: 'x' }), null), /no sender participant/);
-    assert.match(reason(new Uint8Array([0xff, 0xfe, 0x7b])), /not JSON text/);
-    assert.match(reason(bytes('{"type":')), /not JSON text/);
+    assert.match(reason(new Uint8Array([0xff, 0xfe, 0x7b])), /not valid JSON/);
+    assert.match(reason(bytes('{"type":')), /not valid JSON/);
+    // as socket frames are: nesting past 64 levels, and the NUL character, are refused
+    assert.match(
+      reason(bytes(`{"type":"t","data":${'['.repeat(100)}${']'.repeat(100)}}`)),
+      /nested deeper than 64/,
+    );
+    assert.match(reason(bytes({ type: 't', data: 'a\u0000b' })), /NUL character/);
     assert.match(reason(bytes([1, 2])), /not a room message/);
     assert.match(reason(bytes({ message: 'hello', timestamp: 1 })), /not a room message/);
     assert.match(reason(bytes({ type: 7, data: {} })), /not a room message/);
@@ -152,7 +158,7 @@ describe('the recorder', () => {
       ['s_2', { type: 'user_text', from: { identity: 'u1', kind: 'user' }, data: 'hi', at }],
     ]);
     assert.equal(seen.skipped.length, 1);
-    assert.match(seen.skipped[0]!, /not JSON text/);
+    assert.match(seen.skipped[0]!, /not valid JSON/);
   });
 
   test('a failing onMessage is reported, whether it throws or rejects', async () => {

@@ -6,6 +6,7 @@
 // joins a room, so a server without LiveKit never loads it. Once it has connected, its native client keeps the
 // process alive until it is disposed: closing the last recorder that used it does that.
 import { type ParticipantKind, UsherError } from '@usher/protocol';
+import { parseJsonText } from '../realtime/frames.ts';
 import type { LiveKitSettings } from './config.ts';
 import { kindOf, RECORDER_IDENTITY } from './roles.ts';
 import { LiveKitTokens } from './tokens.ts';
@@ -46,13 +47,16 @@ export function decodeRoomMessage(
   at: string,
 ): { ok: true; message: RoomMessage } | { ok: false; reason: string } {
   if (!sender) return { ok: false, reason: 'the packet has no sender participant (sent by the server API)' };
-  let value: unknown;
+  let text: string;
   try {
-    value = JSON.parse(utf8.decode(payload));
+    text = utf8.decode(payload);
   } catch {
-    return { ok: false, reason: `the packet from "${sender.identity}" is not JSON text` };
+    return { ok: false, reason: `the packet from "${sender.identity}" is not valid JSON (not UTF-8)` };
   }
-  const m = value as { type?: unknown; data?: unknown };
+  // as a socket frame is: JSON, not nested too deep, no NUL character
+  const parsed = parseJsonText(text, `the packet from "${sender.identity}"`);
+  if (!parsed.ok) return { ok: false, reason: parsed.message };
+  const m = parsed.value as { type?: unknown; data?: unknown };
   if (typeof m !== 'object' || m === null || Array.isArray(m) || typeof m.type !== 'string')
     return { ok: false, reason: `the packet from "${sender.identity}" is not a room message {type, data}` };
   if (m.type.length === 0 || m.type.length > MAX_TYPE_LENGTH)

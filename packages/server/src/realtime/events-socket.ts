@@ -11,7 +11,7 @@ import { workerView } from '../api/routes/workers.ts';
 import type { EventHub } from '../engine/event-hub.ts';
 import type { SessionDirectory, SessionKey } from '../observability/session-directory.ts';
 import type { WorkerRecord } from '../storage/records.ts';
-import { closeToRetry, failedOnServer } from './frames.ts';
+import { closeToRetry, failedOnServer, parseJsonText } from './frames.ts';
 import { releaseUpgrade } from './upgrade.ts';
 
 /** How much a socket may have queued and unsent before it counts as too slow (default 4 MiB). */
@@ -290,14 +290,12 @@ export function eventsSocketRoute(app: FastifyInstance, ctx: ApiContext, options
       ctx.keepalive.track(socket);
       socket.on('close', () => feed.remove(sub));
       socket.on('message', (raw: RawData, isBinary: boolean) => {
-        let frame: { type?: unknown; id?: unknown } | null = null;
-        try {
-          frame = isBinary ? null : JSON.parse((raw as Buffer).toString('utf8'));
-        } catch {
-          frame = null;
-        }
+        const parsed = isBinary ? null : parseJsonText((raw as Buffer).toString('utf8'));
+        const frame = parsed?.ok ? (parsed.value as { type?: unknown; id?: unknown } | null) : null;
         if (frame?.type === 'ping') {
-          send({ type: 'pong', id: frame.id ?? null, at: new Date(engine.clock.now()).toISOString() });
+          // the id is echoed back: a string or a number only
+          const id = typeof frame.id === 'string' || typeof frame.id === 'number' ? frame.id : null;
+          send({ type: 'pong', id, at: new Date(engine.clock.now()).toISOString() });
           return;
         }
         send({

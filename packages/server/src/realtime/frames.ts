@@ -34,16 +34,19 @@ export function parseFrame<T extends TSchema>(
  * A frame's text parsed as JSON, or why it cannot be taken: it is not JSON, it nests deeper than MAX_JSON_DEPTH
  * (refused before it is parsed), or a string in it holds a NUL character (as HTTP bodies are refused).
  */
-export function parseJsonText(text: string): { ok: true; value: unknown } | { ok: false; message: string } {
+export function parseJsonText(
+  text: string,
+  what = 'the frame',
+): { ok: true; value: unknown } | { ok: false; message: string } {
   const scan = scanJson(text);
-  if (scan.tooDeep) return { ok: false, message: tooDeepMessage('the frame') };
+  if (scan.tooDeep) return { ok: false, message: tooDeepMessage(what) };
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return { ok: false, message: 'the frame is not valid JSON' };
+    return { ok: false, message: `${what} is not valid JSON` };
   }
-  if (scan.nul) return { ok: false, message: nulMessage('the frame') };
+  if (scan.nul) return { ok: false, message: nulMessage(what) };
   return { ok: true, value };
 }
 
