@@ -125,8 +125,8 @@ export const ServerToWorkerFrame = Type.Union([
     /** where the room stood as the worker registered: a cursor (`register.after.at`) for its next reconnect */
     upto: Type.Optional(Type.String()),
     /**
-     * the session the server has the worker on, or null for none: a worker that comes back holding another has
-     * lost it (it ended while the worker was away), and is free
+     * the session the server has the worker on, or null for none (or for one that has ended): a worker that
+     * comes back holding another has lost it (it ended while the worker was away), and is free
      */
     sessionId: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   }),

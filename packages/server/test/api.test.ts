@@ -259,6 +259,31 @@ for (const kind of databaseKinds()) {
       await t.waitForState(s.id, 'ended');
     });
 
+    test('only a live session pauses: one still connecting, or queued, is refused with 409 and left as it was', async () => {
+      await t.createProject(streamProject('s-early', { min: 1, max: 1 }));
+      await t.readyWorkers('s-early', 1);
+      // seated on its worker, which takes it, but no viewer yet: connecting
+      const seated = await t.createSession('s-early');
+      const queued = await t.createSession('s-early');
+      await t.workersWhere('s-early', (ws) =>
+        ws.some((w) => w.sessionId === seated.id && w.state === 'busy'),
+      );
+      for (const s of [seated, queued]) {
+        const before = (await t.session(s.id)).state;
+        assertError(
+          await t.api('POST', `/sessions/${s.id}/pause`, undefined, s.token),
+          409,
+          'ILLEGAL_TRANSITION',
+        );
+        assert.equal((await t.session(s.id)).state, before);
+      }
+      // the connecting one still goes live when its viewer comes
+      const viewer = await t.connect(seated);
+      await viewer.state('active');
+      await viewer.close(1000);
+      await t.api('POST', `/sessions/${queued.id}/end`);
+    });
+
     test('POST /sessions/{id}/end: a pending session ends at once, 1000 canceled', async () => {
       await t.createProject(streamProject('s-cancel', { min: 0, max: 1 }));
       const first = await t.createSession('s-cancel');
@@ -471,6 +496,26 @@ for (const kind of databaseKinds()) {
       await t.api('PATCH', '/projects/p-shrink', { worker: null });
       assert.equal((await t.waitForState(waiting.eu.id, 'ended')).endReason, 'app_not_found');
       for (const s of Object.values(seated)) await t.api('POST', `/sessions/${s.id}/end`);
+    });
+
+    test("a project stored with timeouts past today's bounds (by an earlier version) can still be changed: they are brought within them", async () => {
+      await t.createProject(streamProject('p-legacy', { min: 0, max: 1 }));
+      const db = t.engine.store.db;
+      const stored = await db.get<{ settings: string }>('SELECT settings FROM projects WHERE id = ?', [
+        'p-legacy',
+      ]);
+      const settings = JSON.parse(stored!.settings);
+      settings.timeouts.shutdownGraceMs = 120_000;
+      settings.timeouts.pausedMs = 1e12;
+      await db.run('UPDATE projects SET settings = ? WHERE id = ?', [JSON.stringify(settings), 'p-legacy']);
+      const r = await t.api<ProjectBody & { timeouts: Record<string, number> }>(
+        'POST',
+        '/projects/p-legacy/disable',
+      );
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.enabled, false);
+      assert.equal(r.body.timeouts.shutdownGraceMs, 60_000);
+      assert.equal(r.body.timeouts.pausedMs, 30 * 86_400_000);
     });
 
     test('a project without a runnable app refuses sessions: 422 APP_NOT_FOUND, close code 4002', async () => {

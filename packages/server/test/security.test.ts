@@ -168,6 +168,27 @@ for (const kind of databaseKinds()) {
       for (const s of [a, b]) await t.api('POST', `/sessions/${s.id}/end`);
     });
 
+    test("an agent's room messages through a session socket are relayed and recorded in the order it sent them", async () => {
+      await t.createProject(agentProject('tk-order', { min: 0, max: 1 }));
+      const s = await t.createSession('tk-order');
+      await t.waitForState(s.id, 'active');
+      const agentToken = t.fake.workers.get(s.workerId!)!.assignments[0]!.token;
+      const agent = await t.connect(s, agentToken);
+      for (let n = 0; n < 40; n++)
+        agent.send({ type: 'message', messageType: 'agent_text', data: { n }, ref: `a${n}` });
+      await agent.untilOther((frames) => frames.filter((f) => f.type === 'message_ack').length === 40);
+      const page = await t.api<{ messages: { type: string; data: { n: number } }[] }>(
+        'GET',
+        `/sessions/${s.id}/messages?limit=100`,
+      );
+      assert.deepEqual(
+        page.body.messages.filter((m) => m.type === 'agent_text').map((m) => m.data.n),
+        Array.from({ length: 40 }, (_, n) => n),
+      );
+      await agent.close();
+      await t.api('POST', `/sessions/${s.id}/end`);
+    });
+
     test("a crashed agent's token stops acting for the session once auto-restart has moved it to a fresh worker", async () => {
       await t.createProject(
         agentProject('tk-moved', { min: 0, max: 2 }, { autoRestart: { enabled: true, maxRestarts: 1 } }),

@@ -723,6 +723,41 @@ for (const kind of databaseKinds()) {
       await assertCleanedUp(pid, s.id, workerId, 1);
     });
 
+    test('reconnect window: a crash while the viewer is away, with auto-restart, leaves no seat hold of the crashed worker behind', async () => {
+      const restart = { autoRestart: { enabled: true, maxRestarts: 2 } };
+      // no warm workers: each restart starts one
+      const pid = await timedProject(streamProject, 'away-crash', reconnect, restart, { min: 0, max: 3 });
+      const s = await t.createSession(pid);
+      await started(pid, s.id);
+      const v = await connect(s);
+      await v.state('active');
+      const workerId = (await t.session(s.id)).workerId as string;
+      const detached = handled('viewerDetached');
+      await v.drop();
+      await detached;
+      // the fresh worker takes the session while the viewer is away: a seat hold waits for the viewer
+      const second = t.fake.nextStart();
+      t.fake.crash(workerId);
+      const fresh = await second;
+      await t.workersWhere(pid, (ws) => ws.some((w) => w.id === fresh.id && w.state === 'busy'));
+      await t.settled();
+      assert.ok((await timers(s.id)).some((x) => x.kind === 'seat_hold'));
+      // it crashes too, before the viewer is back; the next one is slow to start
+      t.fake.behaviour = () => ({ ready: false });
+      try {
+        const third = t.fake.nextStart();
+        t.fake.crash(fresh.id);
+        await third;
+        await t.settled();
+        const left = (await timers(s.id)).map((x) => x.kind).sort();
+        assert.deepEqual(left, ['connecting', 'reconnect'], 'the seat hold went with the worker that set it');
+        assert.equal(await state(s.id), 'connecting');
+      } finally {
+        t.fake.behaviour = () => ({});
+      }
+      await endNow(s.id);
+    });
+
     test('reconnect window: a worker lost while its viewer is away ends 4007, so that the viewer starts a fresh session', async () => {
       const pid = await timedProject(streamProject, 'lost-away', reconnect);
       const { s, v, workerId } = await liveStream(pid);

@@ -130,6 +130,16 @@ const DEFAULTS = {
   sessionCreated: () => {},
 };
 
+/** Every state of a session that has not ended or begun to. */
+const OPEN_SESSION_STATES: readonly SessionState[] = [
+  'requesting',
+  'queued',
+  'connecting',
+  'active',
+  'idle',
+  'paused',
+];
+
 /**
  * Whether new settings of a project may disallow sessions the old ones allowed: it was disabled, or it runs
  * less (a region, its worker, an agent type, a pool's max went).
@@ -554,52 +564,62 @@ export class Engine {
       const settings = this.#checkRooms(validateProject(current.settings, input));
       const record: ProjectRecord = { ...current, settings, updatedAt: this.clock.now() };
       await r.updateProject(settings, record.updatedAt);
-      if (narrows(current.settings, settings)) await this.#endDisallowed(r, fx, current.settings, settings);
+      if (narrows(current.settings, settings)) {
+        const open = await r.listSessions({
+          projectId: id,
+          states: settings.enabled ? [...PENDING_STATES] : [...OPEN_SESSION_STATES],
+          limit: 1_000_000,
+        });
+        for (const s of open) await this.#endDisallowed(r, fx, settings, s.id);
+      }
       if (settings.enabled)
         for (const region of Object.keys(settings.regions)) await this.#dispatch(r, fx, settings, region);
       return record;
     });
     this.#projectChanged(record);
-    // an admission that read this server's project before it changed may have committed since: looked for again
+    // an admission that read this server's project before it changed may commit after it: looked for again
     if (before && narrows(before, record.settings)) this.#sweepDisallowed(before, record.settings);
     return record;
   }
 
   /**
-   * Ends the open sessions that a project's new settings no longer allow: all of them when it is disabled
-   * (4000), and those still waiting for a region, or an agent type, that it no longer runs (4002). It holds the
-   * pool locks of the project's regions, old and new, so that an admission in flight has committed (and is
-   * found) first.
+   * Ends a session that its project's settings no longer allow, if it is still open: any (4000) when the project
+   * is disabled, one still waiting when it no longer runs its region, or its agent type (4002).
    */
-  async #endDisallowed(r: Repo, fx: Effects, before: ProjectSettings, after: ProjectSettings): Promise<void> {
-    const regions = [...new Set([...Object.keys(before.regions), ...Object.keys(after.regions)])].sort();
-    for (const region of regions) await r.lockPool(after.id, region);
-    const open = await r.listSessions({
-      projectId: after.id,
-      states: after.enabled
-        ? [...PENDING_STATES]
-        : ['requesting', 'queued', 'connecting', 'active', 'idle', 'paused'],
-      limit: 1_000_000,
-    });
-    for (const s of open) {
-      if (!after.enabled) await this.#end(r, fx, s, 'project_disabled', 'project:disabled');
-      else if (unrunnableReason(after, s.region, s.agentType) !== null)
-        await this.#end(r, fx, s, 'app_not_found', 'project:changed');
-    }
+  async #endDisallowed(r: Repo, fx: Effects, settings: ProjectSettings, sessionId: string): Promise<void> {
+    const s = await r.getSession(sessionId, { lock: true });
+    if (!s || s.state === 'ended' || s.state === 'ending') return;
+    if (!settings.enabled) await this.#end(r, fx, s, 'project_disabled', 'project:disabled');
+    else if (PENDING_STATES.includes(s.state) && unrunnableReason(settings, s.region, s.agentType) !== null)
+      await this.#end(r, fx, s, 'app_not_found', 'project:changed');
   }
 
   /**
-   * After a project changed (on this server, or on another: the bus), ends what its settings no longer allow
-   * (#endDisallowed) in the background: sessions that an admission admitted on the settings it knew before.
+   * After a project changed (on this server, or on another: the bus), ends in the background what its settings
+   * no longer allow, which an admission on the settings it knew before may have let in. A first transaction
+   * waits for the admissions in flight (it takes the pools' locks, which they hold) and reads the project as it
+   * now stands and what is open; each session then ends in a transaction of its own.
    */
   #sweepDisallowed(before: ProjectSettings, after: ProjectSettings): void {
+    const regions = [...new Set([...Object.keys(before.regions), ...Object.keys(after.regions)])].sort();
     this.#track(async () => {
-      await this.#tx((r, fx) => this.#endDisallowed(r, fx, before, after)).catch((err) =>
+      try {
+        const found = await this.#tx(async (r) => {
+          for (const region of regions) await r.lockPool(after.id, region);
+          const now = (await r.getProject(after.id))?.settings;
+          if (!now || !narrows(before, now)) return null;
+          const states = now.enabled ? [...PENDING_STATES] : [...OPEN_SESSION_STATES];
+          const open = await r.listSessions({ projectId: now.id, states, limit: 1_000_000 });
+          return { settings: now, ids: open.map((s) => s.id) };
+        });
+        if (!found) return;
+        for (const id of found.ids) await this.#tx((r, fx) => this.#endDisallowed(r, fx, found.settings, id));
+      } catch (err) {
         this.o.log.error(
           { err, projectId: after.id },
           'ending the sessions a changed project no longer allows failed',
-        ),
-      );
+        );
+      }
     });
   }
 
@@ -748,7 +768,12 @@ export class Engine {
   async pauseSession(id: string, cause: string): Promise<SessionRecord> {
     return this.#tx(async (r, fx) => {
       const s = await this.#lockSession(r, id);
-      this.#assertTransition(s, 'paused');
+      // a live session pauses; `connecting → paused` is only auto-restart's way back to a pause (#begin)
+      if (s.state !== 'active' && s.state !== 'idle')
+        throw new UsherError(
+          'ILLEGAL_TRANSITION',
+          `session "${id}" is ${s.state}; only an active or idle session can be paused`,
+        );
       const p = this.#project(s.projectId);
       const paused = await this.#transition(r, fx, s, 'paused', cause);
       await this.#setTimer(r, fx, s.id, TimerKind.Paused, this.clock.now() + p.timeouts.pausedMs);
@@ -1662,8 +1687,12 @@ export class Engine {
     this.#heartbeat(worker.id);
     // a token of its own, fresh, to come back as itself after a reconnect (a pool-token worker has no other)
     let own: string;
+    // the session it serves: not one that ended while it was away (a worker being stopped still names it)
+    let serving: string | null = null;
     try {
       own = await this.#workerToken(worker.id, worker.projectId);
+      if (worker.sessionId && (await this.store.read.getSession(worker.sessionId))?.state !== 'ended')
+        serving = worker.sessionId;
     } catch (err) {
       if (this.#replaying.get(worker.id)?.link === link) this.#replaying.delete(worker.id);
       throw err;
@@ -1680,7 +1709,7 @@ export class Engine {
       heartbeatIntervalMs: this.o.heartbeatIntervalMs,
       token: own,
       upto: microsToIso(position),
-      sessionId: worker.sessionId,
+      sessionId: serving,
     });
     if (replay && afterUs !== null)
       await this.#replayToWorker(worker, replay, link, afterUs, after?.id, position);
@@ -2239,8 +2268,12 @@ export class Engine {
     const fields = { workerId: w.id, workerStarted: false, restarts: s.restarts + 1 };
     let next: SessionRecord;
     if (s.state === 'connecting') {
+      // no transition clears what the crashed worker left: a seat hold (it had started the session while the
+      // viewer was away) goes, and the connecting timeout starts again below
       next = { ...s, ...fields, updatedAt: now };
       await r.updateSession(s.id, { ...fields, updatedAt: now });
+      await r.clearTimer(s.id, TimerKind.SeatHold);
+      fx.after(() => this.rooms.forgetWorker(s.id));
     } else next = await this.#transition(r, fx, s, 'connecting', 'worker:crashed:auto-restart', fields);
     if (pausedUntil !== undefined) await this.#setTimer(r, fx, s.id, TimerKind.Paused, pausedUntil);
     await this.#setTimer(r, fx, s.id, TimerKind.Connecting, now + p.timeouts.connectingMs);

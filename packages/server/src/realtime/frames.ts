@@ -3,7 +3,7 @@
 import { SocketCloseCode, UsherError, type Validator } from '@usher/protocol';
 import type { Static, TSchema } from 'typebox';
 import type { RawData, WebSocket } from 'ws';
-import { nulMessage, scanJson, tooDeepMessage } from '../api/validation.ts';
+import { MAX_JSON_DEPTH, nulMessage, tooDeepMessage } from '../api/validation.ts';
 import { scrubSecrets } from '../util/redact.ts';
 
 export type Parsed<T> =
@@ -31,23 +31,45 @@ export function parseFrame<T extends TSchema>(
 }
 
 /**
- * A frame's text parsed as JSON, or why it cannot be taken: it is not JSON, it nests deeper than MAX_JSON_DEPTH
- * (refused before it is parsed), or a string in it holds a NUL character (as HTTP bodies are refused).
+ * A frame's text parsed as JSON, or why it cannot be taken: it is not JSON, it nests deeper than MAX_JSON_DEPTH,
+ * or a string (or key) in it holds a NUL character (as HTTP bodies are refused). JSON.parse takes any nesting
+ * (V8 parses without recursion); the parsed value is then walked without recursion either, which costs what it
+ * holds rather than its length: a frame of long text costs one native search per string.
  */
 export function parseJsonText(
   text: string,
   what = 'the frame',
 ): { ok: true; value: unknown } | { ok: false; message: string } {
-  const scan = scanJson(text);
-  if (scan.tooDeep) return { ok: false, message: tooDeepMessage(what) };
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     return { ok: false, message: `${what} is not valid JSON` };
   }
-  if (scan.nul) return { ok: false, message: nulMessage(what) };
+  const problem = inspectJson(value);
+  if (problem === 'tooDeep') return { ok: false, message: tooDeepMessage(what) };
+  if (problem === 'nul') return { ok: false, message: nulMessage(what) };
   return { ok: true, value };
+}
+
+/** What a parsed JSON value holds that is refused: nesting deeper than MAX_JSON_DEPTH, or a NUL character. */
+function inspectJson(value: unknown): 'tooDeep' | 'nul' | null {
+  if (typeof value === 'string') return value.includes('\0') ? 'nul' : null;
+  if (typeof value !== 'object' || value === null) return null;
+  const stack: [object, number][] = [[value, 1]];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [node, depth] = next;
+    if (depth > MAX_JSON_DEPTH) return 'tooDeep';
+    const isArray = Array.isArray(node);
+    for (const key in node) {
+      if (!isArray && key.includes('\0')) return 'nul';
+      const v = (node as Record<string, unknown>)[key];
+      if (typeof v === 'string') {
+        if (v.includes('\0')) return 'nul';
+      } else if (typeof v === 'object' && v !== null) stack.push([v, depth + 1]);
+    }
+  }
+  return null;
 }
 
 /** The start of a frame's text, for messages and logs: what looks like a token in it is hidden. */

@@ -88,6 +88,8 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
       let player: PlayerHandle | null = null;
       /** a participant's token, renewed on its pings past half its life (an agent's comes with its worker's) */
       let credential: VerifiedToken | null = null;
+      /** an agent's room messages: the check that its worker serves the session, one after the other */
+      let agentChecks: Promise<void> = Promise.resolve();
       try {
         const cursor = replayCursor(req.query as Record<string, unknown>);
         const caller = await callerOf(req, ctx.auth);
@@ -276,8 +278,14 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
                 `room messages are limited to ${ctx.roomMessageRate.limit.perSecond} a second (bursts of ${ctx.roomMessageRate.limit.burst}) for a session's participants together; this one was dropped`,
               );
             // an agent token speaks for its worker only while that worker serves the session (a crashed one's
-            // does not, once auto-restart has moved the session on)
-            (role === 'agent' ? engine.rooms.checkWorker(identity, sessionId, true) : Promise.resolve())
+            // does not, once auto-restart has moved the session on); the checks go one after the other, so that
+            // the messages are relayed in the order they came
+            let checked: Promise<void> = Promise.resolve();
+            if (role === 'agent') {
+              checked = agentChecks.then(() => engine.rooms.checkWorker(identity, sessionId, true));
+              agentChecks = checked.catch(() => {});
+            }
+            checked
               .then(() => engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data))
               .then(
                 ({ message, stored }) => acked(ref, message, stored),

@@ -1,5 +1,11 @@
 // Every query the engine makes, written once for both dialects, over one connection or transaction.
-import { type SessionState, WorkerState } from '@usher/protocol';
+import {
+  ENDING_TIMEOUT_MS,
+  MAX_TIMEOUT_MS,
+  type SessionState,
+  type Timeouts,
+  WorkerState,
+} from '@usher/protocol';
 import { advisoryLockSql, type Queryable, type QueryOptions, type SqlParam, type SqlValue } from './db.ts';
 import { heldStatements } from './held-sql.ts';
 import { HeldWrites } from './held-writes.ts';
@@ -38,10 +44,16 @@ const ASSIGNMENT_SELECT = [
 
 type Row = Record<string, unknown>;
 
-/** Stored settings, with what later versions added filled in for settings stored before them. */
+/**
+ * Stored settings, with what later versions added filled in for settings stored before them, and timeouts
+ * stored before they had bounds brought within them (the longest a timeout may be; a shutdown grace within the
+ * ending limit, as the engine always held it), so that such a project can still be changed.
+ */
 function projectSettings(json: string): ProjectSettings {
   const s = JSON.parse(json) as ProjectSettings;
   s.rooms ??= 'builtin';
+  for (const [k, v] of Object.entries(s.timeouts) as [keyof Timeouts, number][])
+    s.timeouts[k] = Math.min(v, k === 'shutdownGraceMs' ? ENDING_TIMEOUT_MS : MAX_TIMEOUT_MS);
   return s;
 }
 
