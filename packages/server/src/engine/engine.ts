@@ -130,7 +130,7 @@ const DEFAULTS = {
   sessionCreated: () => {},
 };
 
-/** Every state of a session that has not ended or begun to. */
+/** Every state of a session that has neither ended nor begun to end. */
 const OPEN_SESSION_STATES: readonly SessionState[] = [
   'requesting',
   'queued',
@@ -1073,7 +1073,6 @@ export class Engine {
     return next;
   }
 
-  /** connecting/idle/paused → active, with the timers of an active session. */
   /**
    * The worker has the session and it may begin: `active`, or `paused` again for one that was paused when its
    * worker died (auto-restart kept its paused deadline).
@@ -1087,6 +1086,7 @@ export class Engine {
     return this.#enterActive(r, fx, s, cause);
   }
 
+  /** connecting/idle/paused → active, with the timers of an active session. */
   async #enterActive(r: Repo, fx: Effects, s: SessionRecord, cause: string): Promise<SessionRecord> {
     const p = this.#project(s.projectId);
     const now = this.clock.now();
