@@ -121,7 +121,7 @@ export const TIMEOUT_DOCS: Readonly<Record<TimeoutKey, TimeoutDoc>> = {
   },
   reconnectWindowMs: {
     what: 'reconnect window',
-    runs: 'while the viewer link is lost (closed with a code other than 1000 or 1001, or a server restart)',
+    runs: 'while the viewer link is lost (closed with a code other than 1000, 1001 or 4004, or a server restart)',
     onExpiry: 'the session ends',
     reason: 'reconnect_failed',
   },

@@ -699,6 +699,20 @@ for (const kind of databaseKinds()) {
       await t.api('POST', `/sessions/${first.id}/end`);
     });
 
+    test("a viewer that closes with 4004 (the Web SDK's own AFK threshold ran out) ends its session 4004 afk_timeout", async () => {
+      await t.createProject(streamProject('ws-afk', { min: 1, max: 1 }));
+      await t.readyWorkers('ws-afk', 1);
+      const s = await t.createSession('ws-afk');
+      const viewer = await t.connect(s);
+      await viewer.state('active');
+      await viewer.close(4004);
+      const ended = await t.waitForState(s.id, 'ended');
+      assert.deepEqual(
+        [ended.endCode, ended.endReason, ended.outcome],
+        [4004, 'afk_timeout', 'disconnected'],
+      );
+    });
+
     test('a waiting viewer that closes its tab (1001) ends its session 1001 viewer_left, as a seated one does', async () => {
       await t.createProject(streamProject('ws-tab', { min: 0, max: 1 }));
       const first = await t.createSession('ws-tab');

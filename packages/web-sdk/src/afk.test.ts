@@ -144,14 +144,14 @@ describe('the SDK’s own threshold (afk.warnAfterMs)', () => {
     ]);
   });
 
-  test('no input until its disconnect: the SDK leaves (1000 to the server) and ends with 4004 afk_timeout', async () => {
+  test('no input until its disconnect: the SDK leaves (4004 to the server, which records afk_timeout) and ends with 4004 afk_timeout', async () => {
     const { h, ws, session, events } = await live({ warnAfterMs: 60_000, disconnectAfterMs: 3000 });
     h.clock.advance(63_000);
     assert.deepEqual(
       events.of('afkCountdown').map((c) => c.remainingMs),
       [2000, 1000, 0],
     );
-    assert.deepEqual(ws.closedWith, { code: 1000, reason: undefined });
+    assert.deepEqual(ws.closedWith, { code: 4004, reason: undefined });
     assert.equal(session.state, 'ended');
     assert.deepEqual(events.of('ended'), [{ code: 4004, reason: 'afk_timeout', outcome: 'disconnected' }]);
   });

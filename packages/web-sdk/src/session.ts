@@ -631,7 +631,10 @@ export class UsherSession {
     this.#open();
   }
 
-  /** Ends here (end(), leave(), or the SDK's own AFK timeout): closes with 1000, which ends it on the server too. */
+  /**
+   * Ends here (end(), leave(), or the SDK's own AFK timeout): closes with 1000 (4004 for the AFK timeout), which
+   * ends it on the server too.
+   */
   #leave(info: EndInfo | null, cause: string, serverTold = false): void {
     const pending = this.#state === 'requesting' || this.#state === 'queued';
     this.#finalize(
@@ -673,7 +676,8 @@ export class UsherSession {
     if (ws) {
       ws.onclose = null;
       ws.onmessage = null;
-      ws.close(1000);
+      // the SDK's own AFK timeout says so (4004), so that the server records the session as ended by AFK
+      ws.close(info.reason === 'afk_timeout' ? 4004 : 1000);
     }
     this.#reconnecting = null;
     this.#setState('ended', cause);

@@ -1,7 +1,7 @@
 // The session engine: every state change of sessions and workers happens here, in one transaction each.
 import {
   type Assignment,
-  type CloseCode,
+  CloseCode,
   type CreateSessionRequest,
   canTransition,
   END_REASONS,
@@ -928,7 +928,8 @@ export class Engine {
 
   /**
    * The viewer's connection closed. 1000 ends the session (a pending one is canceled), 1001 too (the viewer
-   * left, seated or waiting); anything else opens the reconnect window.
+   * left, seated or waiting), and 4004 (the Web SDK's own AFK timeout: afk_timeout); anything else opens the
+   * reconnect window.
    */
   viewerDetached(id: string, code: number): Promise<void> {
     // settled() waits for it: the socket's close handler does not
@@ -948,10 +949,18 @@ export class Engine {
       if (s.viewerServer && s.viewerServer !== this.o.serverId) return;
       const now = this.clock.now();
       await r.updateSession(id, { viewerAttached: false, viewerServer: null, updatedAt: now });
-      if (code === 1000 || code === 1001) {
-        // 1001 is a tab closed (or a browser quit), whether the viewer was seated or waiting
+      if (code === 1000 || code === 1001 || code === CloseCode.Timeout) {
+        // 1001 is a tab closed (or a browser quit), whether the viewer was seated or waiting; 4004 is the Web
+        // SDK's own AFK threshold run out
+        const pending = PENDING_STATES.includes(s.state);
         const reason: EndReason =
-          code === 1001 ? 'viewer_left' : PENDING_STATES.includes(s.state) ? 'canceled' : 'completed';
+          code === 1001
+            ? 'viewer_left'
+            : pending
+              ? 'canceled'
+              : code === CloseCode.Timeout
+                ? 'afk_timeout'
+                : 'completed';
         await this.#end(r, fx, s, reason, `viewer:closed:${code}`);
         return;
       }
