@@ -23,6 +23,7 @@ export type {
   JoinOptions,
   StartOptions,
 } from './options.ts';
+export { REQUEST_TIMEOUT_MS } from './options.ts';
 export { OUTBOX_LIMIT } from './outbox.ts';
 export type {
   FetchLike,

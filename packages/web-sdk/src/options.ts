@@ -87,6 +87,34 @@ const defaultTimers: Timers = {
   clearTimeout: (handle) => globalThis.clearTimeout(handle as Parameters<typeof clearTimeout>[0]),
 };
 
+/** How long an HTTP call (start, join, end, history) waits for the server's answer before it fails. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * `fetch` with a bound: a request the server has not answered within REQUEST_TIMEOUT_MS is aborted and fails
+ * (the SDK reports it as NETWORK), rather than leaving start() or end() pending for ever.
+ */
+function bounded(fetchFn: FetchLike, timers: Timers): FetchLike {
+  return (url, init) =>
+    new Promise((resolve, reject) => {
+      const abort = new AbortController();
+      const timer = timers.setTimeout(() => {
+        abort.abort();
+        reject(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`));
+      }, REQUEST_TIMEOUT_MS);
+      fetchFn(url, { ...init, signal: abort.signal }).then(
+        (res) => {
+          timers.clearTimeout(timer);
+          resolve(res);
+        },
+        (err: unknown) => {
+          timers.clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+}
+
 /** Applies the defaults; throws one UsherError (BAD_OPTIONS) naming every option to fix. */
 export function resolveOptions(options: CommonOptions): ResolvedOptions {
   const problems: string[] = [];
@@ -124,14 +152,15 @@ export function resolveOptions(options: CommonOptions): ResolvedOptions {
   if (problems.length > 0 || !WebSocketClass || !fetchFn) {
     throw new UsherError('BAD_OPTIONS', `Invalid Usher session options: ${problems.join('; ')}.`);
   }
+  const timers = options.timers ?? defaultTimers;
   return Object.freeze({
     video: options.video ?? null,
     afk: afk ? Object.freeze(afk) : null,
     reconnect: reconnect ? Object.freeze(reconnect) : null,
-    fetch: fetchFn,
+    fetch: bounded(fetchFn, timers),
     WebSocket: WebSocketClass,
     RTCPeerConnection: options.RTCPeerConnection ?? globalThis.RTCPeerConnection ?? null,
-    timers: options.timers ?? defaultTimers,
+    timers,
     now: options.now ?? Date.now,
     random: options.random ?? Math.random,
   });

@@ -358,6 +358,8 @@ describe('a listener that stops the session while the SDK reconnects', () => {
     session.on('reconnecting', () => session.cancelReconnect());
     h.net.last.serverClose(1006);
     assert.deepEqual(events.of('ended'), [{ code: 4007, reason: 'reconnect_canceled', outcome: 'failed' }]);
+    // (the server is told over HTTP, whose answer comes first)
+    await settle();
     assert.equal(h.clock.pending, 0, 'no timer is left armed');
     h.clock.advance(60_000);
     assert.equal(h.net.sockets.length, 1, 'no socket after ended');
@@ -367,6 +369,7 @@ describe('a listener that stops the session while the SDK reconnects', () => {
     const { h, session, events } = await live();
     session.on('reconnecting', () => session.cancelReconnect());
     lost(h);
+    await settle();
     assert.equal(h.clock.pending, 0, 'no timer is left armed');
     h.clock.advance(60_000);
     await settle();

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { UsherError } from './errors.ts';
 import { harness, json, record, status } from './fakes.ts';
+import { REQUEST_TIMEOUT_MS } from './options.ts';
 import { PING_INTERVAL_MS, UsherSession } from './session.ts';
 
 describe('UsherSession.start', () => {
@@ -85,6 +86,25 @@ describe('UsherSession.start', () => {
     const start = () => UsherSession.start({ ...h.options, server: 'http://usher.test', projectId: 'demo' });
     await assert.rejects(start(), { name: 'UsherError', code: 'NETWORK', status: null, retryable: true });
     await assert.rejects(start(), { name: 'UsherError', code: 'BAD_RESPONSE', status: 502, retryable: true });
+  });
+
+  test(`a server that does not answer: start() rejects with NETWORK after ${REQUEST_TIMEOUT_MS / 1000} s, and the request is aborted`, async () => {
+    const h = harness();
+    let signal: AbortSignal | undefined;
+    const started = UsherSession.start({
+      ...h.options,
+      fetch: (_url, init) => {
+        signal = init.signal ?? undefined;
+        return new Promise(() => {});
+      },
+      server: 'http://usher.test',
+      projectId: 'demo',
+    });
+    h.clock.advance(REQUEST_TIMEOUT_MS - 1);
+    assert.equal(signal?.aborted, false);
+    h.clock.advance(1);
+    await assert.rejects(started, { code: 'NETWORK', retryable: true, message: /no answer within 30 s/ });
+    assert.equal(signal?.aborted, true);
   });
 
   test('bad options are refused with one error naming each of them', async () => {
