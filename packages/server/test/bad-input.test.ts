@@ -151,6 +151,13 @@ for (const kind of databaseKinds()) {
       await intact();
     });
 
+    test("GET /sessions with an empty or malformed projectId is a 400 naming it, not every project's sessions", async () => {
+      for (const q of ['projectId=', 'projectId=Not%20One']) {
+        const err = assertError(await t.api('GET', `/sessions?${q}`), 400, 'BAD_PARAMETER');
+        assert.match(err.message, /projectId/, q);
+      }
+    });
+
     test('an empty or missing body where one is required is a 400', async () => {
       for (const [method, path] of [
         ['POST', '/projects'],

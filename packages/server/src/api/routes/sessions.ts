@@ -3,6 +3,7 @@ import {
   CreateSessionRequest,
   JoinRequest,
   JoinResponse,
+  ProjectId,
   SESSION_STATES,
   Session,
   type SessionState,
@@ -27,7 +28,8 @@ const CreatedSession = Type.Intersect([
 
 const ListQuery = Type.Object(
   {
-    projectId: Type.Optional(Type.String()),
+    // a project's id (an empty one would list every project's sessions)
+    projectId: Type.Optional(ProjectId),
     state: Type.Optional(
       Type.String({ description: `one or more of ${SESSION_STATES.join(', ')}, comma-separated` }),
     ),
