@@ -444,6 +444,31 @@ for (const kind of databaseKinds()) {
       );
     });
 
+    test('a worker that comes back while its session is ending is sent the shutdown it missed', async (c) => {
+      const { t } = await fakeSetup(kind, c);
+      await t.createProject(agentProject('missed', { min: 0, max: 1 }, { worker: { driver: 'external' } }));
+      const { w, ownToken, workerUrl } = await t.poolWorker('missed');
+      const s = await t.createSession('missed');
+      await w.waitFor((f) => f.type === 'assign');
+      w.send({ type: 'session_started', sessionId: s.id });
+      await t.waitForState(s.id, 'active');
+      // its connection drops; the session is ended meanwhile, and the shutdown goes nowhere
+      w.ws.terminate();
+      await w.closed;
+      await t.settled();
+      await t.api('POST', `/sessions/${s.id}/end`);
+      assert.equal((await t.session(s.id)).state, 'ending');
+      const back = new FrameSocket(workerUrl);
+      await back.opened;
+      back.send({ type: 'register', token: ownToken });
+      assert.equal((await back.waitFor((f) => f.type === 'registered')).sessionId, s.id);
+      const shutdown = await back.waitFor((f) => f.type === 'shutdown');
+      assert.deepEqual([shutdown.sessionId, shutdown.reason, shutdown.reuse], [s.id, 'completed', true]);
+      back.send({ type: 'stopped' });
+      await t.waitForState(s.id, 'ended');
+      await back.close();
+    });
+
     test('a streamer that closes while it registers is gone at once, not left ready until it is found lost', async (c) => {
       // liveness never moves here: only the streamer's own leaving can stop its worker
       const { t } = await fakeSetup(kind, c);

@@ -6,7 +6,8 @@ import { UsherError } from './errors.ts';
 
 /**
  * How many room messages the SDK holds while it reconnects; the next one is refused (OUTBOX_FULL). It is the
- * server's default burst of room messages per participant, so a full outbox sent at once is not rate-limited.
+ * server's default burst of room messages per participant: a full outbox fits in it when no other message of the
+ * participant's has used it up just before.
  */
 export const OUTBOX_LIMIT = 100;
 

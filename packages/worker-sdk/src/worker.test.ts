@@ -1200,7 +1200,8 @@ test(`the outbox keeps at most ${OUTBOX_MAX_MESSAGES} messages: the oldest go, a
 });
 
 test('what was kept for a session the worker no longer serves when it comes back is dropped, and an error says so', async (t) => {
-  const { server, worker, conn } = await serving(t);
+  const left: string[] = [];
+  const { server, worker, conn } = await serving(t, { onDisconnect: (a) => void left.push(a.sessionId) });
   const errors: Error[] = [];
   worker.on('error', (err) => void errors.push(err));
   await dropped(worker, conn);
@@ -1225,6 +1226,8 @@ test('what was kept for a session the worker no longer serves when it comes back
     errors[0]?.message,
     '2 frames (send(), saveState()) kept for session "ses_1" while reconnecting were dropped: the worker was given session "ses_2" instead',
   );
+  // the session it held is over for it: left, once
+  assert.deepEqual(left, ['ses_1']);
 });
 
 test('what was kept is dropped, and an error says so, when the server does not replay the session within registerTimeoutMs', async (t) => {
@@ -1240,12 +1243,15 @@ test('what was kept is dropped, and an error says so, when the server does not r
   await conn2.accept();
   await conn2.expect('session_started');
   const failed = once(worker, 'error');
+  const left = new Promise((resolve) => worker.once('disconnect', resolve));
   clock.fire(); // the wait for `replayed` is over
   const [error] = await failed;
   assert.equal(error.code, 'WORKER_OUTBOX_DROPPED');
   assert.match(error.message, /did not replay the session's room within 12345 ms/);
-  worker.send('agent_text', 'probe');
-  assert.equal((await conn2.expect('message')).data, 'probe');
+  // the worker takes it that it no longer serves the session: it leaves it, and is free for the next
+  await left;
+  assert.equal(worker.session, null);
+  assert.deepEqual(await conn2.nextFrame(), { type: 'ready' });
 });
 
 test('a worker told as it registers again that it still has its session sends what it kept at once', async (t) => {

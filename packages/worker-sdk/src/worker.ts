@@ -478,13 +478,10 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
     this.#silentBeats = 0;
     this.#heartbeatMs = heartbeatIntervalMs > 0 ? heartbeatIntervalMs : this.options.heartbeatIntervalMs;
     this.options.logger.info('registered', { workerId, heartbeatIntervalMs: this.#heartbeatMs });
-    // the session it came back with ended while it was away: it leaves it, and is free for the next
+    // the session it came back with ended while it was away: it leaves it, and is free for the next (one whose
+    // shutdown is under way is left by its shutdown, once onShutdown is done)
     const lost = this.#session;
-    if (lost && serverSession !== undefined && serverSession !== lost.sessionId) {
-      this.options.logger.info('the session ended while the worker was away', { sessionId: lost.sessionId });
-      this.#setSession(null);
-      void this.#leaveSession(lost);
-    }
+    if (lost && serverSession !== undefined && serverSession !== lost.sessionId) this.#lose(lost);
     // after a reconnect a worker that holds a session does not announce itself free
     if (this.#wantReady && !this.#session) this.#sendFrame({ type: 'ready' });
     // what the old connection said about the session may have been lost with it (the server takes a repeated
@@ -521,7 +518,26 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
       this.#dropOutbox(
         `the server did not replay the session's room within ${waitMs} ms of registering again, so the worker is taken not to serve it any more`,
       );
+      const session = this.#session;
+      if (session && session.sessionId === outbox.sessionId) {
+        this.#lose(session);
+        if (this.#wantReady && !this.#session && this.#canSend()) this.#sendFrame({ type: 'ready' });
+      }
     }, waitMs);
+  }
+
+  /**
+   * The worker no longer serves `session` (it ended while the worker was away): it lets it go, with its outbox,
+   * and leaves it (onDisconnect), unless its shutdown is under way, which leaves it once onShutdown is done.
+   */
+  #lose(session: Assignment): void {
+    this.options.logger.info('the session ended while the worker was away', { sessionId: session.sessionId });
+    if (session === this.#endingSession) {
+      this.#dropOutbox('the session ended');
+      return;
+    }
+    this.#setSession(null);
+    void this.#leaveSession(session);
   }
 
   /** Sends what the outbox holds, in order, on the registered connection. */
@@ -602,6 +618,10 @@ export class UsherWorker extends EventEmitter<WorkerEventMap> {
    * the last session still running does not hold up its set-up.
    */
   #beginSession(assignment: Assignment): void {
+    // a session it still held is over for it (a server that does not name it in `registered` seats another)
+    const previous = this.#session;
+    if (previous && previous !== assignment && previous !== this.#endingSession)
+      void this.#leaveSession(previous);
     this.#setSession(assignment);
     this.#setup = 'running';
     this.#failureSent = false;

@@ -1698,10 +1698,13 @@ export class Engine {
     let own: string;
     // the session it serves: not one that ended while it was away (a worker being stopped still names it)
     let serving: string | null = null;
+    /** its session, if it is ending: the shutdown it was sent while away is sent again */
+    let ending: SessionRecord | undefined;
     try {
       own = await this.#workerToken(worker.id, worker.projectId);
-      if (worker.sessionId && (await this.store.read.getSession(worker.sessionId))?.state !== 'ended')
-        serving = worker.sessionId;
+      const s = worker.sessionId ? await this.store.read.getSession(worker.sessionId) : undefined;
+      if (s && s.state !== 'ended') serving = s.id;
+      if (s?.state === 'ending') ending = s;
     } catch (err) {
       if (this.#replaying.get(worker.id)?.link === link) this.#replaying.delete(worker.id);
       throw err;
@@ -1728,6 +1731,17 @@ export class Engine {
         code: 'BAD_REQUEST',
         message: `register.after.at must be the \`at\` of a room message (ISO-8601, such as 2026-12-04T16:44:35.123456Z); got "${after.at.slice(0, 40)}": nothing was replayed`,
       });
+    if (ending) {
+      // the session began to end while the worker was away: the shutdown that went nowhere, again
+      const p = this.#project(ending.projectId);
+      link.send({
+        type: 'shutdown',
+        sessionId: ending.id,
+        graceMs: Math.min(p.timeouts.shutdownGraceMs, ENDING_TIMEOUT_MS),
+        reason: ending.pendingEnd?.reason ?? 'completed',
+        reuse: this.#reusable(p, worker) && worker.state !== 'stopping',
+      });
+    }
     return worker;
   }
 
