@@ -482,6 +482,40 @@ test('shutdown with reuse → the hooks run and stopped is sent, but the worker 
   assert.deepEqual(calls.slice(-3), ['shutdown ses_1 reuse=true', 'disconnect', 'connect ses_2']);
 });
 
+test('a shutdown under way when the worker comes back to hear its session has ended: the shutdown still leaves it, after onShutdown', async (t) => {
+  const calls: string[] = [];
+  let finish!: () => void;
+  const shutdownDone = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const { server, worker, conn } = await assigned(t, {
+    onShutdown: async (info) => {
+      calls.push(`shutdown ${info.sessionId}`);
+      await shutdownDone;
+      calls.push(`shutdown done ${info.sessionId}`);
+    },
+    onDisconnect: (a) => void calls.push(`disconnect ${a.sessionId}`),
+  });
+  conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: 60_000, reason: 'completed', reuse: true });
+  await new Promise((resolve) => worker.once('shutdown', resolve));
+  // the connection drops while onShutdown runs; the session ends meanwhile
+  const reconnecting = new Promise((resolve) => worker.once('reconnecting', resolve));
+  conn.socket.terminate();
+  await reconnecting;
+  const conn2 = await server.next();
+  await conn2.expect('register');
+  conn2.send({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs: 60_000, sessionId: null });
+  await new Promise((resolve) => worker.once('registered', resolve));
+  assert.deepEqual(calls, ['shutdown ses_1'], 'nothing leaves the session before onShutdown is done');
+  finish();
+  // then it leaves, says it stopped, and takes the next session
+  assert.deepEqual(await conn2.expect('stopped'), { type: 'stopped' });
+  assert.deepEqual(calls, ['shutdown ses_1', 'shutdown done ses_1', 'disconnect ses_1']);
+  assert.equal(worker.session, null);
+  conn2.send({ type: 'assign', assignment: { ...assignment, sessionId: 'ses_2' } });
+  assert.deepEqual(await conn2.expect('session_started'), { type: 'session_started', sessionId: 'ses_2' });
+});
+
 test('close(): an onDisconnect still running after closeGraceMs does not hold back stopped', async (t) => {
   const { worker, conn } = await assigned(t, {
     onDisconnect: () => new Promise<void>(() => {}),
