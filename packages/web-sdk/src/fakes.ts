@@ -91,6 +91,16 @@ export class FakeSocket implements SocketLike {
     this.onclose?.({ code, reason, wasClean: code !== 1006 } as CloseEvent);
   }
 
+  /** The server says the session ended (its status event, from `previous` by `cause`), then closes with its end. */
+  serverEnded(
+    previous: string,
+    cause: string,
+    end: { endCode: number; endReason: string; outcome: string },
+  ): void {
+    this.receive(status('ended', previous, cause, end));
+    this.serverClose(end.endCode, end.endReason);
+  }
+
   sentTypes(): unknown[] {
     return this.sent.map((m) => m.type);
   }
@@ -328,6 +338,21 @@ export function record(session: UsherSession): {
 /** Lets pending promises (fetch, WebRTC steps) settle. */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Whether a promise has settled once every pending promise step has run. */
+export async function settledYet(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  p.then(
+    () => {
+      done = true;
+    },
+    () => {
+      done = true;
+    },
+  );
+  await settle();
+  return done;
 }
 
 /** A status_changed event as the server sends it. */

@@ -2,7 +2,7 @@
 // socket is back; never sent to a fresh session or after the end, whose promises reject with NOT_SENT.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { harness, record, settle, status } from './fakes.ts';
+import { harness, record, settle, settledYet, status } from './fakes.ts';
 import { OUTBOX_LIMIT } from './outbox.ts';
 import { UsherSession } from './session.ts';
 
@@ -32,21 +32,6 @@ function reopen(h: ReturnType<typeof harness>, snapshot = true) {
 }
 
 const messages = (ws: { sent: Record<string, unknown>[] }) => ws.sent.filter((f) => f.type === 'message');
-
-/** Whether a promise has settled once every pending promise step has run. */
-async function settledYet(p: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  p.then(
-    () => {
-      done = true;
-    },
-    () => {
-      done = true;
-    },
-  );
-  await settle();
-  return done;
-}
 
 describe('while reconnecting to the same session', () => {
   test('messages are held, then sent in order once the snapshot is back; an acked one settles with the ack of the frame sent', async () => {
@@ -160,14 +145,11 @@ describe('held messages that are never sent', () => {
     h.clock.advance(policy.maxDelayMs);
     const again = h.net.last;
     again.open();
-    again.receive(
-      status('ended', 'ending', 'timer:afk', {
-        endCode: 4004,
-        endReason: 'afk_timeout',
-        outcome: 'disconnected',
-      }),
-    );
-    again.serverClose(4004, 'afk_timeout');
+    again.serverEnded('ending', 'timer:afk', {
+      endCode: 4004,
+      endReason: 'afk_timeout',
+      outcome: 'disconnected',
+    });
     await assert.rejects(held, { code: 'NOT_SENT', message: /ended \(4004, afk_timeout\)/ });
     assert.deepEqual(messages(again), []);
   });

@@ -337,14 +337,11 @@ describe('1006: resume the same session', () => {
     h.net.last.serverClose(1006);
     h.clock.advance(policy.maxDelayMs);
     h.net.last.open();
-    h.net.last.receive(
-      status('ended', 'ending', 'timer:afk', {
-        endCode: 4004,
-        endReason: 'afk_timeout',
-        outcome: 'disconnected',
-      }),
-    );
-    h.net.last.serverClose(4004, 'afk_timeout');
+    h.net.last.serverEnded('ending', 'timer:afk', {
+      endCode: 4004,
+      endReason: 'afk_timeout',
+      outcome: 'disconnected',
+    });
     h.clock.advance(60_000);
     assert.equal(h.net.sockets.length, 2);
     assert.deepEqual(events.of('reconnected'), []);
@@ -466,14 +463,11 @@ describe('4007: start a fresh session', () => {
     h.clock.advance(policy.maxDelayMs);
     const resumed = h.net.last;
     resumed.open();
-    resumed.receive(
-      status('ended', 'active', 'timer:reconnect', {
-        endCode: 4007,
-        endReason: 'reconnect_failed',
-        outcome: 'failed',
-      }),
-    );
-    resumed.serverClose(4007, 'reconnect_failed');
+    resumed.serverEnded('active', 'timer:reconnect', {
+      endCode: 4007,
+      endReason: 'reconnect_failed',
+      outcome: 'failed',
+    });
     assert.deepEqual(events.of('reconnecting').at(-1)?.code, 4007);
     assert.equal(session.state, 'active', 'the lost session is not shown as ended');
     h.clock.advance(policy.maxDelayMs);
@@ -520,14 +514,11 @@ describe('4007: start a fresh session', () => {
 
   test('a joined session (project unknown) cannot start fresh: 4007 ends it', async () => {
     const { h, events } = await live({ join: true });
-    h.net.last.receive(
-      status('ended', 'active', 'worker:lost', {
-        endCode: 4007,
-        endReason: 'reconnect_failed',
-        outcome: 'failed',
-      }),
-    );
-    h.net.last.serverClose(4007, 'reconnect_failed');
+    h.net.last.serverEnded('active', 'worker:lost', {
+      endCode: 4007,
+      endReason: 'reconnect_failed',
+      outcome: 'failed',
+    });
     h.clock.advance(60_000);
     await settle();
     assert.equal(h.http.calls.length, 0);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ACK_TIMEOUT_MS } from './acks.ts';
 import { UsherError } from './errors.ts';
-import { harness, json, record, settle, status } from './fakes.ts';
+import { harness, json, record, settledYet, status } from './fakes.ts';
 import { tokenIdentity } from './identity.ts';
 import { UsherSession } from './session.ts';
 
@@ -24,21 +24,6 @@ async function joined() {
   ws.open();
   ws.receive(status('active', 'connecting', 'worker:started'));
   return { h, session, events, ws };
-}
-
-/** Whether a promise has settled once every pending promise step has run. */
-async function settledYet(p: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  p.then(
-    () => {
-      done = true;
-    },
-    () => {
-      done = true;
-    },
-  );
-  await settle();
-  return done;
 }
 
 describe('sendMessageAcked', () => {

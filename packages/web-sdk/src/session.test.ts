@@ -288,14 +288,7 @@ describe('session events', () => {
     const { session, events, ws } = await started();
     ws.receive(status('active', 'connecting', 'worker:answer'));
     ws.receive(status('ending', 'active', 'timer:max_runtime'));
-    ws.receive(
-      status('ended', 'ending', 'cleanup', {
-        endCode: 4004,
-        endReason: 'max_runtime',
-        outcome: 'disconnected',
-      }),
-    );
-    ws.serverClose(4004, 'max_runtime');
+    ws.serverEnded('ending', 'cleanup', { endCode: 4004, endReason: 'max_runtime', outcome: 'disconnected' });
     assert.equal(session.state, 'ended');
     assert.deepEqual(events.all.slice(-2), [
       ['state', { state: 'ended', previous: 'ending', cause: 'cleanup' }],

@@ -68,10 +68,21 @@ class Conn {
   send(frame: ServerToWorkerFrame | string): void {
     this.socket.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
   }
-  /** Reads `register` and answers `registered`. */
-  async accept(heartbeatIntervalMs = 60_000): Promise<Extract<WorkerFrame, { type: 'register' }>> {
+  /**
+   * Reads `register` and answers `registered`; with `sessionId`, naming the session the server has the worker on
+   * (a server of an earlier version names none).
+   */
+  async accept(
+    heartbeatIntervalMs = 60_000,
+    sessionId?: string | null,
+  ): Promise<Extract<WorkerFrame, { type: 'register' }>> {
     const register = await this.expect('register');
-    this.send({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs });
+    this.send({
+      type: 'registered',
+      workerId: 'wrk_1',
+      heartbeatIntervalMs,
+      ...(sessionId !== undefined ? { sessionId } : {}),
+    });
     return register;
   }
 }
@@ -499,13 +510,11 @@ test('a shutdown under way when the worker comes back to hear its session has en
   conn.send({ type: 'shutdown', sessionId: 'ses_1', graceMs: 60_000, reason: 'completed', reuse: true });
   await new Promise((resolve) => worker.once('shutdown', resolve));
   // the connection drops while onShutdown runs; the session ends meanwhile
-  const reconnecting = new Promise((resolve) => worker.once('reconnecting', resolve));
-  conn.socket.terminate();
-  await reconnecting;
+  await dropped(worker, conn);
   const conn2 = await server.next();
-  await conn2.expect('register');
-  conn2.send({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs: 60_000, sessionId: null });
-  await new Promise((resolve) => worker.once('registered', resolve));
+  const registered = new Promise((resolve) => worker.once('registered', resolve));
+  await conn2.accept(60_000, null);
+  await registered;
   assert.deepEqual(calls, ['shutdown ses_1'], 'nothing leaves the session before onShutdown is done');
   finish();
   // then it leaves, says it stopped, and takes the next session
@@ -1293,8 +1302,7 @@ test('a worker told as it registers again that it still has its session sends wh
   await dropped(worker, conn);
   worker.send('agent_text', 'a');
   const conn2 = await server.next();
-  await conn2.expect('register');
-  conn2.send({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs: 60_000, sessionId: 'ses_1' });
+  await conn2.accept(60_000, 'ses_1');
   // no `replayed` needed: the server said so
   assert.deepEqual(await conn2.nextFrame(), { type: 'session_started', sessionId: 'ses_1' });
   assert.equal((await conn2.expect('message')).data, 'a');
@@ -1308,10 +1316,9 @@ test('a worker told as it registers again that its session ended while it was aw
   await dropped(worker, conn);
   worker.send('agent_text', 'a');
   const conn2 = await server.next();
-  await conn2.expect('register');
   // (events.once would reject on the error event this also brings)
   const disconnected = new Promise((resolve) => worker.once('disconnect', resolve));
-  conn2.send({ type: 'registered', workerId: 'wrk_1', heartbeatIntervalMs: 60_000, sessionId: null });
+  await conn2.accept(60_000, null);
   // free again: `ready`, not the session_started of a session it no longer has
   assert.deepEqual(await conn2.nextFrame(), { type: 'ready' });
   await disconnected;

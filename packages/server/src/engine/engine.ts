@@ -9,6 +9,7 @@ import {
   type EndReason,
   LIVE_STATES,
   MAX_REPLAYED_MESSAGES,
+  OPEN_STATES,
   outcomeOf,
   PENDING_STATES,
   type ProjectInput,
@@ -131,14 +132,7 @@ const DEFAULTS = {
 };
 
 /** Every state of a session that has neither ended nor begun to end. */
-const OPEN_SESSION_STATES: readonly SessionState[] = [
-  'requesting',
-  'queued',
-  'connecting',
-  'active',
-  'idle',
-  'paused',
-];
+const OPEN_SESSION_STATES: readonly SessionState[] = OPEN_STATES.filter((s) => s !== 'ending');
 
 /**
  * Whether new settings of a project may disallow sessions the old ones allowed: it was disabled, or it runs
@@ -147,9 +141,10 @@ const OPEN_SESSION_STATES: readonly SessionState[] = [
 function narrows(before: ProjectSettings, after: ProjectSettings): boolean {
   if (!after.enabled) return before.enabled;
   if (!after.worker) return !!before.worker;
-  if (after.agentTypes.length > 0 && before.agentTypes.some((t) => !after.agentTypes.includes(t)))
-    return true;
-  if (after.agentTypes.length > 0 && before.agentTypes.length === 0) return true;
+  // an empty list runs any agent type
+  const typesGone =
+    before.agentTypes.length === 0 || before.agentTypes.some((t) => !after.agentTypes.includes(t));
+  if (after.agentTypes.length > 0 && typesGone) return true;
   return Object.entries(before.regions).some(([region, pool]) => {
     const now = after.regions[region];
     return !now || (now.max === 0 && pool.max > 0);

@@ -280,22 +280,22 @@ export function sessionSocketRoute(app: FastifyInstance, ctx: ApiContext): void 
             // an agent token speaks for its worker only while that worker serves the session (a crashed one's
             // does not, once auto-restart has moved the session on); the checks go one after the other, so that
             // the messages are relayed in the order they came
-            let checked: Promise<void> = Promise.resolve();
+            const relay = () => engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data);
+            let relayed: ReturnType<typeof relay>;
             if (role === 'agent') {
-              checked = agentChecks.then(() => engine.rooms.checkWorker(identity, sessionId, true));
+              const checked = agentChecks.then(() => engine.rooms.checkWorker(identity, sessionId, true));
               agentChecks = checked.catch(() => {});
-            }
-            checked
-              .then(() => engine.rooms.relayMessage(sessionId, from, frame.messageType, frame.data))
-              .then(
-                ({ message, stored }) => acked(ref, message, stored),
-                (err) => {
-                  if (err instanceof UsherError && err.code !== 'INTERNAL')
-                    return refuse(ref, err.code, err.message);
-                  log.error({ err, sessionId, projectId }, 'relay failed');
-                  refuse(ref, 'INTERNAL', 'the message could not be relayed');
-                },
-              );
+              relayed = checked.then(relay);
+            } else relayed = relay();
+            relayed.then(
+              ({ message, stored }) => acked(ref, message, stored),
+              (err) => {
+                if (err instanceof UsherError && err.code !== 'INTERNAL')
+                  return refuse(ref, err.code, err.message);
+                log.error({ err, sessionId, projectId }, 'relay failed');
+                refuse(ref, 'INTERNAL', 'the message could not be relayed');
+              },
+            );
             return;
           }
           default:
